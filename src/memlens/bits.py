@@ -1,0 +1,232 @@
+"""The scoring engine: per-token log2-probabilities and per-sequence code lengths in bits.
+
+Every memlens analysis (capacity, unintended memorization, membership inference, dynamics,
+sinks) reads the numbers computed here; nothing else calls a model forward for scoring.
+
+Definitions (Morris et al. 2025, "How much do language models memorize?", arXiv:2505.24832):
+
+* ``log2 p(x_t | x_<t)`` for every predicted token, in bits (negative numbers).
+* Code length ``NLL_bits(x) = -sum_t log2 p(x_t | x_<t)``; arithmetic coding achieves it to within
+  2 bits.
+
+The engine works in batches under ``torch.inference_mode``. The full ``[T, V]`` distribution
+never leaves the device: it is reduced on the device to the token's log-probability and, when
+asked, to the distribution's mean and standard deviation of ``log p`` (for Min-K%++), its entropy,
+and whether the token was the greedy (argmax) choice. Only ``[B, T]``-sized results move to the
+host.
+
+A *forward* is any callable mapping token ids ``[..., B, T]`` (and an optional attention mask of
+the same shape) to logits ``[..., B, T, V]``: memlens's own :class:`~memlens.models.gpt.GPT`
+(with a leading model axis), or a Hugging Face causal LM wrapped by :func:`hf_forward`.
+
+First-token convention: the engine scores tokens ``1..T-1`` given their prefixes. What to charge
+for token 0 is the caller's choice, made explicit with ``first_token_bits`` in
+:func:`code_length_bits`: memlens's synthetic experiments code it at ``log2 V`` (exactly its
+entropy under the uniform source, so it never counts as memorized); text pipelines prepend a BOS
+token so every real token is predicted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+LN2 = math.log(2.0)
+
+Forward = Callable[..., Tensor]
+
+
+@dataclass
+class TokenScores:
+    """Per-token results of one scoring pass, as numpy arrays on the host.
+
+    All arrays have shape ``[..., N, T-1]`` (one column per predicted token ``x_1..x_{T-1}``);
+    positions beyond a sequence's length hold NaN (floats) or False (booleans).
+
+    Attributes
+    ----------
+    log2p: ``log2 p(x_t | x_<t)`` in bits (<= 0).
+    mask: True where a real token was predicted.
+    mu_log2p, sigma_log2p: mean and standard deviation of ``log2 p(v | x_<t)`` over the vocabulary
+        under p itself (``E_{v~p}[log2 p(v)]`` and its spread), for Min-K%++ (Zhang et al. 2024).
+    entropy_bits: Shannon entropy of the predicted distribution, in bits.
+    is_argmax: True where ``x_t`` was the model's greedy choice (teacher forced).
+    """
+
+    log2p: np.ndarray
+    mask: np.ndarray
+    mu_log2p: np.ndarray | None = None
+    sigma_log2p: np.ndarray | None = None
+    entropy_bits: np.ndarray | None = None
+    is_argmax: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_predicted(self) -> np.ndarray:
+        """Number of predicted tokens per sequence."""
+        return self.mask.sum(axis=-1)
+
+    @property
+    def nll_bits(self) -> np.ndarray:
+        """Code length of the predicted tokens per sequence, ``-sum_t log2 p``, in bits."""
+        return -np.where(self.mask, self.log2p, 0.0).sum(axis=-1)
+
+    @property
+    def mean_nll_bits(self) -> np.ndarray:
+        """Mean code length per predicted token, in bits (NaN for sequences with none)."""
+        n = self.n_predicted
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, self.nll_bits / np.maximum(n, 1), np.nan)
+
+
+def code_length_bits(scores: TokenScores, first_token_bits: float = 0.0) -> np.ndarray:
+    """Per-sequence code length ``NLL_bits(x)`` in bits, charging ``first_token_bits`` for token 0.
+
+    Use ``first_token_bits = log2(V)`` for uniform synthetic data (the first token is coded with
+    the uniform code), and ``0`` when token 0 is a BOS marker that carries no information.
+    """
+    return scores.nll_bits + first_token_bits
+
+
+def _reduce_logits(
+    logits: Tensor, targets: Tensor, want_stats: bool, want_argmax: bool
+) -> dict[str, Tensor]:
+    """Reduce logits ``[..., T', V]`` against ``targets [..., T']`` on the device."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    out = {"log2p": logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) / LN2}
+    if want_stats:
+        p = logp.exp()
+        mu = (p * logp).sum(-1)
+        var = (p * logp.square()).sum(-1) - mu.square()
+        out["mu"] = mu / LN2
+        out["sigma"] = var.clamp_min(0).sqrt() / LN2
+        out["entropy"] = -out["mu"]
+    if want_argmax:
+        out["is_argmax"] = logits.argmax(-1) == targets
+    return out
+
+
+@torch.inference_mode()
+def score_tokens(
+    forward: Forward,
+    tokens: Tensor | np.ndarray,
+    lengths: Sequence[int] | np.ndarray | Tensor | None = None,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    stats: bool = False,
+    argmax: bool = False,
+    pass_attention_mask: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> TokenScores:
+    """Score token sequences with one batched pass.
+
+    Parameters
+    ----------
+    forward:
+        Maps ids ``[..., b, T]`` (and ``attention_mask=`` when ``pass_attention_mask``) to logits
+        ``[..., b, T, V]``.
+    tokens:
+        Integer ids ``[..., N, T]``; leading axes (e.g. one per model of a
+        :class:`~memlens.models.gpt.GPT` stack) are passed through unchanged.
+    lengths:
+        Optional true length of each of the N sequences (right padding beyond it).
+    batch_size:
+        Sequences per forward pass (along the N axis).
+    stats:
+        Also compute ``mu_log2p``, ``sigma_log2p`` and ``entropy_bits`` on the device.
+    argmax:
+        Also record whether each token was the greedy choice.
+    autocast_dtype:
+        Run the forward under ``torch.autocast`` with this dtype (e.g. ``torch.bfloat16``); the
+        softmax is always taken in float32.
+
+    Returns
+    -------
+    TokenScores with arrays of shape ``[..., N, T-1]``.
+    """
+    tokens = torch.as_tensor(tokens)
+    if tokens.dim() < 2:
+        raise ValueError("tokens must have shape [..., N, T]")
+    if device is None:
+        device = tokens.device
+    device = torch.device(device)
+    *lead, N, T = tokens.shape
+    if lengths is None:
+        length_t = torch.full((N,), T, dtype=torch.long)
+    else:
+        length_t = torch.as_tensor(np.asarray(lengths), dtype=torch.long)
+    positions = torch.arange(T)
+    pad_mask = positions.unsqueeze(0) < length_t.unsqueeze(1)  # [N, T]
+
+    chunks: dict[str, list[Tensor]] = {}
+    for start in range(0, N, batch_size):
+        stop = min(N, start + batch_size)
+        ids = tokens[..., start:stop, :].to(device, non_blocking=True)
+        kwargs = {}
+        if pass_attention_mask:
+            am = pad_mask[start:stop].to(device).long().expand(*lead, stop - start, T)
+            kwargs["attention_mask"] = am
+        if autocast_dtype is not None:
+            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
+                logits = forward(ids, **kwargs)
+        else:
+            logits = forward(ids, **kwargs)
+        red = _reduce_logits(logits[..., :-1, :], ids[..., 1:], stats, argmax)
+        for k, v in red.items():
+            chunks.setdefault(k, []).append(v.cpu())
+
+    mask = pad_mask[:, 1:].expand(*lead, N, T - 1).numpy().copy()
+    cat = {k: torch.cat(v, dim=-2).numpy() for k, v in chunks.items()}
+
+    def masked(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float64)
+        a[~mask] = np.nan
+        return a
+
+    return TokenScores(
+        log2p=masked(cat["log2p"]),
+        mask=mask,
+        mu_log2p=masked(cat["mu"]) if stats else None,
+        sigma_log2p=masked(cat["sigma"]) if stats else None,
+        entropy_bits=masked(cat["entropy"]) if stats else None,
+        is_argmax=(cat["is_argmax"] & mask) if argmax else None,
+    )
+
+
+def gpt_forward(model: torch.nn.Module) -> Forward:
+    """A forward for memlens's :class:`~memlens.models.gpt.GPT` (ids ``[K, b, T]``)."""
+
+    def fwd(ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return model(ids)
+
+    return fwd
+
+
+def hf_forward(model: torch.nn.Module) -> Forward:
+    """A forward for a Hugging Face causal LM (ids ``[b, T]``, attention mask passed through)."""
+
+    def fwd(ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        return model(input_ids=ids, attention_mask=attention_mask, use_cache=False).logits
+
+    return fwd
+
+
+def uniform_entropy_bits(seq_len: int, vocab_size: int) -> float:
+    """``H(x) = S * log2 V``: the entropy of one sequence of S uniform tokens over V, in bits."""
+    return seq_len * math.log2(vocab_size)
+
+
+def memorized_bits(entropy_bits: np.ndarray | float, nll_bits: np.ndarray) -> np.ndarray:
+    """Unintended memorization per sequence, ``max(0, H(x) - NLL_bits(x))``, in bits.
+
+    The max is taken over whole-sequence code lengths, never per token (Morris et al. 2025).
+    ``entropy_bits`` is the code length under the reference: the true source for synthetic data,
+    a reference model for text.
+    """
+    return np.maximum(0.0, np.asarray(entropy_bits, dtype=np.float64) - np.asarray(nll_bits, dtype=np.float64))

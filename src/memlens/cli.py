@@ -1,0 +1,82 @@
+"""The ``memlens`` command line: one thin command per capability.
+
+Each command lives in ``memlens.commands.<name>`` and registers itself with :func:`register`;
+the commands import torch and friends lazily inside their bodies, so ``memlens --help`` is
+instant. Bad input raises :class:`~memlens.errors.UserError`, which becomes one line on stderr
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from memlens.errors import UserError
+
+app = typer.Typer(
+    name="memlens",
+    help="Measure, predict and control memorization in neural language models (units: bits).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+# Command modules, in the order they appear in --help. Each defines ``register(app)``.
+COMMAND_MODULES = [
+    "capacity",
+    "size",
+    "laws",
+    "audit",
+    "mia",
+    "track",
+    "sinks",
+    "prior",
+    "puzzles",
+    "report",
+]
+
+for _name in COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"memlens.commands.{_name}")
+    except ModuleNotFoundError as _exc:  # a capability not built yet
+        if _exc.name != f"memlens.commands.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from memlens import __version__
+
+        typer.echo(f"memlens {__version__}")
+        raise typer.Exit()
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one clear sentence to stderr and exit with ``code``."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise SystemExit(code)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    try:
+        app()
+    except UserError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.secho(
+            "interrupted: finished cells are saved; rerun with the same --out to resume.", err=True
+        )
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

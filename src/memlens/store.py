@@ -1,0 +1,233 @@
+"""Run directories: manifest, atomic writes and resumable cells.
+
+Every memlens command writes one directory::
+
+    manifest.json     config, seed, versions, git revision, command, start/end time
+    cells/<key>.json  one finished unit of a sweep (reused on resume)
+    ...               tables (CSV/Parquet), JSON results and PNG plots
+
+All writes go to a temporary file in the same directory first and are renamed into place, so an
+interrupted run never leaves a half-written result behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from memlens.errors import UserError
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(obj)
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
+
+
+def to_json(obj: Any) -> str:
+    """Serialize ``obj`` as indented JSON (numpy scalars, dataclasses, pydantic and paths allowed)."""
+    return json.dumps(obj, indent=2, default=_json_default, allow_nan=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    return write_text_atomic(path, to_json(obj) + "\n")
+
+
+def write_table_atomic(path: str | os.PathLike[str], df: Any) -> Path:
+    """Write a pandas DataFrame as CSV or Parquet (by suffix) atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+    return path
+
+
+def save_figure_atomic(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return path
+
+
+def git_revision() -> str | None:
+    """The git revision of the memlens source tree (with ``-dirty`` when modified), if known."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, memlens and the scientific stack that are importable."""
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ["memlens", "torch", "numpy", "scipy", "transformers", "pandas", "scikit-learn"]:
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def default_out_dir(kind: str) -> Path:
+    """A fresh timestamped directory name under ``./memlens-runs``."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("memlens-runs") / f"{kind}-{stamp}"
+
+
+def config_hash(config: Any) -> str:
+    """A short stable hash of a JSON-serializable config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=_json_default).encode()).hexdigest()[:12]
+
+
+class RunDir:
+    """A run directory with a manifest and resumable cells.
+
+    Parameters
+    ----------
+    path:
+        Directory to create (or reuse when resuming).
+    kind:
+        The run type (``"capacity"``, ``"audit"``, ...), recorded in the manifest.
+    config:
+        JSON-serializable configuration, recorded in the manifest. When the directory already
+        holds a manifest with a *different* config, resuming would mix results, so
+        :class:`UserError` is raised.
+    seed:
+        The seed, recorded in the manifest.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], kind: str, config: Any, seed: int | None) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.config = json.loads(to_json(config))
+        self.seed = seed
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"cannot write to output directory {self.path}: {exc.strerror or exc}.") from None
+        self.cells = self.path / "cells"
+        manifest = self.path / "manifest.json"
+        if manifest.exists():
+            try:
+                old = json.loads(manifest.read_text())
+            except (OSError, json.JSONDecodeError):
+                old = None
+            if old is not None and (old.get("kind") != kind or old.get("config") != self.config):
+                raise UserError(
+                    f"{self.path} already holds a {old.get('kind')} run with a different config; "
+                    "use a new --out directory or the same settings to resume."
+                )
+
+    def manifest(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "config": self.config,
+            "seed": self.seed,
+            "versions": versions(),
+            "git_revision": git_revision(),
+            "command": " ".join(sys.argv),
+            "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            **extra,
+        }
+
+    def write_manifest(self, **extra: Any) -> Path:
+        return write_json_atomic(self.path / "manifest.json", self.manifest(**extra))
+
+    # -- resumable cells -------------------------------------------------------------------
+    def cell_file(self, key: str) -> Path:
+        return self.cells / f"{key}.json"
+
+    def load_cell(self, key: str) -> Any | None:
+        """The stored result for ``key``, or ``None`` if that cell has not finished."""
+        f = self.cell_file(key)
+        if not f.exists():
+            return None
+        try:
+            return json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def save_cell(self, key: str, result: Any) -> Path:
+        return write_json_atomic(self.cell_file(key), result)
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return write_json_atomic(self.path / name, obj)
+
+    def write_table(self, name: str, df: Any) -> Path:
+        return write_table_atomic(self.path / name, df)
+
+    def save_figure(self, name: str, fig: Any) -> Path:
+        return save_figure_atomic(fig, self.path / name)
