@@ -1,0 +1,279 @@
+"""Membership-inference attacks computed from one shared scoring pass.
+
+Every attack maps a batch of samples to one score per sample with the convention **higher score
+= more likely a member** (tested). All of them read the per-token numbers of
+:func:`memlens.bits.score_tokens` (log2-probabilities, and for Min-K%++ the mean and standard
+deviation of ``log2 p`` over the vocabulary, computed on the device); ``gradnorm`` reads
+:func:`memlens.bits.grad_norms`. Units are bits; rank-based metrics do not depend on the unit.
+
+=============  ==============================================================  ==========================
+name           score (higher = member)                                         reference
+=============  ==============================================================  ==========================
+``loss``       ``-(1/n) sum_t -log2 p(x_t)``: minus the mean code length        Yeom et al. 2018
+               per predicted token
+``zlib``       ``-NLL_bits(x) / zlib_bytes(x)``: code length over the           Carlini et al. 2021
+               zlib-compressed UTF-8 byte length (level 9)
+``ref``        ``NLL_bits(x | R) - NLL_bits(x | T)``: code length under a      Carlini et al. 2021;
+               reference model R minus under the target T (whole sequences,     Morris et al. 2025
+               so references with another tokenizer compare on the same text)
+``min_k``      mean of the lowest ``floor(k*n)`` token ``log2 p`` (k=0.2)       Shi et al. 2024
+``min_k_pp``   mean of the lowest ``floor(k*n)`` of                             Zhang et al. 2025
+               ``(log2 p(x_t) - mu_t) / sigma_t``, mu/sigma of ``log2 p`` over
+               the vocabulary under p itself
+``lowercase``  ``mean NLL(lower(x)) / mean NLL(x)``: ratio of the               Carlini et al. 2021
+               log-perplexities of the lowercased and the original text
+``gradnorm``   ``-|| grad_theta mean_t -log2 p(x_t) ||_2`` over all           Wang et al. 2024;
+               trainable parameters                                             MIMIR (Duan et al. 2024)
+=============  ==============================================================  ==========================
+
+``n`` is the number of predicted tokens of a sample (text pipelines prepend BOS, so every real
+token is predicted). Min-K% and Min-K%++ cannot score a sample with ``floor(k*n) = 0``; they
+return NaN for it and :func:`memlens.mia.metrics.evaluate_attacks` reports it (never silently
+dropped from one attack only). A zero ``sigma_t`` (a one-hot prediction) is clamped to
+``1e-12`` bits.
+
+References: Yeom et al., "Privacy risk in machine learning" (CSF 2018); Carlini et al.,
+"Extracting training data from large language models" (USENIX Security 2021); Shi et al.,
+"Detecting pretraining data from large language models" (ICLR 2024, Min-K%); Zhang et al.,
+"Min-K%++: improved baseline for detecting pre-training data" (ICLR 2025); Duan et al.,
+"Do membership inference attacks work on large language models?" (COLM 2024, MIMIR);
+Morris et al., "How much do language models memorize?" (arXiv:2505.24832).
+
+A new attack is one function::
+
+    @register_attack("my_attack", needs=("stats",))
+    def my_attack(x: AttackInputs) -> np.ndarray:
+        '''One line that says what it computes.'''
+        return ...
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memlens.bits import TokenScores
+from memlens.errors import UserError
+
+#: What an attack may need beyond the target's log-probabilities.
+NEEDS = {
+    "stats": "per-token mean/std of log2 p over the vocabulary (one extra reduction on the device)",
+    "text": "the raw text of every sample",
+    "reference": "at least one reference model",
+    "lowercase": "the target's scores on the lowercased texts",
+    "gradnorm": "per-sample gradient norms of the target (a backward pass per sample)",
+}
+
+
+@dataclass
+class AttackInputs:
+    """Everything the attacks read, for N samples.
+
+    Attributes
+    ----------
+    target: the target model's :class:`~memlens.bits.TokenScores` (``[N, T-1]``), with
+        ``stats=True`` when ``min_k_pp`` runs.
+    texts: the N raw texts (for ``zlib``).
+    references: reference name -> that model's scores on the same N texts (its own tokenization).
+    lowercase: the target's scores on the N lowercased texts.
+    grad_norms: per-sample ``||grad NLL||_2`` (bits per token per unit parameter).
+    k: the Min-K% fraction.
+    """
+
+    target: TokenScores
+    texts: Sequence[str] | None = None
+    references: Mapping[str, TokenScores] = field(default_factory=dict)
+    lowercase: TokenScores | None = None
+    grad_norms: np.ndarray | None = None
+    k: float = 0.2
+
+    @property
+    def n(self) -> int:
+        return int(self.target.mask.shape[-2])
+
+
+AttackFn = Callable[[AttackInputs], "np.ndarray | dict[str, np.ndarray]"]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A registered attack: its name, function, needs and one-line description."""
+
+    name: str
+    fn: AttackFn
+    needs: frozenset[str]
+    description: str
+
+
+ATTACKS: dict[str, Attack] = {}
+
+
+def register_attack(name: str, *, needs: Iterable[str] = ()) -> Callable[[AttackFn], AttackFn]:
+    """Register ``fn`` as attack ``name``. ``fn`` returns one score per sample (higher = member),
+    or a dict of named score columns (e.g. one per reference model)."""
+    needs = frozenset(needs)
+    unknown = needs - NEEDS.keys()
+    if unknown:
+        raise ValueError(f"unknown needs {sorted(unknown)}; allowed: {sorted(NEEDS)}")
+
+    def deco(fn: AttackFn) -> AttackFn:
+        doc = (fn.__doc__ or name).strip().splitlines()[0]
+        ATTACKS[name] = Attack(name, fn, needs, doc)
+        return fn
+
+    return deco
+
+
+def lowest_k_mean(values: np.ndarray, n: np.ndarray, k: float) -> np.ndarray:
+    """Mean of the ``floor(k * n_i)`` smallest entries of each row (NaN where that is 0).
+
+    ``values`` is ``[N, T]`` with NaN at padded positions; ``n`` the count of real entries.
+    """
+    if not 0.0 < k <= 1.0:
+        raise UserError(f"min-k fraction k must be in (0, 1], got {k}.")
+    values = np.asarray(values, dtype=np.float64)
+    n = np.asarray(n)
+    m = np.floor(n * k + 1e-9).astype(np.int64)
+    ordered = np.sort(values, axis=-1)  # NaN (padding) sorts last
+    csum = np.cumsum(np.where(np.isnan(ordered), 0.0, ordered), axis=-1)
+    idx = np.clip(m - 1, 0, max(values.shape[-1] - 1, 0))
+    total = (
+        np.take_along_axis(csum, idx[..., None], axis=-1)[..., 0]
+        if values.shape[-1]
+        else np.zeros(m.shape)
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(m > 0, total / np.maximum(m, 1), np.nan)
+
+
+def zlib_bytes(text: str) -> int:
+    """Length in bytes of ``zlib.compress(text.encode("utf-8"), 9)``."""
+    return len(zlib.compress(text.encode("utf-8"), 9))
+
+
+@register_attack("loss")
+def loss_attack(x: AttackInputs) -> np.ndarray:
+    """Minus the mean code length per token, -(1/n) sum -log2 p (Yeom et al. 2018)."""
+    return -x.target.mean_nll_bits
+
+
+@register_attack("zlib", needs=("text",))
+def zlib_attack(x: AttackInputs) -> np.ndarray:
+    """Minus the code length in bits over the zlib-compressed byte length (Carlini et al. 2021)."""
+    if x.texts is None:
+        raise UserError("the zlib attack needs the samples' text; it cannot run on bare token ids.")
+    z = np.array([zlib_bytes(t) for t in x.texts], dtype=np.float64)
+    return -x.target.nll_bits / z
+
+
+@register_attack("ref", needs=("reference",))
+def ref_attack(x: AttackInputs) -> dict[str, np.ndarray]:
+    """Code length under the reference minus under the target, in bits (one column per reference)."""
+    if not x.references:
+        raise UserError("the ref attack needs at least one reference model (--reference).")
+    target = x.target.nll_bits
+    cols = {}
+    for name, ref in x.references.items():
+        if ref.mask.shape[-2] != x.n:
+            raise ValueError(
+                f"reference {name!r} scored {ref.mask.shape[-2]} samples, expected {x.n}"
+            )
+        # NaN where the reference or the target predicted no token.
+        valid = (ref.n_predicted > 0) & (x.target.n_predicted > 0)
+        cols[name] = np.where(valid, ref.nll_bits - target, np.nan)
+    if len(cols) == 1:
+        return {"ref": next(iter(cols.values()))}
+    return {f"ref:{name}": v for name, v in cols.items()}
+
+
+@register_attack("min_k")
+def min_k_attack(x: AttackInputs) -> np.ndarray:
+    """Mean of the lowest k% token log2-probabilities (Shi et al. 2024, Min-K% Prob)."""
+    return lowest_k_mean(x.target.log2p, x.target.n_predicted, x.k)
+
+
+@register_attack("min_k_pp", needs=("stats",))
+def min_k_pp_attack(x: AttackInputs) -> np.ndarray:
+    """Mean of the lowest k% of (log2 p - mu) / sigma over the vocabulary (Zhang et al., Min-K%++)."""
+    t = x.target
+    if t.mu_log2p is None or t.sigma_log2p is None:
+        raise ValueError("min_k_pp needs TokenScores computed with stats=True")
+    z = (t.log2p - t.mu_log2p) / np.maximum(t.sigma_log2p, 1e-12)
+    return lowest_k_mean(z, t.n_predicted, x.k)
+
+
+@register_attack("lowercase", needs=("lowercase",))
+def lowercase_attack(x: AttackInputs) -> np.ndarray:
+    """Ratio of log-perplexities, lowercased text over original (Carlini et al. 2021)."""
+    if x.lowercase is None:
+        raise ValueError("the lowercase attack needs the target's scores on the lowercased texts")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return x.lowercase.mean_nll_bits / x.target.mean_nll_bits
+
+
+@register_attack("gradnorm", needs=("gradnorm",))
+def gradnorm_attack(x: AttackInputs) -> np.ndarray:
+    """Minus the L2 norm of the gradient of the mean code length over all parameters."""
+    if x.grad_norms is None:
+        raise ValueError("the gradnorm attack needs per-sample gradient norms")
+    return -np.asarray(x.grad_norms, dtype=np.float64)
+
+
+DEFAULT_ATTACKS: tuple[str, ...] = (
+    "loss",
+    "zlib",
+    "ref",
+    "min_k",
+    "min_k_pp",
+    "lowercase",
+    "gradnorm",
+)
+
+
+def parse_attacks(spec: str | Sequence[str] | None) -> list[str]:
+    """Validate a comma-separated list (or sequence) of attack names, keeping order, no duplicates.
+
+    ``None``, ``""`` or ``"all"`` select every registered attack.
+    """
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all")):
+        return list(ATTACKS)
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for item in items:
+        name = item.strip().lower().replace("-", "_")
+        if not name:
+            continue
+        if name not in ATTACKS:
+            raise UserError(f"unknown attack {item.strip()!r}; choose from {', '.join(ATTACKS)}.")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise UserError(f"no attack selected; choose from {', '.join(ATTACKS)}.")
+    return names
+
+
+def requirements(names: Iterable[str]) -> set[str]:
+    """The union of the ``needs`` of the named attacks."""
+    return set().union(*(ATTACKS[n].needs for n in names)) if names else set()
+
+
+def compute_attacks(names: Sequence[str], inputs: AttackInputs) -> dict[str, np.ndarray]:
+    """Run the named attacks; returns score columns (``ref`` may expand to one per reference)."""
+    if not 0.0 < inputs.k <= 1.0 or math.isnan(inputs.k):
+        raise UserError(f"min-k fraction k must be in (0, 1], got {inputs.k}.")
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        res = ATTACKS[name].fn(inputs)
+        cols = res if isinstance(res, dict) else {name: res}
+        for col, v in cols.items():
+            v = np.asarray(v, dtype=np.float64)
+            if v.shape != (inputs.n,):
+                raise ValueError(
+                    f"attack {name!r} returned shape {v.shape}, expected ({inputs.n},)"
+                )
+            out[col] = v
+    return out
