@@ -1,0 +1,544 @@
+"""Load a causal language model (Hugging Face or a memlens GPT checkpoint) and score texts in bits.
+
+This module is the door through which real models enter memlens. It does three things:
+
+1. :func:`load_causal_lm` loads ``AutoModelForCausalLM`` + ``AutoTokenizer`` with
+   ``from_pretrained`` from a local directory or a hub name (memlens never downloads at run time
+   by itself; a hub name works only where the hub or its cache is reachable), with a chosen
+   ``dtype`` and ``device``. A memlens GPT checkpoint (see :func:`save_gpt_checkpoint`) loads too
+   and is converted to the equivalent ``GPT2LMHeadModel`` so every model downstream is a Hugging
+   Face causal LM (KV-cached greedy decoding included).
+2. :func:`windowed_forward` wraps a forward so that sequences longer than the model's context are
+   scored with a sliding window (each window advances by ``stride`` tokens; every position after
+   the first window sees at least ``context - stride`` tokens of context).
+3. :func:`score_sequences` / :func:`score_texts` run the shared scoring pass
+   (:func:`memlens.bits.score_tokens`) over ragged sequences: sorted by length, right-padded per
+   batch, attention-masked, and returned in the caller's order.
+
+Bits per *text* (cross-tokenizer comparability)
+-----------------------------------------------
+The code length of a text under a model is ``NLL_bits(text) = -sum_i log2 p(t_i | t_<i)`` over the
+tokens ``t_1..t_n`` of the text under the model's *own* tokenizer (Morris et al. 2025, "How much
+do language models memorize?", arXiv:2505.24832). Because it is a code length for the text, not
+for a token sequence, it is comparable between models with different tokenizers (a target and a
+reference, say). Texts are encoded with ``add_special_tokens=False`` and one BOS id is prepended
+(the tokenizer's ``bos_token_id``, else its ``eos_token_id``, which is how GPT-2 marks a document
+start) so that every real token is predicted and the BOS itself is free. A tokenizer with neither
+codes the first token at ``log2 V`` bits (``V = len(tokenizer)``), a uniform code. No end-of-text
+token is charged. Units are bits throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from memlens.bits import Forward, TokenScores, hf_forward, score_tokens
+from memlens.errors import UserError
+
+DTYPES: dict[str, torch.dtype | None] = {
+    "auto": None,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+GPT_CHECKPOINT_FILE = "memlens_gpt.json"
+GPT_WEIGHTS_FILE = "model.safetensors"
+
+
+def resolve_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
+    """A torch dtype from ``auto``/``float32``/``bfloat16``/``float16`` (``None`` for ``auto``)."""
+    if name is None or isinstance(name, torch.dtype):
+        return name
+    key = str(name).lower()
+    if key not in DTYPES:
+        raise UserError(f"unknown dtype '{name}'; use one of auto, float32, bfloat16, float16.")
+    return DTYPES[key]
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; anything else must be a valid, present device."""
+    if isinstance(name, torch.device):
+        return name
+    if name is None or str(name).lower() == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(str(name))
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' was requested but no CUDA device is available.")
+    return dev
+
+
+@dataclass
+class CausalLM:
+    """A loaded causal LM, its tokenizer and what memlens needs to know about it.
+
+    Attributes
+    ----------
+    model: the Hugging Face causal LM, in eval mode, on ``device``.
+    tokenizer: its tokenizer (``None`` for a memlens GPT checkpoint without one).
+    name: the path or hub name it was loaded from.
+    source: ``"huggingface"`` or ``"memlens-gpt"``.
+    device, dtype: where and in which precision the weights live.
+    context_length: the longest sequence the model accepts (``None`` when the config has no limit).
+    vocab_size: rows of the input embedding (the model's vocabulary).
+    n_params: distinct parameters (tied embeddings counted once), as in Morris et al. 2025.
+    """
+
+    model: torch.nn.Module
+    tokenizer: Any
+    name: str
+    source: str
+    device: torch.device
+    dtype: torch.dtype
+    context_length: int | None
+    vocab_size: int
+    n_params: int
+
+    @property
+    def bos_token_id(self) -> int | None:
+        """The id prepended to every text (see :func:`memlens.data.text.bos_token_id`)."""
+        from memlens.data.text import bos_token_id
+
+        return bos_token_id(self.tokenizer) if self.tokenizer is not None else None
+
+    def forward(self, window_stride: int | None = None) -> Forward:
+        """The forward for :func:`memlens.bits.score_tokens`; windowed when ``window_stride`` is set."""
+        fwd = hf_forward(self.model)
+        if window_stride is not None:
+            if self.context_length is None:
+                raise UserError(
+                    f"model {self.name} has no context limit, so a sliding window is not needed."
+                )
+            fwd = windowed_forward(fwd, self.context_length, window_stride)
+        return fwd
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description for manifests and reports."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "architecture": type(self.model).__name__,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "context_length": self.context_length,
+            "vocab_size": self.vocab_size,
+            "n_params": self.n_params,
+            "tokenizer": type(self.tokenizer).__name__ if self.tokenizer is not None else None,
+            "bos_token_id": self.bos_token_id,
+        }
+
+
+def context_length_of(config: Any) -> int | None:
+    """The context limit recorded in a Hugging Face config (``n_positions``, ``max_position_embeddings`` ...)."""
+    for key in (
+        "n_positions",
+        "max_position_embeddings",
+        "n_ctx",
+        "max_sequence_length",
+        "seq_length",
+    ):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _looks_like_hub_name(name: str) -> bool:
+    if name.startswith((".", "/", "~")) or "\\" in name:
+        return False
+    parts = name.split("/")
+    return 1 <= len(parts) <= 2 and all(parts)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(".") if text else type(exc).__name__
+
+
+def load_causal_lm(
+    name_or_path: str | os.PathLike[str],
+    *,
+    tokenizer: str | os.PathLike[str] | Any | None = None,
+    dtype: str | torch.dtype | None = "auto",
+    device: str | torch.device | None = "auto",
+) -> CausalLM:
+    """Load a causal LM and its tokenizer for scoring.
+
+    Parameters
+    ----------
+    name_or_path:
+        A local directory written by ``save_pretrained`` (``config.json``), a memlens GPT
+        checkpoint directory (``memlens_gpt.json``, see :func:`save_gpt_checkpoint`), or a Hugging
+        Face hub name (needs the hub or its local cache).
+    tokenizer:
+        A tokenizer object, or a path/name to load one from; by default the model's own directory.
+    dtype:
+        ``auto`` (the checkpoint's own), ``float32``, ``bfloat16`` or ``float16``.
+    device:
+        ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
+
+    Returns
+    -------
+    CausalLM, with the model in eval mode.
+
+    Raises
+    ------
+    UserError: missing directory, unreadable checkpoint, missing tokenizer, or a tokenizer whose
+        vocabulary is larger than the model's embedding.
+    """
+    from transformers import AutoModelForCausalLM
+
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    torch_dtype = resolve_dtype(dtype)
+    dev = resolve_device(device)
+    if path.is_dir():
+        if (path / GPT_CHECKPOINT_FILE).exists():
+            model = load_gpt_checkpoint(path).to_hf(0)
+            if torch_dtype is not None:
+                model = model.to(torch_dtype)
+            source = "memlens-gpt"
+        elif (path / "config.json").exists():
+            try:
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype or "auto")
+            except (OSError, ValueError, KeyError) as exc:
+                raise UserError(
+                    f"could not load a causal LM from {path}: {_first_line(exc)}."
+                ) from None
+            source = "huggingface"
+        else:
+            raise UserError(
+                f"{path} holds neither config.json (a Hugging Face model) nor {GPT_CHECKPOINT_FILE} (a memlens GPT checkpoint)."
+            )
+    elif path.exists():
+        raise UserError(f"model path {path} is a file; pass the directory that holds config.json.")
+    elif _looks_like_hub_name(name):
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype or "auto")
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"model '{name}' is not a local directory and could not be loaded from the Hugging Face hub ({_first_line(exc)})."
+            ) from None
+        source = "huggingface"
+    else:
+        raise UserError(f"model directory {path} does not exist.")
+
+    tok = _load_tokenizer(tokenizer, name, required=source == "huggingface")
+    model = model.to(dev).eval()
+    emb = model.get_input_embeddings()
+    vocab_size = int(emb.weight.shape[0]) if emb is not None else int(model.config.vocab_size)
+    if tok is not None and len(tok) > vocab_size:
+        raise UserError(
+            f"the tokenizer has {len(tok)} tokens but model {name} has only {vocab_size} embedding rows; "
+            "pass the tokenizer the model was trained with."
+        )
+    param = next(model.parameters())
+    return CausalLM(
+        model=model,
+        tokenizer=tok,
+        name=name,
+        source=source,
+        device=dev,
+        dtype=param.dtype,
+        context_length=context_length_of(model.config),
+        vocab_size=vocab_size,
+        n_params=sum(p.numel() for p in model.parameters()),
+    )
+
+
+def _load_tokenizer(tokenizer: Any, model_name: str, required: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer
+    where = str(tokenizer) if tokenizer is not None else model_name
+    if (
+        tokenizer is not None
+        and not Path(where).expanduser().exists()
+        and not _looks_like_hub_name(where)
+    ):
+        raise UserError(f"tokenizer directory {where} does not exist.")
+    try:
+        return AutoTokenizer.from_pretrained(
+            Path(where).expanduser() if Path(where).expanduser().exists() else where
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if not required and tokenizer is None:
+            return None
+        raise UserError(
+            f"no usable tokenizer at {where} ({_first_line(exc)}); pass --tokenizer."
+        ) from None
+
+
+# -- memlens GPT checkpoints ----------------------------------------------------------------------
+
+
+def save_gpt_checkpoint(
+    model: Any, path: str | os.PathLike[str], index: int = 0, tokenizer: Any = None
+) -> Path:
+    """Save model ``index`` of a :class:`~memlens.models.gpt.GPT` stack as a loadable checkpoint.
+
+    Writes ``memlens_gpt.json`` (the :class:`~memlens.models.gpt.GPTConfig`) and
+    ``model.safetensors`` (one model's weights; nothing is pickled), plus the tokenizer when given.
+    """
+    from safetensors.torch import save_file
+
+    from memlens.store import atomic_path, write_json_atomic
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    single = model.select([index]) if model.n_models > 1 else model
+    state = {k: v.detach().cpu().contiguous() for k, v in single.state_dict().items()}
+    with atomic_path(out / GPT_WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp))
+    write_json_atomic(out / GPT_CHECKPOINT_FILE, {"format": 1, "config": model.config.to_dict()})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    return out
+
+
+def load_gpt_checkpoint(path: str | os.PathLike[str]) -> Any:
+    """Load a checkpoint written by :func:`save_gpt_checkpoint` as a single-model GPT."""
+    from safetensors.torch import load_file
+
+    from memlens.models.gpt import GPT, GPTConfig
+
+    path = Path(path)
+    try:
+        meta = json.loads((path / GPT_CHECKPOINT_FILE).read_text(encoding="utf-8"))
+        config = GPTConfig(**meta["config"])
+        state = load_file(str(path / GPT_WEIGHTS_FILE))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"could not read the memlens GPT checkpoint in {path}: {_first_line(exc)}."
+        ) from None
+    model = GPT(config, n_models=1)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise UserError(
+            f"the weights in {path / GPT_WEIGHTS_FILE} do not match its {GPT_CHECKPOINT_FILE}."
+        ) from None
+    return model.eval()
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+
+
+def windowed_forward(forward: Forward, context: int, stride: int) -> Forward:
+    """Wrap ``forward`` so sequences longer than ``context`` are scored with a sliding window.
+
+    The first window covers positions ``[0, context)``; each further window ends ``stride``
+    tokens later (the last one ends at ``T``) and contributes the logits of its last ``stride``
+    (or fewer) positions. Every position therefore sees either its whole prefix or at least
+    ``context - stride`` preceding tokens. Sequences that fit are passed through unchanged.
+    This is the strided evaluation of Hugging Face's perplexity guide.
+    """
+    if not 1 <= stride < context:
+        raise UserError(
+            f"window stride must be between 1 and context - 1 = {context - 1}, got {stride}."
+        )
+
+    def fwd(ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        T = ids.shape[-1]
+        if T <= context:
+            return forward(ids, attention_mask=attention_mask)
+        pieces = []
+        done, end = 0, context
+        while True:
+            start = end - context
+            am = attention_mask[..., start:end] if attention_mask is not None else None
+            logits = forward(ids[..., start:end], attention_mask=am)
+            pieces.append(logits[..., done - start :, :])
+            done = end
+            if end >= T:
+                break
+            end = min(end + stride, T)
+        return torch.cat(pieces, dim=-2)
+
+    return fwd
+
+
+def score_sequences(
+    forward: Forward | CausalLM,
+    sequences: Sequence[np.ndarray | Sequence[int]],
+    *,
+    batch_size: int = 32,
+    context_length: int | None = None,
+    window_stride: int | None = None,
+    device: str | torch.device | None = None,
+    stats: bool = False,
+    argmax: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> TokenScores:
+    """Score ragged token sequences with the shared pass, sorted by length to minimise padding.
+
+    Sequences are sorted by length, grouped into batches of ``batch_size``, right-padded to each
+    batch's longest, attention-masked and scored by :func:`memlens.bits.score_tokens`; results
+    come back in the input order as one :class:`~memlens.bits.TokenScores` of shape
+    ``[N, max_len - 1]`` (NaN/False beyond each sequence's length).
+
+    Parameters
+    ----------
+    forward: a forward, or a :class:`CausalLM` (its forward, context and device are used).
+    context_length: longest sequence the model accepts; a longer one raises :class:`UserError`
+        unless ``window_stride`` is given, in which case it is scored with a sliding window.
+    progress: called with the number of sequences finished after every batch.
+    """
+    if isinstance(forward, CausalLM):
+        lm = forward
+        context_length = context_length or lm.context_length
+        device = device or lm.device
+        forward = lm.forward(window_stride) if window_stride is not None else lm.forward()
+    elif window_stride is not None:
+        if context_length is None:
+            raise UserError("a sliding window needs the model's context length.")
+        forward = windowed_forward(forward, context_length, window_stride)
+    seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
+    N = len(seqs)
+    if N == 0:
+        raise UserError("there are no sequences to score.")
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    if lengths.min() < 1:
+        raise UserError("cannot score an empty sequence.")
+    longest = int(lengths.max())
+    if context_length is not None and window_stride is None and longest > context_length:
+        i = int(lengths.argmax())
+        raise UserError(
+            f"sequence {i} has {longest} tokens, longer than the model's context of {context_length}; "
+            "chunk the texts (--seq-len) or score with a sliding window (--window-stride)."
+        )
+    width = max(longest - 1, 1)
+    log2p = np.full((N, width), np.nan)
+    mask = np.zeros((N, width), dtype=bool)
+    mu = np.full((N, width), np.nan) if stats else None
+    sigma = np.full((N, width), np.nan) if stats else None
+    ent = np.full((N, width), np.nan) if stats else None
+    is_am = np.zeros((N, width), dtype=bool) if argmax else None
+    order = np.argsort(-lengths, kind="stable")
+    done = 0
+    for start in range(0, N, batch_size):
+        idx = order[start : start + batch_size]
+        T = max(int(lengths[idx].max()), 2)  # one token predicts nothing; pad to 2 for the engine
+        batch = np.zeros((len(idx), T), dtype=np.int64)
+        for r, i in enumerate(idx):
+            batch[r, : lengths[i]] = seqs[i]
+        sc = score_tokens(
+            forward,
+            torch.from_numpy(batch),
+            lengths=lengths[idx],
+            batch_size=len(idx),
+            device=device,
+            stats=stats,
+            argmax=argmax,
+            pass_attention_mask=True,
+        )
+        w = T - 1
+        log2p[idx, :w] = sc.log2p
+        mask[idx, :w] = sc.mask
+        if stats:
+            mu[idx, :w] = sc.mu_log2p
+            sigma[idx, :w] = sc.sigma_log2p
+            ent[idx, :w] = sc.entropy_bits
+        if argmax:
+            is_am[idx, :w] = sc.is_argmax
+        done += len(idx)
+        if progress is not None:
+            progress(done)
+    if np.isnan(log2p[mask]).any() or np.isinf(log2p[mask]).any():
+        raise UserError(
+            "the model produced NaN or infinite log-probabilities; check the checkpoint and --dtype."
+        )
+    return TokenScores(
+        log2p=log2p, mask=mask, mu_log2p=mu, sigma_log2p=sigma, entropy_bits=ent, is_argmax=is_am
+    )
+
+
+@dataclass
+class ScoredTexts:
+    """Per-text results of :func:`score_texts`.
+
+    Attributes
+    ----------
+    tokens: each text's token ids as scored (BOS first when the tokenizer has one).
+    scores: per-token results, column ``j`` predicting ``tokens[j + 1]``.
+    bits: code length of each text in bits (``scores.nll_bits`` plus ``first_token_bits``).
+    first_token_bits: 0 when a BOS was prepended, else ``log2 V`` (uniform code for token 1).
+    bos_token_id: the prepended id, or ``None``.
+    """
+
+    tokens: list[np.ndarray]
+    scores: TokenScores
+    bits: np.ndarray
+    first_token_bits: float
+    bos_token_id: int | None
+
+    @property
+    def n_text_tokens(self) -> np.ndarray:
+        """Tokens of each text, not counting the BOS."""
+        extra = 1 if self.bos_token_id is not None else 0
+        return np.array([len(t) - extra for t in self.tokens], dtype=np.int64)
+
+
+def score_texts(
+    lm: CausalLM,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    window_stride: int | None = None,
+    stats: bool = False,
+    argmax: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ScoredTexts:
+    """Code length in bits of each text under ``lm`` (its own tokenizer), with per-token detail.
+
+    See the module docstring for the BOS convention that makes bits per text comparable across
+    tokenizers. A text longer than the model's context raises :class:`UserError` unless
+    ``window_stride`` is given.
+    """
+    from memlens.data.text import encode_texts
+
+    if lm.tokenizer is None:
+        raise UserError(
+            f"model {lm.name} has no tokenizer, so it cannot score text; pass --tokenizer."
+        )
+    enc = encode_texts(texts, lm.tokenizer)
+    scores = score_sequences(
+        lm,
+        enc.tokens,
+        batch_size=batch_size,
+        window_stride=window_stride,
+        stats=stats,
+        argmax=argmax,
+        progress=progress,
+    )
+    # A text of one token with no BOS predicts nothing: only its first-token code remains.
+    bits = scores.nll_bits + enc.first_token_bits
+    return ScoredTexts(
+        tokens=enc.tokens,
+        scores=scores,
+        bits=bits,
+        first_token_bits=enc.first_token_bits,
+        bos_token_id=enc.bos_token_id,
+    )
+
+
+def uniform_code_bits(vocab_size: int) -> float:
+    """``log2 V``: the uniform code length of one token, in bits."""
+    return math.log2(vocab_size)
