@@ -78,7 +78,11 @@ class AttackInputs:
     target: the target model's :class:`~memlens.bits.TokenScores` (``[N, T-1]``), with
         ``stats=True`` when ``min_k_pp`` runs.
     texts: the N raw texts (for ``zlib``).
-    references: reference name -> that model's scores on the same N texts (its own tokenization).
+    target_bits: code length of each sample under the target in bits; defaults to
+        ``target.nll_bits``. Pass :attr:`memlens.models.hf.ScoredTexts.bits` for texts, so a
+        tokenizer without BOS charges its first token consistently.
+    references: reference name -> code length in bits of each of the N samples under that
+        reference (its own tokenizer; e.g. ``score_texts(ref, texts).bits``).
     lowercase: the target's scores on the N lowercased texts.
     grad_norms: per-sample ``||grad NLL||_2`` (bits per token per unit parameter).
     k: the Min-K% fraction.
@@ -86,7 +90,8 @@ class AttackInputs:
 
     target: TokenScores
     texts: Sequence[str] | None = None
-    references: Mapping[str, TokenScores] = field(default_factory=dict)
+    target_bits: np.ndarray | None = None
+    references: Mapping[str, np.ndarray] = field(default_factory=dict)
     lowercase: TokenScores | None = None
     grad_norms: np.ndarray | None = None
     k: float = 0.2
@@ -167,7 +172,8 @@ def zlib_attack(x: AttackInputs) -> np.ndarray:
     if x.texts is None:
         raise UserError("the zlib attack needs the samples' text; it cannot run on bare token ids.")
     z = np.array([zlib_bytes(t) for t in x.texts], dtype=np.float64)
-    return -x.target.nll_bits / z
+    bits = x.target.nll_bits if x.target_bits is None else np.asarray(x.target_bits, float)
+    return -bits / z
 
 
 @register_attack("ref", needs=("reference",))
@@ -175,16 +181,13 @@ def ref_attack(x: AttackInputs) -> dict[str, np.ndarray]:
     """Code length under the reference minus under the target, in bits (one column per reference)."""
     if not x.references:
         raise UserError("the ref attack needs at least one reference model (--reference).")
-    target = x.target.nll_bits
+    target = x.target.nll_bits if x.target_bits is None else np.asarray(x.target_bits, float)
     cols = {}
     for name, ref in x.references.items():
-        if ref.mask.shape[-2] != x.n:
-            raise ValueError(
-                f"reference {name!r} scored {ref.mask.shape[-2]} samples, expected {x.n}"
-            )
-        # NaN where the reference or the target predicted no token.
-        valid = (ref.n_predicted > 0) & (x.target.n_predicted > 0)
-        cols[name] = np.where(valid, ref.nll_bits - target, np.nan)
+        ref = np.asarray(ref, dtype=np.float64).reshape(-1)
+        if ref.shape != (x.n,):
+            raise ValueError(f"reference {name!r} has {ref.size} code lengths, expected {x.n}")
+        cols[name] = ref - target
     if len(cols) == 1:
         return {"ref": next(iter(cols.values()))}
     return {f"ref:{name}": v for name, v in cols.items()}

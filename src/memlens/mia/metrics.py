@@ -261,6 +261,10 @@ def best_threshold(
     }
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _json_float(x: float) -> float | None:
     """``None`` for infinite/NaN values so result files stay strict JSON."""
     return float(x) if math.isfinite(x) else None
@@ -306,7 +310,7 @@ def evaluate(
         if n0 * a < 10:
             warnings.append(
                 f"TPR at FPR <= {a:g} is noisy: n_nonmembers * alpha = {n0 * a:g} < 10 "
-                f"(at most {max_false_positives(a, n0)} false positives allowed)."
+                f"({_plural(max_false_positives(a, n0), 'false positive')} allowed)."
             )
     out["tpr_at_fpr"] = tprs
     out["fpr_reached"] = reached
