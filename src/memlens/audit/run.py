@@ -1,0 +1,399 @@
+"""The memorization audit of a trained causal LM: which training samples did it memorize, by how
+many bits, can they be extracted, and are they the rare ones.
+
+The experiment, step by step (Morris et al. 2025, arXiv:2505.24832, Sec. 1 and text; Carlini et
+al. 2023 for extraction):
+
+1. Load the target and the reference model (:func:`memlens.models.hf.load_causal_lm`), the
+   training texts and held-out texts of the same distribution (:func:`memlens.data.text.load_texts`:
+   optional chunking into ``seq_len`` target tokens, exact deduplication with counts). Held-out
+   texts that also occur in the training set are dropped (they are not held out).
+2. One batched scoring pass per model over all texts (:func:`memlens.models.hf.score_texts`,
+   sorted by length, padded, attention-masked): each text's code length in bits under the target
+   and under the reference, each with its own tokenizer.
+3. Per sample: unintended memorization ``max(0, NLL_ref - NLL_target)`` bits, zlib size, TF-IDF
+   rarity (target tokens, training corpus), greedy k-extraction (``prefix``/``suffix`` tokens).
+4. Summary for train and held-out separately, the difference of extraction rates
+   (memorization-specific extraction), total memorized bits as a fraction of ``alpha * params``,
+   Spearman correlations with TF-IDF and with the duplicate count, the top memorized samples.
+
+:func:`run_audit` does all of it from a config and writes a run directory; :func:`audit_texts`
+is the in-memory core for notebooks that already hold the models and texts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from memlens.audit.extraction import k_extraction
+from memlens.audit.rarity import TfidfCorpus, zlib_bytes
+from memlens.audit.unintended import DEFAULT_ALPHA, capacity_bits, unintended_bits
+from memlens.data.text import TextSet, load_texts
+from memlens.errors import UserError
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)``."""
+
+
+class AuditConfig(BaseModel):
+    """Settings of one audit (saved in the run's manifest).
+
+    ``model`` and ``reference`` are local directories (or hub names); ``train`` and ``heldout``
+    any source of :func:`memlens.data.text.read_texts`. Lengths are in tokens of the target's
+    tokenizer; ``alpha`` in bits per parameter.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    reference: str
+    train: str
+    heldout: str
+    tokenizer: str | None = None
+    reference_tokenizer: str | None = None
+    text_column: str = "text"
+    split: str | None = None
+    heldout_split: str | None = None
+    seq_len: int | None = Field(default=None, ge=1)
+    dedup: bool = True
+    prefix: int = 32
+    suffix: int = 32
+    batch_size: int = 32
+    window_stride: int | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    alpha: float = DEFAULT_ALPHA
+    top_k: int = 20
+
+
+@dataclass
+class AuditResult:
+    """What an audit found: ``samples`` (one row per text) and ``summary`` (``audit.json``)."""
+
+    samples: Any  # pandas.DataFrame
+    summary: dict[str, Any]
+    out_dir: Path | None = None
+
+
+def _validate(cfg: AuditConfig) -> None:
+    if cfg.prefix < 1 or cfg.suffix < 1:
+        raise UserError(
+            f"--prefix and --suffix must be at least 1 token, got {cfg.prefix} and {cfg.suffix}."
+        )
+    if cfg.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {cfg.batch_size}.")
+    if cfg.top_k < 0:
+        raise UserError(f"--top must be 0 or more, got {cfg.top_k}.")
+    if not (cfg.alpha > 0 and math.isfinite(cfg.alpha)):
+        raise UserError(
+            f"--alpha must be a positive number of bits per parameter, got {cfg.alpha}."
+        )
+    if cfg.window_stride is not None and cfg.window_stride < 1:
+        raise UserError(f"--window-stride must be at least 1, got {cfg.window_stride}.")
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Spearman's rho with its p-value and n; ``rho`` is None when undefined (n < 3 or constant)."""
+    from scipy.stats import spearmanr
+
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = int(len(x))
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"rho": None, "p_value": None, "n": n}
+    res = spearmanr(x, y)
+    return {"rho": float(res.statistic), "p_value": float(res.pvalue), "n": n}
+
+
+def _nan_to_none(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def _split_summary(df: Any, texts: TextSet, extra: dict[str, Any]) -> dict[str, Any]:
+    mem = df["unintended_bits"].to_numpy()
+    elig = df["extraction_eligible"].to_numpy()
+    return {
+        "n": int(len(df)),
+        **texts.summary(),
+        **extra,
+        "mean_unintended_bits": _nan_to_none(mem.mean()) if len(mem) else None,
+        "total_unintended_bits": float(mem.sum()),
+        "median_unintended_bits": _nan_to_none(float(np.median(mem))) if len(mem) else None,
+        "n_positive_unintended": int((mem > 0).sum()),
+        "mean_target_bits": _nan_to_none(df["target_bits"].mean()),
+        "mean_reference_bits": _nan_to_none(df["reference_bits"].mean()),
+        "mean_target_bits_per_token": _nan_to_none(df["target_bits_per_token"].mean()),
+        "n_extraction_eligible": int(elig.sum()),
+        "extraction_rate": _nan_to_none(df.loc[elig, "extracted"].mean()) if elig.any() else None,
+        "mean_match_fraction": _nan_to_none(df.loc[elig, "match_fraction"].mean())
+        if elig.any()
+        else None,
+    }
+
+
+def audit_texts(
+    target: Any,
+    reference: Any,
+    train: TextSet,
+    heldout: TextSet,
+    *,
+    prefix: int = 32,
+    suffix: int = 32,
+    batch_size: int = 32,
+    window_stride: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    top_k: int = 20,
+    progress: Progress | None = None,
+) -> AuditResult:
+    """Audit ``target`` on ``train`` and ``heldout`` texts against ``reference`` (both
+    :class:`~memlens.models.hf.CausalLM`). All code lengths in bits.
+
+    Returns an :class:`AuditResult` whose ``samples`` has one row per unique text with columns
+    ``split, sample, source_index, count, text, n_tokens_target, n_tokens_reference, target_bits,
+    reference_bits, unintended_bits, target_bits_per_token, zlib_bytes, tfidf,
+    extraction_eligible, extracted, match_fraction``.
+    """
+    import pandas as pd
+
+    from memlens.models.hf import score_texts
+
+    texts = list(train.texts) + list(heldout.texts)
+    n_train, total = len(train.texts), len(train.texts) + len(heldout.texts)
+
+    def report(stage: str) -> Callable[[int], None] | None:
+        return None if progress is None else (lambda done: progress(stage, done, total))
+
+    tgt = score_texts(
+        target, texts, batch_size=batch_size, window_stride=window_stride, progress=report("target")
+    )
+    ref = score_texts(
+        reference,
+        texts,
+        batch_size=batch_size,
+        window_stride=window_stride,
+        progress=report("reference"),
+    )
+    mem = unintended_bits(tgt.bits, ref.bits)
+
+    n_lead = 1 if tgt.bos_token_id is not None else 0
+    ext = k_extraction(
+        target.model,
+        tgt.tokens,
+        prefix=prefix,
+        suffix=suffix,
+        n_lead=n_lead,
+        context_length=target.context_length,
+        batch_size=batch_size,
+        device=target.device,
+        progress=None if progress is None else (lambda done: progress("extraction", done, total)),
+    )
+
+    words = [t[n_lead:].tolist() for t in tgt.tokens]
+    corpus = TfidfCorpus(words[:n_train], train.counts.tolist())
+    tfidf = np.array([corpus.score(w, member=i < n_train) for i, w in enumerate(words)])
+
+    n_tok_t = tgt.n_text_tokens
+    df = pd.DataFrame(
+        {
+            "split": ["train"] * n_train + ["heldout"] * (total - n_train),
+            "sample": np.r_[np.arange(n_train), np.arange(total - n_train)],
+            "source_index": np.r_[train.first_index, heldout.first_index],
+            "count": np.r_[train.counts, heldout.counts],
+            "text": texts,
+            "n_tokens_target": n_tok_t,
+            "n_tokens_reference": ref.n_text_tokens,
+            "target_bits": tgt.bits,
+            "reference_bits": ref.bits,
+            "unintended_bits": mem,
+            "target_bits_per_token": tgt.bits / np.maximum(n_tok_t, 1),
+            "zlib_bytes": [zlib_bytes(t) for t in texts],
+            "tfidf": tfidf,
+            "extraction_eligible": ext.eligible,
+            "extracted": ext.exact,
+            "match_fraction": ext.match_fraction,
+        }
+    )
+    tr, ho = df[df.split == "train"], df[df.split == "heldout"]
+    s_train = _split_summary(tr, train, {})
+    s_held = _split_summary(ho, heldout, heldout.meta)
+    cap = capacity_bits(target.n_params, alpha)
+    mem_tr = tr["unintended_bits"].to_numpy()
+    positive = mem_tr > 0
+    tfidf_pos = _spearman(tr["tfidf"].to_numpy()[positive], mem_tr[positive])
+    tfidf_all = _spearman(tr["tfidf"].to_numpy(), mem_tr)
+    dup = _spearman(tr["count"].to_numpy().astype(float), mem_tr)
+
+    def diff(key: str) -> float | None:
+        a, b = s_train[key], s_held[key]
+        return None if a is None or b is None else a - b
+
+    top = tr.sort_values("unintended_bits", ascending=False, kind="stable").head(top_k)
+    summary = {
+        "target": target.describe(),
+        "reference": reference.describe(),
+        "code_length_convention": (
+            "bits per text: -sum log2 p over the text's tokens under each model's own tokenizer; "
+            "a BOS id (bos_token_id, else eos_token_id) is prepended and free, else the first token "
+            "costs log2 V; no end-of-text token is charged"
+        ),
+        "first_token_bits": {"target": tgt.first_token_bits, "reference": ref.first_token_bits},
+        "unintended_definition": "max(0, NLL_bits(x | reference) - NLL_bits(x | target)), whole-sample code lengths",
+        "extraction": {
+            "prefix": prefix,
+            "suffix": suffix,
+            "decoding": "greedy",
+            "bos_in_prompt": n_lead == 1,
+        },
+        "train": s_train,
+        "heldout": s_held,
+        "extraction_rate_difference": diff("extraction_rate"),
+        "mean_unintended_bits_difference": diff("mean_unintended_bits"),
+        "capacity": {
+            "alpha_bits_per_param": alpha,
+            "n_params": target.n_params,
+            "capacity_bits": cap,
+            "train_total_unintended_bits": s_train["total_unintended_bits"],
+            "fraction_of_capacity": s_train["total_unintended_bits"] / cap,
+        },
+        "tfidf_spearman": tfidf_pos["rho"],
+        "tfidf_spearman_detail": {
+            "positive_train": tfidf_pos,
+            "all_train": tfidf_all,
+            "note": "Spearman of unintended bits with TF-IDF rarity over training samples with positive memorization (Morris et al. 2025), and over all training samples",
+        },
+        "duplicate_spearman": dup["rho"],
+        "duplicate_spearman_detail": dup,
+        "top_memorized": [
+            {
+                "sample": int(r.sample),
+                "unintended_bits": float(r.unintended_bits),
+                "target_bits": float(r.target_bits),
+                "reference_bits": float(r.reference_bits),
+                "count": int(r.count),
+                "tfidf": _nan_to_none(r.tfidf),
+                "extracted": bool(r.extracted),
+                "text": r.text if len(r.text) <= 200 else r.text[:197] + "...",
+            }
+            for r in top.itertuples()
+        ],
+    }
+    return AuditResult(samples=df, summary=summary)
+
+
+def _drop_overlap(train: TextSet, heldout: TextSet) -> TextSet:
+    """Remove held-out texts that also occur in the training set; record how many."""
+    seen = set(train.texts)
+    keep = [i for i, t in enumerate(heldout.texts) if t not in seen]
+    removed = len(heldout.texts) - len(keep)
+    if not keep:
+        raise UserError(
+            "every held-out text also occurs in the training set; held-out data must be disjoint."
+        )
+    return TextSet(
+        texts=[heldout.texts[i] for i in keep],
+        counts=heldout.counts[keep],
+        first_index=heldout.first_index[keep],
+        source=heldout.source,
+        n_raw=heldout.n_raw - int(heldout.counts.sum() - heldout.counts[keep].sum()),
+        n_empty_dropped=heldout.n_empty_dropped,
+        seq_len=heldout.seq_len,
+        meta={"n_overlap_with_train_removed": removed},
+    )
+
+
+def plot_audit(samples: Any) -> dict[str, Any]:
+    """Figures: histogram of unintended bits (train vs held-out) and unintended bits vs TF-IDF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = {}
+    tr = samples[samples.split == "train"]
+    ho = samples[samples.split == "heldout"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    hi = float(max(samples["unintended_bits"].max(), 1.0))
+    bins = np.linspace(0.0, hi, 31)
+    ax.hist(tr["unintended_bits"], bins=bins, alpha=0.6, label=f"train (n={len(tr)})")
+    ax.hist(ho["unintended_bits"], bins=bins, alpha=0.6, label=f"held-out (n={len(ho)})")
+    ax.set_xlabel("unintended memorization per sample [bits]")
+    ax.set_ylabel("samples")
+    ax.set_title("max(0, NLL_ref - NLL_target)")
+    ax.legend()
+    figs["unintended_hist.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(ho["tfidf"], ho["unintended_bits"], s=10, alpha=0.5, color="0.6", label="held-out")
+    ax.scatter(tr["tfidf"], tr["unintended_bits"], s=12, alpha=0.8, label="train")
+    ax.set_xlabel("TF-IDF rarity (target tokens)")
+    ax.set_ylabel("unintended memorization [bits]")
+    ax.legend()
+    figs["unintended_vs_tfidf.png"] = fig
+    return figs
+
+
+def run_audit(
+    config: AuditConfig, out_dir: str | Path | None = None, progress: Progress | None = None
+) -> AuditResult:
+    """Run the whole audit and write ``audit.json``, ``samples.parquet``, plots and the manifest.
+
+    Everything is loaded and validated before the run directory is created, so bad input leaves
+    nothing behind.
+    """
+    from memlens.models.hf import load_causal_lm
+    from memlens.store import RunDir, default_out_dir
+
+    _validate(config)
+    target = load_causal_lm(
+        config.model, tokenizer=config.tokenizer, dtype=config.dtype, device=config.device
+    )
+    reference = load_causal_lm(
+        config.reference,
+        tokenizer=config.reference_tokenizer,
+        dtype=config.dtype,
+        device=config.device,
+    )
+    for lm in (target, reference):
+        if lm.tokenizer is None:
+            raise UserError(
+                f"model {lm.name} has no tokenizer to read text with; pass one with --tokenizer."
+            )
+    kw = {
+        "text_column": config.text_column,
+        "tokenizer": target.tokenizer,
+        "seq_len": config.seq_len,
+        "dedup": config.dedup,
+    }
+    train = load_texts(config.train, split=config.split, **kw)
+    heldout = _drop_overlap(
+        train, load_texts(config.heldout, split=config.heldout_split or config.split, **kw)
+    )
+
+    result = audit_texts(
+        target,
+        reference,
+        train,
+        heldout,
+        prefix=config.prefix,
+        suffix=config.suffix,
+        batch_size=config.batch_size,
+        window_stride=config.window_stride,
+        alpha=config.alpha,
+        top_k=config.top_k,
+        progress=progress,
+    )
+    run = RunDir(out_dir or default_out_dir("audit"), "audit", config.model_dump(), seed=None)
+    run.write_table("samples.parquet", result.samples)
+    for name, fig in plot_audit(result.samples).items():
+        run.save_figure(name, fig)
+    run.write_json("audit.json", result.summary)
+    run.write_manifest(target=result.summary["target"], reference=result.summary["reference"])
+    result.out_dir = run.path
+    return result

@@ -1,0 +1,164 @@
+"""``memlens audit``: memorization audit of a trained causal LM (thin wrapper over
+:func:`memlens.audit.run.run_audit`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+HELP = (
+    "How many bits of each training sample did the model memorize beyond a reference model, "
+    "can those samples be extracted by greedy decoding (versus held-out samples), and are they "
+    "the rare ones? Writes audit.json, samples.parquet and plots."
+)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("audit", help=HELP, no_args_is_help=True)
+    def audit(
+        model: str = typer.Option(
+            ..., "--model", help="Target: a local model directory (or hub name)."
+        ),
+        reference: str = typer.Option(
+            ...,
+            "--reference",
+            help="Reference model (same family, trained on a superset, or the best available).",
+        ),
+        train: str = typer.Option(
+            ...,
+            "--train",
+            help="Training texts: .txt (one per line), .jsonl, .csv, .parquet or a dataset.",
+        ),
+        heldout: str = typer.Option(
+            ..., "--heldout", help="Held-out texts from the same distribution (same formats)."
+        ),
+        out: Path | None = typer.Option(
+            None, "--out", help="Run directory (default: memlens-runs/audit-<time>)."
+        ),
+        text_column: str = typer.Option(
+            "text", "--text-column", help="Text field of .jsonl/.csv/.parquet/datasets."
+        ),
+        split: str | None = typer.Option(
+            None,
+            "--split",
+            help="Dataset split of --train (and of --heldout unless --heldout-split).",
+        ),
+        heldout_split: str | None = typer.Option(
+            None, "--heldout-split", help="Dataset split of --heldout."
+        ),
+        seq_len: int | None = typer.Option(
+            None, "--seq-len", help="Cut texts into pieces of this many target tokens."
+        ),
+        prefix: int = typer.Option(32, "--prefix", help="Extraction prompt length in tokens."),
+        suffix: int = typer.Option(32, "--suffix", help="Extraction target length in tokens."),
+        window_stride: int | None = typer.Option(
+            None,
+            "--window-stride",
+            help="Score texts longer than the context with a sliding window of this stride.",
+        ),
+        tokenizer: str | None = typer.Option(
+            None, "--tokenizer", help="Tokenizer of the target (default: its directory)."
+        ),
+        reference_tokenizer: str | None = typer.Option(
+            None, "--reference-tokenizer", help="Tokenizer of the reference."
+        ),
+        dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Sequences per forward pass."),
+        alpha: float = typer.Option(
+            3.64, "--alpha", help="Capacity in bits per parameter (Morris et al. 2025)."
+        ),
+        top: int = typer.Option(10, "--top", help="Top memorized samples to list."),
+        no_dedup: bool = typer.Option(False, "--no-dedup", help="Keep exact duplicates."),
+    ) -> None:
+        from memlens.audit.run import AuditConfig, run_audit
+
+        config = AuditConfig(
+            model=model,
+            reference=reference,
+            train=train,
+            heldout=heldout,
+            tokenizer=tokenizer,
+            reference_tokenizer=reference_tokenizer,
+            text_column=text_column,
+            split=split,
+            heldout_split=heldout_split,
+            seq_len=seq_len,
+            dedup=not no_dedup,
+            prefix=prefix,
+            suffix=suffix,
+            batch_size=batch_size,
+            window_stride=window_stride,
+            dtype=dtype,
+            device=device,
+            alpha=alpha,
+            top_k=top,
+        )
+        result = run_audit(config, out)
+        _print_summary(result.summary, result.out_dir)
+
+
+def _fmt(v, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _print_summary(s: dict, out_dir: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(
+        title=f"memorization audit of {s['target']['name']} (reference: {s['reference']['name']})"
+    )
+    table.add_column("split")
+    for col in (
+        "n",
+        "dups removed",
+        "mean bits",
+        "total bits",
+        "extraction rate",
+        "match fraction",
+    ):
+        table.add_column(col, justify="right")
+    for split in ("train", "heldout"):
+        m = s[split]
+        table.add_row(
+            split,
+            str(m["n"]),
+            str(m["n_duplicates_removed"]),
+            _fmt(m["mean_unintended_bits"], ".2f"),
+            _fmt(m["total_unintended_bits"], ".1f"),
+            f"{_fmt(m['extraction_rate'], '.3f')} of {m['n_extraction_eligible']}",
+            _fmt(m["mean_match_fraction"], ".3f"),
+        )
+    console.print(table)
+    cap = s["capacity"]
+    console.print(
+        f"extraction rate train - held-out: {_fmt(s['extraction_rate_difference'], '+.3f')}; "
+        f"train memorized {cap['train_total_unintended_bits']:.0f} bits = "
+        f"{cap['fraction_of_capacity']:.2e} of capacity ({cap['alpha_bits_per_param']} bits/param x {cap['n_params']:,} params)"
+    )
+    console.print(
+        f"Spearman(unintended bits, TF-IDF) on positive train samples: {_fmt(s['tfidf_spearman'], '+.3f')}; "
+        f"with duplicate count: {_fmt(s['duplicate_spearman'], '+.3f')}"
+    )
+    if s["top_memorized"]:
+        top = Table(title="top memorized training samples")
+        top.add_column("bits", justify="right")
+        top.add_column("count", justify="right")
+        top.add_column("extracted")
+        top.add_column("text")
+        for r in s["top_memorized"]:
+            text = r["text"] if len(r["text"]) <= 70 else r["text"][:67] + "..."
+            top.add_row(
+                f"{r['unintended_bits']:.1f}",
+                str(r["count"]),
+                "yes" if r["extracted"] else "no",
+                text,
+            )
+        console.print(top)
+    if out_dir is not None:
+        console.print(
+            f"wrote {out_dir}/audit.json, samples.parquet, unintended_hist.png, unintended_vs_tfidf.png"
+        )
