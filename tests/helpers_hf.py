@@ -1,7 +1,12 @@
 """Tiny Hugging Face models, tokenizers and corpora built locally for tests (no hub access).
 
-Importable helpers (plain functions) plus pytest fixtures. Use the fixtures from a test module by
-declaring ``pytest_plugins = ["helpers_hf"]`` at its top (``tests/`` is on ``sys.path``).
+Importable helpers (plain functions) plus pytest fixtures (``tests/`` is on ``sys.path``). To use
+a fixture, import its ``*_fixture`` function into the test module; the fixture's name drops the
+suffix (``@pytest.fixture(name=...)``), so test arguments do not shadow the import::
+
+    from helpers_hf import overfit_fixture, word_tokenizer_fixture  # noqa: F401
+
+    def test_something(overfit, word_tokenizer): ...
 
 * :func:`make_sentences`: a seeded toy language (a small grammar with random word choices), so a
   model can learn structure from it and memorize individual sentences beyond it.
@@ -302,29 +307,27 @@ def write_jsonl(path: str | Path, texts: list[str] | tuple[str, ...], column: st
 # -- pytest fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def word_tokenizer():
+@pytest.fixture(scope="session", name="word_tokenizer")
+def word_tokenizer_fixture():
     """The word-level tokenizer of the toy language (``<|endoftext|>`` = 0 is BOS)."""
     return wordlevel_tokenizer()
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt2_dir(tmp_path_factory, word_tokenizer) -> Path:
+@pytest.fixture(scope="session", name="tiny_gpt2_dir")
+def tiny_gpt2_dir_fixture(tmp_path_factory) -> Path:
     """A saved random tiny GPT-2 (context 64) with the word-level tokenizer."""
-    return save_lm(
-        tiny_gpt2(len(word_tokenizer)), word_tokenizer, tmp_path_factory.mktemp("tiny-gpt2")
-    )
+    tok = wordlevel_tokenizer()
+    return save_lm(tiny_gpt2(len(tok)), tok, tmp_path_factory.mktemp("tiny-gpt2"))
 
 
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory, word_tokenizer) -> Path:
+@pytest.fixture(scope="session", name="tiny_llama_dir")
+def tiny_llama_dir_fixture(tmp_path_factory) -> Path:
     """A saved random tiny LLaMA (context 64) with the word-level tokenizer."""
-    return save_lm(
-        tiny_llama(len(word_tokenizer)), word_tokenizer, tmp_path_factory.mktemp("tiny-llama")
-    )
+    tok = wordlevel_tokenizer()
+    return save_lm(tiny_llama(len(tok)), tok, tmp_path_factory.mktemp("tiny-llama"))
 
 
-@pytest.fixture(scope="session")
-def overfit() -> OverfitBundle:
+@pytest.fixture(scope="session", name="overfit")
+def overfit_fixture() -> OverfitBundle:
     """A target that memorized its 30 training sentences, a reference and held-out data."""
     return overfit_bundle()
