@@ -1,0 +1,86 @@
+"""Prior lab: when is memorization (zero training error) optimal?
+
+Exact Bayesian linear theory of Cheng & Barber, "Is Memorization Helpful or Harmful? Prior
+Information Sets the Threshold" (COLT 2026, arXiv:2602.09405), and a diagnostic for real data.
+
+* :mod:`memlens.prior.linear`: exact finite-sample risks (conditional on ``X``) of min-norm,
+  ridge (admissible negative penalties included), generalized ridge and Bayes estimators;
+  ``J_pi``, ``V_pi``, ``lambda_Sigma``, Theorem 2's bounds and the corollaries' lower bounds;
+  the whole ridge path from one SVD.
+* :mod:`memlens.prior.asymptotic`: proportional-asymptotic curves from the Marchenko-Pastur /
+  deterministic-equivalent fixed point for isotropic, aligned, misaligned and low-rank priors;
+  the noise level at which the optimal ridge penalty changes sign.
+* :mod:`memlens.prior.montecarlo`: non-Gaussian priors (two-point, sparse; Gaussian mixtures)
+  by Monte Carlo, with Tweedie's formula for the Bayes fit.
+* :mod:`memlens.prior.diagnose`: exact leave-one-out over admissible penalties and an
+  empirical-Bayes answer to "noise, prior alignment, overparameterization" for a user's data.
+"""
+
+from memlens.prior.asymptotic import (
+    Population,
+    bayes_limit,
+    make_population,
+    minnorm_limit,
+    optimal_ridge,
+    ridge_limit,
+    sign_change_noise,
+    theory,
+)
+from memlens.prior.diagnose import Diagnosis, LooPath, diagnose, load_xy
+from memlens.prior.linear import (
+    RidgePath,
+    bayes_matrix,
+    bayes_risk,
+    excess_risk,
+    finite_sample_theory,
+    fisher_information,
+    lambda_sigma,
+    linear_risk,
+    memorization_excess_bound,
+    minnorm_matrix,
+    overfitting_excess_bound,
+    prior_variance,
+    ridge_matrix,
+    train_bounds,
+)
+from memlens.prior.montecarlo import (
+    GaussianMixturePrior,
+    gaussian_prior,
+    simulate,
+    sparse_prior,
+    two_point_prior,
+)
+
+__all__ = [
+    "Diagnosis",
+    "GaussianMixturePrior",
+    "LooPath",
+    "Population",
+    "RidgePath",
+    "bayes_limit",
+    "bayes_matrix",
+    "bayes_risk",
+    "diagnose",
+    "excess_risk",
+    "finite_sample_theory",
+    "fisher_information",
+    "gaussian_prior",
+    "lambda_sigma",
+    "linear_risk",
+    "load_xy",
+    "make_population",
+    "memorization_excess_bound",
+    "minnorm_limit",
+    "minnorm_matrix",
+    "optimal_ridge",
+    "overfitting_excess_bound",
+    "prior_variance",
+    "ridge_limit",
+    "ridge_matrix",
+    "sign_change_noise",
+    "simulate",
+    "sparse_prior",
+    "theory",
+    "train_bounds",
+    "two_point_prior",
+]

@@ -1,0 +1,228 @@
+"""Runs behind ``memlens prior theory`` and ``memlens prior diagnose``: compute, then write.
+
+Everything is computed before the run directory is created, so bad input never leaves a
+half-written directory; every file is written atomically through :class:`memlens.store.RunDir`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memlens.errors import UserError
+from memlens.prior import asymptotic as asy
+from memlens.prior import diagnose as dg
+from memlens.prior import linear
+
+
+def finite_or_none(obj: Any) -> Any:
+    """Replace non-finite floats by ``None`` (strict JSON: ``null`` means infinite or undefined)."""
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_none(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@dataclass(frozen=True)
+class TheoryConfig:
+    """Inputs of ``memlens prior theory`` (saved in the manifest)."""
+
+    gamma: float = 2.0
+    r2: float = 1.0
+    sigma2: float = 0.25
+    prior: str = "isotropic"
+    spread: float = 10.0
+    alpha: float = 1.0
+    eta: float = 0.1
+    eps: float = 0.05
+    n: int = 0  # > 0: also the exact finite-sample values on one seeded design
+    seed: int = 0
+
+    def population(self) -> asy.Population:
+        return asy.make_population(
+            self.prior, self.r2, spread=self.spread, alpha=self.alpha, eta=self.eta, eps=self.eps
+        )
+
+
+MAX_FINITE_D = 4000
+
+
+def theory_result(config: TheoryConfig) -> dict:
+    """The limiting table (and, with ``n > 0``, the exact finite-sample one) plus curves."""
+    pop = config.population()
+    asy._check_gamma(config.gamma)
+    asy._check_sigma2(config.sigma2)
+    out = {"limit": asy.theory(pop, config.gamma, config.sigma2)}
+    if config.n < 0:
+        raise UserError(f"--n must be 0 (off) or a positive sample size, got {config.n}.")
+    if config.n > 0:
+        d = int(round(config.gamma * config.n))
+        if d < 1 or d > MAX_FINITE_D:
+            raise UserError(
+                f"--n {config.n} with --gamma {config.gamma} gives d = {d}; the exact finite-sample "
+                f"check needs 1 <= d <= {MAX_FINITE_D}."
+            )
+        sx, sw = pop.finite(d)
+        out["finite"] = linear.finite_sample_theory(sx, sw, config.sigma2, config.n, config.seed)
+    lim = out["limit"]
+    lo = min(1e-3, 0.1 * lim["threshold_memorization"], 0.1 * config.sigma2 or 1)
+    hi = max(10.0, 3 * lim["threshold_overfitting"], 3 * config.sigma2)
+    s2 = np.unique(
+        np.concatenate([np.logspace(math.log10(lo), math.log10(hi), 60), [config.sigma2]])
+    )
+    s2 = s2[s2 > 0]
+    out["curve_sigma2"] = asy.curve_vs_sigma2(pop, config.gamma, s2)
+    out["curve_lambda"] = asy.curve_vs_lambda(pop, config.gamma, config.sigma2)
+    return out
+
+
+def _plot_theory(result: dict, config: TheoryConfig):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lim = result["limit"]
+    cs = result["curve_sigma2"]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax.plot(cs["sigma2"], cs["bayes_risk"], label="Bayes (posterior mean)", color="k")
+    ax.plot(cs["sigma2"], cs["ridge_opt_risk"], "--", label="best isotropic ridge", color="C2")
+    if np.all(np.isfinite(cs["minnorm_risk"])):
+        ax.plot(cs["sigma2"], cs["minnorm_risk"], label="min-norm interpolator", color="C3")
+    t1, t2 = lim["threshold_memorization"], lim["threshold_overfitting"]
+    for a in (ax, ax2):
+        if t1 > 0:
+            a.axvline(t1, color="C0", ls=":", lw=1.5)
+            a.axvspan(cs["sigma2"][0], t1, color="C0", alpha=0.08)
+        a.axvline(t2, color="C1", ls=":", lw=1.5)
+        a.axvspan(t2, cs["sigma2"][-1], color="C1", alpha=0.08)
+        a.axvline(config.sigma2, color="0.5", lw=0.8)
+        a.set_xscale("log")
+        a.set_xlabel(r"noise variance $\sigma^2$")
+    ax.plot([], [], color="C0", ls=":", label=r"$1/J_\pi$: memorization necessary below")
+    ax.plot([], [], color="C1", ls=":", label=r"$V_\pi$: overfitting harmful above")
+    ax.set_ylim(0, 2.5 * float(np.nanmax(cs["bayes_risk"])))
+    ax.set_ylabel(r"prediction risk $E\|\hat\theta-\theta\|^2_\Sigma$")
+    ax.set_title(f"{lim['prior']} prior, $\\gamma$={config.gamma:g}, $r^2$={lim['r2']:.3g}")
+    ax.legend(fontsize=7)
+    ax2.plot(
+        cs["sigma2"],
+        cs["train_bayes"] / cs["sigma2"],
+        color="k",
+        label=r"Train$(\hat\theta_B)/\sigma^2$",
+    )
+    ax2.fill_between(
+        cs["sigma2"], cs["train_bayes_lower"] / cs["sigma2"], cs["train_bayes_upper"] / cs["sigma2"],
+        color="0.8", label="Theorem 2 band",
+    )  # fmt: skip
+    ax2.set_ylabel("Bayes training error / noise level")
+    ax2.set_title("memorization of the Bayes estimator")
+    ax2.legend(fontsize=7)
+    fig1 = fig
+
+    cl = result["curve_lambda"]
+    fig2, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot(cl["lambda"], cl["pred"], color="k", label="ridge risk")
+    ax.plot(cl["lambda"], cl["train"], color="C4", label="ridge training error")
+    ax.axvline(0, color="C3", ls=":", label=r"$\lambda=0$ (interpolation)")
+    ax.axvline(
+        lim["lambda_opt"],
+        color="C2",
+        ls="--",
+        label=rf"$\lambda_{{opt}}$ = {lim['lambda_opt']:.3g}",
+    )
+    ax.axvline(
+        lim["lambda_min"], color="0.5", lw=0.8, label=rf"admissible edge {lim['lambda_min']:.3g}"
+    )
+    finite = cl["pred"][np.isfinite(cl["pred"])]
+    top = (
+        min(float(np.max(finite)), 3 * float(np.min(finite)) + lim["sigma2"]) if finite.size else 1
+    )
+    ax.set_ylim(0, top)
+    ax.set_xlabel(r"ridge penalty $\lambda$ (normalized, $X^TX/n+\lambda I$)")
+    ax.set_ylabel("limit")
+    ax.set_title(rf"{lim['prior']} prior, $\sigma^2$={config.sigma2:g}")
+    ax.legend(fontsize=7)
+    return fig1, fig2
+
+
+def run_theory(config: TheoryConfig, out: str | Path | None = None) -> tuple[dict, Path]:
+    """Compute :func:`theory_result`, then write ``theory.json``, two CSV curves, two plots and
+    ``manifest.json`` to ``out``. Returns the JSON-ready result and the run directory."""
+    import pandas as pd
+
+    from memlens.store import RunDir, default_out_dir
+
+    result = theory_result(config)
+    figs = _plot_theory(result, config)
+    table = finite_or_none({k: v for k, v in result.items() if k in ("limit", "finite")})
+    run = RunDir(
+        out or default_out_dir("prior-theory"), "prior-theory", asdict(config), config.seed
+    )
+    run.write_json("theory.json", table)
+    run.write_table("curve_sigma2.csv", pd.DataFrame(result["curve_sigma2"]))
+    run.write_table("curve_lambda.csv", pd.DataFrame(result["curve_lambda"]))
+    run.save_figure("risk_vs_sigma2.png", figs[0])
+    run.save_figure("risk_vs_lambda.png", figs[1])
+    run.write_manifest(files=["theory.json", "curve_sigma2.csv", "curve_lambda.csv",
+                              "risk_vs_sigma2.png", "risk_vs_lambda.png"])  # fmt: skip
+    return table, run.path
+
+
+def _plot_diagnosis(res: dg.Diagnosis):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = res.curve
+    lam = np.asarray(c["lambda"])
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    x = np.sign(lam) * np.log10(1 + np.abs(lam) / max(abs(res.lambda_min), 1e-12))
+    ax.plot(x, c["loo"], color="k", label="leave-one-out MSE (exact)")
+    ax.plot(x, c["gcv"], color="0.6", ls="--", label="GCV")
+    ax.plot(x, c["train"], color="C4", label="training MSE")
+    xo = np.sign(res.lambda_opt) * np.log10(
+        1 + abs(res.lambda_opt) / max(abs(res.lambda_min), 1e-12)
+    )
+    ax.axvline(0, color="C3", ls=":", label=r"$\lambda=0$")
+    ax.axvline(xo, color="C2", ls="--", label=rf"$\lambda_{{opt}}$ = {res.lambda_opt:.3g}")
+    ax.axhline(res.loo_null, color="0.8", lw=0.8, label="predict the mean")
+    ax.set_xlabel(r"sign($\lambda$) log10(1 + |$\lambda$| / |$\lambda_{min}$|)")
+    ax.set_ylabel("mean squared error")
+    ax.set_title(f"verdict: {res.verdict} (d/n = {res.gamma:.3g})")
+    finite = np.asarray(c["loo"])[np.isfinite(c["loo"])]
+    ax.set_ylim(0, min(float(finite.max()), 3 * max(res.loo_null, res.loo_opt)))
+    ax.legend(fontsize=7)
+    return fig
+
+
+def run_diagnose(
+    x_path: str | Path, y_path: str | Path, out: str | Path | None = None, center: bool = True
+) -> tuple[dict, Path]:
+    """Load ``X`` and ``y``, :func:`memlens.prior.diagnose.diagnose` them, and write
+    ``diagnosis.json``, ``loo_curve.csv``, ``loo_curve.png`` and ``manifest.json``."""
+    import pandas as pd
+
+    from memlens.store import RunDir, default_out_dir
+
+    X, y = dg.load_xy(x_path, y_path)
+    res = dg.diagnose(X, y, center=center)
+    fig = _plot_diagnosis(res)
+    table = finite_or_none(res.to_dict())
+    config = {"X": str(x_path), "y": str(y_path), "center": center, "n": res.n, "d": res.d}
+    run = RunDir(out or default_out_dir("prior-diagnose"), "prior-diagnose", config, None)
+    run.write_json("diagnosis.json", table)
+    run.write_table("loo_curve.csv", pd.DataFrame(res.curve))
+    run.save_figure("loo_curve.png", fig)
+    run.write_manifest(files=["diagnosis.json", "loo_curve.csv", "loo_curve.png"])
+    return table, run.path
