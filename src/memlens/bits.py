@@ -229,7 +229,9 @@ def memorized_bits(entropy_bits: np.ndarray | float, nll_bits: np.ndarray) -> np
     ``entropy_bits`` is the code length under the reference: the true source for synthetic data,
     a reference model for text.
     """
-    return np.maximum(0.0, np.asarray(entropy_bits, dtype=np.float64) - np.asarray(nll_bits, dtype=np.float64))
+    return np.maximum(
+        0.0, np.asarray(entropy_bits, dtype=np.float64) - np.asarray(nll_bits, dtype=np.float64)
+    )
 
 
 def grad_norms(

@@ -59,7 +59,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -146,7 +148,9 @@ def default_out_dir(kind: str) -> Path:
 
 def config_hash(config: Any) -> str:
     """A short stable hash of a JSON-serializable config."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=_json_default).encode()).hexdigest()[:12]
+    return hashlib.sha256(
+        json.dumps(config, sort_keys=True, default=_json_default).encode()
+    ).hexdigest()[:12]
 
 
 class RunDir:
@@ -166,7 +170,9 @@ class RunDir:
         The seed, recorded in the manifest.
     """
 
-    def __init__(self, path: str | os.PathLike[str], kind: str, config: Any, seed: int | None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], kind: str, config: Any, seed: int | None
+    ) -> None:
         self.path = Path(path)
         self.kind = kind
         self.config = json.loads(to_json(config))
@@ -177,7 +183,9 @@ class RunDir:
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
-            raise UserError(f"cannot write to output directory {self.path}: {exc.strerror or exc}.") from None
+            raise UserError(
+                f"cannot write to output directory {self.path}: {exc.strerror or exc}."
+            ) from None
         self.cells = self.path / "cells"
         manifest = self.path / "manifest.json"
         if manifest.exists():

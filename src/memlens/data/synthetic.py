@@ -45,7 +45,9 @@ def uniform_sequences(vocab_size: int, seq_len: int, n_sequences: int, seed: int
     block = 1024
     for start in range(0, n_sequences, block):  # block-wise so prefixes are stable across N
         stop = min(n_sequences, start + block)
-        out[start:stop] = torch.randint(0, vocab_size, (block, seq_len), generator=g)[: stop - start]
+        out[start:stop] = torch.randint(0, vocab_size, (block, seq_len), generator=g)[
+            : stop - start
+        ]
     return out
 
 
@@ -78,7 +80,9 @@ class MarkovSource:
         if self.vocab_size < 2:
             raise UserError(f"vocab size must be at least 2, got {self.vocab_size}.")
         if not 1 <= self.branching <= self.vocab_size:
-            raise UserError(f"branching must be between 1 and the vocab size, got {self.branching}.")
+            raise UserError(
+                f"branching must be between 1 and the vocab size, got {self.branching}."
+            )
         rng = np.random.default_rng(self.seed)
         V, b = self.vocab_size, self.branching
         P = np.zeros((V, V))
@@ -100,7 +104,9 @@ class MarkovSource:
     def entropy_rate_bits(self) -> float:
         """Entropy per transition ``sum_i pi_i H(P_i)`` under the stationary distribution, in bits."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            rows = -np.nansum(np.where(self.transition > 0, self.transition * self._log2P, 0.0), axis=1)
+            rows = -np.nansum(
+                np.where(self.transition > 0, self.transition * self._log2P, 0.0), axis=1
+            )
         return float(self.stationary @ rows)
 
     def sample(self, n_sequences: int, seq_len: int, seed: int) -> torch.Tensor:
@@ -118,7 +124,9 @@ class MarkovSource:
             x[:, t] = (u[:, t, None] > rows).sum(axis=1)
         return torch.from_numpy(x)
 
-    def code_length_bits(self, tokens: torch.Tensor | np.ndarray, include_first: bool = True) -> np.ndarray:
+    def code_length_bits(
+        self, tokens: torch.Tensor | np.ndarray, include_first: bool = True
+    ) -> np.ndarray:
         """Exact ``-log2 p(x)`` of each sequence under the source, in bits.
 
         With ``include_first=False`` only tokens ``1..S-1`` are charged (what a model scores).

@@ -58,7 +58,9 @@ class GPTConfig:
         if self.d_model < 1:
             raise UserError(f"d_model must be at least 1, got {self.d_model}.")
         if self.n_head == 0:
-            object.__setattr__(self, "n_head", max(1, self.d_model // 16) if self.d_model % 16 == 0 else 1)
+            object.__setattr__(
+                self, "n_head", max(1, self.d_model // 16) if self.d_model % 16 == 0 else 1
+            )
         if self.n_head < 1 or self.d_model % self.n_head != 0:
             raise UserError(
                 f"d_model {self.d_model} is not divisible by n_head {self.n_head}; choose a head count that divides it."
@@ -110,7 +112,11 @@ class _Block(nn.Module):
         self.mlp_proj_b = nn.Parameter(torch.zeros(k, 1, d))
 
     def forward(
-        self, x: Tensor, shape: tuple[int, int, int], attn_mask: Tensor | None, mlp_mask: Tensor | None
+        self,
+        x: Tensor,
+        shape: tuple[int, int, int],
+        attn_mask: Tensor | None,
+        mlp_mask: Tensor | None,
     ) -> Tensor:
         K, B, T = shape
         d = x.shape[-1]
@@ -124,7 +130,9 @@ class _Block(nn.Module):
         y = y.transpose(1, 2).reshape(K, B * T, d)
         x = x + _linear(y, self.attn_proj_w, self.attn_proj_b)
         hidden = _gelu_new(_linear(self.ln_2(x), self.fc_w, self.fc_b))  # [K, B*T, 4d]
-        if mlp_mask is not None:  # MemSinks: applied after the nonlinearity, before the down-projection
+        if (
+            mlp_mask is not None
+        ):  # MemSinks: applied after the nonlinearity, before the down-projection
             hidden = (hidden.view(K, B, T, -1) * mlp_mask).view(K, B * T, -1)
         return x + _linear(hidden, self.mlp_proj_w, self.mlp_proj_b)
 
@@ -171,7 +179,9 @@ class GPT(nn.Module):
         self.reset_parameters(init_std, generator)
 
     @torch.no_grad()
-    def reset_parameters(self, init_std: float = 0.02, generator: torch.Generator | None = None) -> None:
+    def reset_parameters(
+        self, init_std: float = 0.02, generator: torch.Generator | None = None
+    ) -> None:
         proj_std = init_std / math.sqrt(2 * self.config.n_layer)
         for name, p in self.named_parameters():
             if name.endswith(("attn_proj_w", "mlp_proj_w")):
@@ -204,7 +214,9 @@ class GPT(nn.Module):
         if K != self.n_models:
             raise ValueError(f"got tokens for {K} models, this module holds {self.n_models}")
         if T > self.config.seq_len:
-            raise UserError(f"sequence of {T} tokens is longer than the model's context of {self.config.seq_len}.")
+            raise UserError(
+                f"sequence of {T} tokens is longer than the model's context of {self.config.seq_len}."
+            )
         # Token embedding: gather each model's own table.
         model_offsets = (torch.arange(K, device=idx.device) * self.config.vocab_size).view(K, 1, 1)
         tok = self.wte.reshape(K * self.config.vocab_size, -1)[idx + model_offsets]  # [K, B, T, d]
@@ -310,6 +322,8 @@ class GPT(nn.Module):
         out = GPT(self.config, n_models=len(indices))
         idx = torch.as_tensor(indices, device=self.wte.device)
         with torch.no_grad():
-            for (name, p_out), (_, p_in) in zip(out.named_parameters(), self.named_parameters(), strict=True):
+            for (_name, p_out), (_, p_in) in zip(
+                out.named_parameters(), self.named_parameters(), strict=True
+            ):
                 p_out.copy_(p_in.index_select(0, idx).to(p_out.device))
         return out.to(self.wte.device)
