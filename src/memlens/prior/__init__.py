@@ -12,7 +12,7 @@ Information Sets the Threshold" (COLT 2026, arXiv:2602.09405), and a diagnostic 
   the noise level at which the optimal ridge penalty changes sign.
 * :mod:`memlens.prior.montecarlo`: non-Gaussian priors (two-point, sparse; Gaussian mixtures)
   by Monte Carlo, with Tweedie's formula for the Bayes fit.
-* :mod:`memlens.prior.diagnose`: exact leave-one-out over admissible penalties and an
+* :mod:`memlens.prior.diagnosis`: exact leave-one-out over admissible penalties and an
   empirical-Bayes answer to "noise, prior alignment, overparameterization" for a user's data.
 """
 
@@ -26,7 +26,7 @@ from memlens.prior.asymptotic import (
     sign_change_noise,
     theory,
 )
-from memlens.prior.diagnose import Diagnosis, LooPath, diagnose, load_xy
+from memlens.prior.diagnosis import Diagnosis, LooPath, diagnose, load_xy
 from memlens.prior.linear import (
     RidgePath,
     bayes_matrix,

@@ -102,11 +102,12 @@ def sparse_prior(d: int, k: int, scale2: float, floor: float = 0.0) -> GaussianM
         raise UserError(
             "sparse prior variances must be positive on and non-negative off the support."
         )
-    supports = list(itertools.combinations(range(d), k))
-    if len(supports) > MAX_COMPONENTS:
+    count = math.comb(d, k)
+    if count > MAX_COMPONENTS:
         raise UserError(
-            f"a {k}-sparse prior in d = {d} has {len(supports)} supports; at most {MAX_COMPONENTS} are enumerated."
+            f"a {k}-sparse prior in d = {d} has {count} supports; at most {MAX_COMPONENTS} are enumerated."
         )
+    supports = list(itertools.combinations(range(d), k))
     var = np.full((len(supports), d), float(floor))
     for i, sup in enumerate(supports):
         var[i, list(sup)] = scale2

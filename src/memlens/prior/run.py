@@ -15,7 +15,7 @@ import numpy as np
 
 from memlens.errors import UserError
 from memlens.prior import asymptotic as asy
-from memlens.prior import diagnose as dg
+from memlens.prior import diagnosis as dg
 from memlens.prior import linear
 
 
@@ -74,7 +74,8 @@ def theory_result(config: TheoryConfig) -> dict:
         sx, sw = pop.finite(d)
         out["finite"] = linear.finite_sample_theory(sx, sw, config.sigma2, config.n, config.seed)
     lim = out["limit"]
-    lo = min(1e-3, 0.1 * lim["threshold_memorization"], 0.1 * config.sigma2 or 1)
+    positives = [x for x in (lim["threshold_memorization"], config.sigma2) if x > 0]
+    lo = min([1e-3] + [0.1 * x for x in positives])
     hi = max(10.0, 3 * lim["threshold_overfitting"], 3 * config.sigma2)
     s2 = np.unique(
         np.concatenate([np.logspace(math.log10(lo), math.log10(hi), 60), [config.sigma2]])
@@ -209,7 +210,7 @@ def _plot_diagnosis(res: dg.Diagnosis):
 def run_diagnose(
     x_path: str | Path, y_path: str | Path, out: str | Path | None = None, center: bool = True
 ) -> tuple[dict, Path]:
-    """Load ``X`` and ``y``, :func:`memlens.prior.diagnose.diagnose` them, and write
+    """Load ``X`` and ``y``, :func:`memlens.prior.diagnosis.diagnose` them, and write
     ``diagnosis.json``, ``loo_curve.csv``, ``loo_curve.png`` and ``manifest.json``."""
     import pandas as pd
 

@@ -297,14 +297,18 @@ class PriorFit:
     J: float  # tr(A^-1)/n_eff (inf when d < n: A is singular)
     loglik: float
     alpha_lr_pvalue: float  # likelihood-ratio test of alpha = 0 (isotropic prior)
+    sigma2_interval: tuple[float, float]  # 95% Wald interval on the log scale
+    alpha_at_bound: bool
 
 
 def _negloglik(params, e, z2, null_ss, n_null) -> float:
     log_a, alpha, log_s2 = params
-    g = e ** (1 + alpha)
-    g = g / g.mean()
-    v = np.exp(log_a) * g + np.exp(log_s2)
-    return float(np.sum(np.log(v) + z2 / v) + n_null * log_s2 + null_ss / np.exp(log_s2))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        g = np.exp((1 + alpha) * np.log(e))
+        g = g / g.mean()
+        v = np.exp(log_a) * g + np.exp(log_s2)
+        out = float(np.sum(np.log(v) + z2 / v) + n_null * log_s2 + null_ss / np.exp(log_s2))
+    return out if math.isfinite(out) else 1e300
 
 
 def fit_prior(path: LooPath, alpha_bounds: tuple[float, float] = (-3.0, 3.0)) -> PriorFit:
@@ -337,7 +341,7 @@ def fit_prior(path: LooPath, alpha_bounds: tuple[float, float] = (-3.0, 3.0)) ->
                     ]
                 )
                 bounds = [
-                    (None, None),
+                    (math.log(tot) - 40, math.log(tot) + 12),
                     alpha_bounds if alpha_fixed is None else (alpha_fixed, alpha_fixed),
                     (math.log(tot) - 40, math.log(tot) + 5),
                 ]
@@ -350,20 +354,52 @@ def fit_prior(path: LooPath, alpha_bounds: tuple[float, float] = (-3.0, 3.0)) ->
 
     full = fit(None)
     iso = fit(0.0)
-    log_a, alpha, log_s2 = full.x
+    lr = max(0.0, iso.fun - full.fun)  # the objective is -2 log-likelihood up to a constant
+    pvalue = float(chi2.sf(lr, 1))
+    # alpha and sigma^2 trade off (a flatter signal spectrum looks like noise), so the noise
+    # level is read from the isotropic model unless the data reject it.
+    chosen = full if pvalue < 0.05 else iso
+    log_a, alpha, log_s2 = chosen.x
     g = e ** (1 + alpha)
     a_eig = math.exp(log_a) * g / g.mean()  # eigenvalues of A = X Sigma_w X^T on the row space
     V = float(a_eig.sum() / path.n_eff)
     J = float(np.sum(1 / a_eig) / path.n_eff) if path.kernel else math.inf
-    lr = max(0.0, iso.fun - full.fun)  # the objective is -2 log-likelihood up to a constant
+    free = [0, 1, 2] if chosen is full else [0, 2]
+    H = _hessian(lambda q: _negloglik(q, e, z2, null_ss, n_null), chosen.x, free)
+    try:
+        cov = np.linalg.inv(H / 2)  # the objective is -2 log-likelihood
+        se = math.sqrt(cov[-1, -1]) if cov[-1, -1] > 0 else math.inf
+    except np.linalg.LinAlgError:
+        se = math.inf
+    lo_s2 = math.exp(log_s2 - 1.96 * se) if math.isfinite(se) else 0.0
+    hi_s2 = math.exp(log_s2 + 1.96 * se) if math.isfinite(se) else math.inf
     return PriorFit(
         sigma2=float(math.exp(log_s2)),
-        alpha=float(alpha),
+        alpha=float(full.x[1]),
         V=V,
         J=J,
-        loglik=float(-0.5 * full.fun),
-        alpha_lr_pvalue=float(chi2.sf(lr, 1)),
+        loglik=float(-0.5 * chosen.fun),
+        alpha_lr_pvalue=pvalue,
+        sigma2_interval=(lo_s2, hi_s2),
+        alpha_at_bound=bool(min(abs(full.x[1] - b) for b in alpha_bounds) < 1e-6),
     )
+
+
+def _hessian(f, x: np.ndarray, free: list[int], h: float = 1e-3) -> np.ndarray:
+    """Central-difference Hessian of ``f`` at ``x`` in the coordinates ``free``."""
+    k = len(free)
+    H = np.empty((k, k))
+    for a, i in enumerate(free):
+        for b, j in enumerate(free[a:], start=a):
+
+            def at(di: float, dj: float) -> float:
+                q = np.array(x, dtype=float)
+                q[i] += di
+                q[j] += dj
+                return f(q)
+
+            H[a, b] = H[b, a] = (at(h, h) - at(h, -h) - at(-h, h) + at(-h, -h)) / (4 * h * h)
+    return H
 
 
 # -- the diagnosis ------------------------------------------------------------------------------
@@ -389,6 +425,7 @@ class Diagnosis:
     train_interp: float
     interpolates: bool
     sigma2_hat: float
+    sigma2_interval: tuple[float, float]
     signal_var_hat: float
     snr: float
     alpha_hat: float
@@ -480,12 +517,15 @@ def diagnose(
         align = "misaligned (on the low-variance features)"
     answers = {
         "signal_to_noise": (
-            f"noise variance {_fmt(fit.sigma2)} against signal variance {_fmt(fit.V)} per sample "
+            f"noise variance {_fmt(fit.sigma2)} (95% interval {_fmt(fit.sigma2_interval[0])} to "
+            f"{_fmt(fit.sigma2_interval[1])}) against signal variance {_fmt(fit.V)} per sample "
             f"(SNR {_fmt(snr)}); the fitted prior's thresholds are 1/J = {_fmt(thr_mem)} and "
             f"V = {_fmt(thr_over)}, so the noise is in the regime '{reg}'."
         ),
         "prior_alignment": (
-            f"the signal's prior covariance fits Sigma_hat^alpha with alpha = {a:.2f} "
+            f"the signal's prior covariance fits Sigma_hat^alpha with alpha = {a:.2f}"
+            + (" (at the search bound)" if fit.alpha_at_bound else "")
+            + " "
             f"(0 is isotropic; likelihood-ratio p = {fit.alpha_lr_pvalue:.2g}): {align}."
         ),
         "overparameterization": (
@@ -531,6 +571,7 @@ def diagnose(
         train_interp=float(train[1]),
         interpolates=bool(path.kernel),
         sigma2_hat=fit.sigma2,
+        sigma2_interval=fit.sigma2_interval,
         signal_var_hat=fit.V,
         snr=snr,
         alpha_hat=a,
