@@ -62,7 +62,7 @@ def test_gcv_and_train_match_explicit_hat_matrix():
         X = rng.standard_normal((n, d))
         y = rng.standard_normal(n)
         path = dg.LooPath(X, y, center=True)
-        Xc, yc = X - X.mean(0), y - y.mean()
+        Xc = X - X.mean(0)
         for lam in (0.02, 0.7):
             H = np.ones((n, n)) / n + Xc @ np.linalg.solve(Xc.T @ Xc + n * lam * np.eye(d), Xc.T)
             r = y - H @ y

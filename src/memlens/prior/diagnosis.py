@@ -392,7 +392,7 @@ def _hessian(f, x: np.ndarray, free: list[int], h: float = 1e-3) -> np.ndarray:
     for a, i in enumerate(free):
         for b, j in enumerate(free[a:], start=a):
 
-            def at(di: float, dj: float) -> float:
+            def at(di: float, dj: float, i: int = i, j: int = j) -> float:
                 q = np.array(x, dtype=float)
                 q[i] += di
                 q[j] += dj
