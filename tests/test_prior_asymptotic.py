@@ -187,3 +187,21 @@ def test_population_finite_instance_matches_moments():
 def test_bad_input_raises_user_error(call):
     with pytest.raises(UserError):
         call()
+
+
+@pytest.mark.parametrize("eta", [0.8, 0.3])
+def test_exactly_low_rank_prior_limits_match_finite_sample(eta):
+    """Directions without prior mass drop out of the Bayes problem (gamma' = eta * gamma)."""
+    pop = asy.make_population("lowrank", 1.0, eta=eta, eps=0.0)
+    n, s2 = 300, 0.2
+    sx, sw = pop.finite(2 * n)
+    X = linear.sample_design(sx, n, seed=1)
+    b_lim = asy.bayes_limit(pop, 2.0, s2)
+    b = linear.bayes_risk(X, sw, sx, s2)
+    assert b.pred == pytest.approx(b_lim.risk, rel=0.03)
+    assert b.train == pytest.approx(b_lim.train, rel=0.03)
+    J_lim = asy.fisher_information(pop, 2.0)
+    if eta * 2.0 > 1:
+        assert linear.fisher_information(X, sw) == pytest.approx(J_lim, rel=0.03)
+    else:
+        assert J_lim == math.inf and linear.fisher_information(X, sw) == math.inf

@@ -227,3 +227,15 @@ def test_inadmissible_penalty_and_bad_shapes():
         L.bayes_risk(X, sw, sx, -1.0)
     with pytest.raises(UserError):
         L.fisher_information(np.array([1.0, np.nan]), sw)
+
+
+def test_corollary_bounds_by_hand():
+    # Cor. 1: Train = 0.9, J = 1, sigma^2 = 0.5 -> C = 0.9 / 0.25 = 3.6.
+    expected = (1 - 3.6**-0.5) ** 2 * 0.9 / 2.0
+    assert L.memorization_excess_bound(0.9, 1.0, 2.0, 0.5) == pytest.approx(expected)
+    assert L.memorization_excess_bound(0.2, 1.0, 2.0, 0.5) == 0.0  # C = 0.8 <= 1: no claim
+    # Cor. 2: Train = 1, V = 0.5, sigma^2 = 3 -> C = (3 - 1) / 0.5 = 4.
+    expected = (1 - 1 / 4) ** 2 * (3 - 1) ** 2 / (4 * 2.0 * 3)
+    assert L.overfitting_excess_bound(1.0, 0.5, 2.0, 3.0) == pytest.approx(expected)
+    assert L.overfitting_excess_bound(2.8, 0.5, 2.0, 3.0) == 0.0  # C = 0.4
+    assert L.train_bounds(2.0, 1.0, 0.25) == pytest.approx((0.05, 0.0625 / 0.75))
