@@ -205,3 +205,17 @@ def test_exactly_low_rank_prior_limits_match_finite_sample(eta):
         assert linear.fisher_information(X, sw) == pytest.approx(J_lim, rel=0.03)
     else:
         assert J_lim == math.inf and linear.fisher_information(X, sw) == math.inf
+
+
+def test_generalized_ridge_limit_with_prior_precision_is_bayes_and_matches_finite_sample():
+    pop = asy.make_population("aligned", 1.0)
+    s2 = 0.3
+    g = asy.generalized_ridge_limit(pop, 2.0, s2, s2 * 2.0, 1 / pop.w)
+    assert g.pred == pytest.approx(asy.bayes_limit(pop, 2.0, s2).risk, rel=1e-10)
+    # Another penalty (P = 1/s): limit vs exact finite-sample generalized ridge at n = 300.
+    sx, sw = pop.finite(600)
+    X = linear.sample_design(sx, 300, seed=2)
+    lim = asy.generalized_ridge_limit(pop, 2.0, s2, 0.2, 1 / pop.s)
+    exact = linear.linear_risk(linear.generalized_ridge_matrix(X, 0.2, 1 / sx), X, sw, sx, s2)
+    assert exact.pred == pytest.approx(lim.pred, rel=0.03)
+    assert exact.train == pytest.approx(lim.train, rel=0.03)

@@ -291,6 +291,23 @@ def ridge_limit(pop: Population, gamma: float, sigma2: float, lam: float) -> Rid
     return _risk_at_kappa(pop, gamma, sigma2, kappa_of_lambda(pop, gamma, lam))
 
 
+def generalized_ridge_limit(
+    pop: Population, gamma: float, sigma2: float, lam: float, penalty: np.ndarray
+) -> RidgeLimit:
+    """Limit of the generalized ridge ``(X^T X / n + lam P)^-1 X^T y / n`` with ``P`` diagonal in the
+    population's eigenbasis (``penalty[k] > 0`` on atom ``k``).
+
+    Rotating by ``P^{-1/2}`` gives a plain ridge with feature variances ``s / p`` and prior
+    variances ``omega * p`` and the same prediction norm, so :func:`ridge_limit` applies. With
+    ``P = 1/omega`` and ``lam = sigma^2 gamma`` it is the Bayes estimator.
+    """
+    pen = np.asarray(penalty, dtype=float)
+    if pen.shape != pop.p.shape or not np.all(np.isfinite(pen)) or np.any(pen <= 0):
+        raise UserError("the generalized ridge penalty needs one positive value per atom.")
+    rot = Population(pop.mass, tuple(pop.s / pen), tuple(pop.w * pen), pop.name)
+    return ridge_limit(rot, gamma, sigma2, lam)
+
+
 def minnorm_limit(pop: Population, gamma: float, sigma2: float) -> RidgeLimit:
     """Min-norm interpolator (``gamma > 1``) or least squares (``gamma < 1``): ``lam -> 0``."""
     return ridge_limit(pop, gamma, sigma2, 0.0)

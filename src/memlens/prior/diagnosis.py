@@ -464,10 +464,10 @@ def diagnose(
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.standard_normal((60, 120)); theta = rng.standard_normal(120) / np.sqrt(120)
-    >>> y = X @ theta + 1.0 * rng.standard_normal(60)
+    >>> X = rng.standard_normal((100, 200)); theta = rng.standard_normal(200) / np.sqrt(200)
+    >>> y = X @ theta + 2.0 * rng.standard_normal(100)  # noise variance 4, signal variance 1
     >>> res = diagnose(X, y)
-    >>> res.lambda_opt > 0, res.verdict
+    >>> bool(res.lambda_opt > 0), res.verdict
     (True, 'regularize')
     """
     path = LooPath(X, y, center=center)
