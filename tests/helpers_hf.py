@@ -24,6 +24,7 @@ suffix (``@pytest.fixture(name=...)``), so test arguments do not shadow the impo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import tempfile
 from dataclasses import dataclass
@@ -219,6 +220,21 @@ def train_lm(model, tokenizer, texts: list[str], steps: int = 300, lr: float = 3
     return model.eval()
 
 
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one intra-op thread, then restore the previous count.
+
+    Tiny models gain nothing from a second thread, and on a shared, busy CPU two OpenMP threads
+    that wait for each other can be tens of times slower than one.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass(frozen=True)
 class OverfitBundle:
     """Saved models and texts for audit tests (see :func:`overfit_bundle`)."""
@@ -240,6 +256,11 @@ def overfit_bundle(steps: int = 250) -> OverfitBundle:
     30 ``train`` sentences, model 1 on 30 disjoint ``ref_train`` sentences, and exported with
     ``GPT.to_hf``. ``heldout`` holds 30 further sentences of the same language.
     """
+    with single_thread():
+        return _overfit_bundle(steps)
+
+
+def _overfit_bundle(steps: int) -> OverfitBundle:
     from memlens.models.gpt import GPT, GPTConfig
 
     sentences = make_sentences(90, seed=1234)
@@ -305,6 +326,13 @@ def write_jsonl(path: str | Path, texts: list[str] | tuple[str, ...], column: st
 
 
 # -- pytest fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(name="one_thread")
+def one_thread_fixture():
+    """Use as ``pytestmark = pytest.mark.usefixtures("one_thread")``: see :func:`single_thread`."""
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="session", name="word_tokenizer")

@@ -11,6 +11,7 @@ import torch
 from helpers_hf import (  # noqa: F401
     bpe_tokenizer,
     make_sentences,
+    one_thread_fixture,
     save_lm,
     tiny_gpt2,
     tiny_gpt2_dir_fixture,
@@ -30,6 +31,8 @@ from memlens.models.hf import (
 )
 
 TEXTS = make_sentences(7, seed=3) + ["the cat", "a dog sees the red boat"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_gpt2_parameter_count_is_the_papers_formula(tiny_gpt2_dir):

@@ -202,6 +202,18 @@ def load_causal_lm(
     UserError: missing directory, unreadable checkpoint, missing tokenizer, or a tokenizer whose
         vocabulary is larger than the model's embedding.
     """
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars in memlens output
+    try:
+        return _load_causal_lm(name_or_path, tokenizer, dtype, device)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) -> CausalLM:
     from transformers import AutoModelForCausalLM
 
     name = str(name_or_path)

@@ -1,0 +1,262 @@
+"""memlens audit: unintended bits, extraction, rarity; end to end on a model overfit to its data."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from helpers_hf import (  # noqa: F401
+    bpe_tokenizer,
+    one_thread_fixture,
+    overfit_fixture,
+    save_lm,
+    single_thread,
+    uniform_gpt2,
+    write_jsonl,
+    write_lines,
+)
+from memlens.audit import TfidfCorpus, capacity_bits, greedy_continue, tfidf_rarity, unintended_bits
+from memlens.cli import app, main
+from memlens.models.hf import load_causal_lm, score_texts
+
+FLAGS = ["--prefix", "4", "--suffix", "4", "--device", "cpu"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# -- definitions with hand-computed answers ------------------------------------------------------
+
+
+def test_tfidf_hand_computed():
+    # D = {[a, b] once, [a, c] twice}: |D| = 3, tf(a) = 3, tf(b) = 1, tf(c) = 2 (duplicates count).
+    docs, counts = [["a", "b"], ["a", "c"]], [1, 2]
+    inside, outside = tfidf_rarity(docs, counts, others=[["b", "d", "d"]])
+    assert inside[0] == pytest.approx((math.log(3 / 3) + math.log(3 / 1)) / 2)
+    assert inside[1] == pytest.approx((math.log(3 / 3) + math.log(3 / 2)) / 2)
+    # a non-member is scored against D plus itself: |D| = 4, tf(b) = 2, tf(d) = 2
+    assert outside[0] == pytest.approx((math.log(4 / 2) + 2 * math.log(4 / 2)) / 3)
+    with pytest.raises(ValueError):
+        TfidfCorpus(docs).score(["z"])
+
+
+def test_unintended_bits_is_a_whole_sample_max_and_capacity():
+    got = unintended_bits(np.array([10.0, 5.0, 7.0]), np.array([12.5, 3.0, 7.0]))
+    assert got.tolist() == [2.5, 0.0, 0.0]
+    # Morris et al. 2025: 1 layer, d = 32, V = 2048, S = 64 has 80,352 parameters
+    assert capacity_bits(80_352) == pytest.approx(3.64 * 80_352)
+
+
+# -- end to end -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def files(overfit, tmp_path_factory):
+    d = tmp_path_factory.mktemp("audit-data")
+    train = list(overfit.train) + list(overfit.train[:2])  # two samples occur twice in the file
+    return {
+        "train_txt": write_lines(d / "train.txt", train),
+        "train_jsonl": write_jsonl(d / "train.jsonl", train),
+        "held_txt": write_lines(d / "held.txt", overfit.heldout),
+        "dir": d,
+    }
+
+
+def run_cli(*args: str) -> tuple[dict, pd.DataFrame, Path]:
+    out = Path(args[args.index("--out") + 1])
+    with single_thread():
+        res = CliRunner().invoke(app, ["audit", *args])
+    assert res.exit_code == 0, (res.output, res.exception)
+    return (
+        json.loads((out / "audit.json").read_text()),
+        pd.read_parquet(out / "samples.parquet"),
+        out,
+    )
+
+
+@pytest.fixture(scope="module")
+def base_run(overfit, files):
+    return run_cli(
+        "--model", str(overfit.target), "--reference", str(overfit.reference),
+        "--train", str(files["train_txt"]), "--heldout", str(files["held_txt"]),
+        "--out", str(files["dir"] / "run-txt"), *FLAGS,
+    )  # fmt: skip
+
+
+def test_overfit_model_memorizes_train_not_heldout(base_run, overfit):
+    summary, df, out = base_run
+    tr, ho = summary["train"], summary["heldout"]
+    assert tr["n"] == 30 and ho["n"] == 30 and tr["n_duplicates_removed"] == 2
+    # the target reproduces its training sentences; the reference (other sentences) cannot
+    assert tr["mean_unintended_bits"] > 30
+    assert ho["mean_unintended_bits"] < tr["mean_unintended_bits"] / 3
+    assert tr["extraction_rate"] >= 0.6 and ho["extraction_rate"] <= 0.1
+    assert summary["extraction_rate_difference"] == pytest.approx(
+        tr["extraction_rate"] - ho["extraction_rate"]
+    )
+    assert tr["n_extraction_eligible"] == 30
+    cap = summary["capacity"]
+    n_params = 53 * 64 + 32 * 64 + 2 * (12 * 64**2 + 13 * 64) + 2 * 64  # the paper's GPT-2 count
+    assert cap["n_params"] == n_params
+    assert cap["fraction_of_capacity"] == pytest.approx(
+        tr["total_unintended_bits"] / (3.64 * n_params)
+    )
+    assert summary["tfidf_spearman"] is None or -1 <= summary["tfidf_spearman"] <= 1
+    # per-sample table: counts from the file, unintended = max(0, ref - target)
+    train_rows = df[df.split == "train"]
+    assert train_rows["count"].tolist() == [2, 2] + [1] * 28
+    np.testing.assert_array_equal(
+        df["unintended_bits"], np.maximum(0, df["reference_bits"] - df["target_bits"])
+    )
+    top = summary["top_memorized"]
+    assert len(top) == 10 and top[0]["unintended_bits"] == train_rows["unintended_bits"].max()
+    for name in ("manifest.json", "unintended_hist.png", "unintended_vs_tfidf.png"):
+        assert (out / name).exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "audit" and manifest["config"]["prefix"] == 4
+
+
+def test_txt_and_jsonl_give_identical_numbers(base_run, overfit, files):
+    s_txt, df_txt, _ = base_run
+    s_js, df_js, _ = run_cli(
+        "--model", str(overfit.target), "--reference", str(overfit.reference),
+        "--train", str(files["train_jsonl"]), "--heldout", str(files["held_txt"]),
+        "--out", str(files["dir"] / "run-jsonl"), *FLAGS,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(df_txt, df_js)
+    for key in ("mean_unintended_bits", "total_unintended_bits", "extraction_rate", "n", "n_raw"):
+        assert s_txt["train"][key] == s_js["train"][key]
+
+
+def test_identical_reference_gives_zero_bits(base_run, overfit, files):
+    twin = shutil.copytree(overfit.target, files["dir"] / "twin")
+    summary, df, _ = run_cli(
+        "--model", str(overfit.target), "--reference", str(twin),
+        "--train", str(files["train_txt"]), "--heldout", str(files["held_txt"]),
+        "--out", str(files["dir"] / "run-twin"), *FLAGS,
+    )  # fmt: skip
+    assert (df["unintended_bits"] == 0.0).all()
+    assert (
+        summary["train"]["total_unintended_bits"]
+        == 0.0
+        == summary["heldout"]["total_unintended_bits"]
+    )
+    assert summary["train"]["extraction_rate"] == base_run[0]["train"]["extraction_rate"]
+
+
+def test_reference_with_another_tokenizer_is_compared_in_bits_per_text(base_run, overfit, files):
+    # Closed form: a zero-weight reference codes every one of its own tokens at log2 V_ref bits.
+    bpe = bpe_tokenizer(list(overfit.train) + list(overfit.heldout), vocab_size=70)
+    ref = save_lm(uniform_gpt2(len(bpe)), bpe, files["dir"] / "uniform-bpe")
+    summary, df, _ = run_cli(
+        "--model", str(overfit.target), "--reference", str(ref),
+        "--train", str(files["train_txt"]), "--heldout", str(files["held_txt"]),
+        "--out", str(files["dir"] / "run-bpe"), *FLAGS,
+    )  # fmt: skip
+    n_ref = np.array([len(bpe(t, add_special_tokens=False)["input_ids"]) for t in df["text"]])
+    assert (n_ref != df["n_tokens_target"]).any()  # really a different tokenization
+    np.testing.assert_array_equal(df["n_tokens_reference"], n_ref)
+    np.testing.assert_allclose(df["reference_bits"], n_ref * math.log2(len(bpe)), rtol=1e-6)
+    np.testing.assert_allclose(df["target_bits"], base_run[1]["target_bits"])
+    assert summary["reference"]["vocab_size"] == len(bpe)
+
+
+def test_extraction_agrees_with_teacher_forcing_and_hf_generate(base_run, overfit):
+    # Greedy decoding reproduces a suffix exactly iff every suffix token is the argmax given the
+    # true prefix: check the batched greedy decoder against the scoring pass's argmax flags.
+    _, df, _ = base_run
+    lm = load_causal_lm(overfit.target, device="cpu")
+    texts = df["text"].tolist()
+    sc = score_texts(lm, texts, argmax=True)
+    # column j predicts token j+1; with BOS at 0, suffix tokens 5..8 are columns 4..7
+    teacher = sc.scores.is_argmax[:, 4:8].all(axis=1)
+    np.testing.assert_array_equal(df["extracted"].to_numpy(), teacher)
+    assert df["extracted"].any() and not df["extracted"].all()
+    prompts = torch.tensor(np.stack([t[:5] for t in sc.tokens[:6]]))
+    mine = greedy_continue(lm.model, prompts, 6, batch_size=4)
+    ref = lm.model.generate(
+        prompts, attention_mask=torch.ones_like(prompts), do_sample=False, max_new_tokens=6,
+        min_new_tokens=6, eos_token_id=None, pad_token_id=1,
+    )[:, 5:]  # fmt: skip
+    torch.testing.assert_close(mine, ref)
+
+
+def test_long_texts_are_scored_with_a_window_when_asked(overfit, files):
+    long = " ".join(overfit.train[:3])  # ~45 tokens, context 32
+    p = write_lines(files["dir"] / "long.txt", [long, *overfit.train[3:10]])
+    summary, df, _ = run_cli(
+        "--model", str(overfit.target), "--reference", str(overfit.reference),
+        "--train", str(p), "--heldout", str(files["held_txt"]), "--window-stride", "8",
+        "--out", str(files["dir"] / "run-window"), *FLAGS,
+    )  # fmt: skip
+    assert df["n_tokens_target"].max() > 32 and np.isfinite(df["target_bits"]).all()
+
+
+# -- bad input: one sentence, exit code 2, nothing written ----------------------------------------
+
+
+def _bad_files(d: Path, overfit) -> dict[str, Path]:
+    (d / "nontext.txt").write_bytes(b"the cat sees\n\xff\xfe broken\n")
+    (d / "empty.txt").write_bytes(b"")
+    write_jsonl(d / "wrongcol.jsonl", overfit.train, column="body")
+    write_lines(d / "long.txt", [" ".join(overfit.train[:3])])
+    return {p.stem: p for p in d.iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("missing_model", "model directory"),
+        ("wrong_column", "has no 'text' field"),
+        ("empty", "is empty"),
+        ("non_utf8", "not valid UTF-8"),
+        ("too_long", "longer than the model's context of 32"),
+    ],
+)
+def test_bad_input_exits_2_with_one_sentence(
+    case, fragment, overfit, files, tmp_path, capsys, monkeypatch
+):
+    bad = _bad_files(tmp_path, overfit)
+    args = {
+        "--model": str(overfit.target), "--reference": str(overfit.reference),
+        "--train": str(files["train_txt"]), "--heldout": str(files["held_txt"]),
+    }  # fmt: skip
+    if case == "missing_model":
+        args["--model"] = str(tmp_path / "no-such-model")
+    elif case == "wrong_column":
+        args["--train"] = str(bad["wrongcol"])
+    elif case == "empty":
+        args["--heldout"] = str(bad["empty"])
+    elif case == "non_utf8":
+        args["--train"] = str(bad["nontext"])
+    else:
+        args["--train"] = str(bad["long"])
+    out = tmp_path / "out"
+    argv = ["memlens", "audit", *[x for kv in args.items() for x in kv], "--out", str(out), *FLAGS]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and fragment in err
+    assert "\n" not in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_real_binary_exits_2(tmp_path):
+    exe = Path(sys.executable).with_name("memlens")
+    res = subprocess.run(
+        [str(exe), "audit", "--model", str(tmp_path / "nope"), "--reference", "x", "--train", "a.txt", "--heldout", "b.txt"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: model directory {tmp_path / 'nope'} does not exist."
