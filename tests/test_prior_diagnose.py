@@ -101,6 +101,7 @@ def test_done_when_low_noise_signal_on_high_variance_features_gives_nonpositive_
     assert res.loo_opt <= res.loo_interp
     assert res.loo_opt < 0.2 * res.loo_null
     assert res.alpha_hat > 0 and res.alpha_pvalue < 1e-3  # aligned prior detected
+    assert res.lambda_opt > res.lambda_min  # admissible
     assert res.train_interp == pytest.approx(0, abs=1e-20)
 
 

@@ -421,6 +421,7 @@ class Diagnosis:
     loo_gain_se: float  # standard error of the paired difference of squared LOO residuals
     loo_null: float  # leave-one-out MSE of predicting the mean (no features)
     gcv_lambda_opt: float
+    lambda_opt_at_edge: bool  # optimum at the most negative admissible penalty
     train_opt: float
     train_interp: float
     interpolates: bool
@@ -544,9 +545,16 @@ def diagnose(
         + ("interpolating" if path.kernel else "least squares"),
         "either": "either: regularizing gains less than the leave-one-out noise",
     }[verdict]
+    at_edge = bool(lam_opt < 0 and lam_opt <= 0.99 * path.lambda_min)
+    edge = (
+        "; the optimum sits at the most negative admissible penalty, so the low-variance "
+        "features already over-regularize and any explicit shrinkage hurts"
+        if at_edge
+        else ""
+    )
     summary = (
         f"{words} (leave-one-out MSE {_fmt(loo_opt)} at lambda_opt = {lam_opt:.4g} vs "
-        f"{_fmt(loo0)} at lambda = 0; predicting the mean gives {_fmt(loo_null)})."
+        f"{_fmt(loo0)} at lambda = 0; predicting the mean gives {_fmt(loo_null)}){edge}."
     )
     curve = {
         "lambda": grid.tolist(),
@@ -567,6 +575,7 @@ def diagnose(
         loo_gain_se=gain_se / loo0 if loo0 > 0 else 0.0,
         loo_null=loo_null,
         gcv_lambda_opt=gcv_opt,
+        lambda_opt_at_edge=at_edge,
         train_opt=float(train[0]),
         train_interp=float(train[1]),
         interpolates=bool(path.kernel),

@@ -150,7 +150,7 @@ def _plot_theory(result: dict, config: TheoryConfig):
     )
     ax.set_ylim(0, top)
     ax.set_xlabel(r"ridge penalty $\lambda$ (normalized, $X^TX/n+\lambda I$)")
-    ax.set_ylabel("limit")
+    ax.set_ylabel("risk and training error (proportional limit)")
     ax.set_title(rf"{lim['prior']} prior, $\sigma^2$={config.sigma2:g}")
     ax.legend(fontsize=7)
     return fig1, fig2
@@ -188,17 +188,21 @@ def _plot_diagnosis(res: dg.Diagnosis):
     c = res.curve
     lam = np.asarray(c["lambda"])
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    x = np.sign(lam) * np.log10(1 + np.abs(lam) / max(abs(res.lambda_min), 1e-12))
-    ax.plot(x, c["loo"], color="k", label="leave-one-out MSE (exact)")
-    ax.plot(x, c["gcv"], color="0.6", ls="--", label="GCV")
-    ax.plot(x, c["train"], color="C4", label="training MSE")
-    xo = np.sign(res.lambda_opt) * np.log10(
-        1 + abs(res.lambda_opt) / max(abs(res.lambda_min), 1e-12)
-    )
+    edge = max(abs(res.lambda_min), 1e-12)
+    ax.plot(lam, c["loo"], color="k", label="leave-one-out MSE (exact)")
+    ax.plot(lam, c["gcv"], color="0.6", ls="--", label="GCV")
+    ax.plot(lam, c["train"], color="C4", label="training MSE")
     ax.axvline(0, color="C3", ls=":", label=r"$\lambda=0$")
-    ax.axvline(xo, color="C2", ls="--", label=rf"$\lambda_{{opt}}$ = {res.lambda_opt:.3g}")
+    ax.axvline(
+        res.lambda_opt, color="C2", ls="--", label=rf"$\lambda_{{opt}}$ = {res.lambda_opt:.3g}"
+    )
+    ax.axvline(res.lambda_min, color="0.5", lw=0.8, label=rf"admissible edge {res.lambda_min:.3g}")
     ax.axhline(res.loo_null, color="0.8", lw=0.8, label="predict the mean")
-    ax.set_xlabel(r"sign($\lambda$) log10(1 + |$\lambda$| / |$\lambda_{min}$|)")
+    ax.set_xscale("symlog", linthresh=edge)
+    ax.set_xlim(left=res.lambda_min - 0.05 * edge, right=float(lam.max()))
+    ax.set_xlabel(
+        r"ridge penalty $\lambda$ (linear within $|\lambda| < |\lambda_{min}|$, log beyond)"
+    )
     ax.set_ylabel("mean squared error")
     ax.set_title(f"verdict: {res.verdict} (d/n = {res.gamma:.3g})")
     finite = np.asarray(c["loo"])[np.isfinite(c["loo"])]
