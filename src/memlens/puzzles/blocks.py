@@ -12,13 +12,13 @@ Solvability and optimal length:
 * two stacks: the sequence ``stack0 (bottom->top) + stack1 (top->bottom)`` never changes (a move
   only shifts the split point), so an instance is solvable exactly when start and goal give the
   same sequence, in ``|len(start0) - len(goal0)|`` moves;
-* three or more stacks: always solvable. A* with the consistent heuristic "number of blocks not
-  yet well placed" (a block is well placed when it and everything below it match the goal;
-  such a block never needs to move, the others move at least once, and a move changes the count
-  by at most one) gives the optimum up to ``node_limit`` expansions (optimal blocks-world
-  planning is NP-hard in general: Gupta and Nau 1992). Past the limit the solver returns a valid
-  constructive solution (gather every block into one tower in a chosen order, then deal it out)
-  with ``optimal_length = None`` and the heuristic as a lower bound.
+* three or more stacks: always solvable. A* with an admissible heuristic (blocks not yet well
+  placed -- a block is well placed when it and everything below it match the goal, and such a
+  block never needs to move -- plus one for each block that must move twice, see
+  :meth:`Blocks.lower_bound`) gives the optimum up to ``node_limit`` expansions (optimal
+  blocks-world planning is NP-hard in general: Gupta and Nau 1992). Past the limit the solver
+  returns a valid constructive solution (gather every block into one tower in a chosen order,
+  then deal it out) with ``optimal_length = None`` and the heuristic as a lower bound.
 
 References: Shojaee et al. (2025), "The Illusion of Thinking"; Gupta and Nau (1992), "On the
 complexity of blocks-world planning", Artificial Intelligence 56.
@@ -176,14 +176,16 @@ class Blocks:
             return self._solve_two()
         path = self._astar(node_limit)
         if path is not None:
-            return Solution(True, len(path), path, "A* (admissible, consistent heuristic)")
+            return Solution(True, len(path), path, "A* (admissible heuristic, states re-opened)")
         moves = self.constructive()
         bound = self.lower_bound(self.start)
         note = (
             f"A* stopped after {node_limit} expansions; the solution is valid but not proven "
             f"optimal (the optimum is at least {bound} moves)"
         )
-        return Solution(True, None, moves, "constructive (gather, then deal)", note, lower_bound=bound)
+        return Solution(
+            True, None, moves, "constructive (gather, then deal)", note, lower_bound=bound
+        )
 
     def _solve_two(self) -> Solution:
         def line(st: State) -> tuple[str, ...]:
@@ -276,7 +278,7 @@ class Blocks:
             f"Start: {show(self.start)}.\nGoal: {show(self.target)}.\n"
             "Rules: only the top block of a stack can be moved, and only onto the top of another "
             "stack (which may be empty); one block moves at a time.\n"
-            "A move is written [block, from_stack, to_stack]; for example [\"A\", 0, 1] moves "
+            'A move is written [block, from_stack, to_stack]; for example ["A", 0, 1] moves '
             "block A from the top of stack 0 to the top of stack 1.\n"
         )
         return rules + answer_request(program, '[["A", 0, 1], ...]')

@@ -103,7 +103,9 @@ def largest_n(
     note = ""
     for n in range(1, n_max + 1):
         inst = make_instance(name, n, k=k, pegs=pegs)
-        length = inst.optimal_length() if name != "river" else inst.solve(max_moves=0).optimal_length
+        length = (
+            inst.optimal_length() if name != "river" else inst.solve(max_moves=0).optimal_length
+        )
         if length is None:
             note = f"n = {n} and beyond have no solution"
             break
@@ -114,7 +116,9 @@ def largest_n(
         best = (n, length, cost)
     else:
         note = f"every n up to {n_max} fits"
-    return BudgetAnswer(name, budget_tokens, tokens_per_move, overhead_tokens, best[0], best[1], best[2], nxt, note)
+    return BudgetAnswer(
+        name, budget_tokens, tokens_per_move, overhead_tokens, best[0], best[1], best[2], nxt, note
+    )
 
 
 def measure_tokens_per_move(instance, count_tokens: Callable[[str], int]) -> float:

@@ -87,7 +87,9 @@ class Checkers:
         if abs(step) == 2:
             over = state[(src + dst) // 2]
             if over == colour:
-                raise IllegalMove(f"{colour} cannot jump over its own colour at cell {(src + dst) // 2}")
+                raise IllegalMove(
+                    f"{colour} cannot jump over its own colour at cell {(src + dst) // 2}"
+                )
         elif abs(step) != 1:
             raise IllegalMove(f"a checker moves 1 cell (slide) or 2 (jump), not {abs(step)}")
         cells = list(state)
@@ -138,7 +140,9 @@ class Checkers:
         if not self.is_goal(state) or len(path) != self.optimal_length():  # pragma: no cover
             raise AssertionError(f"checkers construction failed for n={self.n}")
         moves = path if len(path) <= max_moves else None
-        return Solution(True, len(path), moves, "wave construction; every solution has (n+1)^2 - 1 moves")
+        return Solution(
+            True, len(path), moves, "wave construction; every solution has (n+1)^2 - 1 moves"
+        )
 
     def bfs_length(self) -> int:
         """Shortest solution by breadth-first search (a cross-check for small ``n``)."""

@@ -133,7 +133,9 @@ def grade_text(
     }
     hit_limit = finish_reason == "length"
 
-    def verdict(correct: bool, category: str, reason: str, n: int, first: int | None = None) -> Verdict:
+    def verdict(
+        correct: bool, category: str, reason: str, n: int, first: int | None = None
+    ) -> Verdict:
         return Verdict(correct, category, first, reason, n, **base)
 
     if parsed.moves is None:
@@ -143,7 +145,9 @@ def grade_text(
         if parsed.refuses:
             return verdict(False, "refusal", "states it will not list the moves", n)
         if parsed.truncated or hit_limit:
-            return verdict(False, "truncated", parsed.error or "output stopped at the length limit", n)
+            return verdict(
+                False, "truncated", parsed.error or "output stopped at the length limit", n
+            )
         return verdict(False, "unparseable", parsed.error or "no move list found", n)
 
     r = replay(puzzle, parsed.moves)
@@ -155,22 +159,32 @@ def grade_text(
     if r.solved and not parsed.truncated:
         return _solved(sol, verdict, n)
     if parsed.truncated or hit_limit:
-        why = "the move list is cut off" if parsed.truncated else "generation stopped at the length limit"
+        why = (
+            "the move list is cut off"
+            if parsed.truncated
+            else "generation stopped at the length limit"
+        )
         return verdict(False, "truncated", f"{why} after {r.legal_moves} legal moves", n)
     if parsed.claims_unsolvable:
         return _claim(sol, verdict, n)
     if parsed.refuses:
-        return verdict(False, "refusal", f"stops after {n} legal moves and says it will not list the rest", n)
+        return verdict(
+            False, "refusal", f"stops after {n} legal moves and says it will not list the rest", n
+        )
     return verdict(False, "incomplete", f"all {n} moves are legal but the puzzle is not solved", n)
 
 
 def _solved(sol: Solution, verdict: Any, n: int) -> Verdict:
     if sol.optimal_length is not None:
         if n < sol.optimal_length:  # pragma: no cover - would mean a solver bug
-            raise AssertionError(f"a {n}-move solution beats the claimed optimum {sol.optimal_length}")
+            raise AssertionError(
+                f"a {n}-move solution beats the claimed optimum {sol.optimal_length}"
+            )
         if n == sol.optimal_length:
             return verdict(True, "optimal", f"solved in the minimal {n} moves", n)
-        return verdict(True, "correct_longer", f"solved in {n} moves; the minimum is {sol.optimal_length}", n)
+        return verdict(
+            True, "correct_longer", f"solved in {n} moves; the minimum is {sol.optimal_length}", n
+        )
     if sol.lower_bound is not None and n == sol.lower_bound:
         return verdict(True, "optimal", f"solved in {n} moves, equal to a proven lower bound", n)
     return verdict(True, "correct", f"solved in {n} moves (the minimum is not known)", n)
@@ -180,7 +194,9 @@ def _claim(sol: Solution, verdict: Any, n: int) -> Verdict:
     if sol.solvable is False:
         return verdict(True, "unsolvable_claimed", "correctly says the instance has no solution", n)
     length = f" (it takes {sol.optimal_length} moves)" if sol.optimal_length is not None else ""
-    return verdict(False, "unsolvable_claimed", f"says there is no solution, but there is one{length}", n)
+    return verdict(
+        False, "unsolvable_claimed", f"says there is no solution, but there is one{length}", n
+    )
 
 
 def grade_program(
@@ -203,12 +219,25 @@ def grade_program(
     }
     if language != "python":
         return Verdict(
-            False, "program_failed", None, f"{language} programs are not supported (Python only)", 0, **failed
+            False,
+            "program_failed",
+            None,
+            f"{language} programs are not supported (Python only)",
+            0,
+            **failed,
         )
     result = sandbox.run_python(code, limits)
     info = result.summary()
     if not result.ok:
-        return Verdict(False, "program_failed", None, f"{result.status}: {result.detail}", 0, program=info, **failed)
+        return Verdict(
+            False,
+            "program_failed",
+            None,
+            f"{result.status}: {result.detail}",
+            0,
+            program=info,
+            **failed,
+        )
     v = grade_text(puzzle, result.stdout, sol, source="program")
     v.program = info
     return v

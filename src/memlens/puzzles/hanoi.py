@@ -51,7 +51,9 @@ def frame_stewart(n: int, pegs: int) -> int:
 
 @cache
 def _best_split(n: int, pegs: int) -> int:
-    return min(range(1, n), key=lambda k: 2 * frame_stewart(k, pegs) + frame_stewart(n - k, pegs - 1))
+    return min(
+        range(1, n), key=lambda k: 2 * frame_stewart(k, pegs) + frame_stewart(n - k, pegs - 1)
+    )
 
 
 @dataclass(frozen=True)
@@ -209,4 +211,3 @@ class Hanoi:
 
     def to_dict(self) -> dict[str, Any]:
         return {"puzzle": self.name, "n": self.n, "pegs": self.pegs}
-

@@ -172,7 +172,9 @@ def _from_list(puzzle: Puzzle, text: str, start: int, fmt: str) -> Parsed | None
             return _finish(list(value), fmt)
         moves = _elements(text, spans)  # e.g. a bare '...' that literal_eval rejects in context
         if moves is None:
-            return Parsed(None, fmt, error=f"the move list at character {start} is not a valid list")
+            return Parsed(
+                None, fmt, error=f"the move list at character {start} is not a valid list"
+            )
         return _finish(moves, fmt)
     moves = _elements(text, spans)
     if moves is None:
@@ -204,7 +206,7 @@ def _parse(puzzle: Puzzle, body: str) -> Parsed:
         end, _ = scan_list(body, m.start())
         candidates.append((m.start(), end))
         pos = end if end is not None else len(body)
-    for start, end in reversed(candidates):
+    for start, _end in reversed(candidates):
         got = _from_list(puzzle, body, start, "json")
         if got is None or got.moves is None:
             continue

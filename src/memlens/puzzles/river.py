@@ -91,7 +91,9 @@ class River:
         if isinstance(obj, str):
             obj = [t for t in re.split(r"[\s,;&+]+|\band\b", obj) if t]
         if not isinstance(obj, list | tuple):
-            raise IllegalMove(f"malformed move {obj!r}: expected a list of names like ['A_1', 'a_1']")
+            raise IllegalMove(
+                f"malformed move {obj!r}: expected a list of names like ['A_1', 'a_1']"
+            )
         actors = agents = 0
         for item in obj:
             m = _NAME.fullmatch(item.strip()) if isinstance(item, str) else None
@@ -140,7 +142,9 @@ class River:
         i = unsafe_member(actors, agents)
         if i is not None:
             j = (agents & -agents).bit_length() - 1
-            raise IllegalMove(f"{where}, a_{i + 1} is with A_{j + 1} without its own agent A_{i + 1}")
+            raise IllegalMove(
+                f"{where}, a_{i + 1} is with A_{j + 1} without its own agent A_{i + 1}"
+            )
 
     # -- answers --------------------------------------------------------------------------
     def parse_line(self, line: str) -> list[str] | None:
@@ -209,7 +213,7 @@ class River:
             "Rules: the boat cannot cross empty; no actor may be in the presence of another agent "
             "unless the actor's own agent is also present, and this applies on both banks and in "
             "the boat; everyone in the boat gets out when it lands.\n"
-            "A move lists the people in the boat, for example [\"A_1\", \"a_1\"]; the boat starts "
+            'A move lists the people in the boat, for example ["A_1", "a_1"]; the boat starts '
             "on the left and each move crosses to the other side.\n"
         )
         return rules + answer_request(program, '[["A_1", "a_1"], ["A_1"], ...]')

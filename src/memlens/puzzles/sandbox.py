@@ -113,9 +113,18 @@ class Limits:
     processes: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("cpu_seconds", "memory_mb", "output_bytes", "file_bytes", "open_files", "processes"):
+        for name in (
+            "cpu_seconds",
+            "memory_mb",
+            "output_bytes",
+            "file_bytes",
+            "open_files",
+            "processes",
+        ):
             if getattr(self, name) < 1:
-                raise UserError(f"sandbox limit {name} must be at least 1, got {getattr(self, name)}.")
+                raise UserError(
+                    f"sandbox limit {name} must be at least 1, got {getattr(self, name)}."
+                )
         if self.wall_seconds <= 0:
             raise UserError(f"sandbox wall_seconds must be positive, got {self.wall_seconds}.")
 
@@ -259,9 +268,21 @@ _main()
 
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    libc.mount.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_void_p,
+    ]
     libc.unshare.argtypes = [ctypes.c_int]
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc.prctl.argtypes = [
+        ctypes.c_int,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+    ]
     return libc
 
 
@@ -319,7 +340,11 @@ def _plan() -> _Plan:
     for interp in candidates:
         if _unprivileged_ok(interp):
             probe = _run(
-                interp, "print(6 * 7)", Limits(cpu_seconds=10, wall_seconds=30), drop_uid=True, audit_hook=True
+                interp,
+                "print(6 * 7)",
+                Limits(cpu_seconds=10, wall_seconds=30),
+                drop_uid=True,
+                audit_hook=True,
             )
             if probe.status == "ok" and probe.stdout.strip() == "42":
                 return _Plan(interp, True, "")
@@ -359,7 +384,9 @@ def _child_setup(workdir: str, limits: Limits, uid: int | None, nproc: int, repo
                 continue
             b = d.encode()
             ok = libc.mount(b, b, None, MS_BIND | MS_REC, None) == 0 and (
-                libc.mount(None, b, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+                libc.mount(
+                    None, b, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None
+                )
                 == 0
             )
         applied["mounts"] = "on" if ok else f"off: mount failed ({err()})"
@@ -451,7 +478,9 @@ def run_python(source: str, limits: Limits | None = None, *, audit_hook: bool = 
     '45\\n'
     """
     plan = _plan()
-    result = _run(plan.interpreter, source, limits or Limits(), drop_uid=plan.drop_uid, audit_hook=audit_hook)
+    result = _run(
+        plan.interpreter, source, limits or Limits(), drop_uid=plan.drop_uid, audit_hook=audit_hook
+    )
     if not plan.drop_uid:
         result.layers["unique_uid"] = f"off: {plan.note}"
     return result
@@ -512,7 +541,11 @@ def _run(interp: str, source: str, limits: Limits, *, drop_uid: bool, audit_hook
     code = proc.returncode
     stdout = out.decode("utf-8", "replace")
     stderr = err.decode("utf-8", "replace")
-    blocked = [line[len(BLOCKED_MARK) :].strip() for line in stderr.splitlines() if line.startswith(BLOCKED_MARK)]
+    blocked = [
+        line[len(BLOCKED_MARK) :].strip()
+        for line in stderr.splitlines()
+        if line.startswith(BLOCKED_MARK)
+    ]
     if status == "ok":
         status, detail = _classify(code, stderr, blocked)
     layers = {
@@ -544,7 +577,10 @@ def _collect(proc: subprocess.Popen, limits: Limits, start: float) -> tuple[byte
         while sel.get_map():
             left = deadline - time.monotonic()
             if left <= 0:
-                status, detail = "timeout", f"killed after {limits.wall_seconds:g} s of wall-clock time"
+                status, detail = (
+                    "timeout",
+                    f"killed after {limits.wall_seconds:g} s of wall-clock time",
+                )
                 break
             for key, _ in sel.select(timeout=min(left, 0.5)):
                 fd = key.fd
@@ -568,7 +604,10 @@ def _collect(proc: subprocess.Popen, limits: Limits, start: float) -> tuple[byte
             try:
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
             except subprocess.TimeoutExpired:
-                status, detail = "timeout", f"killed after {limits.wall_seconds:g} s of wall-clock time"
+                status, detail = (
+                    "timeout",
+                    f"killed after {limits.wall_seconds:g} s of wall-clock time",
+                )
     finally:
         sel.close()
     return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), status, detail

@@ -1,0 +1,356 @@
+"""Prompt sets over a grid of sizes, and whole evaluations of model responses.
+
+:func:`make_items` writes the questions (one JSON record per instance: the spec, the prompt,
+solvability and optimal length); a model's answers go back in the same records under
+``"response"``, and :func:`evaluate` grades them all into a run directory:
+
+``grades.csv`` / ``grades.jsonl``
+    one row per response: category, correctness, first illegal move, reason, the expected
+    answer's size in tokens and whether it exceeds the output budget, the sandbox outcome.
+``accuracy_by_size.csv``
+    accuracy and category counts per puzzle, knobs and ``n``, with the budget flag.
+``summary.json``
+    overall accuracy, accuracy on the items whose full answer fits the budget, category counts,
+    and the largest ``n`` that fits the budget per puzzle.
+``accuracy_by_size.png``
+    accuracy by size per puzzle, the sizes over budget shaded and unsolvable sizes marked.
+
+Every graded item is a resumable cell: an interrupted evaluation picks up where it stopped.
+The split between "over budget" and "fits" is the point of Opus and Lawsen (2025),
+arXiv:2506.09250: accuracy that collapses exactly where answers stop fitting the output limit
+measures the limit, not reasoning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from memlens.errors import UserError
+from memlens.puzzles import PUZZLES, from_spec, make_instance
+from memlens.puzzles.budget import DEFAULT_TOKENS_PER_MOVE, answer_tokens, largest_n, over_budget
+from memlens.puzzles.grade import CATEGORIES, grade_response
+from memlens.puzzles.sandbox import Limits
+
+KNOBS = ("k", "pegs", "stacks")
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"1-5"``, ``"2,4,8"`` or ``"1-3,10"`` as a sorted list of sizes."""
+    sizes: set[int] = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if lo > hi:
+                raise UserError(f"size range {part!r} runs backwards; write it low-high, like 1-8.")
+            sizes.update(range(lo, hi + 1))
+        elif part.isdigit():
+            sizes.add(int(part))
+        else:
+            raise UserError(
+                f"cannot read sizes {text!r}; use a range like 1-8 or a list like 2,4,8."
+            )
+    if not sizes or min(sizes) < 1:
+        raise UserError(f"sizes must be positive integers, got {text!r}.")
+    return sorted(sizes)
+
+
+def make_items(
+    puzzle: str,
+    sizes: list[int],
+    *,
+    k: int | None = None,
+    pegs: int | None = None,
+    stacks: int | None = None,
+    seeds: int = 1,
+    program: bool = False,
+) -> list[dict[str, Any]]:
+    """One record per instance over ``sizes`` (and ``seeds`` seeds for Blocks World).
+
+    Each record holds ``id``, the instance spec (``puzzle``, ``n``, knobs, Blocks World start and
+    goal), ``prompt``, ``program`` (whether a program answer is asked for), ``solvable`` and
+    ``optimal_length``. No solution is included.
+    """
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}.")
+    items = []
+    for n in sizes:
+        for seed in range(seeds if puzzle == "blocks" else 1):
+            inst = make_instance(puzzle, n, k=k, pegs=pegs, stacks=stacks, seed=seed)
+            sol = inst.solve(max_moves=0)
+            spec = inst.to_dict()
+            tag = "".join(f"-{key}{spec[key]}" for key in KNOBS if key in spec)
+            items.append(
+                {
+                    "id": f"{puzzle}{tag}-n{n}" + (f"-seed{seed}" if puzzle == "blocks" else ""),
+                    **spec,
+                    "program": program,
+                    "solvable": sol.solvable,
+                    "optimal_length": sol.optimal_length,
+                    "prompt": inst.prompt(program=program),
+                }
+            )
+    return items
+
+
+def load_items(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSONL file of records; each needs ``puzzle``, ``n`` and a string ``response``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"responses file {path} does not exist.")
+    items = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"line {i} of {path} is not valid JSON ({exc.msg}).") from None
+        if not isinstance(item, dict):
+            raise UserError(f"line {i} of {path} is not a JSON object.")
+        if str(item.get("puzzle", "")).lower() not in PUZZLES:
+            raise UserError(
+                f"line {i} of {path} needs a 'puzzle' field, one of {', '.join(PUZZLES)}."
+            )
+        if not isinstance(item.get("response"), str):
+            raise UserError(
+                f"line {i} of {path} needs a 'response' field holding the model's answer as text."
+            )
+        item.setdefault("id", f"line{i}")
+        items.append(item)
+    if not items:
+        raise UserError(f"responses file {path} holds no records.")
+    return items
+
+
+def _group(item: dict[str, Any]) -> str:
+    knobs = " ".join(f"{key}={item[key]}" for key in KNOBS if item.get(key) is not None)
+    return f"{item['puzzle']} {knobs}".strip()
+
+
+def grade_item(
+    item: dict[str, Any],
+    *,
+    budget_tokens: int,
+    tokens_per_move: float,
+    overhead_tokens: int = 0,
+    limits: Limits | None = None,
+) -> dict[str, Any]:
+    """Grade one record (as read by :func:`load_items`) and return its row."""
+    inst = from_spec(item)
+    sol = inst.solve(max_moves=0)
+    program = item.get("program")
+    verdict = grade_response(
+        inst,
+        item["response"],
+        sol,
+        program=True if program is True else None,
+        finish_reason=item.get("finish_reason"),
+        limits=limits,
+    )
+    # Blocks World past the A* limit: the proven lower bound (flags only certain overruns).
+    length = sol.optimal_length if sol.optimal_length is not None else sol.lower_bound
+    expected = None if length is None else answer_tokens(length, tokens_per_move, overhead_tokens)
+    spec = inst.to_dict()
+    row = {
+        "id": str(item["id"]),
+        "group": _group({**spec, "puzzle": inst.name}),
+        "puzzle": inst.name,
+        "n": inst.n,
+        **{key: spec.get(key) for key in KNOBS},
+        "seed": item.get("seed") if inst.name == "blocks" else None,
+        **{key: value for key, value in verdict.to_dict().items() if key != "program"},
+        "expected_tokens": expected,
+        "over_budget": over_budget(length, budget_tokens, tokens_per_move, overhead_tokens),
+        "output_tokens": item.get("output_tokens"),
+        "program_status": verdict.program["status"] if verdict.program else None,
+        "program": verdict.program,
+    }
+    return row
+
+
+def evaluate(
+    responses: str | Path,
+    out: str | Path,
+    *,
+    budget_tokens: int = 64_000,
+    tokens_per_move: float = DEFAULT_TOKENS_PER_MOVE,
+    overhead_tokens: int = 0,
+    limits: Limits | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Grade every record of a JSONL file into the run directory ``out``; return the summary.
+
+    Records need ``puzzle``, ``n`` (and knobs), ``response``; optional ``program`` (``true``
+    forces running the answer as a program; otherwise a program is run only when the text has
+    no move list), ``finish_reason`` (``"length"`` marks a generation cut at its token limit)
+    and ``output_tokens``.
+    """
+    import pandas as pd
+
+    from memlens.store import RunDir, write_text_atomic
+
+    items = load_items(responses)
+    limits = limits or Limits()
+    if budget_tokens < 1 or not tokens_per_move > 0 or overhead_tokens < 0:
+        raise UserError(
+            "the budget and tokens per move must be positive and the overhead not negative."
+        )
+    digest = hashlib.sha256(Path(responses).read_bytes()).hexdigest()[:16]
+    config = {
+        "responses": str(responses),
+        "responses_sha256": digest,
+        "budget_tokens": budget_tokens,
+        "tokens_per_move": tokens_per_move,
+        "overhead_tokens": overhead_tokens,
+        "limits": asdict(limits),
+    }
+    run = RunDir(out, "puzzles-eval", config, seed=None)
+    run.write_manifest(status="running", n_items=len(items))
+
+    rows = []
+    bar = _progress(progress, len(items))
+    for i, item in enumerate(items):
+        key = f"item{i:06d}"
+        row = run.load_cell(key)
+        if row is None:
+            row = grade_item(
+                item,
+                budget_tokens=budget_tokens,
+                tokens_per_move=tokens_per_move,
+                overhead_tokens=overhead_tokens,
+                limits=limits,
+            )
+            run.save_cell(key, row)
+        rows.append(row)
+        if bar is not None:
+            bar.advance()
+    if bar is not None:
+        bar.stop()
+
+    table = pd.DataFrame([{k: v for k, v in r.items() if k != "program"} for r in rows])
+    run.write_table("grades.csv", table)
+    write_text_atomic(run.path / "grades.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    by_size = _by_size(table)
+    run.write_table("accuracy_by_size.csv", by_size)
+    summary = _summary(table, by_size, budget_tokens, tokens_per_move, overhead_tokens)
+    run.write_json("summary.json", summary)
+    run.save_figure("accuracy_by_size.png", _plot(by_size, budget_tokens, tokens_per_move))
+    run.write_manifest(status="done", n_items=len(items))
+    return summary
+
+
+class _Bar:
+    def __init__(self, total: int) -> None:
+        from rich.progress import Progress
+
+        self.progress = Progress(transient=True)
+        self.task = self.progress.add_task("grading", total=total)
+        self.progress.start()
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _progress(enabled: bool, total: int) -> _Bar | None:
+    return _Bar(total) if enabled else None
+
+
+def _by_size(table: Any) -> Any:
+    import pandas as pd
+
+    out = []
+    for (group, n), g in table.groupby(["group", "n"], sort=True):
+        counts = Counter(g["category"])
+        out.append(
+            {
+                "group": group,
+                "puzzle": g["puzzle"].iloc[0],
+                "n": int(n),
+                "items": len(g),
+                "accuracy": float(g["correct"].mean()),
+                "solvable": g["solvable"].iloc[0],
+                "optimal_length": g["optimal_length"].iloc[0],
+                "expected_tokens": g["expected_tokens"].max(),
+                "over_budget": bool(g["over_budget"].any()),
+                **{c: int(counts.get(c, 0)) for c in CATEGORIES},
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def _summary(table: Any, by_size: Any, budget: int, tpm: float, overhead: int) -> dict[str, Any]:
+    fits = table[~table["over_budget"].astype(bool)]
+    over = table[table["over_budget"].astype(bool)]
+    budgets = {}
+    for group, g in table.groupby("group"):
+        puzzle = g["puzzle"].iloc[0]
+        if puzzle == "blocks":
+            continue
+        knobs = {key: int(g[key].iloc[0]) for key in ("k", "pegs") if g[key].notna().any()}
+        answer = largest_n(puzzle, budget, tpm, overhead, **knobs)
+        budgets[group] = {"largest_n": answer.largest_n, "note": answer.note}
+    return {
+        "items": len(table),
+        "accuracy": float(table["correct"].mean()),
+        "accuracy_within_budget": float(fits["correct"].mean()) if len(fits) else None,
+        "items_over_budget": len(over),
+        "accuracy_over_budget": float(over["correct"].mean()) if len(over) else None,
+        "categories": {c: int((table["category"] == c).sum()) for c in CATEGORIES},
+        "program_answers": int((table["source"] == "program").sum()),
+        "budget": {"budget_tokens": budget, "tokens_per_move": tpm, "overhead_tokens": overhead},
+        "largest_n_within_budget": budgets,
+        "by_group": {
+            group: {str(int(r["n"])): round(float(r["accuracy"]), 4) for _, r in g.iterrows()}
+            for group, g in by_size.groupby("group")
+        },
+    }
+
+
+def _plot(by_size: Any, budget: int, tpm: float) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(by_size["group"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
+    for ax, group in zip(axes[0], groups, strict=True):
+        g = by_size[by_size["group"] == group].sort_values("n")
+        ax.plot(g["n"], g["accuracy"], "o-", color="C0", label="accuracy")
+        over = g[g["over_budget"]]
+        if len(over):
+            ax.axvspan(
+                over["n"].min() - 0.5,
+                g["n"].max() + 0.5,
+                color="C3",
+                alpha=0.12,
+                label="answer over budget",
+            )
+        unsolvable = g[g["solvable"] == False]  # noqa: E712 - pandas elementwise comparison
+        if len(unsolvable):
+            ax.plot(
+                unsolvable["n"],
+                [-0.05] * len(unsolvable),
+                "x",
+                color="k",
+                label="no solution exists",
+            )
+        ax.set_title(group)
+        ax.set_xlabel("n")
+        ax.set_ylim(-0.1, 1.05)
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"accuracy by size (budget {budget} tokens at {tpm:g} tokens/move)", fontsize=9)
+    fig.tight_layout()
+    return fig
