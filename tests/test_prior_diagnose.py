@@ -198,3 +198,13 @@ def test_bad_files_raise_one_sentence(tmp_path, setup, match):
     with pytest.raises(UserError, match=match) as err:
         dg.load_xy(x, y)
     assert "\n" not in str(err.value)
+
+
+def test_degenerate_data_raise_one_sentence():
+    rng = np.random.default_rng(7)
+    with pytest.raises(UserError, match="nothing to predict"):
+        dg.diagnose(rng.standard_normal((20, 30)), np.full(20, 3.0))
+    with pytest.raises(UserError, match="no variation"):
+        dg.diagnose(np.ones((20, 5)), rng.standard_normal(20))
+    with pytest.raises(UserError, match="at least 4"):
+        dg.diagnose(rng.standard_normal((3, 5)), rng.standard_normal(3))

@@ -41,6 +41,7 @@ Isotropic check values (``gamma = 2, r^2 = 1, sigma^2 = 0.25``): min-norm risk 0
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -440,6 +441,8 @@ def optimal_ridge(pop: Population, gamma: float, sigma2: float) -> RidgeLimit:
         cand = _risk_at_kappa(pop, gamma, sigma2, float(k))
         if cand.pred <= best.pred:
             best = cand
+    if abs(best.lam) < 1e-12 * max(1.0, abs(lambda_of_kappa(pop, gamma, ks))):
+        best = RidgeLimit(0.0, *dataclasses.astuple(best)[1:])  # round-off around lam = 0
     return best
 
 
@@ -468,7 +471,8 @@ def sign_change_noise(pop: Population, gamma: float) -> float:
     num = sum(terms)  # (1 - D2)^2 * B'(kappa_0)
     if abs(num) <= 1e-12 * max(abs(x) for x in terms):
         num = 0.0  # exact cancellation (isotropic and low-rank priors with Sigma_x = I)
-    return float(num / (-dd2))
+    val = float(num / (-dd2))
+    return 0.0 if abs(val) < 1e-12 * pop.signal else val
 
 
 # -- isotropic closed forms (known answers for the fixed point) -------------------------------

@@ -96,7 +96,7 @@ def load_array(path: str | Path) -> np.ndarray:
     except UserError:
         raise
     except (ValueError, OSError) as exc:
-        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0].rstrip('.')}.") from None
     except Exception as exc:  # pandas/pyarrow parser errors have many types
         raise UserError(
             f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
@@ -156,9 +156,13 @@ class LooPath:
         self.n, self.d = X.shape
         self.center = bool(center)
         self.c = 1.0 if center else 0.0
+        scale = float(np.max(np.abs(y)))
         if center:
             X = X - X.mean(axis=0)
             y = y - y.mean()
+        if float(np.max(np.abs(y))) <= 1e-12 * scale or scale == 0:
+            what = "constant" if center else "identically zero"
+            raise UserError(f"y is {what}; there is nothing to predict.")
         self.y = y
         U, s, Vt = np.linalg.svd(X, full_matrices=False)
         tol = s.max(initial=0.0) * max(X.shape) * np.finfo(float).eps
