@@ -219,3 +219,17 @@ def test_generalized_ridge_limit_with_prior_precision_is_bayes_and_matches_finit
     exact = linear.linear_risk(linear.generalized_ridge_matrix(X, 0.2, 1 / sx), X, sw, sx, s2)
     assert exact.pred == pytest.approx(lim.pred, rel=0.03)
     assert exact.train == pytest.approx(lim.train, rel=0.03)
+
+
+@pytest.mark.parametrize("kind", ["isotropic", "aligned", "misaligned"])
+def test_ridge_limit_including_negative_penalty_matches_exact_finite_sample(kind):
+    """Deterministic equivalent vs exact conditional risks on two designs with n = 300, d = 600."""
+    pop = asy.make_population(kind)
+    sx, sw = pop.finite(600)
+    for lam in (0.5 * asy.lambda_min(pop, 2.0), 0.3):
+        lim = asy.ridge_limit(pop, 2.0, 0.1, lam)
+        paths = [linear.RidgePath(linear.sample_design(sx, 300, seed), sw, sx) for seed in (0, 1)]
+        pred = np.mean([p.pred([lam], 0.1)[0] for p in paths])
+        train = np.mean([p.train([lam], 0.1)[0] for p in paths])
+        assert pred == pytest.approx(lim.pred, rel=0.03)
+        assert train == pytest.approx(lim.train, rel=0.08)
