@@ -16,6 +16,7 @@ Samples with fewer than ``prefix + suffix`` tokens are not eligible and are left
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -85,15 +86,21 @@ def greedy_continue(
     prompts = torch.as_tensor(prompts, dtype=torch.long)
     if device is None:
         device = next(model.parameters()).device
+    # Only the last position's logits are needed: skip the LM head elsewhere when supported.
+    keep = (
+        {"logits_to_keep": 1}
+        if "logits_to_keep" in inspect.signature(model.forward).parameters
+        else {}
+    )
     outs = []
     for start in range(0, prompts.shape[0], batch_size):
         ids = prompts[start : start + batch_size].to(device)
-        res = model(input_ids=ids, use_cache=True)
+        res = model(input_ids=ids, use_cache=True, **keep)
         past = res.past_key_values
         nxt = res.logits[:, -1].argmax(-1)
         gen = [nxt]
         for _ in range(n_new - 1):
-            res = model(input_ids=nxt[:, None], past_key_values=past, use_cache=True)
+            res = model(input_ids=nxt[:, None], past_key_values=past, use_cache=True, **keep)
             past = res.past_key_values
             nxt = res.logits[:, -1].argmax(-1)
             gen.append(nxt)
