@@ -37,7 +37,7 @@ UNSOLVABLE = re.compile(
     r"\b(?:(?:has|have|there is|there are|with) no (?:valid |possible |legal )?solutions?|"
     r"no (?:valid |possible |legal )?solution exists|unsolvable|not solvable|insoluble|"
     r"(?:cannot|can ?not|can't) be (?:solved|done|completed)|impossible to (?:solve|complete)|"
-    r"(?:puzzle|problem|instance|task|this|it) is impossible)\b",
+    r"(?:puzzle|problem|instance|task|this) is impossible|it is impossible(?=\s*[.!;]))",
     re.I,
 )
 REFUSAL = re.compile(
