@@ -220,6 +220,8 @@ def register(app: typer.Typer) -> None:
         output_mb: float = typer.Option(8.0, "--max-output-mb", help="Sandbox output limit (MiB)."),
     ) -> None:
         """Grade every response; accuracy by size with budget flags, plots, per-item verdicts."""
+        import sys
+
         from memlens.puzzles.evaluate import evaluate
         from memlens.store import default_out_dir
 
@@ -231,7 +233,7 @@ def register(app: typer.Typer) -> None:
             tokens_per_move=tokens_per_move,
             overhead_tokens=overhead_tokens,
             limits=_limits(cpu, wall, memory, output_mb),
-            progress=True,
+            progress=sys.stdout.isatty(),
         )
         within = s["accuracy_within_budget"]
         typer.echo(

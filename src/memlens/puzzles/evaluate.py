@@ -236,6 +236,8 @@ def evaluate(
         bar.stop()
 
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "program"} for r in rows])
+    for col in (*KNOBS, "seed", "first_illegal_move", "optimal_length", "output_tokens"):
+        table[col] = pd.array([None if pd.isna(v) else int(v) for v in table[col]], dtype="Int64")
     run.write_table("grades.csv", table)
     write_text_atomic(run.path / "grades.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     by_size = _by_size(table)
