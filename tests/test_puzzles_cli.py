@@ -210,3 +210,14 @@ def test_measure_tokens_per_move_with_a_known_tokenizer():
 
 def test_parse_sizes():
     assert parse_sizes("1-3,7") == [1, 2, 3, 7]
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import memlens.puzzles as pkg
+    from memlens.puzzles import budget, sandbox
+
+    for mod in (pkg, budget, sandbox):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__

@@ -29,6 +29,7 @@ solution; then a refusal; then incomplete.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -226,7 +227,11 @@ def grade_program(
             0,
             **failed,
         )
-    result = sandbox.run_python(code, limits)
+    try:
+        result = sandbox.run_python(code, limits)
+    except (OSError, subprocess.SubprocessError) as exc:
+        reason = f"the sandbox could not start the program: {exc}"
+        return Verdict(False, "program_failed", None, reason, 0, **failed)
     info = result.summary()
     if not result.ok:
         return Verdict(
