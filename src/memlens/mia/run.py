@@ -327,15 +327,14 @@ def _take_rows(ts: Any, rows: slice) -> Any:
     """Rows of a :class:`~memlens.bits.TokenScores`, trimmed to the longest kept sequence."""
     from memlens.bits import TokenScores
 
-    mask = ts.mask[rows]
-    width = max(int(mask.sum(axis=-1).max(initial=0)), 1)
+    width = max(int(ts.mask[rows].sum(axis=-1).max(initial=0)), 1)
 
     def cut(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else a[rows, :width]
 
     return TokenScores(
         log2p=cut(ts.log2p),
-        mask=cut(mask),
+        mask=cut(ts.mask),
         mu_log2p=cut(ts.mu_log2p),
         sigma_log2p=cut(ts.sigma_log2p),
         entropy_bits=cut(ts.entropy_bits),

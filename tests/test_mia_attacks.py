@@ -1,0 +1,204 @@
+"""Known-answer tests for the attacks of memlens.mia.attacks and memlens.bits.grad_norms."""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from memlens.bits import TokenScores, gpt_forward, grad_norms, score_tokens
+from memlens.errors import UserError
+from memlens.mia import attacks as A
+from memlens.mia.metrics import roc_auc
+
+NAN = np.nan
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not spin-wait on a shared machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def scores_of(rows, mu=None, sigma=None) -> TokenScores:
+    """TokenScores from ragged rows of log2 p (NaN padding)."""
+    width = max(map(len, rows))
+    lp = np.full((len(rows), width), NAN)
+    for i, r in enumerate(rows):
+        lp[i, : len(r)] = r
+    mask = ~np.isnan(lp)
+
+    def pad(x):
+        if x is None:
+            return None
+        out = np.full_like(lp, NAN)
+        for i, r in enumerate(x):
+            out[i, : len(r)] = r
+        return out
+
+    return TokenScores(log2p=lp, mask=mask, mu_log2p=pad(mu), sigma_log2p=pad(sigma))
+
+
+ROWS = [
+    [-1.0, -5.0, -2.0, -3.0, -4.0, -0.5, -0.25, -6.0, -1.5, -2.5],  # n = 10
+    [-2.0, -2.0, -2.0, -2.0, -2.0],  # n = 5
+    [-0.5, -7.0, -1.0, -1.0],  # n = 4: floor(0.2 * 4) = 0, min-k cannot score it
+]
+
+
+def test_loss_zlib_ref_by_hand():
+    t = scores_of(ROWS)
+    texts = ["hello world " * 5, "abc", "zzzz"]
+    x = A.AttackInputs(target=t, texts=texts, references={"R": np.array([30.0, 5.0, 20.0])})
+    cols = A.compute_attacks(["loss", "zlib", "ref"], x)
+    nll = np.array([25.75, 10.0, 9.5])  # sum of -log2 p per row, in bits
+    np.testing.assert_allclose(cols["loss"], -nll / np.array([10, 5, 4]))
+    z = np.array([len(zlib.compress(s.encode("utf-8"), 9)) for s in texts])
+    np.testing.assert_allclose(cols["zlib"], -nll / z)
+    np.testing.assert_allclose(cols["ref"], np.array([30.0, 5.0, 20.0]) - nll)
+    # target_bits (code length of the text incl. a first-token charge) replaces nll when given.
+    x.target_bits = nll + 3.0
+    np.testing.assert_allclose(
+        A.compute_attacks(["ref"], x)["ref"], np.array([27.0, 2.0, 17.0]) - nll
+    )
+    # Several references: one column each.
+    x.references = {"a": nll + 1, "b": nll + 2}
+    assert set(A.compute_attacks(["ref"], x)) == {"ref:a", "ref:b"}
+
+
+def test_min_k_by_hand_and_short_sequences_are_nan():
+    t = scores_of(ROWS)
+    got = A.compute_attacks(["min_k"], A.AttackInputs(target=t, k=0.2))["min_k"]
+    # Row 0: floor(0.2*10) = 2 lowest of log2 p are -6 and -5 -> -5.5. Row 1: 1 lowest -> -2.
+    assert got[0] == pytest.approx(-5.5) and got[1] == pytest.approx(-2.0)
+    assert math.isnan(got[2])
+    got = A.compute_attacks(["min_k"], A.AttackInputs(target=t, k=0.5))["min_k"]
+    assert got[0] == pytest.approx((-6 - 5 - 4 - 3 - 2.5) / 5)
+    assert got[2] == pytest.approx((-7 - 1) / 2)  # ties: either -1 gives the same mean
+    # k = 1 is the mean log2 p, i.e. the loss attack.
+    x = A.AttackInputs(target=t, k=1.0)
+    np.testing.assert_allclose(
+        A.compute_attacks(["min_k"], x)["min_k"], A.compute_attacks(["loss"], x)["loss"]
+    )
+    with pytest.raises(UserError, match=r"\(0, 1\]"):
+        A.compute_attacks(["min_k"], A.AttackInputs(target=t, k=0.0))
+
+
+def test_min_k_pp_by_hand():
+    rows = [[-1.0, -3.0, -2.0, -4.0, -1.0]]
+    mu = [[-1.5, -2.0, -2.0, -2.0, -0.5]]
+    sigma = [[0.5, 1.0, 2.0, 1.0, 0.25]]
+    t = scores_of(rows, mu, sigma)
+    # z = (log2p - mu) / sigma = [1, -1, 0, -2, -2]; k = 0.4 -> 2 lowest: -2, -2.
+    got = A.compute_attacks(["min_k_pp"], A.AttackInputs(target=t, k=0.4))["min_k_pp"]
+    assert got[0] == pytest.approx(-2.0)
+    got = A.compute_attacks(["min_k_pp"], A.AttackInputs(target=t, k=0.6))["min_k_pp"]
+    assert got[0] == pytest.approx(-5 / 3)
+
+
+def test_lowercase_and_gradnorm_by_hand():
+    t = scores_of([[-1.0, -1.0], [-2.0, -4.0]])
+    low = scores_of([[-3.0, -3.0, -3.0], [-3.0, -3.0]])
+    x = A.AttackInputs(target=t, lowercase=low, grad_norms=np.array([0.5, 2.0]))
+    cols = A.compute_attacks(["lowercase", "gradnorm"], x)
+    np.testing.assert_allclose(cols["lowercase"], [3.0 / 1.0, 3.0 / 3.0])
+    np.testing.assert_allclose(cols["gradnorm"], [-0.5, -2.0])
+
+
+def test_registry_parsing_and_new_attack_is_one_function():
+    assert A.parse_attacks("loss, min-k ,LOSS") == ["loss", "min_k"]
+    with pytest.raises(UserError, match="unknown attack 'bogus'"):
+        A.parse_attacks("loss,bogus")
+    assert A.requirements(["min_k_pp", "zlib"]) == {"stats", "text"}
+
+    @A.register_attack("neg_max_nll")
+    def neg_max(x: A.AttackInputs) -> np.ndarray:
+        """Minus the largest per-token code length."""
+        return np.nanmin(x.target.log2p, axis=-1)
+
+    try:
+        got = A.compute_attacks(["neg_max_nll"], A.AttackInputs(target=scores_of(ROWS)))
+        np.testing.assert_allclose(got["neg_max_nll"], [-6.0, -2.0, -7.0])
+    finally:
+        del A.ATTACKS["neg_max_nll"]
+
+
+class Bigram(torch.nn.Module):
+    """logits[t] = W[x_t]: a bigram model with a V x V table."""
+
+    def __init__(self, V: int) -> None:
+        super().__init__()
+        self.W = torch.nn.Parameter(torch.zeros(V, V))
+
+    def forward(self, ids, attention_mask=None):
+        return self.W[ids]
+
+
+def test_grad_norms_closed_form():
+    # With W = 0 every prediction is uniform over V. For a sequence whose n predicted tokens
+    # follow n distinct tokens, d(mean NLL_bits)/dW[a] = (softmax - onehot) / (n ln 2) for each
+    # of the n rows, so ||grad||^2 = n * ((V-1)/V) / (n ln 2)^2 and ||grad|| = sqrt((V-1)/(V n)) / ln 2.
+    V = 4
+    m = Bigram(V)
+    fwd = lambda ids, attention_mask=None: m(ids)  # noqa: E731
+    tokens = torch.tensor([[0, 1, 2, 3], [2, 3, 0, 0], [1, 1, 1, 1]])
+    got = grad_norms(fwd, list(m.parameters()), tokens, lengths=[4, 2, 4])
+    assert got[0] == pytest.approx(math.sqrt(3 / 4 / 3) / math.log(2), rel=1e-6)
+    assert got[1] == pytest.approx(math.sqrt(3 / 4 / 1) / math.log(2), rel=1e-6)  # padding ignored
+    # Row [1,1,1,1]: all 3 predictions come from row 1, the gradients add: ||3 (u - e_1)|| / (3 ln 2).
+    assert got[2] == pytest.approx(math.sqrt(3 / 4) / math.log(2), rel=1e-6)
+    assert np.isnan(grad_norms(fwd, list(m.parameters()), tokens[:1], lengths=[1])[0])
+
+
+def test_ref_beats_loss_on_overfit_model_with_true_reference():
+    """An overfit GPT on a mix of easy and hard Markov text: the loss attack is confounded by
+    per-sample difficulty; the reference attack with the true source as reference (code length
+    under the truth minus under the target, Morris et al.'s unintended memorization) is not."""
+    from memlens.data.synthetic import MarkovSource
+    from memlens.models.gpt import GPT, GPTConfig
+
+    V, S = 16, 24
+    easy = MarkovSource(V, branching=2, seed=1)
+    hard = MarkovSource(V, branching=V, concentration=50.0, seed=2)
+
+    def draw(seed):  # 3 easy : 1 hard, like the mixture the truth below assumes
+        return torch.cat([easy.sample(36, S, seed), hard.sample(12, S, seed + 1)])
+
+    def truth_bits(x):  # exact code length of tokens 1..S-1 under the mixture source
+        a = -easy.code_length_bits(x, include_first=False)
+        b = -hard.code_length_bits(x, include_first=False)
+        return -np.logaddexp2(a + np.log2(0.75), b + np.log2(0.25))
+
+    members, nonmembers = draw(10), draw(20)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(V, S, 1, 32, 2), generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(100):
+        logits = model(members[None, :, :-1])[0]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), members[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    x = torch.cat([members, nonmembers])
+    y = np.r_[np.ones(48), np.zeros(48)].astype(int)
+    sc = score_tokens(gpt_forward(model), x[None], stats=True)
+    target = TokenScores(sc.log2p[0], sc.mask[0], sc.mu_log2p[0], sc.sigma_log2p[0])
+    gn = grad_norms(gpt_forward(model), list(model.parameters()), x)
+    inputs = A.AttackInputs(
+        target=target, references={"truth": truth_bits(x.numpy())}, grad_norms=gn
+    )
+    cols = A.compute_attacks(["loss", "ref", "min_k", "min_k_pp", "gradnorm"], inputs)
+    auc = {k: roc_auc(v, y) for k, v in cols.items()}
+    assert auc["loss"] > 0.8
+    assert auc["ref"] > auc["loss"] + 0.05 and auc["ref"] > 0.95
+    for name in ("min_k", "min_k_pp", "gradnorm"):
+        assert auc[name] > 0.7, (name, auc)
+    # Higher = member for every attack: the reversed scores are below chance.
+    assert all(roc_auc(-v, y) < 0.3 for v in cols.values())
