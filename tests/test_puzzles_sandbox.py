@@ -80,6 +80,28 @@ def test_network_subprocess_and_fork_are_blocked():
         assert r.status == "blocked" and r.blocked, (src, r.status, r.stderr)
 
 
+def test_audit_hook_resists_simple_bypasses():
+    target = f"/tmp/memlens-escape-{uuid.uuid4().hex}"
+    for src in (
+        f"import os\nd = os.getcwd()\nos.getcwd = lambda: d\nopen({target!r}, 'w')",  # fake cwd
+        f"import posixpath\nposixpath.realpath = lambda p, **k: p\nopen({target!r}, 'w')",
+        f"import builtins\nbuiltins.any = lambda *a: False\nbuiltins.type = lambda x: int\nopen({target!r}, 'w')",
+        "class S(str):\n    def partition(self, sep):\n        return ('math', '', '')\n__import__(S('socket'))",
+        "import os\nfd = os.open('/tmp', os.O_RDONLY)\nos.open('x', os.O_WRONLY | os.O_CREAT, dir_fd=fd)",
+        "import posix\nposix.system('id')",  # the C module behind os
+        "open('/proc/self/mem', 'r+b')",
+        "import os\nos.symlink('/tmp', 'link')",
+        "import gc\ngc.get_objects()",
+    ):
+        r = _run(src)
+        assert r.status == "blocked", (src, r.status, r.stderr)
+    assert not os.path.exists(target)
+    ok = _run(
+        "import json, itertools, functools, heapq, dataclasses, logging, pathlib\nprint('fine')"
+    )
+    assert ok.ok and ok.stdout == "fine\n"
+
+
 def test_endless_loop_sleep_memory_and_output_are_stopped():
     r = _run("while True:\n    pass")
     assert r.status in ("cpu_limit", "timeout")

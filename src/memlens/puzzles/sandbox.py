@@ -31,16 +31,23 @@ Kernel-enforced (cannot be undone from inside the program):
 In the interpreter (defence in depth; Python audit hooks are not a boundary by themselves):
 
 ``isolated_python``
-    ``python -I -S`` (no environment variables, user site or site-packages), stdin from
-    ``/dev/null``, a minimal environment.
+    ``python -I -S -B`` (no environment variables, user site, site-packages or bytecode writes),
+    stdin from ``/dev/null``, a minimal environment.
 ``audit_hook``
     A :pep:`578` audit hook installed before the program runs. It refuses imports of ``socket``,
-    ``ssl``, ``subprocess``, ``_posixsubprocess``, ``multiprocessing``, ``ctypes``, ``pty``; the
-    events for sockets, fork, exec, spawn, ``os.system``, ``os.kill``, ``setrlimit``, ctypes and
-    ``gc.get_objects``; opening a file for writing (or removing, renaming, creating, chmod-ing one)
-    outside the work directory; and reading anything but the work directory and the Python
-    standard library. Each refusal is printed to stderr as ``memlens-sandbox: blocked ...`` and
-    raises ``PermissionError``.
+    ``ssl``, ``subprocess``, ``_posixsubprocess``, ``multiprocessing``, ``ctypes``, ``pty``,
+    ``select``, ``fcntl``, ``mmap``; the events for sockets, fork, exec, spawn, ``os.system``,
+    ``os.kill``, ``setrlimit``, ctypes, symlinks and ``gc.get_objects``; opening a file for
+    writing (or removing, renaming, creating, chmod-ing one) outside the work directory; reading
+    anything but the work directory and the Python standard library, and opening directories
+    outside (no ``dir_fd`` tricks). It resolves paths with its own copy of ``realpath`` built
+    on ``os`` functions and builtins captured before the program starts, so patching
+    ``os.getcwd``, ``posixpath`` or ``builtins`` does not blind it; paths must be plain ``str``
+    or ``bytes``. Each refusal is printed to stderr as ``memlens-sandbox: blocked ...`` and
+    raises ``PermissionError``; any refusal makes the run's status ``blocked``.
+
+Not covered: with the hook defeated, the unique uid can still *read* world-readable files;
+there is no seccomp filter and no CPU-share or disk-quota control beyond the limits above.
 
 What a run reports: :class:`Result` with stdout (at most ``Limits.output_bytes``; reading stops
 and the group is killed past it), stderr (first 64 KiB), a status (``ok``, ``error``,
@@ -161,14 +168,57 @@ import sys, os
 
 
 def _install(work):
-    import posixpath, stat as _stat
-    realpath, lstat, write = posixpath.realpath, os.stat, os.write
-    S_ISDIR = _stat.S_ISDIR
-    work = realpath(work)
-    roots = tuple(sorted({realpath(p) for p in (
-        sys.prefix, sys.base_prefix, sys.exec_prefix, posixpath.dirname(os.__file__),
+    # Everything the hook uses is bound here, so the program cannot swap it out later: builtins,
+    # os functions (C functions captured before any user code runs), the path resolver.
+    import stat as _stat
+    type_, str_, bytes_, int_, len_, reversed_ = type, str, bytes, int, len, reversed
+    PermissionError_, OSError_, Exception_ = PermissionError, OSError, Exception
+    getcwd, lstat, stat_, readlink, write = os.getcwd, os.lstat, os.stat, os.readlink, os.write
+    S_ISDIR, S_ISLNK = _stat.S_ISDIR, _stat.S_ISLNK
+
+    def resolve_str(p):
+        # realpath with captured primitives: symlinks followed, '..' applied, missing parts kept.
+        if not p.startswith("/"):
+            p = getcwd() + "/" + p
+        out, todo, links = [], p.split("/"), 0
+        todo.reverse()
+        while todo:
+            part = todo.pop()
+            if part == "" or part == ".":
+                continue
+            if part == "..":
+                if out:
+                    out.pop()
+                continue
+            cur = "/" + "/".join(out + [part])
+            try:
+                is_link = S_ISLNK(lstat(cur).st_mode)
+            except OSError_:
+                is_link = False
+            if not is_link:
+                out.append(part)
+                continue
+            links += 1
+            if links > 40:
+                return None
+            target = readlink(cur)
+            if target.startswith("/"):
+                out = []
+            more = target.split("/")
+            more.reverse()
+            todo.extend(more)
+        return "/" + "/".join(out)
+
+    def resolve(p):
+        if type_(p) is bytes_:
+            p = p.decode("utf-8", "surrogateescape")
+        return resolve_str(p) if type_(p) is str_ else None  # str subclasses and PathLike: no
+
+    work = resolve_str(work)
+    roots = tuple(resolve_str(p) for p in (
+        sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.__file__),
         "/dev/null", "/dev/urandom", "/dev/random", "/etc/localtime", "/usr/share/zoneinfo",
-    )}))
+    ))
     mods = frozenset((
         "socket", "_socket", "ssl", "_ssl", "subprocess", "_posixsubprocess", "multiprocessing",
         "_multiprocessing", "ctypes", "_ctypes", "pty", "asyncio", "_asyncio", "select",
@@ -188,60 +238,64 @@ def _install(work):
         "shutil.copystat": (1,), "shutil.move": (1,), "shutil.chown": (0,),
         "tempfile.mkstemp": (0,), "tempfile.mkdtemp": (0,), "os.mkfifo": (0,), "os.mknod": (0,),
     }
+    dir_fd_events = frozenset(("os.rename", "os.remove", "os.mkdir", "os.rmdir", "os.chmod"))
     writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
     def deny(event, detail):
         try:
             write(2, ("memlens-sandbox: blocked %s %s\n" % (event, detail)).encode("utf-8", "replace"))
-        except Exception:
+        except Exception_:
             pass
-        raise PermissionError("memlens sandbox: %s is not allowed" % event)
-
-    def resolve(p):
-        if type(p) is bytes:
-            p = p.decode("utf-8", "surrogateescape")
-        elif type(p) is not str and type(p).__module__ == "pathlib":
-            p = os.fspath(p)
-        return realpath(p) if type(p) is str else None
+        raise PermissionError_("memlens sandbox: %s is not allowed" % event)
 
     def inside(p, base):
         return p == base or p.startswith(base + "/")
 
+    def readable(p):
+        for root in roots:
+            if inside(p, root):
+                return True
+        return False
+
     def hook(event, args):
+        if type_(event) is not str_:
+            return
         if event == "import":
-            if type(args[0]) is str and args[0].partition(".")[0] in mods:
-                deny(event, args[0])
+            name = args[0]
+            if type_(name) is not str_ or name.partition(".")[0] in mods:
+                deny(event, name if type_(name) is str_ else "a non-str module name")
             return
         if event == "open":
             path, mode, flags = args
-            if type(path) is int:
+            if type_(path) is int_:
                 return
             r = resolve(path)
             if r is None:
-                deny(event, "a path of type " + type(path).__name__)
+                deny(event, "a path that is not a plain str or bytes")
             if inside(r, work):
                 return
-            wants_write = (type(mode) is str and any(c in mode for c in "wax+")) or (
-                type(flags) is int and flags & writing)
+            wants_write = (type_(mode) is str_ and ("w" in mode or "a" in mode or "x" in mode
+                           or "+" in mode)) or (type_(flags) is int_ and flags & writing)
             if wants_write:
                 deny(event, "writing " + r)
             try:
-                is_dir = S_ISDIR(lstat(r).st_mode)
-            except OSError:
+                is_dir = S_ISDIR(stat_(r).st_mode)
+            except OSError_:
                 is_dir = False
-            if is_dir or not any(inside(r, root) for root in roots):
+            if is_dir or not readable(r):
                 deny(event, "reading " + r)
             return
         slots = paths.get(event)
         if slots is not None:
             for i in slots:
-                if i < len(args) and type(args[i]) is not int:
+                if i < len_(args) and type_(args[i]) is not int_:
                     r = resolve(args[i])
                     if r is None or not inside(r, work):
-                        deny(event, str(r))
-            if event in ("os.rename", "os.remove", "os.mkdir", "os.rmdir", "os.chmod") and any(
-                    type(a) is int for a in args[2:]):
-                deny(event, "a dir_fd path")
+                        deny(event, "%s" % (r,))
+            if event in dir_fd_events:
+                for a in args[2:]:
+                    if type_(a) is int_:
+                        deny(event, "a dir_fd path")
             return
         if event.startswith(banned):
             deny(event, "")
@@ -255,6 +309,7 @@ def _main():
         source = f.read()
     code = compile(source, "program.py", "exec")
     sys.argv = ["program.py"]
+    sys.dont_write_bytecode = True
     _install(work)
     exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
 
@@ -506,9 +561,9 @@ def _run(interp: str, source: str, limits: Limits, *, drop_uid: bool, audit_hook
             nproc = _tasks_of(os.getuid()) + limits.processes
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
         if audit_hook:
-            argv = [interp, "-I", "-S", "-c", RUNNER, workdir, program]
+            argv = [interp, "-I", "-S", "-B", "-c", RUNNER, workdir, program]
         else:
-            argv = [interp, "-I", "-S", program]
+            argv = [interp, "-I", "-S", "-B", program]
         start = time.monotonic()
         proc = subprocess.Popen(
             argv,
