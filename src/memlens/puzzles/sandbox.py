@@ -428,7 +428,7 @@ def _child_setup(workdir: str, limits: Limits, uid: int | None, nproc: int, repo
 
     root = os.geteuid() == 0
     flags = CLONE_NEWNS | CLONE_NEWNET if root else CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET
-    if libc.unshare(flags) == 0:
+    if libc is not None and libc.unshare(flags) == 0:
         applied["network"] = "on"
         ok = libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0
         ok = ok and libc.mount(workdir.encode(), workdir.encode(), None, MS_BIND, None) == 0
@@ -466,14 +466,20 @@ def _child_setup(workdir: str, limits: Limits, uid: int | None, nproc: int, repo
         os.setgid(uid)
         os.setuid(uid)
         applied["unique_uid"] = f"on (uid {uid})"
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
+    if libc is not None and libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
         applied["no_new_privs"] = "on"
     os.chdir(workdir)
     os.write(report_fd, json.dumps(applied).encode())
     os.close(report_fd)
 
 
-_LIBC = _libc()
+try:
+    _LIBC = _libc()
+except (
+    OSError,
+    AttributeError,
+):  # pragma: no cover - not Linux: no namespaces, rlimits still apply
+    _LIBC = None
 
 
 def _tasks_of(uid: int) -> int:
