@@ -46,6 +46,7 @@ def _fprs(values: list[str] | None) -> list[float]:
 
 
 def _summary(result: dict[str, Any], title: str) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -53,18 +54,20 @@ def _summary(result: dict[str, Any], title: str) -> None:
 
     console = Console()
     levels = result["fpr_levels"]
-    table = Table(title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD)
     table.add_column("attack")
-    table.add_column("AUC [95% CI]" if result["attacks"] else "AUC", justify="right")
+    table.add_column("AUC", justify="right")
+    table.add_column("95% CI", justify="right")
     for a in levels:
-        table.add_column(f"TPR@FPR<={a:g}", justify="right")
+        table.add_column(f"TPR@{a * 100:g}%FPR", justify="right")
     table.add_column("F1", justify="right")
-    table.add_column("bal. acc", justify="right")
+    table.add_column("bal.acc", justify="right")
     for name, m in result["attacks"].items():
         lo, hi = m["auc_ci"]
         table.add_row(
             name,
-            f"{m['auc']:.3f} [{lo:.3f}, {hi:.3f}]",
+            f"{m['auc']:.3f}",
+            f"{lo:.3f}-{hi:.3f}",
             *(f"{m['tpr_at_fpr'][alpha_key(a)]:.3f}" for a in levels),
             f"{m['f1']:.3f}",
             f"{m['balanced_accuracy']:.3f}",
@@ -73,7 +76,7 @@ def _summary(result: dict[str, Any], title: str) -> None:
     first = next(iter(result["attacks"].values()))
     console.print(
         f"{first['n_members']} members, {first['n_nonmembers']} non-members evaluated "
-        f"({result['n_samples']} samples). Higher score = member. {result['rule']}"
+        f"({result['n_samples']} samples); higher score = member. {result['rule']}"
     )
     console.print(
         "F1 and balanced accuracy at the threshold maximizing balanced accuracy (oracle)."
