@@ -260,3 +260,20 @@ def test_real_binary_exits_2(tmp_path):
     )  # fmt: skip
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: model directory {tmp_path / 'nope'} does not exist."
+
+
+def test_out_dir_holding_another_run_fails_before_any_work(
+    base_run, overfit, files, capsys, monkeypatch
+):
+    _, _, out = base_run
+    before = (out / "audit.json").read_bytes()
+    argv = [
+        "memlens", "audit", "--model", str(overfit.target), "--reference", str(overfit.reference),
+        "--train", str(files["train_txt"]), "--heldout", str(files["held_txt"]), "--out", str(out),
+        "--prefix", "3", "--suffix", "4", "--device", "cpu",
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "already holds a audit run" in capsys.readouterr().err
+    assert (out / "audit.json").read_bytes() == before

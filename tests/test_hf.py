@@ -24,6 +24,7 @@ from helpers_hf import (  # noqa: F401
 from memlens.errors import UserError
 from memlens.models.hf import (
     load_causal_lm,
+    load_tokenizer,
     save_gpt_checkpoint,
     score_sequences,
     score_texts,
@@ -166,5 +167,8 @@ def test_bad_model_inputs(tmp_path, tiny_gpt2_dir, word_tokenizer):
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA device"):
             load_causal_lm(tiny_gpt2_dir, device="cuda")
+    with pytest.raises(UserError, match="no usable tokenizer"):
+        load_tokenizer(tmp_path / "empty")
+    assert len(load_tokenizer(tiny_gpt2_dir)) == len(word_tokenizer)
     with pytest.raises(UserError, match="stride must be between 1 and"):
         windowed_forward(lambda ids, attention_mask=None: ids, 8, 8)

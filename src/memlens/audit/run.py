@@ -351,6 +351,9 @@ def run_audit(
     from memlens.store import RunDir, default_out_dir
 
     _validate(config)
+    out = Path(out_dir) if out_dir is not None else default_out_dir("audit")
+    if (out / "manifest.json").exists():  # fail now, not after the work, if it holds another run
+        RunDir(out, "audit", config.model_dump(), seed=None)
     target = load_causal_lm(
         config.model, tokenizer=config.tokenizer, dtype=config.dtype, device=config.device
     )
@@ -389,7 +392,7 @@ def run_audit(
         top_k=config.top_k,
         progress=progress,
     )
-    run = RunDir(out_dir or default_out_dir("audit"), "audit", config.model_dump(), seed=None)
+    run = RunDir(out, "audit", config.model_dump(), seed=None)
     run.write_table("samples.parquet", result.samples)
     for name, fig in plot_audit(result.samples).items():
         run.save_figure(name, fig)

@@ -274,6 +274,11 @@ def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) 
     )
 
 
+def load_tokenizer(name_or_path: str | os.PathLike[str]) -> Any:
+    """``AutoTokenizer.from_pretrained`` from a local directory or hub name; :class:`UserError` if none."""
+    return _load_tokenizer(str(name_or_path), str(name_or_path), required=True)
+
+
 def _load_tokenizer(tokenizer: Any, model_name: str, required: bool) -> Any:
     from transformers import AutoTokenizer
 
