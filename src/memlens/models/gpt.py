@@ -201,12 +201,15 @@ class GPT(nn.Module):
         idx: Tensor,
         doc_ids: Tensor | None = None,
         mlp_masks: list[Tensor] | Tensor | None = None,
+        position_ids: Tensor | None = None,
     ) -> Tensor:
         """Logits ``[K, B, T, V]`` for token ids ``[K, B, T]``.
 
         ``doc_ids`` (``[K, B, T]``, optional) keeps attention inside each packed document.
         ``mlp_masks`` (optional) multiplies each block's MLP hidden units; either one tensor for
         all blocks or a list with one per block, each broadcastable to ``[K, B, T, 4d]``.
+        ``position_ids`` (``[K, B, T]``, optional) replaces positions ``0..T-1``, e.g. restarting at
+        0 with every packed document so that a document is the same input wherever it lands.
         """
         if idx.dim() == 2:
             idx = idx.unsqueeze(0)
@@ -220,7 +223,12 @@ class GPT(nn.Module):
         # Token embedding: gather each model's own table.
         model_offsets = (torch.arange(K, device=idx.device) * self.config.vocab_size).view(K, 1, 1)
         tok = self.wte.reshape(K * self.config.vocab_size, -1)[idx + model_offsets]  # [K, B, T, d]
-        x = (tok + self.wpe[:, None, :T, :]).reshape(K, B * T, -1)
+        if position_ids is None:
+            pos = self.wpe[:, None, :T, :]
+        else:  # gather each model's own position table
+            pos_offsets = (torch.arange(K, device=idx.device) * self.config.seq_len).view(K, 1, 1)
+            pos = self.wpe.reshape(K * self.config.seq_len, -1)[position_ids + pos_offsets]
+        x = (tok + pos).reshape(K, B * T, -1)
         attn_mask = None
         if doc_ids is not None:
             attn_mask = document_attention_mask(doc_ids.reshape(K * B, T))
