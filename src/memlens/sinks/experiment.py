@@ -123,6 +123,9 @@ class SinksConfig:
                 )
         if self.tokenizer is not None and self.train_path is None:
             raise UserError("--tokenizer only applies together with --train.")
+        from memlens.sinks.masks import SinkConfig
+
+        SinkConfig(self.p_gen, self.p_mem, drop_scale=self.drop_scale).split(4 * self.d_model)
         p = self.prefix
         if not 1 <= p <= self.seq_len - 2:
             raise UserError(
@@ -319,6 +322,7 @@ def text_data(cfg: SinksConfig) -> SinksData:
     n_rows = len(standard)
     dedup_rows.tokens = dedup_rows.tokens[:n_rows]
     dedup_rows.doc_index = dedup_rows.doc_index[:n_rows]
+    dedup_rows.positions = dedup_rows.positions[:n_rows]
     return SinksData(
         docs=docs,
         fresh=np.arange(n_f),
@@ -470,12 +474,11 @@ def run(
         if threads < 1:
             raise UserError(f"--threads must be at least 1, got {threads}.")
         torch.set_num_threads(threads)
+    t0 = time.perf_counter()
     sink = SinkConfig(cfg.p_gen, cfg.p_mem, drop_scale=cfg.drop_scale)
-    sink.split(4 * cfg.d_model)
+    data = build_data(cfg)  # bad data stops here, before anything is written
     run_dir = RunDir(out_dir or default_out_dir("sinks"), "sinks", cfg.to_dict(), cfg.seed)
     run_dir.write_manifest(status="running")
-    t0 = time.perf_counter()
-    data = build_data(cfg)
     n_rows = len(data.streams["standard"])
     steps = cfg.steps if cfg.train_path is None else math.ceil(n_rows / cfg.batch_size)
     gcfg = GPTConfig(data.vocab_size, cfg.seq_len, cfg.n_layer, cfg.d_model)

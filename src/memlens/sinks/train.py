@@ -38,11 +38,14 @@ class PackedRows:
     tokens: int64 ``[R, T]`` (padding is token 0).
     doc_index: int64 ``[R, T]``: which document each position holds, ``-1`` for padding.
     doc_ids: uint64 ``[D]``: each document's sequence ID.
+    positions: int64 ``[R, T]``: each position's offset inside its document (0 at a document's
+        first token), so a document gets the same position embeddings wherever it is packed.
     """
 
     tokens: np.ndarray
     doc_index: np.ndarray
     doc_ids: np.ndarray
+    positions: np.ndarray
 
     @property
     def one_doc_per_row(self) -> bool:
@@ -66,27 +69,35 @@ def pack_documents(docs: Sequence[np.ndarray], order: Sequence[int], width: int)
         raise UserError(f"a document of {lengths.max()} tokens does not fit rows of {width} tokens.")
     rows_tok: list[np.ndarray] = []
     rows_doc: list[np.ndarray] = []
-    cur_tok = np.zeros(width, dtype=np.int64)
-    cur_doc = np.full(width, -1, dtype=np.int64)
+    rows_pos: list[np.ndarray] = []
+
+    def new_row() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.zeros(width, np.int64), np.full(width, -1, np.int64), np.zeros(width, np.int64)
+
+    cur_tok, cur_doc, cur_pos = new_row()
     fill = 0
     for d in order:
         n = int(lengths[d])
         if fill + n > width:
             rows_tok.append(cur_tok)
             rows_doc.append(cur_doc)
-            cur_tok = np.zeros(width, dtype=np.int64)
-            cur_doc = np.full(width, -1, dtype=np.int64)
+            rows_pos.append(cur_pos)
+            cur_tok, cur_doc, cur_pos = new_row()
             fill = 0
         cur_tok[fill : fill + n] = docs[d]
         cur_doc[fill : fill + n] = d
+        cur_pos[fill : fill + n] = np.arange(n)
         fill += n
     if fill:
         rows_tok.append(cur_tok)
         rows_doc.append(cur_doc)
+        rows_pos.append(cur_pos)
+    empty = np.zeros((0, width), dtype=np.int64)
     return PackedRows(
-        tokens=np.stack(rows_tok) if rows_tok else np.zeros((0, width), dtype=np.int64),
-        doc_index=np.stack(rows_doc) if rows_doc else np.zeros((0, width), dtype=np.int64),
+        tokens=np.stack(rows_tok) if rows_tok else empty,
+        doc_index=np.stack(rows_doc) if rows_doc else empty,
         doc_ids=sequence_ids(list(docs)),
+        positions=np.stack(rows_pos) if rows_pos else empty,
     )
 
 
@@ -98,6 +109,7 @@ def rows_of_equal_docs(tokens: np.ndarray, order: Sequence[int]) -> PackedRows:
         tokens=tokens[order],
         doc_index=np.repeat(order[:, None], tokens.shape[1], axis=1),
         doc_ids=sequence_ids(tokens),
+        positions=np.broadcast_to(np.arange(tokens.shape[1]), (len(order), tokens.shape[1])),
     )
 
 
@@ -186,7 +198,8 @@ def train_model(
 
     Step ``s`` uses rows ``schedule[s*B : (s+1)*B]`` (wrapping around). With ``sink`` the
     MemSinks masks of each row's documents are applied (Ghosal et al. 2025); without it this is
-    standard training. Packed rows get the document attention mask. ``callback(step)`` runs every
+    standard training. Packed rows get the document attention mask and positions restarting at
+    0 in every document. ``callback(step)`` runs every
     ``callback_every`` steps. Returns ``{"steps", "seconds", "train_loss_bits"}`` (the mean
     training loss, bits per token, in 20 equal windows of the run).
     """
@@ -208,6 +221,7 @@ def train_model(
     )
     tokens_all = torch.from_numpy(rows.tokens)
     doc_all = torch.from_numpy(rows.doc_index)
+    pos_all = torch.from_numpy(np.ascontiguousarray(rows.positions))
     B = config.batch_size
     schedule = np.asarray(schedule, dtype=np.int64)
     windows = np.zeros(20)
@@ -222,7 +236,8 @@ def train_model(
         masks = row_masks(rows, r, sink, n_layer, hidden) if sink is not None else None
         for group in opt.param_groups:
             group["lr"] = config.lr_at(step)
-        logits = model(x[None], doc_ids=None if di is None else di[None], mlp_masks=masks)
+        pos = pos_all[r][None] if packed else None
+        logits = model(x[None], doc_ids=None if di is None else di[None], mlp_masks=masks, position_ids=pos)
         loss = lm_loss(logits[0], x, di)
         opt.zero_grad(set_to_none=True)
         loss.backward()
