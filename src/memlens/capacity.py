@@ -57,8 +57,8 @@ class TrainSettings(BaseModel):
     max_steps: int = Field(default=6000, ge=1)
     min_steps: int = Field(default=500, ge=1)
     warmup_steps: int = Field(default=100, ge=0)
-    cooldown_frac: float = Field(default=0.3, ge=0, le=1)
-    final_lr_frac: float = Field(default=0.05, ge=0, le=1)
+    decay_frac: float = Field(default=0.3, ge=0, lt=0.8)
+    final_lr_frac: float = Field(default=0.1, ge=0, le=1)
     beta2: float = Field(default=0.98, gt=0, lt=1)
     eval_every: int = Field(default=250, ge=1)
     plateau_frac: float = Field(default=0.2, gt=0, lt=1)
@@ -81,6 +81,7 @@ class CapacityConfig(BaseModel):
     capacity_multiples: list[float] | None = None
     n_sequences: list[int] | None = None
     alpha_prior: float = Field(default=PUBLISHED_ALPHA, gt=0)
+    steps_reference_params: int | None = Field(default=None, ge=1)
     train: TrainSettings = TrainSettings()
     precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = 0
@@ -119,6 +120,15 @@ class CapacityConfig(BaseModel):
                 raise ValueError(f"d_model {s.d_model} is not divisible by n_head {s.n_head}")
         return self
 
+    def steps_for(self, params: int) -> int:
+        """Step budget for a shape: ``train.max_steps``, or, with ``steps_reference_params`` set,
+        ``max_steps * reference / params`` (never fewer than ``max_steps``), so that every shape
+        gets about the same compute (a step costs about ``6 * params`` FLOPs per token)."""
+        if self.steps_reference_params is None:
+            return self.train.max_steps
+        scaled = self.train.max_steps * self.steps_reference_params / params
+        return max(self.train.max_steps, int(round(scaled / 100.0)) * 100)
+
     def bits_per_sequence(self) -> float:
         return self.seq_len * math.log2(self.vocab_size)
 
@@ -145,6 +155,7 @@ def _preset(name: str) -> dict[str, Any]:
                       "lr": 1e-2, "batch_size": 32},
         }  # fmt: skip
     if name == "quick":
+        # Four shapes; every shape gets about the same compute (smaller shapes take more steps).
         return {
             "preset": "quick",
             "vocab_size": 512,
@@ -152,11 +163,12 @@ def _preset(name: str) -> dict[str, Any]:
             "shapes": [
                 {"n_layer": 1, "d_model": 16},
                 {"n_layer": 1, "d_model": 24},
+                {"n_layer": 2, "d_model": 24},
                 {"n_layer": 1, "d_model": 32},
-                {"n_layer": 2, "d_model": 32},
             ],
-            "capacity_multiples": [0.85, 1.2],
-            "train": {"max_steps": 3000, "eval_every": 250, "lr": 1e-2, "batch_size": 64},
+            "capacity_multiples": [1.0, 1.3],
+            "steps_reference_params": 30_176,
+            "train": {"max_steps": 5000, "eval_every": 250, "lr": 1e-2, "batch_size": 128},
         }
     if name == "paper":
         return {
@@ -166,7 +178,7 @@ def _preset(name: str) -> dict[str, Any]:
             "shapes": [{"n_layer": L, "d_model": d} for L in PAPER_LAYERS for d in PAPER_WIDTHS],
             "capacity_multiples": [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0],
             "train": {"max_steps": 1_000_000, "min_steps": 20_000, "batch_size": 2048, "lr": 1e-3,
-                      "eval_every": 2000, "warmup_steps": 1000, "cooldown_frac": 0.1},
+                      "eval_every": 2000, "warmup_steps": 1000, "decay_frac": 0.1},
         }  # fmt: skip
     raise UserError(f"unknown preset {name!r}; choose smoke, quick or paper.")
 
@@ -259,6 +271,7 @@ def fit_alpha(params: np.ndarray, capacity_bits: np.ndarray) -> dict[str, float]
 
 
 def _cell_key(config: CapacityConfig, shape: Shape, sizes: list[int]) -> str:
+    from memlens.models.gpt import GPTConfig
     from memlens.store import config_hash
 
     ident = {
@@ -267,6 +280,11 @@ def _cell_key(config: CapacityConfig, shape: Shape, sizes: list[int]) -> str:
         "shape": shape.model_dump(),
         "sizes": sizes,
         "train": config.train.model_dump(),
+        "steps": config.steps_for(
+            GPTConfig(
+                config.vocab_size, config.seq_len, shape.n_layer, shape.d_model, shape.n_head
+            ).n_params
+        ),
         "precision": config.precision,
         "seed": config.seed,
     }
@@ -278,9 +296,12 @@ def train_shape(
     shape: Shape,
     shape_index: int,
     device: str | None = None,
-    progress: Callable[[int, list[float]], None] | None = None,
+    progress: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """Train one shape on all its dataset sizes at once; return the cell's result dict."""
+    """Train one shape on all its dataset sizes at once; return the cell's result dict.
+
+    ``progress`` (optional) receives ``(step, best memorized bits so far)`` after each evaluation.
+    """
     import torch
 
     from memlens.data.synthetic import uniform_sequences
@@ -308,10 +329,10 @@ def train_shape(
     tcfg = TrainConfig(
         lr=t.lr,
         batch_size=t.batch_size,
-        max_steps=t.max_steps,
+        max_steps=config.steps_for(P),
         min_steps=t.min_steps,
         warmup_steps=t.warmup_steps,
-        cooldown_frac=t.cooldown_frac,
+        decay_frac=t.decay_frac,
         final_lr_frac=t.final_lr_frac,
         beta2=t.beta2,
         eval_every=t.eval_every,
@@ -329,7 +350,7 @@ def train_shape(
         first_token_bits=math.log2(config.vocab_size),
         seed=base_seed,
         device=dev,
-        progress=progress,
+        progress=(lambda step, totals: progress((step, max(totals)))) if progress else None,
         time_budget_s=config.time_budget_s,
     )
     runs = []
@@ -409,91 +430,115 @@ def run(
     *,
     console: Any | None = None,
     backend: str = "local",
+    workers: int | None = None,
     ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a capacity sweep into ``out`` and return ``capacity.json``'s content.
 
-    Finished shapes are stored as cells and reused when the same command is rerun with the same
-    ``out``; a finished sweep returns at once.
+    Each shape is one cell (all its dataset sizes train together); cells run on ``backend``
+    (``local``: one worker process per core by default; ``ray``: one Ray task per cell, see
+    :mod:`memlens.scale`). Finished cells are stored at once and reused when the same command is
+    rerun with the same ``out``; a finished sweep returns at once.
     """
+    from memlens.models.gpt import GPTConfig
+    from memlens.scale import run_cells
     from memlens.store import RunDir
 
     rd = RunDir(out, "capacity", config.model_dump(), config.seed)
+    previous_wall = 0.0
+    old = rd.load_cell("_wall")
+    if old:
+        previous_wall = float(old.get("wall_seconds", 0.0))
     rd.write_manifest(status="running")
     start = time.perf_counter()
-    keys = []
-    from memlens.models.gpt import GPTConfig
-
-    for shape in config.shapes:
-        P = GPTConfig(
-            config.vocab_size, config.seq_len, shape.n_layer, shape.d_model, shape.n_head
-        ).n_params
-        keys.append(_cell_key(config, shape, config.sizes_for(P)))
+    params = [
+        GPTConfig(config.vocab_size, config.seq_len, s.n_layer, s.d_model, s.n_head).n_params
+        for s in config.shapes
+    ]
+    keys = [
+        _cell_key(config, s, config.sizes_for(p))
+        for s, p in zip(config.shapes, params, strict=True)
+    ]
     results: list[dict[str, Any] | None] = [rd.load_cell(k) for k in keys]
     reused = sum(r is not None for r in results)
     todo = [i for i, r in enumerate(results) if r is None]
     if console is not None and reused:
         console.print(f"resuming: {reused} of {len(keys)} shapes already finished in {rd.path}")
 
-    if backend == "ray" and todo:
-        from memlens.scale import run_ray_cells
+    def save(j: int, r: dict[str, Any]) -> None:
+        i = todo[j]
+        rd.save_cell(keys[i], r)
+        results[i] = r
+        rd.save_cell("_wall", {"wall_seconds": previous_wall + time.perf_counter() - start})
 
-        outs = run_ray_cells(
-            [(train_shape, (config, config.shapes[i], i, "cpu")) for i in todo], address=ray_address
-        )
-        for i, r in zip(todo, outs, strict=True):
-            rd.save_cell(keys[i], r)
-            results[i] = r
-    else:
-        for i in todo:
-            shape = config.shapes[i]
-            r = _train_with_progress(config, shape, i, console)
-            rd.save_cell(keys[i], r)
-            results[i] = r
+    cells = [(train_shape, (config, config.shapes[i], i)) for i in todo]
+    if todo:
+        with _progress(
+            console, config, [config.shapes[i] for i in todo], [params[i] for i in todo]
+        ) as on_progress:
+            run_cells(
+                cells,
+                backend=backend,
+                workers=workers,
+                on_result=save,
+                on_progress=on_progress,
+                ray_address=ray_address,
+            )
 
     finished = [r for r in results if r is not None]
-    wall = time.perf_counter() - start
-    trained_seconds = sum(r["seconds"] for r in finished)
-    summary = summarize(config, finished, wall_seconds=trained_seconds)
-    summary["wall_seconds_this_invocation"] = wall
+    wall = previous_wall + time.perf_counter() - start
+    rd.save_cell("_wall", {"wall_seconds": wall})
+    summary = summarize(config, finished, wall_seconds=wall)
     summary["reused_cells"] = reused
+    summary["backend"] = backend
     write_outputs(rd, summary, finished)
-    rd.write_manifest(status="finished", reused_cells=reused, cells=len(keys))
+    rd.write_manifest(status="finished", reused_cells=reused, cells=len(keys), backend=backend)
     return summary
 
 
-def _train_with_progress(
-    config: CapacityConfig, shape: Shape, i: int, console: Any | None
-) -> dict[str, Any]:
-    if console is None:
-        return train_shape(config, shape, i)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+class _progress:
+    """Rich progress bars, one per shape, fed by progress reports from the cells."""
 
-    from memlens.models.gpt import GPTConfig
+    def __init__(
+        self, console: Any | None, config: CapacityConfig, shapes: list[Shape], params: list[int]
+    ):
+        self.console, self.config, self.shapes, self.params = console, config, shapes, params
+        self.prog = None
 
-    P = GPTConfig(
-        config.vocab_size, config.seq_len, shape.n_layer, shape.d_model, shape.n_head
-    ).n_params
-    with Progress(
-        TextColumn(f"[bold]L={shape.n_layer} d={shape.d_model}[/] ({P:,} params)"),
-        BarColumn(),
-        TextColumn("step {task.completed:>6.0f}/{task.total:.0f}"),
-        TextColumn("{task.fields[bpp]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as prog:
-        task = prog.add_task("train", total=config.train.max_steps, bpp="")
+    def __enter__(self) -> Callable[[int, Any], None]:
+        if self.console is None:
+            return lambda i, payload: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        def cb(step: int, totals: list[float]) -> None:
-            best = max(totals) / P
-            prog.update(task, completed=step, bpp=f"best {best:.2f} bits/param")
-
-        r = train_shape(config, shape, i, progress=cb)
-        prog.update(
-            task, completed=config.train.max_steps if r["saturated"] else r["runs"][0]["steps"]
+        self.prog = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("step {task.completed:>6.0f}"),
+            TextColumn("{task.fields[bpp]}"),
+            TimeElapsedColumn(),
+            console=self.console,
         )
-    return r
+        self.prog.__enter__()
+        self.tasks = [
+            self.prog.add_task(
+                f"[bold]L={s.n_layer} d={s.d_model}[/] ({p:,} params)",
+                total=self.config.steps_for(p),
+                bpp="",
+            )
+            for s, p in zip(self.shapes, self.params, strict=True)
+        ]
+
+        def update(i: int, payload: Any) -> None:
+            step, best = payload
+            self.prog.update(
+                self.tasks[i], completed=step, bpp=f"best {best / self.params[i]:.2f} bits/param"
+            )
+
+        return update
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.prog is not None:
+            self.prog.__exit__(*exc)
 
 
 def write_outputs(rd: Any, summary: dict[str, Any], models: list[dict[str, Any]]) -> None:

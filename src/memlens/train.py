@@ -8,10 +8,19 @@ memorization curve. A model is *saturated* when its memorized bits grew by less 
 (Morris et al. 2025, arXiv:2505.24832, train "to saturation"; every capacity is a lower bound,
 so we say whether the plateau was reached).
 
+Schedule (a warmup-stable-decay schedule with an honest plateau check at the end):
+
+1. *stable*: linear warm-up, then a constant learning rate until the memorization curve of every
+   model plateaus (the criterion below) or ``1 - decay_frac - plateau_frac`` of the budget is used;
+2. *decay*: linear decay to ``final_lr_frac * lr`` over a further ``decay_frac`` share;
+3. *hold*: training continues at the final learning rate for the last ``plateau_frac`` share of
+   the steps. A model is *saturated* when its memorized bits grew by less than ``plateau_tol``
+   over those last steps: the issue's criterion, measured while still training.
+
 Recipe (chosen by measurement on two CPU cores, see README "Capacity lab: the recipe"): Adam
-(β = 0.9, 0.98, no weight decay, no dropout), a short linear warm-up, constant learning rate,
-mini-batches drawn as per-model random permutations (every sequence once per epoch), and all
-models of one shape trained in one batched pass.
+(β = 0.9, 0.98, no weight decay, no dropout), mini-batches drawn as per-model random
+permutations (every sequence once per epoch), and all dataset sizes of one shape trained as one
+batched stack of models.
 """
 
 from __future__ import annotations
@@ -41,8 +50,8 @@ class TrainConfig:
     max_steps: step budget; training stops earlier once every model is saturated.
     min_steps: never stop before this many steps.
     warmup_steps: linear warm-up length.
-    cooldown_frac: fraction of the budget used for a final linear decay of the learning rate
-        to ``lr * final_lr_frac`` once the plateau is reached (0 disables).
+    decay_frac: share of the steps used for the linear learning-rate decay (0: constant LR).
+    final_lr_frac: learning rate after the decay, as a fraction of ``lr``.
     beta1, beta2, eps, weight_decay: Adam(W) settings.
     eval_every: steps between memorization measurements.
     plateau_frac, plateau_tol: saturated when bits grew < ``plateau_tol`` (relative) over the
@@ -56,8 +65,8 @@ class TrainConfig:
     max_steps: int = 20_000
     min_steps: int = 500
     warmup_steps: int = 100
-    cooldown_frac: float = 0.0
-    final_lr_frac: float = 0.0
+    decay_frac: float = 0.0
+    final_lr_frac: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-8
@@ -241,21 +250,31 @@ def train_to_saturation(
     done = [False] * K
     model_index = torch.arange(K, device=device).view(K, 1)
     start = time.perf_counter()
-    cooldown_start: int | None = None
-    cooldown_len = int(config.cooldown_frac * config.max_steps)
     step = 0
     per_seq: list[np.ndarray] = []
+    # Phase boundaries, in steps; the stable phase may end early when every curve plateaus.
+    hold_frac = config.plateau_frac if config.decay_frac > 0 else 0.0
+    stable_frac = 1.0 - config.decay_frac - hold_frac
+    stable_end = int(config.max_steps * stable_frac)
+    total = config.max_steps
+
+    def end_stable(at: int) -> None:
+        nonlocal stable_end, total
+        stable_end = at
+        decay_len = int(round(at * config.decay_frac / stable_frac))
+        total = int(round((at + decay_len) / (1.0 - hold_frac)))
 
     def lr_at(s: int) -> float:
         if s < config.warmup_steps:
             return config.lr * (s + 1) / config.warmup_steps
-        if cooldown_start is not None and cooldown_len > 0:
-            t = min(1.0, (s - cooldown_start) / cooldown_len)
-            return config.lr * (1.0 - t * (1.0 - config.final_lr_frac))
-        return config.lr
+        if config.decay_frac <= 0 or s < stable_end:
+            return config.lr
+        decay_len = max(1, int(round(stable_end * config.decay_frac / stable_frac)))
+        t = min(1.0, (s - stable_end) / decay_len)
+        return config.lr * (1.0 - t * (1.0 - config.final_lr_frac))
 
     model.train()
-    while step < config.max_steps:
+    while step < total:
         idx = sampler.next().to(device)  # [K, B]
         batch = data[model_index, idx]  # [K, B, S]
         for group in opt.param_groups:
@@ -283,7 +302,7 @@ def train_to_saturation(
         if not math.isfinite(loss.item() if step % config.eval_every == 0 else 0.0):
             raise UserError("training diverged (NaN or infinite loss); lower the learning rate.")
 
-        if step % config.eval_every == 0 or step == config.max_steps:
+        if step % config.eval_every == 0 or step == total:
             totals, per_seq = evaluate_memorization(
                 model, data, sizes, entropy_bits, first_token_bits, autocast_dtype=autocast_dtype
             )
@@ -302,12 +321,12 @@ def train_to_saturation(
                 cb(model, step)
             if progress is not None:
                 progress(step, totals)
-            if all(done):
-                if cooldown_len > 0 and cooldown_start is None:
-                    cooldown_start = step  # decay the learning rate, then re-check the plateau
-                    done = [False] * K
-                elif cooldown_start is None or step - cooldown_start >= cooldown_len:
-                    break
+            if config.decay_frac > 0:
+                if step < stable_end and step >= config.min_steps and all(done):
+                    end_stable(step)  # the constant-LR phase has plateaued: decay now
+                done = [False] * K  # with a decay, saturation is judged at the end only
+            elif all(done):
+                break
             if time_budget_s is not None and elapsed > time_budget_s:
                 break
 

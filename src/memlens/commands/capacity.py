@@ -33,6 +33,9 @@ def capacity(
     ),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Step budget per shape."),
     backend: str = typer.Option("local", help="local or ray."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Local worker processes (default: one per CPU core)."
+    ),
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Join an existing Ray cluster."
     ),
@@ -72,7 +75,9 @@ def capacity(
     cfg = cap.load_config(preset, config, **overrides)
     console = Console(stderr=json_out)
     out_dir = out or default_out_dir("capacity")
-    result = cap.run(cfg, out_dir, console=console, backend=backend, ray_address=ray_address)
+    result = cap.run(
+        cfg, out_dir, console=console, backend=backend, workers=workers, ray_address=ray_address
+    )
     if json_out:
         typer.echo(to_json(result))
         return

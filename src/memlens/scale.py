@@ -1,0 +1,186 @@
+"""Running the cells of a sweep: in this process, in worker processes, or as Ray tasks.
+
+A *cell* is a picklable ``(function, args)`` pair whose result is a JSON-serializable dict; the
+sweep stores each result as soon as it arrives (see :class:`memlens.store.RunDir`), so an
+interrupted sweep loses only the cells in flight.
+
+* ``local`` with ``workers=1``: cells run one after another in this process.
+* ``local`` with ``workers>1``: cells run in spawned worker processes, each pinned to
+  ``cpu_count // workers`` threads. Tiny models do not keep two cores busy with intra-op
+  threads; one process per core does (this is how the capacity lab uses a 2-core machine).
+* ``ray``: each cell is a Ray task with ``num_cpus`` CPUs (and ``num_gpus`` when asked), on a
+  local Ray started for the run or on an existing cluster (``address``). Ray is an optional
+  extra: ``pip install memlens[ray]``.
+
+Results are returned in the order of the cells, whatever the backend, and a cell computes the
+same numbers on every backend (seeds are part of its arguments).
+"""
+
+from __future__ import annotations
+
+import os
+import queue as _queue
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from memlens.errors import UserError
+
+Cell = tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]
+OnResult = Callable[[int, dict[str, Any]], None]
+OnProgress = Callable[[int, Any], None]
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+_progress_queue: Any = None
+
+
+def _worker_init(threads: int, q: Any) -> None:
+    global _progress_queue
+    _set_threads(threads)
+    _progress_queue = q
+
+
+def _call_in_worker(
+    index: int, fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]
+) -> dict[str, Any]:
+    q = _progress_queue
+
+    def report(payload: Any) -> None:
+        if q is not None:
+            q.put((index, payload))
+
+    return fn(*args, progress=report)
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    *,
+    backend: str = "local",
+    workers: int | None = None,
+    on_result: OnResult | None = None,
+    on_progress: OnProgress | None = None,
+    ray_address: str | None = None,
+    ray_num_cpus: float = 1,
+    ray_num_gpus: float = 0,
+) -> list[dict[str, Any]]:
+    """Run ``cells`` and return their results in order.
+
+    Each cell function must accept a keyword ``progress`` (a callable taking one picklable
+    payload) and return a dict. ``on_result(i, result)`` is called in this process as each cell
+    finishes (use it to save the cell); ``on_progress(i, payload)`` relays progress reports.
+    """
+    if backend == "ray":
+        return _run_ray(cells, on_result, ray_address, ray_num_cpus, ray_num_gpus)
+    if backend != "local":
+        raise UserError(f"unknown backend {backend!r}; choose local or ray.")
+    n_workers = min(len(cells), workers or available_cpus())
+    results: list[dict[str, Any] | None] = [None] * len(cells)
+    if n_workers <= 1:
+        for i, (fn, args) in enumerate(cells):
+
+            def report(payload: Any, i: int = i) -> None:
+                if on_progress is not None:
+                    on_progress(i, payload)
+
+            results[i] = fn(*args, progress=report)
+            if on_result is not None:
+                on_result(i, results[i])
+        return results  # type: ignore[return-value]
+
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    q = manager.Queue()
+    threads = max(1, available_cpus() // n_workers)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=n_workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, q)
+        ) as pool:
+            futures = {
+                pool.submit(_call_in_worker, i, fn, args): i for i, (fn, args) in enumerate(cells)
+            }
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                _drain(q, on_progress)
+                for f in done:
+                    i = futures[f]
+                    results[i] = f.result()
+                    if on_result is not None:
+                        on_result(i, results[i])
+            _drain(q, on_progress)
+    finally:
+        manager.shutdown()
+    return results  # type: ignore[return-value]
+
+
+def _drain(q: Any, on_progress: OnProgress | None) -> None:
+    while True:
+        try:
+            i, payload = q.get_nowait()
+        except (_queue.Empty, EOFError, OSError):
+            return
+        if on_progress is not None:
+            on_progress(i, payload)
+
+
+def _run_ray(
+    cells: Sequence[Cell],
+    on_result: OnResult | None,
+    address: str | None,
+    num_cpus: float,
+    num_gpus: float,
+) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray backend needs Ray: pip install 'memlens[ray]'.") from None
+    started_here = False
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False)
+                started_here = True
+        except Exception as exc:  # noqa: BLE001 - Ray's connection errors vary by version
+            raise UserError(f"cannot start or join Ray ({address or 'local'}): {exc}.") from None
+
+    def _task(
+        fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], threads: int
+    ) -> dict[str, Any]:
+        _set_threads(threads)
+        return fn(*args, progress=lambda payload: None)
+
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_task)
+    threads = max(1, int(num_cpus))
+    refs = [remote.remote(fn, args, threads) for fn, args in cells]
+    index = {r: i for i, r in enumerate(refs)}
+    results: list[dict[str, Any] | None] = [None] * len(cells)
+    try:
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for r in done:
+                i = index[r]
+                results[i] = ray.get(r)
+                if on_result is not None:
+                    on_result(i, results[i])
+    finally:
+        if started_here:
+            ray.shutdown()
+    return results  # type: ignore[return-value]
