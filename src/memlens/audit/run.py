@@ -321,10 +321,19 @@ def plot_audit(samples: Any) -> dict[str, Any]:
     fig, ax = plt.subplots(figsize=(6, 4))
     hi = float(max(samples["unintended_bits"].max(), 1.0))
     bins = np.linspace(0.0, hi, 31)
-    ax.hist(tr["unintended_bits"], bins=bins, alpha=0.6, label=f"train (n={len(tr)})")
-    ax.hist(ho["unintended_bits"], bins=bins, alpha=0.6, label=f"held-out (n={len(ho)})")
+    for part, label in ((tr, "train"), (ho, "held-out")):
+        if len(part):  # fractions, so splits of different sizes compare; log scale shows the tail
+            w = np.full(len(part), 1.0 / len(part))
+            ax.hist(
+                part["unintended_bits"],
+                bins=bins,
+                weights=w,
+                alpha=0.6,
+                label=f"{label} (n={len(part)})",
+            )
+    ax.set_yscale("log")
     ax.set_xlabel("unintended memorization per sample [bits]")
-    ax.set_ylabel("samples")
+    ax.set_ylabel("fraction of samples")
     ax.set_title("max(0, NLL_ref - NLL_target)")
     ax.legend()
     figs["unintended_hist.png"] = fig
