@@ -24,8 +24,10 @@ suffix (``@pytest.fixture(name=...)``), so test arguments do not shadow the impo
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,6 +306,7 @@ def _overfit_bundle(steps: int) -> OverfitBundle:
         opt.step()
     model.eval()
     root = Path(tempfile.mkdtemp(prefix="memlens-overfit-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     target = save_lm(model.to_hf(0), tok, root / "target")
     reference = save_lm(model.to_hf(1), tok, root / "reference")
     return OverfitBundle(root, target, reference, tuple(train), tuple(heldout), tuple(ref_train))

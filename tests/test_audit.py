@@ -216,10 +216,11 @@ def _bad_files(d: Path, overfit) -> dict[str, Path]:
     ("case", "fragment"),
     [
         ("missing_model", "model directory"),
+        ("prefix_too_long", "do not fit the context of 32"),
         ("wrong_column", "has no 'text' field"),
         ("empty", "is empty"),
         ("non_utf8", "not valid UTF-8"),
-        ("too_long", "longer than the model's context of 32"),
+        ("too_long", "longer than the context of 32 of model"),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence(
@@ -236,12 +237,14 @@ def test_bad_input_exits_2_with_one_sentence(
         args["--train"] = str(bad["wrongcol"])
     elif case == "empty":
         args["--heldout"] = str(bad["empty"])
+    elif case == "prefix_too_long":
+        args["--prefix"] = "30"
     elif case == "non_utf8":
         args["--train"] = str(bad["nontext"])
     else:
         args["--train"] = str(bad["long"])
     out = tmp_path / "out"
-    argv = ["memlens", "audit", *[x for kv in args.items() for x in kv], "--out", str(out), *FLAGS]
+    argv = ["memlens", "audit", *FLAGS, *[x for kv in args.items() for x in kv], "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exc:
         main()

@@ -164,6 +164,12 @@ def audit_texts(
 
     from memlens.models.hf import score_texts
 
+    lead = 1 if target.bos_token_id is not None else 0
+    if target.context_length is not None and lead + prefix + suffix - 1 > target.context_length:
+        raise UserError(
+            f"prefix {prefix} + suffix {suffix} tokens do not fit the context of {target.context_length} "
+            f"of model {target.name}; use a shorter --prefix/--suffix."
+        )
     texts = list(train.texts) + list(heldout.texts)
     n_train, total = len(train.texts), len(train.texts) + len(heldout.texts)
 

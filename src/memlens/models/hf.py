@@ -418,8 +418,10 @@ def score_sequences(
         unless ``window_stride`` is given, in which case it is scored with a sliding window.
     progress: called with the number of sequences finished after every batch.
     """
+    who = "the model"
     if isinstance(forward, CausalLM):
         lm = forward
+        who = f"model {lm.name}"
         context_length = context_length or lm.context_length
         device = device or lm.device
         forward = lm.forward(window_stride) if window_stride is not None else lm.forward()
@@ -438,7 +440,7 @@ def score_sequences(
     if context_length is not None and window_stride is None and longest > context_length:
         i = int(lengths.argmax())
         raise UserError(
-            f"sequence {i} has {longest} tokens, longer than the model's context of {context_length}; "
+            f"sequence {i} has {longest} tokens, longer than the context of {context_length} of {who}; "
             "chunk the texts (--seq-len) or score with a sliding window (--window-stride)."
         )
     width = max(longest - 1, 1)
