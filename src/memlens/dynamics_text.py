@@ -1,0 +1,305 @@
+"""Track memorization while fine-tuning a user's Hugging Face causal LM on their texts.
+
+The experiment behind ``memlens track --model DIR --train FILE [--track FILE] [--reference DIR]``:
+
+1. Load the model and its tokenizer (:func:`memlens.models.hf.load_causal_lm`, float32 for
+   training), the training texts (:func:`memlens.data.text.load_texts`: optional chunking into
+   ``seq_len`` tokens, exact deduplication with counts) and the texts to track.
+2. Group the tracked texts by how often they occur in the training texts: ``repeated`` (more
+   than once), ``unique`` (once) and ``heldout`` (never: the controls). Without ``--track`` a
+   seeded sample of the training texts is tracked (and there are no held-out controls).
+3. Reference code lengths: with ``--reference`` each tracked text is scored once by the
+   reference model (:func:`memlens.models.hf.score_texts`, its own tokenizer, bits per text), and
+   unintended bits are ``max(0, NLL_ref - NLL_target)`` (Morris et al. 2025, arXiv:2505.24832);
+   the answer depends on the reference, which is reported. Without a reference the memorization
+   criterion is greedy extraction (Carlini et al. 2023).
+4. Fine-tune with a Hugging Face ``Trainer`` (constant learning rate, AdamW) on every training
+   text as often as it occurs, with :func:`memlens.dynamics.trainer_callback` observing the
+   tracked texts on a log-spaced schedule. Trainer checkpoints in ``hf-checkpoints/`` make a
+   rerun with the same ``--out`` resume, and the tracker resumes from its stored parts.
+
+Every text is encoded as the scoring engine expects: BOS first (see :mod:`memlens.models.hf`),
+so every real token is predicted and the first is not charged.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from memlens.dynamics import (
+    Schedule,
+    Tracker,
+    TrackResult,
+    TrackSet,
+    _finish,
+    tfidf_rarity_tokens,
+    trainer_callback,
+)
+from memlens.errors import UserError
+
+
+class TextTrackConfig(BaseModel):
+    """Settings of a text tracking run (saved in the manifest). Lengths are in target tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    train: str
+    track: str | None = None
+    reference: str | None = None
+    tokenizer: str | None = None
+    text_column: str = "text"
+    split: str | None = None
+    seq_len: int | None = None
+    max_track: int = 512
+    steps: int = 200
+    lr: float = 5e-4
+    batch_size: int = 8
+    weight_decay: float = 0.0
+    prefix: int = 32
+    suffix: int = 32
+    threshold: float = 0.5
+    points_per_decade: int = 12
+    checkpoint_every: int = 100
+    device: str = "cpu"
+    seed: int = 0
+
+
+def _validate(cfg: TextTrackConfig) -> None:
+    if cfg.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {cfg.steps}.")
+    if cfg.batch_size < 1 or cfg.lr <= 0:
+        raise UserError("--batch-size and --lr must be positive.")
+    if cfg.max_track < 1:
+        raise UserError(f"--max-track must be at least 1, got {cfg.max_track}.")
+    if not 0 < cfg.threshold <= 1:
+        raise UserError(f"--threshold must be in (0, 1], got {cfg.threshold}.")
+    if cfg.prefix < 1 or cfg.suffix < 1:
+        raise UserError(
+            f"--prefix and --suffix must be at least 1 token, got {cfg.prefix} and {cfg.suffix}."
+        )
+
+
+def _check_context(tokens: list[np.ndarray], context: int | None, what: str) -> None:
+    if context is None:
+        return
+    longest = max(len(t) for t in tokens)
+    if longest > context:
+        raise UserError(
+            f"a {what} text has {longest} tokens (with BOS), longer than the model's context of {context}; "
+            "cut texts with --seq-len."
+        )
+
+
+def build_text_trackset(
+    cfg: TextTrackConfig, lm: Any
+) -> tuple[TrackSet, list[np.ndarray], list[int]]:
+    """The tracked texts as a :class:`TrackSet`, plus the encoded training rows and their counts."""
+    from memlens.data.text import encode_texts, load_texts
+
+    tok = lm.tokenizer
+    kw = {
+        "text_column": cfg.text_column,
+        "split": cfg.split,
+        "tokenizer": tok,
+        "seq_len": cfg.seq_len,
+        "dedup": True,
+    }
+    train = load_texts(cfg.train, **kw)
+    count_of = {t: int(c) for t, c in zip(train.texts, train.counts, strict=True)}
+    if cfg.track is not None:
+        texts = load_texts(cfg.track, **kw).texts
+    else:
+        texts = list(train.texts)
+    if len(texts) > cfg.max_track:
+        rng = np.random.default_rng(cfg.seed)
+        texts = [texts[i] for i in sorted(rng.choice(len(texts), cfg.max_track, replace=False))]
+    counts = np.array([count_of.get(t, 0) for t in texts], dtype=np.int64)
+    groups = np.where(counts > 1, "repeated", np.where(counts == 1, "unique", "heldout"))
+
+    enc_train = encode_texts(train.texts, tok)
+    enc = encode_texts(texts, tok)
+    _check_context(enc_train.tokens, lm.context_length, "training")
+    _check_context(enc.tokens, lm.context_length, "tracked")
+    n_lead = 1 if enc.bos_token_id is not None else 0
+    rarity = tfidf_rarity_tokens(
+        [t[n_lead:] for t in enc.tokens],
+        [t[n_lead:] for t in enc_train.tokens],
+        train.counts.tolist(),
+        counts > 0,
+    )
+    ref_bits = np.full(len(texts), np.nan)
+    reference = "none (criterion: greedy extraction)"
+    if cfg.reference is not None:
+        from memlens.models.hf import load_causal_lm, score_texts
+
+        ref = load_causal_lm(cfg.reference, dtype="float32", device=cfg.device)
+        if ref.tokenizer is None:
+            raise UserError(f"reference model {cfg.reference} has no tokenizer to read text with.")
+        scored = score_texts(ref, texts)
+        ref_bits = scored.bits
+        reference = (
+            f"model {cfg.reference} (bits per text under its own tokenizer; first token "
+            f"{'free after BOS' if scored.bos_token_id is not None else 'coded at log2 V'})"
+        )
+    examples = TrackSet(
+        tokens=enc.tokens,
+        groups=groups,
+        reference_bits=ref_bits,
+        first_token_bits=enc.first_token_bits,
+        n_lead=n_lead,
+        counts=counts,
+        rarity=rarity,
+        reference=reference,
+        texts=texts,
+    )
+    rows = [t for t, c in zip(enc_train.tokens, train.counts, strict=True) for _ in range(int(c))]
+    return examples, rows, train.counts.tolist()
+
+
+class _Rows:
+    """A map-style dataset of token rows for the Hugging Face Trainer."""
+
+    def __init__(self, rows: list[np.ndarray]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"input_ids": self.rows[i]}
+
+
+def _collator(pad_id: int) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    import torch
+
+    def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        T = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), T), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.as_tensor(b["input_ids"])
+            mask[i, :n] = 1
+        labels = ids.masked_fill(mask == 0, -100)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    return collate
+
+
+def run_text(
+    cfg: TextTrackConfig,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrackResult:
+    """Fine-tune ``cfg.model`` on ``cfg.train`` while tracking memorization of the tracked texts.
+
+    Everything is loaded and validated before the run directory is created, so bad input leaves
+    nothing behind. Writes the same files as :func:`memlens.dynamics.run_quick` (except the GPT
+    checkpoint: Trainer checkpoints live in ``hf-checkpoints/``).
+    """
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from memlens.models.hf import load_causal_lm
+    from memlens.store import RunDir, default_out_dir
+
+    _validate(cfg)
+    lm = load_causal_lm(cfg.model, tokenizer=cfg.tokenizer, dtype="float32", device=cfg.device)
+    if lm.tokenizer is None:
+        raise UserError(
+            f"model {cfg.model} has no tokenizer to read text with; pass one with --tokenizer."
+        )
+    examples, rows, _ = build_text_trackset(cfg, lm)
+    if (
+        not examples.has_reference
+        and not (examples.lengths - examples.n_lead >= cfg.prefix + cfg.suffix).any()
+    ):
+        raise UserError(
+            f"no tracked text has {cfg.prefix + cfg.suffix} tokens for extraction and there is no --reference; "
+            "use a shorter --prefix/--suffix or give a reference model."
+        )
+    pad = lm.tokenizer.pad_token_id
+    pad_id = int(pad) if isinstance(pad, int) else 0
+
+    run = RunDir(out_dir or default_out_dir("track"), "track", cfg.model_dump(), cfg.seed)
+    run.write_manifest(status="running", target=lm.describe())
+    tracker = Tracker(
+        examples,
+        run.path / "track",
+        schedule=Schedule.log(cfg.points_per_decade),
+        prefix=cfg.prefix,
+        suffix=cfg.suffix,
+        batch_size=32,
+    )
+    ckpt_dir = run.path / "hf-checkpoints"
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        max_steps=cfg.steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="constant",
+        weight_decay=cfg.weight_decay,
+        logging_strategy="no",
+        save_strategy="steps",
+        save_steps=cfg.checkpoint_every,
+        save_total_limit=1,
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=lm.device.type == "cpu",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+
+    class _Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            if progress is not None:
+                progress(state.global_step, state.max_steps)
+
+    trainer = Trainer(
+        model=lm.model,
+        args=args,
+        train_dataset=_Rows(rows),
+        data_collator=_collator(pad_id),
+        callbacks=[trainer_callback(tracker), _Progress()],
+    )
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.utils import logging as hf_logging
+
+    trainer.remove_callback(PrinterCallback)  # memlens prints its own summary
+    resume = ckpt_dir.exists() and any(p.name.startswith("checkpoint-") for p in ckpt_dir.iterdir())
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        out = trainer.train(resume_from_checkpoint=True if resume else None)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    loss = float(out.training_loss)
+    if not math.isfinite(loss):
+        raise UserError("training diverged (NaN or infinite loss); lower --lr.")
+    summary = _finish(
+        run,
+        tracker,
+        cfg.threshold,
+        "auto",
+        training={
+            "steps": int(trainer.state.global_step),
+            "train_rows": len(rows),
+            "epochs": trainer.state.global_step * cfg.batch_size / max(1, len(rows)),
+            "mean_training_loss_bits_per_token": loss / math.log(2),
+            "model": lm.describe(),
+            "resumed": resume,
+        },
+    )
+    return TrackResult(summary, Path(run.path))
