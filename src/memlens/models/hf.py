@@ -30,6 +30,7 @@ token is charged. Units are bits throughout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -109,6 +110,7 @@ class CausalLM:
     context_length: int | None
     vocab_size: int
     n_params: int
+    device_map: dict[str, str] | None = None  # module -> device when split by accelerate
 
     @property
     def bos_token_id(self) -> int | None:
@@ -141,6 +143,7 @@ class CausalLM:
             "n_params": self.n_params,
             "tokenizer": type(self.tokenizer).__name__ if self.tokenizer is not None else None,
             "bos_token_id": self.bos_token_id,
+            **({"device_map": self.device_map} if self.device_map is not None else {}),
         }
 
 
@@ -160,10 +163,26 @@ def context_length_of(config: Any) -> int | None:
 
 
 def _looks_like_hub_name(name: str) -> bool:
+    """``org/name`` or ``name``, and not a path into an existing local directory."""
     if name.startswith((".", "/", "~")) or "\\" in name:
         return False
     parts = name.split("/")
+    if len(parts) == 2 and Path(parts[0]).is_dir():
+        return False
     return 1 <= len(parts) <= 2 and all(parts)
+
+
+@contextlib.contextmanager
+def _quiet_hub():
+    """Silence huggingface_hub's retry warnings (memlens reports a failure as one sentence)."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    before = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hub_logging.set_verbosity(before)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -177,6 +196,9 @@ def load_causal_lm(
     tokenizer: str | os.PathLike[str] | Any | None = None,
     dtype: str | torch.dtype | None = "auto",
     device: str | torch.device | None = "auto",
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: dict[Any, Any] | None = None,
+    offload_folder: str | os.PathLike[str] | None = None,
 ) -> CausalLM:
     """Load a causal LM and its tokenizer for scoring.
 
@@ -191,7 +213,19 @@ def load_causal_lm(
     dtype:
         ``auto`` (the checkpoint's own), ``float32``, ``bfloat16`` or ``float16``.
     device:
-        ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
+        ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``; ``map`` is short for
+        ``device_map="auto"`` (so every command's ``--device map`` splits a large model).
+    device_map:
+        For a model that does not fit one device: ``auto``, ``balanced``, ``balanced_low_0``,
+        ``sequential`` or a module-to-device dict, handed to ``from_pretrained`` (Hugging Face
+        ``accelerate`` places the layers on the GPUs, then CPU memory, then disk, and moves
+        activations between them). ``device`` is then ignored: inputs go where the input
+        embedding runs. Scores are the same as with the whole model on one device.
+    max_memory:
+        With ``device_map``: the memory each device may use, e.g. ``{0: "20GiB", "cpu": "60GiB"}``.
+    offload_folder:
+        With ``device_map``: where layers that fit nowhere are offloaded (default: a temporary
+        directory removed with the model).
 
     Returns
     -------
@@ -207,6 +241,12 @@ def load_causal_lm(
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Loading weights" bars in memlens output
     try:
+        if isinstance(device, str) and device.lower() == "map" and device_map is None:
+            device_map = "auto"
+        if device_map is not None:
+            return _load_device_mapped(
+                name_or_path, tokenizer, dtype, device_map, max_memory, offload_folder
+            )
         return _load_causal_lm(name_or_path, tokenizer, dtype, device)
     finally:
         if bars:
@@ -242,7 +282,8 @@ def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) 
         raise UserError(f"model path {path} is a file; pass the directory that holds config.json.")
     elif _looks_like_hub_name(name):
         try:
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype or "auto")
+            with _quiet_hub():
+                model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype or "auto")
         except (OSError, ValueError) as exc:
             raise UserError(
                 f"model '{name}' is not a local directory and could not be loaded from the Hugging Face hub ({_first_line(exc)})."
@@ -274,6 +315,95 @@ def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) 
     )
 
 
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def _load_device_mapped(
+    name_or_path: Any,
+    tokenizer: Any,
+    dtype: Any,
+    device_map: str | dict[str, Any],
+    max_memory: dict[Any, Any] | None,
+    offload_folder: Any,
+) -> CausalLM:
+    """A Hugging Face causal LM split over devices by ``accelerate`` (see :func:`load_causal_lm`)."""
+    import shutil
+    import tempfile
+    import weakref
+
+    from transformers import AutoModelForCausalLM
+
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if isinstance(device_map, str) and device_map not in DEVICE_MAP_STRATEGIES:
+        raise UserError(
+            f"unknown device map '{device_map}'; use {', '.join(DEVICE_MAP_STRATEGIES)} or a dict."
+        )
+    if path.is_dir() and (path / GPT_CHECKPOINT_FILE).exists():
+        raise UserError(
+            f"{path} is a memlens GPT checkpoint, which fits one device; use --device instead of a device map."
+        )
+    if path.is_dir() and not (path / "config.json").exists():
+        raise UserError(f"{path} holds no config.json (a Hugging Face model).")
+    if not path.is_dir() and (path.exists() or not _looks_like_hub_name(name)):
+        raise UserError(f"model directory {path} does not exist.")
+    torch_dtype = resolve_dtype(dtype)
+    own_folder = offload_folder is None
+    folder = tempfile.mkdtemp(prefix="memlens-offload-") if own_folder else str(offload_folder)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path if path.is_dir() else name,
+            dtype=torch_dtype or "auto",
+            device_map=device_map,
+            max_memory=max_memory,
+            offload_folder=folder,
+        )
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        if own_folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise UserError(
+            f"could not load {name} with device_map={device_map!r}: {_first_line(exc)}."
+        ) from None
+    if own_folder:
+        weakref.finalize(model, shutil.rmtree, folder, True)
+    model.eval()
+    placed = {str(k): str(v) for k, v in (getattr(model, "hf_device_map", None) or {}).items()}
+    if not placed:  # everything fit on one device: accelerate's "" key means the whole model
+        placed = {"": str(next(model.parameters()).device)}
+    tok = _load_tokenizer(tokenizer, name, required=True)
+    emb = model.get_input_embeddings()
+    vocab_size = int(emb.weight.shape[0]) if emb is not None else int(model.config.vocab_size)
+    if tok is not None and len(tok) > vocab_size:
+        raise UserError(
+            f"the tokenizer has {len(tok)} tokens but model {name} has only {vocab_size} embedding rows; "
+            "pass the tokenizer the model was trained with."
+        )
+    return CausalLM(
+        model=model,
+        tokenizer=tok,
+        name=name,
+        source="huggingface",
+        device=_input_device(model, placed),
+        dtype=next(model.parameters()).dtype,
+        context_length=context_length_of(model.config),
+        vocab_size=vocab_size,
+        n_params=sum(p.numel() for p in model.parameters()),
+        device_map=placed,
+    )
+
+
+def _input_device(model: Any, placed: dict[str, str]) -> torch.device:
+    """Where token ids go for a device-mapped model: the input embedding's device, or (when it
+    is offloaded, i.e. on ``meta``) the first GPU of the map, else the CPU."""
+    emb = model.get_input_embeddings()
+    if emb is not None and emb.weight.device.type != "meta":
+        return emb.weight.device
+    for where in placed.values():
+        if where not in ("cpu", "disk"):
+            return torch.device(f"cuda:{where}" if where.isdigit() else where)
+    return torch.device("cpu")
+
+
 def load_tokenizer(name_or_path: str | os.PathLike[str]) -> Any:
     """``AutoTokenizer.from_pretrained`` from a local directory or hub name; :class:`UserError` if none."""
     return _load_tokenizer(str(name_or_path), str(name_or_path), required=True)
@@ -291,10 +421,10 @@ def _load_tokenizer(tokenizer: Any, model_name: str, required: bool) -> Any:
         and not _looks_like_hub_name(where)
     ):
         raise UserError(f"tokenizer directory {where} does not exist.")
+    local = Path(where).expanduser()
     try:
-        return AutoTokenizer.from_pretrained(
-            Path(where).expanduser() if Path(where).expanduser().exists() else where
-        )
+        with _quiet_hub():
+            return AutoTokenizer.from_pretrained(local if local.exists() else where)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if not required and tokenizer is None:
             return None
