@@ -82,7 +82,7 @@ def run_cells(
     finishes (use it to save the cell); ``on_progress(i, payload)`` relays progress reports.
     """
     if backend == "ray":
-        return _run_ray(cells, on_result, ray_address, ray_num_cpus, ray_num_gpus)
+        return _run_ray(cells, on_result, ray_address, ray_num_cpus, ray_num_gpus, on_progress)
     if backend != "local":
         raise UserError(f"unknown backend {backend!r}; choose local or ray.")
     n_workers = min(len(cells), workers or available_cpus())
@@ -138,12 +138,26 @@ def _drain(q: Any, on_progress: OnProgress | None) -> None:
             on_progress(i, payload)
 
 
+def _drain_ray(q: Any, on_progress: OnProgress | None) -> None:
+    if q is None or on_progress is None:
+        return
+    from ray.util.queue import Empty
+
+    while True:
+        try:
+            i, payload = q.get_nowait()
+        except Empty:
+            return
+        on_progress(i, payload)
+
+
 def _run_ray(
     cells: Sequence[Cell],
     on_result: OnResult | None,
     address: str | None,
     num_cpus: float,
     num_gpus: float,
+    on_progress: OnProgress | None = None,
 ) -> list[dict[str, Any]]:
     try:
         import ray
@@ -160,26 +174,47 @@ def _run_ray(
         except Exception as exc:  # noqa: BLE001 - Ray's connection errors vary by version
             raise UserError(f"cannot start or join Ray ({address or 'local'}): {exc}.") from None
 
+    from ray.exceptions import RayTaskError
+    from ray.util.queue import Queue
+
     def _task(
-        fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], threads: int
+        fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], threads: int, i: int, q: Any
     ) -> dict[str, Any]:
         _set_threads(threads)
-        return fn(*args, progress=lambda payload: None)
 
-    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_task)
-    threads = max(1, int(num_cpus))
-    refs = [remote.remote(fn, args, threads) for fn, args in cells]
-    index = {r: i for i, r in enumerate(refs)}
+        def report(payload: Any) -> None:
+            if q is not None:
+                try:
+                    q.put_nowait((i, payload))
+                except Exception:  # noqa: BLE001 - progress is best effort, the result is not
+                    pass
+
+        return fn(*args, progress=report)
+
     results: list[dict[str, Any] | None] = [None] * len(cells)
     try:
+        # progress reports travel through a queue actor that takes no CPU from the cells
+        q = Queue(actor_options={"num_cpus": 0}) if on_progress is not None else None
+        remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_task)
+        threads = max(1, int(num_cpus))
+        refs = [remote.remote(fn, args, threads, i, q) for i, (fn, args) in enumerate(cells)]
+        index = {r: i for i, r in enumerate(refs)}
         pending = list(refs)
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+            _drain_ray(q, on_progress)
             for r in done:
                 i = index[r]
-                results[i] = ray.get(r)
+                try:
+                    results[i] = ray.get(r)
+                except RayTaskError as exc:
+                    # a cell's UserError stays one sentence, not a remote traceback
+                    if isinstance(exc.cause, UserError):
+                        raise UserError(str(exc.cause)) from None
+                    raise
                 if on_result is not None:
                     on_result(i, results[i])
+        _drain_ray(q, on_progress)
     finally:
         if started_here:
             ray.shutdown()
