@@ -432,12 +432,15 @@ def run(
     backend: str = "local",
     workers: int | None = None,
     ray_address: str | None = None,
+    ray_cpus_per_cell: float = 1,
+    ray_gpus_per_cell: float = 0,
 ) -> dict[str, Any]:
     """Run (or resume) a capacity sweep into ``out`` and return ``capacity.json``'s content.
 
     Each shape is one cell (all its dataset sizes train together); cells run on ``backend``
     (``local``: one worker process per core by default; ``ray``: one Ray task per cell, see
-    :mod:`memlens.scale`). Finished cells are stored at once and reused when the same command is
+    :mod:`memlens.scale`; each task asks Ray for ``ray_cpus_per_cell`` CPUs and
+    ``ray_gpus_per_cell`` GPUs, fractions allowed). Finished cells are stored at once and reused when the same command is
     rerun with the same ``out``; a finished sweep returns at once.
     """
     from memlens.models.gpt import GPTConfig
@@ -483,6 +486,8 @@ def run(
                 on_result=save,
                 on_progress=on_progress,
                 ray_address=ray_address,
+                ray_num_cpus=ray_cpus_per_cell,
+                ray_num_gpus=ray_gpus_per_cell,
             )
 
     finished = [r for r in results if r is not None]

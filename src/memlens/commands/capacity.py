@@ -39,6 +39,15 @@ def capacity(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Join an existing Ray cluster."
     ),
+    ray_cpus_per_cell: float = typer.Option(
+        1, "--ray-cpus-per-cell", min=0, help="CPUs each Ray task (one shape) asks for."
+    ),
+    ray_gpus_per_cell: float = typer.Option(
+        0,
+        "--ray-gpus-per-cell",
+        min=0,
+        help="GPUs each Ray task asks for (0.25: four shapes per GPU).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print capacity.json to stdout."),
 ) -> None:
     """Train small GPTs on uniform random tokens to saturation and measure bits per parameter.
@@ -76,8 +85,9 @@ def capacity(
     console = Console(stderr=json_out)
     out_dir = out or default_out_dir("capacity")
     result = cap.run(
-        cfg, out_dir, console=console, backend=backend, workers=workers, ray_address=ray_address
-    )
+        cfg, out_dir, console=console, backend=backend, workers=workers, ray_address=ray_address,
+        ray_cpus_per_cell=ray_cpus_per_cell, ray_gpus_per_cell=ray_gpus_per_cell,
+    )  # fmt: skip
     if json_out:
         typer.echo(to_json(result))
         return
