@@ -94,9 +94,13 @@ def test_bad_input_is_one_sentence(tmp_path, content, name, column, fragment):
     assert fragment in msg and "\n" not in msg
 
 
-def test_missing_file_and_missing_parquet_column(tmp_path):
+def test_missing_file_and_missing_parquet_column(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="does not exist"):
         read_texts(tmp_path / "nope.jsonl")
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)  # "data/train" under an existing ./data is a path, not a hub name
+    with pytest.raises(UserError, match="data file data/train does not exist"):
+        read_texts("data/train")
     pd.DataFrame({"body": ["a"]}).to_parquet(tmp_path / "p.parquet")
     with pytest.raises(UserError, match="no column 'text'.*columns: body"):
         read_texts(tmp_path / "p.parquet")

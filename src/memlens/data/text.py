@@ -25,6 +25,7 @@ tokenizers).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -179,6 +180,19 @@ def _read_parquet(path: Path, column: str) -> list[str]:
     return _column_from_frame(df, column, str(path))
 
 
+@contextlib.contextmanager
+def _quiet_hub():
+    """Silence huggingface_hub's retry warnings (a failure is reported as one sentence)."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    before = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hub_logging.set_verbosity(before)
+
+
 def _read_hf_dataset(name: str, column: str, split: str | None) -> list[str]:
     import datasets
 
@@ -194,7 +208,8 @@ def _read_hf_dataset(name: str, column: str, split: str | None) -> list[str]:
                     )
                 ds = ds[want]
         else:
-            ds = datasets.load_dataset(name, split=split or "train")
+            with _quiet_hub():
+                ds = datasets.load_dataset(name, split=split or "train")
     except UserError:
         raise
     except (FileNotFoundError, ValueError, OSError, ConnectionError) as exc:
@@ -250,7 +265,11 @@ def read_texts(
             )
     elif path.is_dir():
         raw = _read_hf_dataset(name, text_column, split)
-    elif suffix in FILE_SUFFIXES or name.startswith((".", "/", "~")):
+    elif (
+        suffix in FILE_SUFFIXES
+        or name.startswith((".", "/", "~"))
+        or (path.parent != Path(".") and path.parent.is_dir())  # "data/train" with ./data present
+    ):
         raise UserError(f"data file {path} does not exist.")
     else:
         raw = _read_hf_dataset(name, text_column, split)
