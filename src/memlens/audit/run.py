@@ -189,6 +189,7 @@ def audit_texts(
     mem = unintended_bits(tgt.bits, ref.bits)
 
     n_lead = 1 if tgt.bos_token_id is not None else 0
+    n_eligible = sum(len(t) - n_lead >= prefix + suffix for t in tgt.tokens)
     ext = k_extraction(
         target.model,
         tgt.tokens,
@@ -198,7 +199,9 @@ def audit_texts(
         context_length=target.context_length,
         batch_size=batch_size,
         device=target.device,
-        progress=None if progress is None else (lambda done: progress("extraction", done, total)),
+        progress=None
+        if progress is None
+        else (lambda done: progress("extraction", done, n_eligible)),
     )
 
     words = [t[n_lead:].tolist() for t in tgt.tokens]

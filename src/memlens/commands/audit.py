@@ -95,7 +95,24 @@ def register(app: typer.Typer) -> None:
             alpha=alpha,
             top_k=top,
         )
-        result = run_audit(config, out)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        labels = {
+            "target": "scoring (target)",
+            "reference": "scoring (reference)",
+            "extraction": "greedy extraction",
+        }
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
+        ) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            result = run_audit(config, out, progress=progress)
         _print_summary(result.summary, result.out_dir)
 
 
