@@ -1068,6 +1068,7 @@ def plot_group_curves(analysis: dict[str, Any]) -> Any:
                 continue
             ax.plot(steps, np.array([np.nan if v is None else v for v in y]), marker=".", label=g)
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
         ax.set_xlabel("training step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

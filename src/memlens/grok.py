@@ -64,7 +64,7 @@ class GrokConfig:
     train_fraction: float = 0.4
     d_embed: int = 128
     d_hidden: int = 256
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1.0
     beta1: float = 0.9
     beta2: float = 0.98
@@ -374,6 +374,7 @@ def plot_accuracy(curve: Any, summary: dict[str, Any]) -> Any:
         if summary.get(key) is not None:
             ax.axvline(summary[key], color="grey", ls=style, lw=1, label=f"{key} = {summary[key]}")
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
     ax.set_xlabel("step")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -400,12 +401,14 @@ def plot_bits(curve: Any, summary: dict[str, Any]) -> Any:
     ax.plot(s, curve["gap_bits"], label="memorization gap (test - train)")
     ax.axhline(math.log2(summary["p"]), color="grey", ls=":", lw=1, label="uniform: log2 p")
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
     ax.set_xlabel("step")
     ax.set_ylabel("bits")
     ax.legend()
     ax.grid(alpha=0.3)
     ax2.plot(s, curve["weight_norm"], color="C3")
     ax2.set_xscale("symlog", linthresh=10)
+    ax2.set_xlim(left=0)
     ax2.set_xlabel("step")
     ax2.set_ylabel("parameter L2 norm")
     ax2.grid(alpha=0.3)
