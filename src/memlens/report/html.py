@@ -50,7 +50,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 table.kv th { width: 40%; font-weight: 500; }
 table.kv td { word-break: break-word; }
 .scroll { overflow-x: auto; max-width: 100%; }
-.plots { display: grid; gap: 12px; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); }
+.plots { display: grid; gap: 12px; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); }
 .multi .plots { grid-template-columns: 1fr; }
 figure { margin: 0; padding: 8px; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
