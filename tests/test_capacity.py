@@ -190,10 +190,11 @@ def test_custom_config_file(tmp_path):
         "vocab_size = 32\nseq_len = 8\nn_sequences = [4, 8]\nshapes = [{n_layer = 1, d_model = 16}]\n"
         "[train]\nmax_steps = 40\nmin_steps = 10\neval_every = 20\n"
     )
-    cfg = cap.load_config("quick", conf)
+    cfg = cap.load_config(None, conf)
+    assert cfg.preset == "custom" and cfg.steps_for(10**6) == 40
     assert cfg.vocab_size == 32 and cfg.capacity_multiples is None and cfg.sizes_for(999) == [4, 8]
     with pytest.raises(UserError):
-        cap.load_config("quick", conf, seq_len=1)
+        cap.load_config(None, conf, seq_len=1)
     res = cap.run(cfg, tmp_path / "r", workers=1)
     assert [r["n_sequences"] for r in res["models"][0]["runs"]] == [4, 8]
     assert Path(tmp_path / "r" / "capacity.json").exists()

@@ -81,6 +81,8 @@ def capacity(
     }
     if sizes is not None:
         overrides["n_sequences"] = sizes
+    if preset is None and config is None:
+        preset = "quick"
     cfg = cap.load_config(preset, config, **overrides)
     console = Console(stderr=json_out)
     out_dir = out or default_out_dir("capacity")
@@ -100,24 +102,14 @@ def print_summary(console, result: dict, out_dir: Path) -> None:
     t = Table(
         title=f"Capacity (V={result['vocab_size']}, S={result['seq_len']}, {result['precision']})"
     )
-    for col in (
-        "layers",
-        "d_model",
-        "params",
-        "N per run",
-        "memorized bits",
-        "capacity bits",
-        "bits/param",
-        "saturated",
-    ):
+    for col in ("L", "d", "params", "N per run", "capacity bits", "bits/param", "saturated"):
         t.add_column(col, justify="right")
     for m in result["models"]:
         t.add_row(
             str(m["n_layer"]),
             str(m["d_model"]),
             f"{m['params']:,}",
-            " / ".join(str(r["n_sequences"]) for r in m["runs"]),
-            " / ".join(f"{r['memorized_bits']:,.0f}" for r in m["runs"]),
+            "/".join(str(r["n_sequences"]) for r in m["runs"]),
             f"{m['capacity_bits']:,.0f}",
             f"{m['bits_per_param']:.2f}",
             "yes" if m["saturated"] else "[red]no[/]",
