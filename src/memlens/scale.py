@@ -138,6 +138,23 @@ def _drain(q: Any, on_progress: OnProgress | None) -> None:
             on_progress(i, payload)
 
 
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (``ray.init`` retries for minutes)."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return  # "auto" and ray:// client addresses are resolved by Ray itself
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # not host:port: let Ray judge it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UserError(
+            f"cannot start or join Ray ({address}): nothing answers there ({exc.strerror or exc})."
+        ) from None
+
+
 def _drain_ray(q: Any, on_progress: OnProgress | None) -> None:
     if q is None or on_progress is None:
         return
@@ -165,6 +182,8 @@ def _run_ray(
         raise UserError("the ray backend needs Ray: pip install 'memlens[ray]'.") from None
     started_here = False
     if not ray.is_initialized():
+        if address:
+            _check_reachable(address)
         try:
             if address:
                 ray.init(address=address, log_to_driver=False)
