@@ -168,7 +168,7 @@ def _preset(name: str) -> dict[str, Any]:
             ],
             "capacity_multiples": [1.0, 1.3],
             "steps_reference_params": 30_176,
-            "train": {"max_steps": 5000, "eval_every": 250, "lr": 1e-2, "batch_size": 128},
+            "train": {"max_steps": 5000, "eval_every": 250, "lr": 1.5e-2, "batch_size": 128},
         }
     if name == "paper":
         return {
