@@ -41,7 +41,21 @@ this on a structured synthetic source.
 
 Entry points: ``tracker.observe(model, step)`` from any PyTorch loop; ``tracker.callback`` for
 :func:`memlens.train.train_to_saturation`; :func:`trainer_callback` for a Hugging Face
-``transformers.Trainer``.
+``transformers.Trainer``. In any loop::
+
+    from memlens.dynamics import Tracker, TrackSet
+
+    examples = TrackSet(tokens=rows, groups=groups, reference_bits=ref_bits, first_token_bits=0.0)
+    tracker = Tracker(examples, "runs/dynamics", prefix=16, suffix=16)  # log-spaced schedule
+    for step in range(n_steps + 1):
+        if step:
+            train_one_step(model)
+        tracker.observe(model, step)  # scores only when a scheduled step is due
+    tracker.close()
+    summary = tracker.analyze(threshold=0.5)  # summary["groups"]["repeated"]["fraction_memorized"]
+
+References: Morris et al. 2025 (arXiv:2505.24832); Carlini et al. 2023 (arXiv:2202.07646);
+Ghosal, Maini & Raghunathan 2025 (arXiv:2507.09937).
 """
 
 from __future__ import annotations
@@ -1032,9 +1046,8 @@ def plot_heatmap(
     for b, g in zip(bounds, names, strict=True):
         if b < len(rows):
             ax.axhline(b - 0.5, color="white", lw=1.5)
-        ax.text(
-            -0.01, (start + b) / 2 / len(rows), g, transform=ax.transAxes, ha="right", va="center"
-        )
+        y = 1 - (start + b) / 2 / len(rows)  # imshow puts row 0 at the top
+        ax.text(-0.01, y, g, transform=ax.transAxes, ha="right", va="center")
         start = b
     ax.set_yticks([])
     ticks = np.unique(np.linspace(0, obs.n - 1, min(obs.n, 10)).round().astype(int))
@@ -1308,7 +1321,12 @@ def run_quick(
 
 
 def _finish(
-    run: Any, tracker: Tracker, threshold: float, criterion: str, training: dict[str, Any]
+    run: Any,
+    tracker: Tracker,
+    threshold: float,
+    criterion: str,
+    training: dict[str, Any],
+    **manifest: Any,
 ) -> dict[str, Any]:
     """Analyses, plots, tables, ``dynamics.json`` and the final manifest of a track run."""
     obs = tracker.observations()
@@ -1328,5 +1346,5 @@ def _finish(
     run.save_figure("group_curves.png", plot_group_curves(analysis))
     summary = {**analysis, "cost": tracker.cost(), "training": training}
     run.write_json("dynamics.json", summary)
-    run.write_manifest(status="finished")
+    run.write_manifest(status="finished", **manifest)
     return summary

@@ -301,5 +301,6 @@ def run_text(
             "model": lm.describe(),
             "resumed": resume,
         },
+        target=lm.describe(),
     )
     return TrackResult(summary, Path(run.path))
