@@ -4,6 +4,8 @@ sizing laws (MIA scaling, double descent). Thin layer over :mod:`memlens.laws` a
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,4 +111,200 @@ def register(app: typer.Typer) -> None:
             if out is not None:
                 typer.echo(f"wrote {out}/fit_mia.json, predictions.csv, fit_mia.png")
 
+    @laws_app.command("mia-experiment")
+    def mia_experiment(
+        preset: str = typer.Option(
+            "quick", "--preset", help="smoke (seconds), quick (minutes) or full."
+        ),
+        out: Path = typer.Option(
+            None, "--out", "-o", help="Run directory (rerun with the same one to resume)."
+        ),
+        seed: int = typer.Option(None, "--seed", help="Seed of data, initialization and batches."),
+        max_steps: int = typer.Option(
+            None, "--max-steps", help="Override the preset's step budget."
+        ),
+        threads: int = typer.Option(
+            None, "--threads", help="PyTorch threads (default 1; 0 = PyTorch's choice)."
+        ),
+        device: str = typer.Option(None, "--device", help="cpu (default), cuda, mps or auto."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print mia_experiment.json instead of tables."
+        ),
+    ) -> None:
+        """Train shapes x dataset sizes on uniform tokens, attack with the loss threshold against as
+        many unseen sequences, and fit the MIA scaling law to the measured F1."""
+        from memlens.laws_experiments import mia_config, run_mia
+        from memlens.store import default_out_dir, to_json
+
+        config = mia_config(preset, seed=seed, max_steps=max_steps, threads=threads, device=device)
+        out_dir = out or default_out_dir("laws-mia")
+        with _progress(as_json) as (progress, on_cell):
+            summary = run_mia(config, out_dir, progress=progress, on_cell=on_cell)
+        if as_json:
+            typer.echo(to_json(summary))
+            return
+        _print_mia(summary)
+        typer.echo(f"wrote {out_dir}/mia_experiment.json, runs.csv, mia_experiment.png")
+
+    @laws_app.command("double-descent")
+    def double_descent(
+        preset: str = typer.Option(
+            "quick", "--preset", help="smoke (seconds), quick (minutes) or full."
+        ),
+        out: Path = typer.Option(
+            None, "--out", "-o", help="Run directory (rerun with the same one to resume)."
+        ),
+        seed: int = typer.Option(None, "--seed", help="Seed of data, initialization and batches."),
+        max_steps: int = typer.Option(
+            None, "--max-steps", help="Override the preset's step budget."
+        ),
+        threads: int = typer.Option(
+            None, "--threads", help="PyTorch threads (default 1; 0 = PyTorch's choice)."
+        ),
+        device: str = typer.Option(None, "--device", help="cpu (default), cuda, mps or auto."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print double_descent.json instead of tables."
+        ),
+    ) -> None:
+        """One shape, dataset sizes spanning capacity ratio 0.1-10 on a Markov source: held-out loss
+        against capacity ratio, and where it peaks."""
+        from memlens.laws_experiments import double_descent_config, run_double_descent
+        from memlens.store import default_out_dir, to_json
+
+        config = double_descent_config(
+            preset, seed=seed, max_steps=max_steps, threads=threads, device=device
+        )
+        out_dir = out or default_out_dir("laws-double-descent")
+        with _progress(as_json) as (progress, on_cell):
+            summary = run_double_descent(config, out_dir, progress=progress, on_cell=on_cell)
+        if as_json:
+            typer.echo(to_json(summary))
+            return
+        _print_dd(summary)
+        typer.echo(f"wrote {out_dir}/double_descent.json, runs.csv, double_descent.png")
+
     app.add_typer(laws_app, name="laws", help=HELP)
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[tuple[Any, Any]]:
+    """A rich progress bar for training steps, one task per cell (silent with --json)."""
+    if quiet:
+        yield None, None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("step {task.completed:>6.0f}/{task.total:.0f}"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(label: str, step: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=step)
+
+        def on_cell(i: int, n: int, done: bool) -> None:
+            bar.console.print(f"cell {i}/{n} finished")
+
+        yield progress, on_cell
+
+
+def _print_mia(s: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(
+        title=f"MIA scaling experiment ({s['preset']}): V={s['vocab_size']}, S={s['seq_len']}"
+    )
+    for col in (
+        "shape",
+        "params",
+        "N",
+        "ratio",
+        "|D|/C",
+        "mem bits/param",
+        "sat",
+        "AUC",
+        "F1",
+        "fitted",
+        "published",
+    ):
+        t.add_column(col, justify="right")
+    for r in s["runs"]:
+        t.add_row(
+            f"L{r['n_layer']} d{r['d_model']}",
+            f"{r['params']:,}",
+            f"{r['n_sequences']:,}",
+            f"{r['capacity_ratio']:.3g}",
+            f"{r['sequences_per_capacity_bit']:.3g}",
+            f"{r['memorized_bits_per_param']:.2f}",
+            "yes" if r["saturated"] else "no",
+            f"{r['auc']:.3f}",
+            f"{r['f1']:.3f}",
+            f"{r['fitted_f1']:.3f}" if "fitted_f1" in r else "-",
+            f"{r['published_law_f1']:.3f}",
+        )
+    console.print(t)
+    if s.get("fit"):
+        f = s["fit"]
+        parts = []
+        for k, v in f["constants"].items():
+            lo, hi = f["ci"][k]
+            parts.append(
+                f"{k} = {v:.4g} " + ("(at bound)" if f["at_bound"][k] else f"[{lo:.4g}, {hi:.4g}]")
+            )
+        console.print(
+            f"fitted law ({int(f['ci_level'] * 100)}% CI): "
+            + ", ".join(parts)
+            + f"; rmse {f['rmse']:.3f}"
+        )
+        for w in f["warnings"]:
+            console.print(f"[yellow]warning:[/yellow] {w}")
+    else:
+        console.print(f"law not fitted: {s.get('fit_skipped')}")
+    console.print("published (corrected): c1 = 1.3405, c2 = 1.1159, c3 = 120.61 (64-token text).")
+    console.print(
+        f"capacity = {s['capacity']}; train time {s['train_seconds']:.0f} s; reused cells: {s['reused_cells']}"
+    )
+
+
+def _print_dd(s: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    sh = s["shape"]
+    t = Table(
+        title=f"Double descent ({s['preset']}): L={sh['n_layer']} d={sh['d_model']}, {sh['params']:,} params"
+    )
+    for col in (
+        "ratio",
+        "N",
+        "train bits/tok",
+        "held-out bits/tok",
+        "excess",
+        "memorized bits",
+        "sat",
+    ):
+        t.add_column(col, justify="right")
+    for r in s["runs"]:
+        t.add_row(
+            f"{r['capacity_ratio']:.3g}",
+            f"{r['n_sequences']:,}",
+            f"{r['train_bits_per_token']:.3f}",
+            f"{r['test_bits_per_token']:.3f}",
+            f"{r['excess_test_bits_per_token']:+.3f}",
+            f"{r['memorized_bits']:,.0f}",
+            "yes" if r["saturated"] else "no",
+        )
+    console.print(t)
+    console.print(
+        f"source entropy rate {s['source']['entropy_rate_bits']:.3f} bits/token; {s['peak']['verdict']}."
+    )
+    console.print(f"train time {s['train_seconds']:.0f} s; reused cells: {s['reused_cells']}")
