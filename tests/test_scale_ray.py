@@ -28,7 +28,7 @@ STEPS = 60  # the smoke preset with a short step budget: a few seconds per shape
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # cells defined here
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -182,13 +182,21 @@ def _run_ray(
         raise UserError("the ray backend needs Ray: pip install 'memlens[ray]'.") from None
     started_here = False
     if not ray.is_initialized():
+        # RAY_ADDRESS (set inside Ray jobs) counts as --ray-address; without either, a fresh local
+        # Ray is started, never a cluster someone else left running on this node ("auto" joins it)
+        address = address or os.environ.get("RAY_ADDRESS") or None
         if address:
             _check_reachable(address)
         try:
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False)
+                ray.init(
+                    address="local",
+                    num_cpus=available_cpus(),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
                 started_here = True
         except Exception as exc:  # noqa: BLE001 - Ray's connection errors vary by version
             raise UserError(f"cannot start or join Ray ({address or 'local'}): {exc}.") from None
