@@ -443,6 +443,48 @@ def run_mia_cell(
     return {"key": cell["key"], "runs": runs, "seconds": res.seconds}
 
 
+def _mia_cell_task(
+    config: MiaExperimentConfig, cell: dict[str, Any], progress: Callable[[Any], None]
+) -> dict[str, Any]:
+    """:func:`run_mia_cell` as a :func:`memlens.scale.run_cells` cell (progress as one payload)."""
+    return run_mia_cell(config, cell, lambda label, step, total: progress((label, step, total)))
+
+
+def _run_mia_scaled(
+    rd: Any,
+    config: MiaExperimentConfig,
+    cells: list[dict[str, Any]],
+    progress: Progress | None,
+    on_cell: Callable[[int, int, bool], None] | None,
+    **scale: Any,
+) -> tuple[list[dict[str, Any]], int]:
+    """The unfinished cells through :func:`memlens.scale.run_cells`, each saved as it arrives."""
+    from memlens.scale import run_cells
+
+    if scale.get("backend") not in ("local", "ray"):
+        raise UserError(f"unknown backend {scale.get('backend')!r}; choose local or ray.")
+    results: list[Any] = [rd.load_cell(c["key"]) for c in cells]
+    todo = [i for i, r in enumerate(results) if r is None]
+    finished = len(cells) - len(todo)
+
+    def save(j: int, r: dict[str, Any]) -> None:
+        nonlocal finished
+        rd.save_cell(cells[todo[j]]["key"], r)
+        results[todo[j]] = r
+        finished += 1
+        if on_cell is not None:
+            on_cell(finished, len(cells), True)
+
+    relay = (lambda _j, payload: progress(*payload)) if progress is not None else None
+    run_cells(
+        [(_mia_cell_task, (config, cells[i])) for i in todo],
+        on_result=save,
+        on_progress=relay,
+        **scale,
+    )
+    return results, len(cells) - len(todo)
+
+
 def fit_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Fit the MIA law to the runs' (capacity bits, n_sequences, F1); ``fit: None`` if too few."""
     cap = np.array([r["capacity_bits"] for r in runs], dtype=float)
@@ -465,8 +507,16 @@ def run_mia(
     *,
     progress: Progress | None = None,
     on_cell: Callable[[int, int, bool], None] | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    ray_cpus_per_cell: float = 1,
+    ray_gpus_per_cell: float = 0,
 ) -> dict[str, Any]:
     """Run (or resume) the MIA scaling experiment into ``out``; return ``mia_experiment.json``.
+
+    ``backend="ray"`` runs the unfinished cells as Ray tasks (:func:`memlens.scale.run_cells`;
+    ``ray_address`` joins a cluster, else a local Ray is started); every cell seeds itself, so the
+    numbers are the local backend's.
 
     Writes ``manifest.json``, ``cells/*.json`` (one per finished cell), ``runs.csv``,
     ``mia_experiment.json`` (runs, fitted law with CIs, published constants) and
@@ -481,17 +531,23 @@ def run_mia(
     cells = mia_cells(config)
     start = time.perf_counter()
     results, reused = [], 0
-    with _threads(config.threads):
-        for i, cell in enumerate(cells):
-            r = rd.load_cell(cell["key"])
-            if r is None:
-                r = run_mia_cell(config, cell, progress)
-                rd.save_cell(cell["key"], r)
-            else:
-                reused += 1
-            if on_cell is not None:
-                on_cell(i + 1, len(cells), r is not None)
-            results.append(r)
+    if backend != "local":
+        results, reused = _run_mia_scaled(
+            rd, config, cells, progress, on_cell, backend=backend, ray_address=ray_address,
+            ray_num_cpus=ray_cpus_per_cell, ray_num_gpus=ray_gpus_per_cell,
+        )  # fmt: skip
+    else:
+        with _threads(config.threads):
+            for i, cell in enumerate(cells):
+                r = rd.load_cell(cell["key"])
+                if r is None:
+                    r = run_mia_cell(config, cell, progress)
+                    rd.save_cell(cell["key"], r)
+                else:
+                    reused += 1
+                if on_cell is not None:
+                    on_cell(i + 1, len(cells), r is not None)
+                results.append(r)
     runs = [run for r in results for run in r["runs"]]
     runs.sort(key=lambda r: (r["params"], r["n_sequences"]))
     fitted = fit_runs(runs)

@@ -130,6 +130,16 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(
             False, "--json", help="Print mia_experiment.json instead of tables."
         ),
+        backend: str = typer.Option("local", "--backend", help="local or ray (one task per cell)."),
+        ray_address: str = typer.Option(
+            None, "--ray-address", help="Join an existing Ray cluster (default: start a local one)."
+        ),
+        ray_cpus_per_cell: float = typer.Option(
+            1, "--ray-cpus-per-cell", min=0, help="CPUs each Ray task asks for."
+        ),
+        ray_gpus_per_cell: float = typer.Option(
+            0, "--ray-gpus-per-cell", min=0, help="GPUs each Ray task asks for (fractions allowed)."
+        ),
     ) -> None:
         """Train shapes x dataset sizes on uniform tokens, attack with the loss threshold against as
         many unseen sequences, and fit the MIA scaling law to the measured F1."""
@@ -139,7 +149,11 @@ def register(app: typer.Typer) -> None:
         config = mia_config(preset, seed=seed, max_steps=max_steps, threads=threads, device=device)
         out_dir = out or default_out_dir("laws-mia")
         with _progress(as_json) as (progress, on_cell):
-            summary = run_mia(config, out_dir, progress=progress, on_cell=on_cell)
+            summary = run_mia(
+                config, out_dir, progress=progress, on_cell=on_cell, backend=backend,
+                ray_address=ray_address, ray_cpus_per_cell=ray_cpus_per_cell,
+                ray_gpus_per_cell=ray_gpus_per_cell,
+            )  # fmt: skip
         if as_json:
             typer.echo(to_json(summary))
             return
