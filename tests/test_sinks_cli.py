@@ -45,7 +45,9 @@ def test_smoke_writes_every_row_and_artifact(smoke):
     assert c["gap_closed_fraction"] == pytest.approx(
         1 - s["memsinks_sinks_dropped"]["mem_gap"] / s["standard"]["mem_gap"]
     )
-    assert c["holds"] == (c["gap_closed_fraction"] >= 0.5 and c["val_loss_ratio_dropped_to_standard"] <= 1.02)
+    assert c["holds"] == (
+        c["gap_closed_fraction"] >= 0.5 and c["val_loss_ratio_dropped_to_standard"] <= 1.02
+    )
     # no model beats the true source on fresh held-out data by more than sampling noise
     floor = s["data"]["heldout_source_floor_bits_per_token"]
     assert all(s[n]["val_loss"] > floor - 0.05 for n in ROWS)
@@ -80,27 +82,37 @@ def test_rerun_resumes_every_cell_with_identical_numbers(smoke):
     assert after["localization"] == before["localization"]
 
 
-def test_user_texts_are_packed_and_trained(tmp_path):
-    from helpers_hf import make_sentences
+@pytest.mark.parametrize("tokenizer", [None, "wordlevel"])
+def test_user_texts_are_packed_and_trained(tmp_path, tokenizer):
+    from helpers_hf import make_sentences, wordlevel_tokenizer
 
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(make_sentences(160, seed=0)) + "\n")
     out = tmp_path / "run"
+    extra = ["--prefix", "20"]
+    if tokenizer:
+        wordlevel_tokenizer().save_pretrained(tmp_path / "tok")
+        extra = ["--tokenizer", str(tmp_path / "tok"), "--prefix", "8"]
     res = CliRunner().invoke(
         app,
         [
             "sinks", "--preset", "smoke", "--train", str(texts), "--seq-len", "96",
-            "--n-repeated", "6", "--repetitions", "12", "--prefix", "20", "--out", str(out),
+            "--n-repeated", "6", "--repetitions", "12", "--out", str(out), *extra,
         ],
     )  # fmt: skip
     assert res.exit_code == 0, (res.output, res.exception)
     s = json.loads((out / "sinks.json").read_text())
-    assert "UTF-8 bytes" in s["data"]["source"]
     assert s["data"]["n_repeated"] == 6 and s["data"]["n_heldout"] == 32
-    assert s["model"]["vocab_size"] == 257
-    # one pass over the standard stream: 122 unrepeated + 6 x 12 repeated sentences, packed
     assert s["data"]["n_unrepeated"] == 160 - 32 - 6
-    assert s["compute"]["steps"] >= 1
+    if tokenizer:
+        # about 16 word tokens per sentence: several documents share each 96-token row
+        assert "tokenizer" in s["data"]["source"] and s["model"]["vocab_size"] > 40
+        assert s["compute"]["rows_per_arm"] < (122 + 6 * 12) // 3
+    else:
+        # about 70 bytes per sentence: one document per row
+        assert "UTF-8 bytes" in s["data"]["source"] and s["model"]["vocab_size"] == 257
+    for name in ("standard", "memsinks_sinks_dropped"):
+        assert s[name]["extraction"]["n_repeated_eligible"] == 6
     assert "skipped" in s["localization"]
 
 
@@ -116,7 +128,9 @@ def test_user_texts_are_packed_and_trained(tmp_path):
         (["--prefix", "40"], "--prefix must be between"),
     ],
 )
-def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(args, fragment, tmp_path, capsys, monkeypatch):
+def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(
+    args, fragment, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "out"
     argv = ["memlens", "sinks", "--preset", "smoke", *args, "--out", str(out)]
     if args[:2] == ["--preset", "nope"]:

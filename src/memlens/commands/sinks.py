@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
     def sinks(
         preset: str = typer.Option("quick", "--preset", help="smoke (seconds) or quick (minutes)."),
         out: Path | None = typer.Option(
-            None, "--out", help="Run directory (default: memlens-runs/sinks-<time>); rerun to resume."
+            None,
+            "--out",
+            help="Run directory (default: memlens-runs/sinks-<time>); rerun to resume.",
         ),
         train: str | None = typer.Option(
             None,
@@ -31,20 +33,42 @@ def register(app: typer.Typer) -> None:
         tokenizer: str | None = typer.Option(
             None, "--tokenizer", help="Tokenizer directory for --train (default: UTF-8 bytes)."
         ),
-        text_column: str = typer.Option("text", "--text-column", help="Text field of --train tables."),
-        n_repeated: int | None = typer.Option(None, "--n-repeated", help="Sequences that are repeated."),
-        repetitions: int | None = typer.Option(None, "--repetitions", help="Times each one appears."),
-        steps: int | None = typer.Option(None, "--steps", help="Optimizer steps per arm (synthetic data)."),
-        seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per sequence / row."),
-        d_model: int | None = typer.Option(None, "--d-model", help="Model width (MLP width is 4x)."),
-        n_layer: int | None = typer.Option(None, "--n-layer", help="Transformer blocks."),
-        p_gen: float | None = typer.Option(None, "--p-gen", help="Fraction of MLP units that are general (0.7)."),
-        p_mem: float | None = typer.Option(None, "--p-mem", help="Fraction of the sink pool on per sequence (0.3)."),
-        drop_scale: float | None = typer.Option(
-            None, "--drop-scale", help="Factor on general units with sinks dropped (default (p_gen+p_mem)/p_gen)."
+        text_column: str = typer.Option(
+            "text", "--text-column", help="Text field of --train tables."
         ),
-        prefix: int | None = typer.Option(None, "--prefix", help="Extraction prompt length (default half a sequence)."),
-        seed: int | None = typer.Option(None, "--seed", help="Seed for data, initialization and order."),
+        n_repeated: int | None = typer.Option(
+            None, "--n-repeated", help="Sequences that are repeated."
+        ),
+        repetitions: int | None = typer.Option(
+            None, "--repetitions", help="Times each one appears."
+        ),
+        steps: int | None = typer.Option(
+            None, "--steps", help="Optimizer steps per arm (synthetic data)."
+        ),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Rows per step."),
+        lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (AdamW, cosine)."),
+        seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per sequence / row."),
+        d_model: int | None = typer.Option(
+            None, "--d-model", help="Model width (MLP width is 4x)."
+        ),
+        n_layer: int | None = typer.Option(None, "--n-layer", help="Transformer blocks."),
+        p_gen: float | None = typer.Option(
+            None, "--p-gen", help="Fraction of MLP units that are general (0.7)."
+        ),
+        p_mem: float | None = typer.Option(
+            None, "--p-mem", help="Fraction of the sink pool on per sequence (0.3)."
+        ),
+        drop_scale: float | None = typer.Option(
+            None,
+            "--drop-scale",
+            help="Factor on general units with sinks dropped (default (p_gen+p_mem)/p_gen).",
+        ),
+        prefix: int | None = typer.Option(
+            None, "--prefix", help="Extraction prompt length (default half a sequence)."
+        ),
+        seed: int | None = typer.Option(
+            None, "--seed", help="Seed for data, initialization and order."
+        ),
         threads: int = typer.Option(
             1, "--threads", help="Torch CPU threads (tiny models: 1 is fastest on shared cores)."
         ),
@@ -59,6 +83,8 @@ def register(app: typer.Typer) -> None:
             n_repeated=n_repeated,
             repetitions=repetitions,
             steps=steps,
+            batch_size=batch_size,
+            lr=lr,
             seq_len=seq_len,
             d_model=d_model,
             n_layer=n_layer,
@@ -95,21 +121,23 @@ def _print_summary(s: dict, out_dir: Path) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"MemSinks, preset {s['preset']} (losses in bits per token)")
-    for col in ("model", "val loss", "repeated loss", "mem gap", "extracted: repeated", "held-out"):
-        table.add_column(col, justify="right" if col != "model" else "left")
-    for name in (
-        "standard",
-        "dedup",
-        "memsinks",
-        "memsinks_sinks_scaled",
-        "memsinks_sinks_dropped",
-        "memsinks_sinks_dropped_unscaled",
-    ):
+    table = Table(title=f"MemSinks, preset {s['preset']}: losses in bits per token")
+    table.add_column("model", no_wrap=True)
+    for col in ("val loss", "repeated", "mem gap", "extracted", "held-out"):
+        table.add_column(col, justify="right")
+    labels = {
+        "standard": "standard",
+        "dedup": "dedup",
+        "memsinks": "MemSinks, own mask",
+        "memsinks_sinks_scaled": "  sinks x p_mem",
+        "memsinks_sinks_dropped": "  sinks dropped",
+        "memsinks_sinks_dropped_unscaled": "  dropped, no rescale",
+    }
+    for name, label in labels.items():
         r = s[name]
         e = r["extraction"]
         table.add_row(
-            name,
+            label,
             f"{r['val_loss']:.4f}",
             f"{r['repeated_loss']:.4f}",
             f"{r['mem_gap']:+.4f}",
@@ -129,9 +157,12 @@ def _print_summary(s: dict, out_dir: Path) -> None:
     )
     loc = s["localization"]
     if "standard" in loc:
-        lt = Table(title="localization: fraction of memorization gap removed by ablating k MLP units")
-        for col in ("model", "k", "top-k", "random k", "held-out cost top-k", "sink share of top-k"):
-            lt.add_column(col, justify="right" if col != "model" else "left")
+        lt = Table(
+            title="localization: share of the memorization gap removed by ablating k MLP units"
+        )
+        lt.add_column("model", no_wrap=True)
+        for col in ("k", "top-k", "random k", "val cost top-k", "sinks in top-k"):
+            lt.add_column(col, justify="right")
         for arm in ("standard", "memsinks"):
             for r in loc[arm]["ks"]:
                 share = r["top_share_sink_units"]
@@ -146,7 +177,10 @@ def _print_summary(s: dict, out_dir: Path) -> None:
         console.print(lt)
     secs = s["compute"]["train_seconds"]
     console.print(
-        "training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items())
+        "training seconds: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in secs.items())
         + f"; this invocation {s['seconds_total_this_invocation']:.0f} s"
     )
-    console.print(f"wrote {out_dir}/sinks.json, arms.csv, sinks_summary.png, sinks_curves.png, sinks_localization.png")
+    console.print(
+        f"wrote {out_dir}/sinks.json, arms.csv, sinks_summary.png, sinks_curves.png, sinks_localization.png"
+    )

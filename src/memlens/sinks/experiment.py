@@ -76,14 +76,14 @@ class SinksConfig:
     concentration: float = 1.0
     source_seed: int = 0
     seq_len: int = 64
-    n_repeated: int = 32
-    repetitions: int = 128
+    n_repeated: int = 16
+    repetitions: int = 256
     n_heldout: int = 256
     n_layer: int = 2
     d_model: int = 64
     steps: int = 800
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 0.1
     warmup_steps: int = 50
     min_lr_frac: float = 0.1
@@ -93,7 +93,7 @@ class SinksConfig:
     eval_every: int = 100
     extraction_prefix: int | None = None
     localize_ks: tuple[int, ...] = (4, 16, 64)
-    localize_n: int = 32
+    localize_n: int = 16
     localize_random: int = 3
     seed: int = 0
     train_path: str | None = None
@@ -221,7 +221,7 @@ def synthetic_data(cfg: SinksConfig) -> SinksData:
     # experiment's definitions must hold exactly): keep first occurrences, repeated set first.
     seen: set[int] = set()
     keep = []
-    for name, arr in (("rep", rep), ("fresh", fresh), ("held", held)):
+    for arr in (rep, fresh, held):
         ids = sequence_ids(arr)
         mask = np.array([i not in seen and not seen.add(i) for i in ids.tolist()])
         keep.append(arr[mask])
@@ -265,12 +265,14 @@ def _tokenize(cfg: SinksConfig, texts: list[str]) -> tuple[list[np.ndarray], int
         out = [np.array([BYTE_BOS, *t.encode("utf-8")], dtype=np.int64) for t in texts]
         return out, 257, "UTF-8 bytes (V=257, BOS=256)"
     from memlens.data.text import encode_texts
-    from memlens.models.hf import _load_tokenizer
+    from memlens.models.hf import load_tokenizer
 
-    tok = _load_tokenizer(cfg.tokenizer, cfg.tokenizer, required=True)
+    tok = load_tokenizer(cfg.tokenizer)
     enc = encode_texts(texts, tok)
     if enc.bos_token_id is None:
-        raise UserError(f"tokenizer {cfg.tokenizer} has neither a BOS nor an EOS token to start documents.")
+        raise UserError(
+            f"tokenizer {cfg.tokenizer} has neither a BOS nor an EOS token to start documents."
+        )
     return enc.tokens, len(tok), f"tokenizer {cfg.tokenizer} (V={len(tok)})"
 
 
@@ -357,7 +359,9 @@ def score_set(model, sink, mode: str, seqs: list[np.ndarray], argmax: bool = Fal
 
     tokens, lengths = _pad(seqs)
     fwd = masked_forward(model, scale_cfg or sink, mode)
-    return score_tokens(fwd, tokens, lengths, batch_size=128, argmax=argmax, pass_attention_mask=True)
+    return score_tokens(
+        fwd, tokens, lengths, batch_size=128, argmax=argmax, pass_attention_mask=True
+    )
 
 
 def _bits_per_token(scores) -> float:
@@ -381,10 +385,14 @@ def _extraction(scores, prefix: int, n_lead: int) -> tuple[float, float, int]:
     return float(exact.mean()), float(acc.mean()), int(eligible.sum())
 
 
-def evaluate(model, sink, mode: str, data: SinksData, cfg: SinksConfig, scale_cfg=None, n_fresh: int = 256) -> dict:
+def evaluate(
+    model, sink, mode: str, data: SinksData, cfg: SinksConfig, scale_cfg=None, n_fresh: int = 256
+) -> dict:
     """Validation loss, repeated loss, memorization gap and extraction (bits per token)."""
     held = score_set(model, sink, mode, data.heldout, argmax=True, scale_cfg=scale_cfg)
-    rep = score_set(model, sink, mode, [data.docs[i] for i in data.repeated], argmax=True, scale_cfg=scale_cfg)
+    rep = score_set(
+        model, sink, mode, [data.docs[i] for i in data.repeated], argmax=True, scale_cfg=scale_cfg
+    )
     fresh_idx = data.fresh[: min(n_fresh, len(data.fresh))]
     fresh = score_set(model, sink, mode, [data.docs[i] for i in fresh_idx], scale_cfg=scale_cfg)
     val = _bits_per_token(held)
@@ -428,7 +436,9 @@ def _eval_rows(arm: str, model, sink, data, cfg) -> dict[str, dict]:
     return {
         "memsinks": evaluate(model, sink, "own", data, cfg),
         "memsinks_sinks_dropped": evaluate(model, sink, "drop", data, cfg),
-        "memsinks_sinks_dropped_unscaled": evaluate(model, sink, "drop", data, cfg, scale_cfg=unscaled),
+        "memsinks_sinks_dropped_unscaled": evaluate(
+            model, sink, "drop", data, cfg, scale_cfg=unscaled
+        ),
         "memsinks_sinks_scaled": evaluate(model, sink, "mean", data, cfg),
     }
 
@@ -524,7 +534,12 @@ def run(
             )
             if steps % every:
                 cb(steps)
-            cell = {"arm": arm, "train": info, "curve": curve, "rows": _eval_rows(arm, model, sink, data, cfg)}
+            cell = {
+                "arm": arm,
+                "train": info,
+                "curve": curve,
+                "rows": _eval_rows(arm, model, sink, data, cfg),
+            }
             from safetensors.torch import save_file
 
             from memlens.store import atomic_path
@@ -593,7 +608,9 @@ def _summarize(cfg, data, sink, cells, loc, gcfg, tcfg, n_rows) -> dict:
     claim["holds"] = claim["closes_half_the_gap"] and claim["val_loss_within_2pct"]
     unscaled = rows["memsinks_sinks_dropped_unscaled"]
     claim["unscaled_drop"] = {
-        "gap_closed_fraction": 1.0 - unscaled["mem_gap"] / std["mem_gap"] if std["mem_gap"] > 0 else float("nan"),
+        "gap_closed_fraction": 1.0 - unscaled["mem_gap"] / std["mem_gap"]
+        if std["mem_gap"] > 0
+        else float("nan"),
         "val_loss_ratio_to_standard": unscaled["val_loss"] / std["val_loss"],
     }
     n_general, n_sink, k = sink.split(4 * cfg.d_model)
@@ -607,12 +624,19 @@ def _summarize(cfg, data, sink, cells, loc, gcfg, tcfg, n_rows) -> dict:
             "repetitions": cfg.repetitions,
             "n_unrepeated": int(len(data.fresh)),
             "n_heldout": len(data.heldout),
-            "repeated_fraction_of_rows": (len(data.repeated) * cfg.repetitions / n_rows) if cfg.train_path is None else None,
+            "repeated_fraction_of_rows": (len(data.repeated) * cfg.repetitions / n_rows)
+            if cfg.train_path is None
+            else None,
             "heldout_source_floor_bits_per_token": data.heldout_floor_bits,
             **data.meta,
         },
         "model": {**gcfg.to_dict(), "n_params": gcfg.n_params, "mlp_hidden": 4 * cfg.d_model},
-        "sinks": {**sink.to_dict(), "n_general": n_general, "n_sink": n_sink, "sinks_on_per_sequence": k},
+        "sinks": {
+            **sink.to_dict(),
+            "n_general": n_general,
+            "n_sink": n_sink,
+            "sinks_on_per_sequence": k,
+        },
         "compute": {
             "steps": tcfg.steps,
             "batch_size": tcfg.batch_size,
@@ -657,13 +681,24 @@ def _plots(run_dir, summary: dict, cells: dict, loc: dict) -> None:
     import matplotlib.pyplot as plt
 
     names = ["standard", "dedup", "memsinks", "memsinks_sinks_scaled", "memsinks_sinks_dropped"]
-    labels = ["standard", "dedup", "MemSinks\n(own mask)", "MemSinks\n(sinks x p_mem)", "MemSinks\n(sinks dropped)"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    labels = [
+        "standard",
+        "dedup",
+        "MemSinks\nown mask",
+        "MemSinks\nsinks x p_mem",
+        "MemSinks\nsinks dropped",
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4))
     colors = ["#555555", "#999999", "#1f77b4", "#6baed6", "#d62728"]
-    for ax, key, title in zip(axes, ["val_loss", "mem_gap"], ["validation loss", "memorization gap (val - repeated)"], strict=True):
+    for ax, key, title in zip(
+        axes,
+        ["val_loss", "mem_gap"],
+        ["validation loss", "memorization gap (val - repeated)"],
+        strict=True,
+    ):
         vals = [summary[n][key] for n in names]
         ax.bar(range(len(names)), vals, color=colors)
-        ax.set_xticks(range(len(names)), labels, fontsize=8)
+        ax.set_xticks(range(len(names)), labels, fontsize=7.5)
         ax.set_ylabel("bits per token")
         ax.set_title(title)
         for i, v in enumerate(vals):
@@ -674,7 +709,9 @@ def _plots(run_dir, summary: dict, cells: dict, loc: dict) -> None:
             floor = summary["data"].get("heldout_source_floor_bits_per_token")
             if floor is not None:
                 ax.axhline(floor, ls=":", color="k", lw=1)
-                ax.text(len(names) - 0.5, floor, "source entropy", fontsize=7, va="bottom", ha="right")
+                ax.text(
+                    len(names) - 0.5, floor, "source entropy", fontsize=7, va="bottom", ha="right"
+                )
     c = summary["claim"]
     fig.suptitle(
         f"MemSinks ({summary['preset']}): sinks dropped close {c['gap_closed_fraction']:.0%} of the gap, "
@@ -684,17 +721,44 @@ def _plots(run_dir, summary: dict, cells: dict, loc: dict) -> None:
     run_dir.save_figure("sinks_summary.png", fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    styles = {"standard": ("#555555", "all"), "dedup": ("#999999", "all"), "memsinks": ("#1f77b4", "own")}
-    for ax, key, title in zip(axes, ["val_loss", "repeated_loss"], ["held-out sequences", "repeated sequences"], strict=True):
+    styles = {
+        "standard": ("#555555", "all"),
+        "dedup": ("#999999", "all"),
+        "memsinks": ("#1f77b4", "own"),
+    }
+    for ax, key, title in zip(
+        axes,
+        ["val_loss", "repeated_loss"],
+        ["held-out sequences", "repeated sequences"],
+        strict=True,
+    ):
         for arm, (color, mode) in styles.items():
             pts = cells[arm]["curve"]
             steps = [p["step"] for p in pts]
             ax.plot(steps, [p[mode][key] for p in pts], color=color, label=f"{arm} ({mode})")
             if arm == "memsinks":
-                ax.plot(steps, [p["drop"][key] for p in pts], color="#d62728", label="memsinks (sinks dropped)")
+                ax.plot(
+                    steps,
+                    [p["drop"][key] for p in pts],
+                    color="#d62728",
+                    label="memsinks (sinks dropped)",
+                )
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel("loss, bits per token")
+        later = [
+            p[m][key]
+            for arm in styles
+            for p in cells[arm]["curve"]
+            if p["step"] > 0
+            for m in ("all", "own", "drop")
+            if m in p
+        ]
+        if later:  # the untrained model (step 0, about log2 V) would squash the curves
+            ax.set_ylim(0, max(later) * 1.1)
+    floor = summary["data"].get("heldout_source_floor_bits_per_token")
+    if floor is not None:
+        axes[0].axhline(floor, ls=":", color="k", lw=1, label="true source")
     axes[0].legend(fontsize=8)
     run_dir.save_figure("sinks_curves.png", fig)
 
@@ -702,10 +766,36 @@ def _plots(run_dir, summary: dict, cells: dict, loc: dict) -> None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
         for arm, color in (("standard", "#555555"), ("memsinks", "#1f77b4")):
             ks = [r["k"] for r in loc[arm]["ks"]]
-            axes[0].plot(ks, [r["top_removed"] for r in loc[arm]["ks"]], "o-", color=color, label=f"{arm}: top-k")
-            axes[0].plot(ks, [r["random_removed"] for r in loc[arm]["ks"]], "o--", color=color, alpha=0.6, label=f"{arm}: random k")
-            axes[1].plot(ks, [r["top_collateral"] for r in loc[arm]["ks"]], "o-", color=color, label=f"{arm}: top-k")
-            axes[1].plot(ks, [r["random_collateral"] for r in loc[arm]["ks"]], "o--", color=color, alpha=0.6, label=f"{arm}: random k")
+            axes[0].plot(
+                ks,
+                [r["top_removed"] for r in loc[arm]["ks"]],
+                "o-",
+                color=color,
+                label=f"{arm}: top-k",
+            )
+            axes[0].plot(
+                ks,
+                [r["random_removed"] for r in loc[arm]["ks"]],
+                "o--",
+                color=color,
+                alpha=0.6,
+                label=f"{arm}: random k",
+            )
+            axes[1].plot(
+                ks,
+                [r["top_collateral"] for r in loc[arm]["ks"]],
+                "o-",
+                color=color,
+                label=f"{arm}: top-k",
+            )
+            axes[1].plot(
+                ks,
+                [r["random_collateral"] for r in loc[arm]["ks"]],
+                "o--",
+                color=color,
+                alpha=0.6,
+                label=f"{arm}: random k",
+            )
         for ax in axes:
             ax.set_xscale("log", base=2)
             ax.set_xlabel("ablated MLP units (k, all layers)")

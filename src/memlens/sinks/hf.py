@@ -113,7 +113,9 @@ class SinkPatch:
                 full = own_masks(self._ids, self.n_layer, self.hidden, self.config)  # [B, L, H]
                 m = torch.from_numpy(full).to(like.device, like.dtype)
             else:
-                m = torch.from_numpy(mode_mask(self.mode, self.hidden, self.config)).to(like.device, like.dtype)
+                m = torch.from_numpy(mode_mask(self.mode, self.hidden, self.config)).to(
+                    like.device, like.dtype
+                )
             if len(self._cache) > 64:
                 self._cache.clear()
             self._cache[key] = m
@@ -134,7 +136,11 @@ class SinkPatch:
     def set_mode(self, mode: str, ids: np.ndarray | Tensor | None = None) -> None:
         """Switch mode; ``ids`` (one per batch row) are required for ``"own"``."""
         self.mode = check_mode(mode)
-        self._ids = None if ids is None else np.asarray(torch.as_tensor(ids).cpu(), dtype=np.uint64).reshape(-1)
+        self._ids = (
+            None
+            if ids is None
+            else np.asarray(torch.as_tensor(ids).cpu(), dtype=np.uint64).reshape(-1)
+        )
 
     @contextlib.contextmanager
     def use(self, mode: str, ids: np.ndarray | Tensor | None = None) -> Iterator[SinkPatch]:

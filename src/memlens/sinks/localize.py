@@ -63,7 +63,9 @@ def unit_attribution(
         masks = [m[None, :, layer, None, :] for layer in range(n_layer)]
         logits = model(x[None], mlp_masks=masks)[0]
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        bits = -logp.gather(-1, x[:, 1:, None]).sum() / LN2  # sum over rows: row gradients stay separate
+        bits = (
+            -logp.gather(-1, x[:, 1:, None]).sum() / LN2
+        )  # sum over rows: row gradients stay separate
         (g,) = torch.autograd.grad(bits, m)
         A[start : start + b] = (-(m * g)).detach().double().numpy()
         M[start : start + b] = m.detach().numpy()
@@ -137,7 +139,10 @@ def ablation_curve(
             after = _mean_loss(model, sink, mode, memorized, ablate=abl)
             # collateral: the same units ablated while predicting held-out sequences
             coll_inc = np.array(
-                [float(np.mean(_mean_loss(model, sink, mode, coll, scale=abl[sid]))) - coll_base for sid in ids]
+                [
+                    float(np.mean(_mean_loss(model, sink, mode, coll, scale=abl[sid]))) - coll_base
+                    for sid in ids
+                ]
             )
             gap_after = (val + coll_inc) - after
             res.setdefault(kind, []).append(

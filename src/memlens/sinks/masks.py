@@ -168,7 +168,9 @@ class SinkConfig:
         return {**asdict(self), "sink_drop_scale": self.sink_drop_scale}
 
 
-def sink_subsets(ids: np.ndarray, n_layer: int, n_sink: int, k: int, mask_seed: int = 0) -> np.ndarray:
+def sink_subsets(
+    ids: np.ndarray, n_layer: int, n_sink: int, k: int, mask_seed: int = 0
+) -> np.ndarray:
     """Boolean ``[N, n_layer, n_sink]``: which sink units are on for each ID in each layer.
 
     Exactly ``k`` per (ID, layer): the ``k`` units with the smallest outputs of a SplitMix64
@@ -179,7 +181,9 @@ def sink_subsets(ids: np.ndarray, n_layer: int, n_sink: int, k: int, mask_seed: 
     salt = splitmix64_mix(np.array([mask_seed], dtype=np.uint64))[0]
     base = splitmix64_mix(ids ^ salt)  # [N]
     with np.errstate(over="ignore"):
-        seeds = splitmix64_mix(base[:, None] + np.arange(n_layer, dtype=np.uint64)[None, :])  # [N, L]
+        seeds = splitmix64_mix(
+            base[:, None] + np.arange(n_layer, dtype=np.uint64)[None, :]
+        )  # [N, L]
     scores = splitmix64_stream(seeds, n_sink)  # [N, L, n_sink]
     order = np.argsort(scores, axis=-1, kind="stable")[..., :k]
     out = np.zeros(scores.shape, dtype=bool)

@@ -48,6 +48,12 @@ class PackedRows:
     positions: np.ndarray
 
     @property
+    def multi_doc(self) -> bool:
+        """Some row holds more than one document (attention needs the document mask)."""
+        starts = (self.doc_index[:, 1:] != self.doc_index[:, :-1]) & (self.doc_index[:, 1:] >= 0)
+        return bool(starts.any())
+
+    @property
     def one_doc_per_row(self) -> bool:
         """Every row is exactly one document with no padding (no document mask needed)."""
         first = self.doc_index[:, :1]
@@ -66,7 +72,9 @@ def pack_documents(docs: Sequence[np.ndarray], order: Sequence[int], width: int)
     """
     lengths = np.array([len(d) for d in docs])
     if len(lengths) and lengths.max() > width:
-        raise UserError(f"a document of {lengths.max()} tokens does not fit rows of {width} tokens.")
+        raise UserError(
+            f"a document of {lengths.max()} tokens does not fit rows of {width} tokens."
+        )
     rows_tok: list[np.ndarray] = []
     rows_doc: list[np.ndarray] = []
     rows_pos: list[np.ndarray] = []
@@ -147,20 +155,26 @@ class SinkTrainConfig:
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
         t = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
-        return self.lr * (self.min_lr_frac + (1 - self.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+        return self.lr * (
+            self.min_lr_frac + (1 - self.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def row_masks(rows: PackedRows, r: np.ndarray, sink: SinkConfig, n_layer: int, hidden: int) -> list[Tensor]:
+def row_masks(
+    rows: PackedRows, r: np.ndarray, sink: SinkConfig, n_layer: int, hidden: int
+) -> list[Tensor]:
     """Per-layer training masks for the rows ``r``: each position gets its document's mask.
 
-    Returns ``[1, B, 1, H]`` per layer when every row is one document, else ``[1, B, T, H]``
+    Returns ``[1, B, 1, H]`` per layer when every row is one document (then right padding, never
+    attended by a real token and never a target, takes the row's mask), else ``[1, B, T, H]``
     (padding positions all ones).
     """
     di = rows.doc_index[r]  # [B, T]
-    if (di == di[:, :1]).all() and (di >= 0).all():
+    one_doc = ((di == di[:, :1]) | (di < 0)).all() and (di[:, 0] >= 0).all()
+    if one_doc:
         return batch_masks("own", sink, n_layer, hidden, rows.doc_ids[di[:, 0]])
     docs = np.unique(di[di >= 0])
     table = np.ones((len(docs) + 1, n_layer, hidden), dtype=np.float32)  # last row: padding
@@ -209,12 +223,16 @@ def train_model(
     n_layer, hidden = model.config.n_layer, 4 * model.config.d_model
     if sink is not None:
         sink.split(hidden)
-    packed = not rows.one_doc_per_row
+    padded = not rows.one_doc_per_row  # some targets must be ignored (padding, boundaries)
+    packed = rows.multi_doc  # attention must be kept inside documents
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (decay if name.endswith(("_w", "wte")) else no_decay).append(p)
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=config.lr,
         betas=(config.beta1, config.beta2),
         foreach=True,
@@ -229,15 +247,17 @@ def train_model(
     start = time.perf_counter()
     model.train()
     for step in range(config.steps):
-        pos = (np.arange(step * B, (step + 1) * B)) % len(schedule)
-        r = schedule[pos]
+        at = np.arange(step * B, (step + 1) * B) % len(schedule)
+        r = schedule[at]
         x = tokens_all[r]
-        di = doc_all[r] if packed else None
+        di = doc_all[r] if padded else None
         masks = row_masks(rows, r, sink, n_layer, hidden) if sink is not None else None
         for group in opt.param_groups:
             group["lr"] = config.lr_at(step)
         pos = pos_all[r][None] if packed else None
-        logits = model(x[None], doc_ids=None if di is None else di[None], mlp_masks=masks, position_ids=pos)
+        logits = model(
+            x[None], doc_ids=di[None] if packed else None, mlp_masks=masks, position_ids=pos
+        )
         loss = lm_loss(logits[0], x, di)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -295,10 +315,16 @@ def masked_forward(
         need_ids = mode == "own" or ablate is not None
         masks: list[Tensor] | None = None
         if need_ids:
-            lengths = None if attention_mask is None else attention_mask.reshape(-1, rows.shape[-1])[: rows.shape[0]].sum(-1).tolist()
+            lengths = (
+                None
+                if attention_mask is None
+                else attention_mask.reshape(-1, rows.shape[-1])[: rows.shape[0]].sum(-1).tolist()
+            )
             row_ids = sequence_ids(rows.cpu(), lengths)
         if sink is not None and mode != "all":
-            masks = batch_masks(mode, sink, n_layer, hidden, row_ids if mode == "own" else None, rows.device)
+            masks = batch_masks(
+                mode, sink, n_layer, hidden, row_ids if mode == "own" else None, rows.device
+            )
         if ablate is not None:
             extra = np.ones((rows.shape[0], n_layer, hidden), dtype=np.float32)
             for i, sid in enumerate(row_ids.tolist()):
@@ -308,7 +334,8 @@ def masked_forward(
             extra_t = torch.from_numpy(extra).to(rows.device)
             base = masks or [None] * n_layer
             masks = [
-                extra_t[None, :, layer, None, :] * (1.0 if b is None else b) for layer, b in enumerate(base)
+                extra_t[None, :, layer, None, :] * (1.0 if b is None else b)
+                for layer, b in enumerate(base)
             ]
         if scale is not None:
             s_t = torch.as_tensor(scale, dtype=torch.float32, device=rows.device)
