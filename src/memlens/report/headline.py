@@ -272,6 +272,41 @@ def _laws_fit_mia(run: Run) -> tuple[Headline, list[ExtraTable]]:
     return h, []
 
 
+def _laws_mia_experiment(run: Run) -> tuple[Headline, list[ExtraTable]]:
+    r = run.main or {}
+    h = _pick(
+        r, [("preset", "preset"), ("vocabulary V", "vocab_size"), ("sequence length S", "seq_len")]
+    )
+    if isinstance(r.get("runs"), list):
+        h.append(("runs", len(r["runs"])))
+    h += _pick(r, [("all runs saturated", "all_saturated"), ("RMSE of the fit (F1)", "fit.rmse")])
+    consts = get(r, "fit.constants", None)
+    if isinstance(consts, dict):
+        for k, v in consts.items():
+            h.append((f"fitted {k}", v))
+    elif "fit_skipped" in r:
+        h.append(("fit", r["fit_skipped"]))
+    return h, []
+
+
+def _laws_double_descent(run: Run) -> tuple[Headline, list[ExtraTable]]:
+    h = _pick(
+        run.main,
+        [
+            ("preset", "preset"),
+            ("parameters", "shape.params"),
+            ("source entropy (bits/token)", "source.entropy_rate_bits"),
+            ("measured capacity (bits)", "measured_capacity_bits"),
+            ("measured bits/param", "measured_bits_per_param"),
+            ("peak at capacity ratio", "peak.argmax_ratio"),
+            ("peak test loss (bits/token)", "peak.argmax_test_bits_per_token"),
+            ("peak is interior", "peak.argmax_is_interior"),
+            ("all runs saturated", "all_saturated"),
+        ],
+    )
+    return h, []
+
+
 ADAPTERS: dict[str, Callable[[Run], tuple[Headline, list[ExtraTable]]]] = {
     "capacity": _capacity,
     "audit": _audit,
@@ -284,6 +319,8 @@ ADAPTERS: dict[str, Callable[[Run], tuple[Headline, list[ExtraTable]]]] = {
     "prior-diagnose": _prior_diagnose,
     "puzzles-eval": _puzzles_eval,
     "laws-fit-mia": _laws_fit_mia,
+    "laws-mia-experiment": _laws_mia_experiment,
+    "laws-double-descent": _laws_double_descent,
 }
 
 

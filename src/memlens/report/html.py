@@ -46,6 +46,7 @@ h3 { font-size: 14px; margin: 14px 0 6px; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 2px 0 10px; }
 th, td { border: 1px solid var(--line); padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: var(--panel); font-weight: 600; }
+tr.differ td { background: #fff8e1; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.kv th { width: 40%; font-weight: 500; }
 table.kv td { word-break: break-word; }
@@ -235,14 +236,18 @@ def _compare_html(runs: list[Run], heads: list[Headline]) -> str:
         for k, _ in h:
             if k not in labels:
                 labels.append(k)
-    head = "<th></th>" + "".join(f"<th>{i + 1}. {esc(r.label)}</th>" for i, r in enumerate(runs))
+    head = '<th class="muted">highlighted: values differ</th>' + "".join(
+        f"<th>{i + 1}. {esc(r.label)}</th>" for i, r in enumerate(runs)
+    )
     body = []
     for lab in labels:
-        cells = []
+        cells, shown = [], set()
         for h in heads:
             d = dict(h)
             cells.append(_td(d[lab]) if lab in d else "<td></td>")
-        body.append(f"<tr><th>{esc(lab)}</th>{''.join(cells)}</tr>")
+            shown.add(fmt(d[lab]) if lab in d else None)
+        differ = ' class="differ"' if len(shown) > 1 else ""
+        body.append(f"<tr{differ}><th>{esc(lab)}</th>{''.join(cells)}</tr>")
     return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>'
 
 

@@ -32,6 +32,8 @@ MAIN_JSON = {
     "puzzles-eval": "summary.json",
     "puzzles-grade": "grade.json",
     "laws-fit-mia": "fit_mia.json",
+    "laws-mia-experiment": "mia_experiment.json",
+    "laws-double-descent": "double_descent.json",
 }
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
