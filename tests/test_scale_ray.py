@@ -108,6 +108,33 @@ def test_capacity_smoke_ray_matches_local(ray_cluster, tmp_path):
     assert manifest["backend"] == "ray" and manifest["status"] == "finished"
 
 
+def test_laws_mia_experiment_ray_matches_local(ray_cluster, tmp_path):
+    from memlens.laws_experiments import mia_config, run_mia
+
+    config = mia_config("smoke", max_steps=STEPS)
+    local = run_mia(config, tmp_path / "local")
+    progress: list[tuple] = []
+    finished: list[int] = []
+    on_ray = run_mia(
+        config,
+        tmp_path / "ray",
+        backend="ray",
+        progress=lambda *a: progress.append(a),
+        on_cell=lambda i, n, done: finished.append(i),
+    )
+    assert len(local["runs"]) == len(on_ray["runs"]) == 4
+    for a, b in zip(local["runs"], on_ray["runs"], strict=True):
+        assert (a["n_sequences"], a["f1"]) == (b["n_sequences"], b["f1"])
+        assert b["memorized_bits"] == pytest.approx(a["memorized_bits"], rel=1e-6)
+    assert sorted(finished) == list(range(1, len(finished) + 1)) and finished
+    assert progress and all(len(p) == 3 for p in progress)  # (label, step, total) relayed
+    # a rerun reuses every stored cell without touching Ray
+    again = run_mia(config, tmp_path / "ray", backend="ray")
+    assert again["reused_cells"] == len(finished)
+    with pytest.raises(UserError, match="unknown backend"):
+        run_mia(config, tmp_path / "other", backend="dask")
+
+
 def test_ray_backend_bad_address_is_one_sentence(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
