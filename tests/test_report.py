@@ -178,6 +178,9 @@ def test_capacity_report_embeds_every_plot_and_loads_nothing(capacity_run, tmp_p
     assert r.returncode == 0, r.stderr
     assert "2 plots embedded" in r.stdout
     page = out.read_text(encoding="utf-8")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # shareable, not mkstemp's 0600
     p = assert_loads_nothing(page)
     # every PNG of the run is in the page, byte for byte
     want = sorted(f.read_bytes() for f in capacity_run.glob("*.png"))

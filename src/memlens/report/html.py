@@ -340,6 +340,9 @@ def write_report(
     page, n_plots = build_report(runs, title=title, max_rows=max_rows)
     try:
         write_text_atomic(out, page)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(out, 0o666 & ~umask)  # a page to share, not a private temp file (mkstemp: 0600)
     except OSError as exc:
         raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}.") from None
     return ReportInfo(out, len(runs), n_plots, len(page.encode("utf-8")))
