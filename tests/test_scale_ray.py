@@ -22,7 +22,7 @@ from memlens import capacity as cap  # noqa: E402
 from memlens.errors import UserError  # noqa: E402
 from memlens.scale import run_cells  # noqa: E402
 
-STEPS = 60  # the smoke preset with a short step budget: a few seconds per shape
+STEPS = 30  # the smoke preset with a short step budget: seconds per shape
 
 
 @pytest.fixture(scope="module")
