@@ -113,7 +113,7 @@ def test_user_texts_are_packed_and_trained(tmp_path, tokenizer):
         assert "UTF-8 bytes" in s["data"]["source"] and s["model"]["vocab_size"] == 257
     for name in ("standard", "memsinks_sinks_dropped"):
         assert s[name]["extraction"]["n_repeated_eligible"] == 6
-    assert "skipped" in s["localization"]
+    assert [r["k"] for r in s["localization"]["memsinks"]["ks"]] == [2, 8]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,15 @@ from memlens.audit.extraction import k_extraction
 from memlens.bits import TokenScores, score_tokens
 from memlens.data.synthetic import MarkovSource
 from memlens.models.gpt import GPT, GPTConfig
-from memlens.sinks import SinkConfig, SinkPatch, SinkTrainConfig, masked_forward, rows_of_equal_docs, sequence_ids, train_model
+from memlens.sinks import (
+    SinkConfig,
+    SinkPatch,
+    SinkTrainConfig,
+    masked_forward,
+    rows_of_equal_docs,
+    sequence_ids,
+    train_model,
+)
 from memlens.sinks.experiment import _extraction
 from memlens.sinks.localize import unit_attribution
 
@@ -73,6 +81,7 @@ def test_attribution_is_minus_mask_times_derivative_of_code_length(memorizer):
     for i in range(3):
         on = np.flatnonzero(M[i, 0] > 0)
         for j in rng.choice(on, size=4, replace=False):
+
             def bits(f, j=j, i=i):
                 a = np.ones((1, H), dtype=np.float32)
                 a[0, j] = f

@@ -63,7 +63,9 @@ def test_masks_are_deterministic_per_id_and_independent_of_the_batch():
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
     # the same tokens give the same mask; a repeated sequence always trains the same sinks
-    again = own_masks(sequence_ids(np.random.default_rng(0).integers(0, 50, size=(40, 12))), 3, 256, cfg)
+    again = own_masks(
+        sequence_ids(np.random.default_rng(0).integers(0, 50, size=(40, 12))), 3, 256, cfg
+    )
     np.testing.assert_array_equal(a, again)
     # a different mask seed gives different masks for the same IDs
     other = own_masks(ids, 3, 256, SinkConfig(mask_seed=1))

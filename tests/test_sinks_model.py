@@ -80,7 +80,10 @@ def test_hf_gpt2_patch_matches_memlens_gpt_in_every_mode():
     x = torch.randint(0, 40, (4, 16), generator=torch.Generator().manual_seed(4))
     plain = hf(input_ids=x).logits
     patch = SinkPatch(hf, CFG)
-    assert [n for n, _, _ in patch.projections] == ["transformer.h.0.mlp.c_proj", "transformer.h.1.mlp.c_proj"]
+    assert [n for n, _, _ in patch.projections] == [
+        "transformer.h.0.mlp.c_proj",
+        "transformer.h.1.mlp.c_proj",
+    ]
     torch.testing.assert_close(hf(input_ids=x).logits, plain)  # mode "all" = unpatched
     for mode in ("drop", "mean", "own"):
         ids = sequence_ids(x) if mode == "own" else None
@@ -128,7 +131,9 @@ def test_llama_patch_masks_the_gated_product_before_down_proj():
         ref = copy.deepcopy(model)
         for layer, blk in enumerate(ref.model.layers):
             blk.mlp.down_proj.weight *= torch.from_numpy(masks[i, layer])[None, :]
-        torch.testing.assert_close(got[i], ref(input_ids=x[i : i + 1]).logits[0], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            got[i], ref(input_ids=x[i : i + 1]).logits[0], rtol=1e-4, atol=1e-4
+        )
     ref = copy.deepcopy(model)
     for blk in ref.model.layers:
         blk.mlp.down_proj.weight *= torch.from_numpy(mode_mask("drop", 80, CFG))[None, :]
@@ -179,7 +184,9 @@ def test_packed_rows_never_attend_across_documents():
     x2 = x.clone()
     x2[0, 0, :7] = (x2[0, 0, :7] + 1) % 40
     torch.testing.assert_close(model(x2, doc_ids=di, position_ids=pos)[0, 0, 7:21], packed[7:21])
-    assert (model(x2, position_ids=pos)[0, 0, 7:21] - model(x, position_ids=pos)[0, 0, 7:21]).abs().max() > 1e-4
+    assert (
+        model(x2, position_ids=pos)[0, 0, 7:21] - model(x, position_ids=pos)[0, 0, 7:21]
+    ).abs().max() > 1e-4
 
 
 def test_packing_layout_and_too_long_documents():
@@ -231,7 +238,13 @@ def test_each_position_gets_its_documents_mask_and_training_respects_it():
     # get no gradient (the units never fire), so Adam leaves them exactly unchanged (no decay).
     model = _gpt(S=24).train()
     before = [b.fc_w.detach().clone() for b in model.blocks]
-    train_model(model, rows, np.array([0]), SinkTrainConfig(steps=1, batch_size=1, weight_decay=0.0, warmup_steps=1), CFG)
+    train_model(
+        model,
+        rows,
+        np.array([0]),
+        SinkTrainConfig(steps=1, batch_size=1, weight_decay=0.0, warmup_steps=1),
+        CFG,
+    )
     docs_in_row = np.unique(rows.doc_index[0][rows.doc_index[0] >= 0])
     for layer, b in enumerate(model.blocks):
         never_on = (own[docs_in_row, layer] == 0).all(0)

@@ -320,7 +320,8 @@ def text_data(cfg: SinksConfig) -> SinksData:
     std_order = np.concatenate([np.arange(n_f), np.repeat(rep_idx, cfg.repetitions)])
     rng.shuffle(std_order)
     standard = pack_documents(docs, std_order, cfg.seq_len)
-    dedup_rows = pack_documents(docs, _dedup_order(len(docs), len(std_order), rng), cfg.seq_len)
+    # twice the occurrences so the packed dedup stream surely covers as many rows as standard's
+    dedup_rows = pack_documents(docs, _dedup_order(len(docs), 2 * len(std_order), rng), cfg.seq_len)
     n_rows = len(standard)
     dedup_rows.tokens = dedup_rows.tokens[:n_rows]
     dedup_rows.doc_index = dedup_rows.doc_index[:n_rows]
@@ -344,20 +345,12 @@ def build_data(cfg: SinksConfig) -> SinksData:
 # -- evaluation -----------------------------------------------------------------------------------
 
 
-def _pad(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.array([len(s) for s in seqs])
-    out = np.zeros((len(seqs), lengths.max()), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = s
-    return out, lengths
-
-
 def score_set(model, sink, mode: str, seqs: list[np.ndarray], argmax: bool = False, scale_cfg=None):
     """Teacher-forced scores of ``seqs`` under ``model`` in a sink ``mode`` (shared engine)."""
     from memlens.bits import score_tokens
-    from memlens.sinks.train import masked_forward
+    from memlens.sinks.train import masked_forward, pad_sequences
 
-    tokens, lengths = _pad(seqs)
+    tokens, lengths = pad_sequences(seqs)
     fwd = masked_forward(model, scale_cfg or sink, mode)
     return score_tokens(
         fwd, tokens, lengths, batch_size=128, argmax=argmax, pass_attention_mask=True
@@ -571,19 +564,22 @@ def localization(models: dict, sink, data: SinksData, cfg: SinksConfig) -> dict:
     from memlens.sinks.localize import ablation_curve
 
     out = {}
-    equal = len({len(d) for d in data.docs}) == 1 and len({len(h) for h in data.heldout}) == 1
-    if not equal:
-        return {"skipped": "localization needs sequences of equal length (synthetic data)."}
-    held = np.stack(data.heldout)
-    rep = np.stack([data.docs[i] for i in data.repeated])
+    rep = [data.docs[i] for i in data.repeated]
     for arm, mode in (("standard", "all"), ("memsinks", "own")):
         model = models[arm]
         s = sink if arm == "memsinks" else None
-        per_seq = score_set(model, s, mode, list(rep)).mean_nll_bits
+        per_seq = score_set(model, s, mode, rep).mean_nll_bits
         chosen = np.argsort(per_seq, kind="stable")[: cfg.localize_n]  # most memorized first
         ks = [k for k in cfg.localize_ks if k <= cfg.n_layer * 4 * cfg.d_model]
         out[arm] = ablation_curve(
-            model, s, mode, rep[chosen], held, ks, n_random=cfg.localize_random, seed=cfg.seed
+            model,
+            s,
+            mode,
+            [rep[i] for i in chosen],
+            data.heldout,
+            ks,
+            n_random=cfg.localize_random,
+            seed=cfg.seed,
         )
         out[arm]["mode"] = mode
     return out

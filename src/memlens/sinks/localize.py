@@ -32,21 +32,24 @@ import torch
 from memlens.bits import score_tokens
 from memlens.models.gpt import GPT
 from memlens.sinks.masks import SinkConfig, batch_masks, sequence_ids
-from memlens.sinks.train import masked_forward
+from memlens.sinks.train import masked_forward, pad_sequences
 
 LN2 = float(np.log(2.0))
 
 
 def unit_attribution(
-    model: GPT, sink: SinkConfig | None, mode: str, tokens: np.ndarray, batch_size: int = 64
+    model: GPT, sink: SinkConfig | None, mode: str, tokens, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(A, m)``: per-sequence predicted loss increase ``A [N, L, H]`` (bits) and masks ``m``.
 
-    ``tokens`` is ``[N, T]`` (full-length sequences). ``mode`` is ``"all"`` for a standard model or
-    ``"own"`` for a MemSinks model with each sequence's own mask.
+    ``tokens`` is ``[N, T]`` or a list of token arrays (right-padded here; padding is neither
+    context nor target). ``mode`` is ``"all"`` for a standard model or ``"own"`` for a MemSinks
+    model with each sequence's own mask.
     """
     n_layer, hidden = model.config.n_layer, 4 * model.config.d_model
-    N = tokens.shape[0]
+    tokens, lengths = pad_sequences(tokens)
+    N, T = tokens.shape
+    valid_all = torch.arange(T - 1)[None, :] < torch.as_tensor(lengths)[:, None] - 1  # [N, T-1]
     A = np.zeros((N, n_layer, hidden))
     M = np.ones((N, n_layer, hidden), dtype=np.float32)
     was = model.training
@@ -54,8 +57,10 @@ def unit_attribution(
     for start in range(0, N, batch_size):
         x = torch.as_tensor(tokens[start : start + batch_size])
         b = x.shape[0]
+        valid = valid_all[start : start + b]
         if mode == "own":
-            base = batch_masks("own", sink, n_layer, hidden, sequence_ids(x))
+            ids = sequence_ids(x, lengths[start : start + b])
+            base = batch_masks("own", sink, n_layer, hidden, ids)
             m = torch.stack([t[0, :, 0, :] for t in base], dim=1)  # [b, L, H]
         else:
             m = torch.ones(b, n_layer, hidden)
@@ -63,9 +68,8 @@ def unit_attribution(
         masks = [m[None, :, layer, None, :] for layer in range(n_layer)]
         logits = model(x[None], mlp_masks=masks)[0]
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        bits = (
-            -logp.gather(-1, x[:, 1:, None]).sum() / LN2
-        )  # sum over rows: row gradients stay separate
+        # summed over rows: each row's mask only sees its own row's code length
+        bits = -(logp.gather(-1, x[:, 1:, None])[..., 0] * valid).sum() / LN2
         (g,) = torch.autograd.grad(bits, m)
         A[start : start + b] = (-(m * g)).detach().double().numpy()
         M[start : start + b] = m.detach().numpy()
@@ -73,43 +77,51 @@ def unit_attribution(
     return A, M
 
 
-def _mean_loss(model, sink, mode, tokens, ablate=None, scale=None) -> np.ndarray:
+def _mean_loss(model, sink, mode, seqs, ablate=None, scale=None) -> np.ndarray:
+    """Per-sequence mean code length, bits per predicted token, through the scoring engine."""
+    tokens, lengths = pad_sequences(seqs)
     fwd = masked_forward(model, sink, mode, ablate=ablate, scale=scale)
-    return score_tokens(fwd, np.asarray(tokens)[None]).mean_nll_bits[0]
+    s = score_tokens(fwd, tokens[None], lengths, pass_attention_mask=True)
+    return s.mean_nll_bits[0]
 
 
 def ablation_curve(
     model: GPT,
     sink: SinkConfig | None,
     mode: str,
-    memorized: np.ndarray,
-    heldout: np.ndarray,
+    memorized: list[np.ndarray] | np.ndarray,
+    heldout: list[np.ndarray] | np.ndarray,
     ks: list[int],
     *,
     n_random: int = 3,
     n_collateral: int = 16,
     seed: int = 0,
 ) -> dict:
-    """Top-k versus random-k ablation for ``memorized`` sequences ``[M, T]`` (see module doc).
+    """Top-k versus random-k ablation for the ``memorized`` sequences (see module doc).
+
+    Sequences are token arrays (any lengths up to the context); losses are per-sequence means
+    in bits per predicted token, averaged over sequences.
 
     Returns per ``k`` the fraction of memorization removed and the collateral held-out loss
     increase (bits per token) for the top-k and the random units, plus, for MemSinks models, the
     share of the top-k units that are sink units.
     """
     rng = np.random.default_rng(seed)
-    memorized = np.asarray(memorized)
-    heldout = np.asarray(heldout)
+    memorized = [np.asarray(x) for x in memorized]
+    heldout = [np.asarray(x) for x in heldout]
     n_layer, hidden = model.config.n_layer, 4 * model.config.d_model
     val = float(np.mean(_mean_loss(model, sink, mode, heldout)))
     base = _mean_loss(model, sink, mode, memorized)
     gap = val - base  # per sequence, bits per token
     A, M = unit_attribution(model, sink, mode, memorized)
     ids = sequence_ids(memorized).tolist()
+    if len(set(ids)) != len(ids):
+        raise ValueError("memorized sequences must be distinct")
     on = (M > 0).reshape(len(ids), -1)
     flatA = np.where(on, A.reshape(len(ids), -1), -np.inf)
     order = np.argsort(-flatA, axis=1, kind="stable")
     coll_idx = rng.choice(len(heldout), size=min(n_collateral, len(heldout)), replace=False)
-    coll = heldout[coll_idx]
+    coll = [heldout[i] for i in coll_idx]
     coll_base = float(np.mean(_mean_loss(model, sink, mode, coll)))
     n_general = sink.split(hidden)[0] if sink is not None else hidden
     out = {

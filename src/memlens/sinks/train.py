@@ -109,6 +109,16 @@ def pack_documents(docs: Sequence[np.ndarray], order: Sequence[int], width: int)
     )
 
 
+def pad_sequences(seqs: Sequence[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token arrays with 0 into ``[N, T_max]``; returns ``(tokens, lengths)``."""
+    seqs = [np.asarray(x, dtype=np.int64) for x in seqs]
+    lengths = np.array([len(x) for x in seqs], dtype=np.int64)
+    out = np.zeros((len(seqs), int(lengths.max()) if len(seqs) else 0), dtype=np.int64)
+    for i, x in enumerate(seqs):
+        out[i, : len(x)] = x
+    return out, lengths
+
+
 def rows_of_equal_docs(tokens: np.ndarray, order: Sequence[int]) -> PackedRows:
     """Rows for equal-length documents: row ``i`` is document ``order[i]`` (no packing needed)."""
     tokens = np.asarray(tokens)
