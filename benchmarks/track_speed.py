@@ -14,7 +14,7 @@ same 576 tracked examples of 32 tokens. Three ways to record code length and gre
 All three must agree (checked). Then the overhead: the wall time of one observation against the
 time of one training step, projected over the quick preset's log schedule (3000 steps).
 
-Run: ``.venv/bin/python benchmarks/track_speed.py [--repeats 3] [--train-steps 200]``
+Run: ``.venv/bin/python benchmarks/track_speed.py [--repeats 3] [--train-steps 600]``
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def timed(fn, repeats: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--train-steps", type=int, default=200)
+    ap.add_argument("--train-steps", type=int, default=600)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
