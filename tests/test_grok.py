@@ -133,3 +133,20 @@ def test_config_validation_and_cli_errors(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and fragment in err and "\n" not in err, err
         assert not out.exists()
+
+
+def test_early_stop_and_a_finished_run_is_not_trained_further(tmp_path, monkeypatch):
+    import memlens.grok as grok
+
+    real = grok.evaluate
+
+    def perfect_test(model, seqs, train_mask):
+        return {**real(model, seqs, train_mask), "test_acc": 1.0}
+
+    monkeypatch.setattr(grok, "evaluate", perfect_test)
+    cfg = GrokConfig(**{**SMALL, "max_steps": 500, "stop_patience": 20})
+    first = run_grok(cfg, tmp_path / "run")
+    # test accuracy >= 0.99 from the first evaluation in the loop (step 10): stop 20 steps later
+    assert first.curve["step"].tolist() == [0, 10, 20, 30] and first.summary["stopped_early"]
+    again = run_grok(cfg, tmp_path / "run")
+    assert again.curve["step"].tolist() == [0, 10, 20, 30]

@@ -304,9 +304,12 @@ def run_grok(
             reached_at = int(prev["step"].iloc[k])
     else:
         rows.append({"step": 0, **evaluate(model, seqs, train_mask)})
+    finished = (
+        cfg.stop_patience and reached_at is not None and step - reached_at >= cfg.stop_patience
+    )
     model.train()
     try:
-        while step < cfg.max_steps:
+        while step < cfg.max_steps and not finished:
             loss = nn.functional.cross_entropy(model.answer_logits(a_tr, b_tr), c_tr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
