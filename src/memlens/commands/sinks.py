@@ -72,6 +72,18 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(
             1, "--threads", help="Torch CPU threads (tiny models: 1 is fastest on shared cores)."
         ),
+        backend: str = typer.Option(
+            "local", "--backend", help="local or ray (the arms as parallel Ray tasks)."
+        ),
+        ray_address: str | None = typer.Option(
+            None, "--ray-address", help="Join an existing Ray cluster (default: start a local one)."
+        ),
+        ray_cpus_per_cell: float = typer.Option(
+            1, "--ray-cpus-per-cell", min=0, help="CPUs each Ray task asks for."
+        ),
+        ray_gpus_per_cell: float = typer.Option(
+            0, "--ray-gpus-per-cell", min=0, help="GPUs each Ray task asks for (fractions allowed)."
+        ),
     ) -> None:
         from memlens.sinks.experiment import get_preset, run, with_overrides
 
@@ -94,11 +106,14 @@ def register(app: typer.Typer) -> None:
             extraction_prefix=prefix,
             seed=seed,
         )
-        result = _run_with_progress(run, cfg, out, threads)
+        result = _run_with_progress(
+            run, cfg, out, threads, backend=backend, ray_address=ray_address,
+            ray_cpus_per_cell=ray_cpus_per_cell, ray_gpus_per_cell=ray_gpus_per_cell,
+        )  # fmt: skip
         _print_summary(result.summary, result.out_dir)
 
 
-def _run_with_progress(run, cfg, out, threads):
+def _run_with_progress(run, cfg, out, threads, **scale):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -113,7 +128,7 @@ def _run_with_progress(run, cfg, out, threads):
             if done % 10 == 0 or done == total:
                 bar.update(tasks[arm], completed=done)
 
-        return run(cfg, out, progress=progress, threads=threads)
+        return run(cfg, out, progress=progress, threads=threads, **scale)
 
 
 def _print_summary(s: dict, out_dir: Path) -> None:

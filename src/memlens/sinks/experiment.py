@@ -455,6 +455,10 @@ def run(
     *,
     progress: Callable[[str, int, int], None] | None = None,
     threads: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    ray_cpus_per_cell: float = 1,
+    ray_gpus_per_cell: float = 0,
 ) -> SinksResult:
     """Run (or resume) the experiment and write ``sinks.json``, ``arms.csv`` and plots.
 
@@ -465,12 +469,15 @@ def run(
         directory and config reuses finished arms.
     progress: called as ``progress(task, done, total)`` during training.
     threads: torch intra-op threads (``None`` leaves torch's default).
+    backend: ``local`` trains the arms one after another here; ``ray`` trains the unfinished
+        arms as parallel Ray tasks (:func:`memlens.scale.run_cells`; ``ray_address`` joins a
+        cluster, ``ray_cpus_per_cell``/``ray_gpus_per_cell`` per task). Same seeds, same numbers.
     """
     import torch
 
     from memlens.models.gpt import GPT, GPTConfig
     from memlens.sinks.masks import SinkConfig
-    from memlens.sinks.train import SinkTrainConfig, train_model
+    from memlens.sinks.train import SinkTrainConfig
     from memlens.store import RunDir, default_out_dir
 
     if threads is not None:
@@ -495,6 +502,12 @@ def run(
     )
     models: dict[str, GPT] = {}
     cells: dict[str, dict] = {}
+    on_ray: list[str] = []
+    if backend != "local":
+        on_ray = _train_arms_scaled(
+            run_dir, cfg, data, sink, gcfg, tcfg, steps, n_rows, progress, backend=backend,
+            ray_address=ray_address, ray_num_cpus=ray_cpus_per_cell, ray_num_gpus=ray_gpus_per_cell,
+        )  # fmt: skip
     for arm in ARMS:
         weights = run_dir.path / "models" / f"{arm}.safetensors"
         cell = run_dir.load_cell(arm)
@@ -506,33 +519,7 @@ def run(
             model.eval()
             cell["resumed"] = True
         else:
-            arm_sink = sink if arm == "memsinks" else None
-            curve: list[dict] = []
-
-            def cb(step: int, model=model, arm=arm, arm_sink=arm_sink, curve=curve) -> None:
-                curve.append(_curve_point(model, arm_sink, arm, data, cfg, step))
-
-            every = max(1, min(cfg.eval_every, steps))
-            cb(0)
-            info = train_model(
-                model,
-                data.streams[arm],
-                np.arange(n_rows),
-                tcfg,
-                arm_sink,
-                seed=cfg.seed,
-                callback=cb,
-                callback_every=every,
-                progress=(lambda s, _l, arm=arm: progress(arm, s, steps)) if progress else None,
-            )
-            if steps % every:
-                cb(steps)
-            cell = {
-                "arm": arm,
-                "train": info,
-                "curve": curve,
-                "rows": _eval_rows(arm, model, sink, data, cfg),
-            }
+            cell = _train_arm(arm, model, cfg, data, sink, tcfg, steps, n_rows, progress)
             from safetensors.torch import save_file
 
             from memlens.store import atomic_path
@@ -542,6 +529,8 @@ def run(
                 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
             run_dir.save_cell(arm, cell)
             cell["resumed"] = False
+        if arm in on_ray:
+            cell["resumed"] = False  # trained just now, as a Ray task
         models[arm] = model
         cells[arm] = cell
 
@@ -557,6 +546,83 @@ def run(
     _plots(run_dir, summary, cells, loc)
     run_dir.write_manifest(status="done", seconds=summary["seconds_total_this_invocation"])
     return SinksResult(summary=summary, out_dir=run_dir.path)
+
+
+def _train_arm(arm: str, model, cfg, data, sink, tcfg, steps: int, n_rows: int, progress) -> dict:
+    """Train one arm's ``model`` in place; return its cell (training info, curve, eval rows)."""
+    from memlens.sinks.train import train_model
+
+    arm_sink = sink if arm == "memsinks" else None
+    curve: list[dict] = []
+
+    def cb(step: int) -> None:
+        curve.append(_curve_point(model, arm_sink, arm, data, cfg, step))
+
+    every = max(1, min(cfg.eval_every, steps))
+    cb(0)
+    info = train_model(
+        model,
+        data.streams[arm],
+        np.arange(n_rows),
+        tcfg,
+        arm_sink,
+        seed=cfg.seed,
+        callback=cb,
+        callback_every=every,
+        progress=(lambda s, _l: progress(arm, s, steps)) if progress else None,
+    )
+    if steps % every:
+        cb(steps)
+    return {
+        "arm": arm,
+        "train": info,
+        "curve": curve,
+        "rows": _eval_rows(arm, model, sink, data, cfg),
+    }
+
+
+def _arm_task(arm: str, cfg, data, sink, gcfg, tcfg, steps: int, n_rows: int, progress) -> dict:
+    """One arm as a :func:`memlens.scale.run_cells` cell: its cell and its weights (safetensors
+    bytes, so no filesystem is shared with the node that trained it)."""
+    import torch
+    from safetensors.torch import save
+
+    from memlens.models.gpt import GPT
+
+    def report(arm: str, done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:  # every step would flood the progress queue
+            progress((arm, done, total))
+
+    model = GPT(gcfg, 1, generator=torch.Generator().manual_seed(cfg.seed))
+    cell = _train_arm(arm, model, cfg, data, sink, tcfg, steps, n_rows, report)
+    weights = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    return {"cell": cell, "weights": weights}
+
+
+def _train_arms_scaled(
+    run_dir, cfg, data, sink, gcfg, tcfg, steps: int, n_rows: int, progress, **scale: Any
+) -> list[str]:
+    """Train the unfinished arms through :func:`memlens.scale.run_cells`; store each cell and its
+    weights as it arrives. Returns the arms trained."""
+    from memlens.scale import run_cells
+    from memlens.store import atomic_path
+
+    if scale.get("backend") not in ("local", "ray"):
+        raise UserError(f"unknown backend {scale.get('backend')!r}; choose local or ray.")
+    weights = {arm: run_dir.path / "models" / f"{arm}.safetensors" for arm in ARMS}
+    todo = [a for a in ARMS if run_dir.load_cell(a) is None or not weights[a].exists()]
+
+    def save(j: int, result: dict) -> None:
+        arm = todo[j]
+        weights[arm].parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(weights[arm]) as tmp:
+            tmp.write_bytes(result["weights"])
+        run_dir.save_cell(arm, result["cell"])
+
+    cells = [(_arm_task, (a, cfg, data, sink, gcfg, tcfg, steps, n_rows)) for a in todo]
+    relay = (lambda _j, payload: progress(*payload)) if progress is not None else None
+    run_cells(cells, on_result=save, on_progress=relay, **scale)
+    return todo
 
 
 def localization(models: dict, sink, data: SinksData, cfg: SinksConfig) -> dict:
