@@ -621,7 +621,8 @@ def _train_arms_scaled(
 
     cells = [(_arm_task, (a, cfg, data, sink, gcfg, tcfg, steps, n_rows)) for a in todo]
     relay = (lambda _j, payload: progress(*payload)) if progress is not None else None
-    run_cells(cells, on_result=save, on_progress=relay, **scale)
+    if todo:  # a finished run does not start Ray
+        run_cells(cells, on_result=save, on_progress=relay, **scale)
     return todo
 
 
