@@ -476,12 +476,13 @@ def _run_mia_scaled(
             on_cell(finished, len(cells), True)
 
     relay = (lambda _j, payload: progress(*payload)) if progress is not None else None
-    run_cells(
-        [(_mia_cell_task, (config, cells[i])) for i in todo],
-        on_result=save,
-        on_progress=relay,
-        **scale,
-    )
+    if todo:  # a finished run does not start Ray
+        run_cells(
+            [(_mia_cell_task, (config, cells[i])) for i in todo],
+            on_result=save,
+            on_progress=relay,
+            **scale,
+        )
     return results, len(cells) - len(todo)
 
 
