@@ -108,7 +108,11 @@ def test_capacity_smoke_ray_matches_local(ray_cluster, tmp_path):
     assert manifest["backend"] == "ray" and manifest["status"] == "finished"
 
 
-def test_laws_mia_experiment_ray_matches_local(ray_cluster, tmp_path):
+def _no_run_cells(*args, **kwargs):
+    raise AssertionError("a finished run must not run cells")
+
+
+def test_laws_mia_experiment_ray_matches_local(ray_cluster, tmp_path, monkeypatch):
     from memlens.laws_experiments import mia_config, run_mia
 
     config = mia_config("smoke", max_steps=STEPS)
@@ -129,10 +133,33 @@ def test_laws_mia_experiment_ray_matches_local(ray_cluster, tmp_path):
     assert sorted(finished) == list(range(1, len(finished) + 1)) and finished
     assert progress and all(len(p) == 3 for p in progress)  # (label, step, total) relayed
     # a rerun reuses every stored cell without touching Ray
+    monkeypatch.setattr("memlens.scale.run_cells", _no_run_cells)
     again = run_mia(config, tmp_path / "ray", backend="ray")
     assert again["reused_cells"] == len(finished)
     with pytest.raises(UserError, match="unknown backend"):
         run_mia(config, tmp_path / "other", backend="dask")
+
+
+def test_sinks_ray_matches_local(ray_cluster, tmp_path, monkeypatch):
+    from memlens.sinks.experiment import ARMS, get_preset, run
+
+    cfg = get_preset("smoke")
+    local = run(cfg, tmp_path / "local", threads=1).summary
+    seen: list[str] = []
+    on_ray = run(
+        cfg, tmp_path / "ray", backend="ray", progress=lambda arm, done, total: seen.append(arm)
+    )
+    summary = on_ray.summary
+    for key in (*ARMS, "memsinks_sinks_dropped", "claim", "localization"):
+        assert summary[key] == local[key], key
+    assert summary["compute"]["resumed"] == dict.fromkeys(ARMS, False)
+    assert set(seen) == set(ARMS)  # progress came back from every task
+    for arm in ARMS:
+        assert (tmp_path / "ray" / "models" / f"{arm}.safetensors").stat().st_size > 0
+    monkeypatch.setattr("memlens.scale.run_cells", _no_run_cells)
+    again = run(cfg, tmp_path / "ray", backend="ray").summary
+    assert again["compute"]["resumed"] == dict.fromkeys(ARMS, True)
+    assert again["claim"] == local["claim"]
 
 
 def test_ray_backend_bad_address_is_one_sentence(tmp_path):
