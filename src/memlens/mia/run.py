@@ -395,7 +395,7 @@ def score_samples(
             list(lm.model.parameters()),
             padded,
             lengths,
-            pass_attention_mask=True,
+            pass_attention_mask=False,  # each sequence is trimmed to its length: no padding
             progress=report,
         )
     inputs = A.AttackInputs(
