@@ -254,6 +254,17 @@ def test_headline_helpers_known_answers():
     assert fmt("<b>") == "&lt;b&gt;"
 
 
+def test_run_without_result_json_shows_manifest_fields(tmp_path):
+    from memlens.report import headline
+
+    rd = RunDir(tmp_path / "bare", "puzzles-make", {"puzzle": "hanoi"}, None)
+    (rd.path / "prompts.jsonl").write_text('{"prompt": "move the disks"}\n')
+    rd.write_manifest(n_items=1, status="done")
+    run = load_run(rd.path)
+    assert run.main is None and [t.name for t in run.tables] == ["prompts.jsonl"]
+    assert headline(run) == ([("n_items", 1), ("status", "done")], [])
+
+
 def test_bad_input_one_sentence_exit_2(capacity_run, tmp_path):
     no_manifest = tmp_path / "plain"
     no_manifest.mkdir()

@@ -362,6 +362,11 @@ def headline(run: Run) -> tuple[Headline, list[ExtraTable]]:
             h, tables = [], []
     if not h:
         h = generic_headline(run.main)
+    if not h:  # no result JSON (e.g. puzzles make): the manifest's own extra fields
+        standard = {"kind", "config", "seed", "versions", "git_revision", "command", "written_at"}
+        h = generic_headline(
+            {k: v for k, v in run.manifest.items() if k not in standard | {"status"}}
+        )
     status = run.manifest.get("status")
     if status is not None:
         h.append(("status", status))
