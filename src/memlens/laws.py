@@ -474,6 +474,10 @@ class SizeReport:
         for k, v in out.items():
             if isinstance(v, float) and math.isinf(v):
                 out[k] = None
+        for k in ("params", "n_sequences", "tokens"):
+            v = out[k]
+            if isinstance(v, float) and v.is_integer():
+                out[k] = int(v)
         return out
 
 
