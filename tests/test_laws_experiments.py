@@ -85,7 +85,9 @@ def test_double_descent_smoke(tmp_path):
     h = s["source"]["entropy_rate_bits"]
     for r in runs:
         # dataset bits are exact code lengths under the source: close to N * (log2 V + (S-1) h)
-        assert r["dataset_bits"] == pytest.approx(r["n_sequences"] * (math.log2(s["vocab_size"]) + (s["seq_len"] - 1) * h), rel=0.25)
+        assert r["dataset_bits"] == pytest.approx(
+            r["n_sequences"] * (math.log2(s["vocab_size"]) + (s["seq_len"] - 1) * h), rel=0.25
+        )
         # no model beats the source on fresh samples by more than sampling noise
         assert r["test_bits_per_token"] > r["source_test_bits_per_token"] - 0.05
     assert runs[-1]["excess_test_bits_per_token"] < runs[0]["excess_test_bits_per_token"]
@@ -95,9 +97,11 @@ def test_double_descent_smoke(tmp_path):
 
 
 def test_describe_peak_known_answers():
-    mk = lambda xs, ys: [
-        {"capacity_ratio": x, "test_bits_per_token": y} for x, y in zip(xs, ys, strict=True)
-    ]  # noqa: E731
+    def mk(xs, ys):
+        return [
+            {"capacity_ratio": x, "test_bits_per_token": y} for x, y in zip(xs, ys, strict=True)
+        ]
+
     p = describe_peak(mk([0.1, 0.5, 1.0, 2.0, 10.0], [3.0, 2.5, 2.8, 2.0, 1.5]))
     assert p["peak_ratio"] == 1.0 and not p["argmax_is_interior"]
     p = describe_peak(mk([0.1, 1.0, 10.0], [3.0, 2.0, 1.0]))
