@@ -664,7 +664,10 @@ class MiaFit:
             "ci": self.ci,
             "ci_level": self.ci_level,
             "at_bound": self.at_bound,
-            "bounds": {"lower": list(FIT_BOUNDS[0]), "upper": [float(b) for b in FIT_BOUNDS[1]]},
+            "bounds": {  # None = unbounded (strict JSON has no infinity)
+                "lower": [float(b) for b in FIT_BOUNDS[0]],
+                "upper": [float(b) if math.isfinite(b) else None for b in FIT_BOUNDS[1]],
+            },
             "rmse": self.rmse,
             "max_abs_residual": self.max_abs_residual,
             "n": self.n,

@@ -891,7 +891,9 @@ def plot_double_descent(summary: dict[str, Any]) -> Any:
     a1.set_xlabel("capacity ratio = dataset bits / (alpha * params)")
     a1.set_ylabel("code length (bits per predicted token)")
     sh = summary["shape"]
-    a1.set_title(f"Double descent? L={sh['n_layer']} d={sh['d_model']} ({sh['params']:,} params)")
+    a1.set_title(
+        f"Held-out loss vs capacity ratio: L={sh['n_layer']} d={sh['d_model']} ({sh['params']:,} params)"
+    )
     a1.legend(fontsize=7)
     a2.plot(x, [r["memorized_bits"] for r in runs], "o-", color="C2")
     a2.axvline(1.0, color="k", ls="--", lw=0.8)
