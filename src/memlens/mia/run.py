@@ -356,8 +356,9 @@ def score_samples(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Attack scores for ``texts`` under a loaded target ``lm`` (:class:`~memlens.models.hf.CausalLM`).
 
-    One batched scoring pass over the texts (and their lowercased copies when ``lowercase`` is
-    asked for); ``references`` maps a name to each text's code length in bits under that
+    One batched scoring pass over the texts, shared by every attack (the lowercased copies for
+    ``lowercase`` are scored in the same pass, or in a second batched pass without the Min-K%++
+    statistics when those are on); ``references`` maps a name to each text's code length in bits under that
     reference; gradient norms are computed here unless given. Returns ``(scores, extras)``:
     score columns (higher = member) and per-sample ``target_bits`` / ``n_tokens``.
     """
@@ -367,20 +368,31 @@ def score_samples(
 
     needs = A.requirements(attacks)
     n = len(texts)
+    stats = "stats" in needs
+    lower = None
+    # The lowercased copies ride in the same batched pass, unless the Min-K%++ vocabulary
+    # statistics are on: those are needed for the originals only, so the copies get their own
+    # (cheaper) pass.
     batch = list(texts)
-    if "lowercase" in needs:
+    if "lowercase" in needs and not stats:
         batch += [t.lower() for t in texts]
     report = (lambda done: progress("target", done, len(batch))) if progress else None
     scored = score_texts(
-        lm,
-        batch,
-        batch_size=batch_size,
-        window_stride=window_stride,
-        stats="stats" in needs,
-        progress=report,
+        lm, batch, batch_size=batch_size, window_stride=window_stride, stats=stats, progress=report
     )
     target = _take_rows(scored.scores, slice(0, n))
-    lower = _take_rows(scored.scores, slice(n, 2 * n)) if "lowercase" in needs else None
+    if "lowercase" in needs:
+        if len(batch) == 2 * n:
+            lower = _take_rows(scored.scores, slice(n, 2 * n))
+        else:
+            report = (lambda done: progress("lowercase", done, n)) if progress else None
+            lower = score_texts(
+                lm,
+                [t.lower() for t in texts],
+                batch_size=batch_size,
+                window_stride=window_stride,
+                progress=report,
+            ).scores
     target_bits = scored.bits[:n]
     if "gradnorm" in needs and grad_norms is None:
         enc = encode_texts(texts, lm.tokenizer)
