@@ -156,10 +156,12 @@ def test_grad_norms_closed_form():
     assert np.isnan(grad_norms(fwd, list(m.parameters()), tokens[:1], lengths=[1])[0])
 
 
-def test_ref_beats_loss_on_overfit_model_with_true_reference():
+def test_ref_beats_loss_on_overfit_model_with_good_references():
     """An overfit GPT on a mix of easy and hard Markov text: the loss attack is confounded by
-    per-sample difficulty; the reference attack with the true source as reference (code length
-    under the truth minus under the target, Morris et al.'s unintended memorization) is not."""
+    per-sample difficulty; the reference attack is not, both with the true source as reference
+    (code length under the truth minus under the target: Morris et al.'s unintended
+    memorization) and with a GPT of the same shape trained on 2000 other samples of the same
+    mixture (never on the members)."""
     from memlens.data.synthetic import MarkovSource
     from memlens.models.gpt import GPT, GPTConfig
 
@@ -167,38 +169,46 @@ def test_ref_beats_loss_on_overfit_model_with_true_reference():
     easy = MarkovSource(V, branching=2, seed=1)
     hard = MarkovSource(V, branching=V, concentration=50.0, seed=2)
 
-    def draw(seed):  # 3 easy : 1 hard, like the mixture the truth below assumes
-        return torch.cat([easy.sample(36, S, seed), hard.sample(12, S, seed + 1)])
+    def draw(n_easy, n_hard, seed):  # 3 easy : 1 hard, the mixture truth_bits assumes
+        return torch.cat([easy.sample(n_easy, S, seed), hard.sample(n_hard, S, seed + 1)])
 
     def truth_bits(x):  # exact code length of tokens 1..S-1 under the mixture source
         a = -easy.code_length_bits(x, include_first=False)
         b = -hard.code_length_bits(x, include_first=False)
         return -np.logaddexp2(a + np.log2(0.75), b + np.log2(0.25))
 
-    members, nonmembers = draw(10), draw(20)
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(V, S, 1, 32, 2), generator=torch.Generator().manual_seed(0))
+    members, nonmembers, pool = draw(36, 12, 10), draw(36, 12, 20), draw(1500, 500, 30)
+    # Model 0 (target): full batch of the 48 members. Model 1 (reference): 48 random pool samples
+    # per step. One GPT stack, two independent models.
+    model = GPT(GPTConfig(V, S, 1, 32, 2), n_models=2, generator=torch.Generator().manual_seed(0))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(100):
-        logits = model(members[None, :, :-1])[0]
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), members[:, 1:].reshape(-1))
+    g = torch.Generator().manual_seed(1)
+    for _ in range(120):
+        ids = torch.stack([members, pool[torch.randint(0, len(pool), (48,), generator=g)]])
+        logits = model(ids[:, :, :-1])
+        loss = sum(
+            torch.nn.functional.cross_entropy(logits[k].reshape(-1, V), ids[k, :, 1:].reshape(-1))
+            for k in range(2)
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
     x = torch.cat([members, nonmembers])
     y = np.r_[np.ones(48), np.zeros(48)].astype(int)
-    sc = score_tokens(gpt_forward(model), x[None], stats=True)
+    sc = score_tokens(gpt_forward(model), x[None].expand(2, -1, -1), stats=True)
     target = TokenScores(sc.log2p[0], sc.mask[0], sc.mu_log2p[0], sc.sigma_log2p[0])
-    gn = grad_norms(gpt_forward(model), list(model.parameters()), x)
-    inputs = A.AttackInputs(
-        target=target, references={"truth": truth_bits(x.numpy())}, grad_norms=gn
-    )
+    reference = TokenScores(sc.log2p[1], sc.mask[1])
+    target_model = model.select([0]).eval()
+    gn = grad_norms(gpt_forward(target_model), list(target_model.parameters()), x)
+    refs = {"truth": truth_bits(x.numpy()), "trained": reference.nll_bits}
+    inputs = A.AttackInputs(target=target, references=refs, grad_norms=gn)
     cols = A.compute_attacks(["loss", "ref", "min_k", "min_k_pp", "gradnorm"], inputs)
     auc = {k: roc_auc(v, y) for k, v in cols.items()}
     assert auc["loss"] > 0.8
-    assert auc["ref"] > auc["loss"] + 0.05 and auc["ref"] > 0.95
+    for name in ("ref:truth", "ref:trained"):
+        assert auc[name] > auc["loss"] + 0.05 and auc[name] > 0.95, auc
     for name in ("min_k", "min_k_pp", "gradnorm"):
         assert auc[name] > 0.7, (name, auc)
-    # Higher = member for every attack: the reversed scores are below chance.
+    # Higher = member for every attack: the reversed scores are far below chance.
     assert all(roc_auc(-v, y) < 0.3 for v in cols.values())
