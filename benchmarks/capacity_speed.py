@@ -60,11 +60,11 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--d", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=512)
-    ap.add_argument("--seq-len", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--multiple", type=float, default=1.2, help="dataset bits / (3.64 * params)")
     ap.add_argument("--baseline-lr", type=float, default=1e-3)
     ap.add_argument(
-        "--cap", type=float, default=10.0, help="baseline time cap, in multiples of memlens's time"
+        "--cap", type=float, default=6.0, help="baseline time cap, in multiples of memlens's time"
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)

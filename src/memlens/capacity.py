@@ -174,7 +174,13 @@ def _preset(name: str) -> dict[str, Any]:
             "capacity_multiples": [1.0, 1.3],
             "steps_reference_params": 31_200,
             "steps_exponent": 0.5,
-            "train": {"max_steps": 2500, "eval_every": 125, "lr": 1.5e-2, "batch_size": 128},
+            "train": {
+                "max_steps": 2500,
+                "eval_every": 125,
+                "lr": 1.5e-2,
+                "batch_size": 128,
+                "decay_frac": 0.6,
+            },
         }
     if name == "paper":
         return {
