@@ -21,7 +21,7 @@ import torch
 from memlens.capacity import PUBLISHED_ALPHA, load_config
 from memlens.data.synthetic import uniform_sequences
 from memlens.models.gpt import GPT, GPTConfig
-from memlens.train import TrainConfig, evaluate_memorization, train_to_saturation
+from memlens.train import evaluate_memorization, train_to_saturation
 
 
 def baseline(
@@ -76,12 +76,7 @@ def main() -> None:
     H = a.seq_len * math.log2(a.vocab)
     N = math.ceil(a.multiple * PUBLISHED_ALPHA * P / H)
     data = uniform_sequences(a.vocab, a.seq_len, N, seed=a.seed)[None]
-    quick = load_config("quick").train
-    tcfg = TrainConfig(
-        lr=quick.lr, batch_size=quick.batch_size, max_steps=quick.max_steps, min_steps=quick.min_steps,
-        warmup_steps=quick.warmup_steps, decay_frac=quick.decay_frac, final_lr_frac=quick.final_lr_frac,
-        beta2=quick.beta2, eval_every=quick.eval_every,
-    )  # fmt: skip
+    tcfg = load_config("quick").train.to_train_config()
     print(
         f"shape L={a.layers} d={a.d} V={a.vocab} S={a.seq_len}: {P:,} params, N={N} ({N * H:,.0f} bits)"
     )

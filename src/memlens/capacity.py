@@ -64,6 +64,15 @@ class TrainSettings(BaseModel):
     plateau_frac: float = Field(default=0.2, gt=0, lt=1)
     plateau_tol: float = Field(default=0.01, gt=0)
 
+    def to_train_config(self, max_steps: int | None = None, precision: str = "fp32") -> Any:
+        """The :class:`memlens.train.TrainConfig` for these settings (``max_steps`` overrides)."""
+        from memlens.train import TrainConfig
+
+        fields = self.model_dump()
+        if max_steps is not None:
+            fields["max_steps"] = max_steps
+        return TrainConfig(**fields, precision=precision)
+
 
 class CapacityConfig(BaseModel):
     """A capacity sweep: model shapes × dataset sizes on uniform tokens.
@@ -318,7 +327,7 @@ def train_shape(
 
     from memlens.data.synthetic import uniform_sequences
     from memlens.models.gpt import GPT, GPTConfig
-    from memlens.train import TrainConfig, pick_device, train_to_saturation
+    from memlens.train import pick_device, train_to_saturation
 
     dev = pick_device(device or config.device)
     gcfg = GPTConfig(config.vocab_size, config.seq_len, shape.n_layer, shape.d_model, shape.n_head)
@@ -337,21 +346,7 @@ def train_shape(
     )
     gen = torch.Generator().manual_seed(base_seed)
     model = GPT(gcfg, n_models=K, generator=gen).to(dev)
-    t = config.train
-    tcfg = TrainConfig(
-        lr=t.lr,
-        batch_size=t.batch_size,
-        max_steps=config.steps_for(P),
-        min_steps=t.min_steps,
-        warmup_steps=t.warmup_steps,
-        decay_frac=t.decay_frac,
-        final_lr_frac=t.final_lr_frac,
-        beta2=t.beta2,
-        eval_every=t.eval_every,
-        plateau_frac=t.plateau_frac,
-        plateau_tol=t.plateau_tol,
-        precision=config.precision,
-    )
+    tcfg = config.train.to_train_config(max_steps=config.steps_for(P), precision=config.precision)
     h_seq = config.bits_per_sequence()
     res = train_to_saturation(
         model,

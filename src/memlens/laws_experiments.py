@@ -38,6 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memlens.capacity import Shape
+from memlens.capacity import TrainSettings as _CapacityTrainSettings
 from memlens.errors import UserError
 from memlens.laws import (
     CORRECTED,
@@ -57,20 +58,13 @@ Progress = Callable[[str, int, int], None]  # (label, step, max_steps)
 # --------------------------------------------------------------------------------------------
 
 
-class TrainSettings(BaseModel):
-    """Optimizer and stopping settings, passed to :class:`memlens.train.TrainConfig`."""
+class TrainSettings(_CapacityTrainSettings):
+    """The capacity lab's optimizer and stopping settings, with this module's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
-    lr: float = Field(default=1e-2, gt=0)
-    batch_size: int = Field(default=64, ge=1)
     max_steps: int = Field(default=2000, ge=1)
-    min_steps: int = Field(default=500, ge=1)
     warmup_steps: int = Field(default=50, ge=0)
     decay_frac: float = Field(default=0.0, ge=0, lt=0.8)
-    final_lr_frac: float = Field(default=0.1, ge=0, le=1)
     eval_every: int = Field(default=500, ge=1)
-    plateau_frac: float = Field(default=0.2, gt=0, lt=1)
-    plateau_tol: float = Field(default=0.01, gt=0)
 
 
 class _Common(BaseModel):
@@ -269,20 +263,7 @@ def _threads(n: int) -> Iterator[None]:
 
 
 def _train_config(t: TrainSettings) -> Any:
-    import dataclasses
-
-    from memlens.train import TrainConfig
-
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings = t.model_dump()
-    unknown = [
-        k
-        for k, v in settings.items()
-        if k not in known and v != TrainSettings.model_fields[k].default
-    ]
-    if unknown:
-        raise UserError(f"the trainer does not support the setting(s) {', '.join(unknown)}.")
-    return TrainConfig(**{k: v for k, v in settings.items() if k in known})
+    return t.to_train_config()
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:
