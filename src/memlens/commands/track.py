@@ -100,6 +100,15 @@ def register(app: typer.Typer) -> None:
             raise UserError(
                 "give either --preset quick or --model with --train (not both, not neither)."
             )
+        # training settings given on the command line, shared by both modes
+        overrides = {
+            k: v
+            for k, v in {
+                "steps": steps, "prefix": prefix, "suffix": suffix, "lr": lr,
+                "batch_size": batch_size,
+            }.items()
+            if v is not None
+        }  # fmt: skip
         if preset is not None:
             if preset != "quick":
                 raise UserError(f"unknown preset {preset!r}; the available preset is quick.")
@@ -109,14 +118,6 @@ def register(app: typer.Typer) -> None:
                 )
             from memlens.dynamics import QuickConfig, run_quick
 
-            overrides = {
-                k: v
-                for k, v in {
-                    "steps": steps, "prefix": prefix, "suffix": suffix, "lr": lr,
-                    "batch_size": batch_size,
-                }.items()
-                if v is not None
-            }  # fmt: skip
             cfg = QuickConfig(
                 seed=seed, threshold=threshold, points_per_decade=points_per_decade, **overrides
             )
@@ -127,18 +128,10 @@ def register(app: typer.Typer) -> None:
                 raise UserError("--model needs --train (the texts to fine-tune on).")
             from memlens.dynamics_text import TextTrackConfig, run_text
 
-            kw = {
-                k: v
-                for k, v in {
-                    "steps": steps, "prefix": prefix, "suffix": suffix, "lr": lr,
-                    "batch_size": batch_size,
-                }.items()
-                if v is not None
-            }  # fmt: skip
             tcfg = TextTrackConfig(
                 model=model, train=train, track=track_texts, reference=reference, tokenizer=tokenizer,
                 text_column=text_column, seq_len=seq_len, max_track=max_track, seed=seed,
-                threshold=threshold, points_per_decade=points_per_decade, device=device, **kw,
+                threshold=threshold, points_per_decade=points_per_decade, device=device, **overrides,
             )  # fmt: skip
             with _progress("fine-tuning") as bar:
                 result = run_text(tcfg, out, progress=bar)
