@@ -198,3 +198,21 @@ def test_custom_config_file(tmp_path):
     res = cap.run(cfg, tmp_path / "r", workers=1)
     assert [r["n_sequences"] for r in res["models"][0]["runs"]] == [4, 8]
     assert Path(tmp_path / "r" / "capacity.json").exists()
+
+
+def test_unreachable_ray_address_leaves_nothing_behind(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    r = run_cli(
+        "capacity",
+        "--preset",
+        "smoke",
+        "--backend",
+        "ray",
+        "--ray-address",
+        "127.0.0.1:9",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 2 and "Ray" in r.stderr and "Traceback" not in r.stderr
+    assert not (out / "manifest.json").exists()

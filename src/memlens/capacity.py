@@ -451,9 +451,10 @@ def run(
     rerun with the same ``out``; a finished sweep returns at once.
     """
     from memlens.models.gpt import GPTConfig
-    from memlens.scale import run_cells
+    from memlens.scale import check_backend, run_cells
     from memlens.store import RunDir
 
+    check_backend(backend, ray_address)
     rd = RunDir(out, "capacity", config.model_dump(), config.seed)
     previous_wall = 0.0
     old = rd.load_cell("_wall")

@@ -506,8 +506,10 @@ def run_mia(
     """
     import pandas as pd
 
+    from memlens.scale import check_backend
     from memlens.store import RunDir
 
+    check_backend(backend, ray_address)
     rd = RunDir(out, "laws-mia-experiment", config.model_dump(), config.seed)
     rd.write_manifest(status="running")
     cells = mia_cells(config)

@@ -64,6 +64,23 @@ def _call_in_worker(
     return fn(*args, progress=report)
 
 
+def check_backend(backend: str, ray_address: str | None = None) -> None:
+    """Refuse an unknown backend, a missing Ray or an unreachable ``host:port`` address.
+
+    Sweeps call this before creating their run directory, so bad input leaves nothing behind.
+    """
+    if backend not in ("local", "ray"):
+        raise UserError(f"unknown backend {backend!r}; choose local or ray.")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("the ray backend needs Ray: pip install 'memlens[ray]'.") from None
+        address = ray_address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            _check_reachable(address)
+
+
 def run_cells(
     cells: Sequence[Cell],
     *,

@@ -487,6 +487,9 @@ def run(
     t0 = time.perf_counter()
     sink = SinkConfig(cfg.p_gen, cfg.p_mem, drop_scale=cfg.drop_scale)
     data = build_data(cfg)  # bad data stops here, before anything is written
+    from memlens.scale import check_backend
+
+    check_backend(backend, ray_address)
     run_dir = RunDir(out_dir or default_out_dir("sinks"), "sinks", cfg.to_dict(), cfg.seed)
     run_dir.write_manifest(status="running")
     n_rows = len(data.streams["standard"])
