@@ -203,7 +203,25 @@ class GPT(nn.Module):
         mlp_masks: list[Tensor] | Tensor | None = None,
         position_ids: Tensor | None = None,
     ) -> Tensor:
-        """Logits ``[K, B, T, V]`` for token ids ``[K, B, T]``.
+        """Logits ``[K, B, T, V]`` for token ids ``[K, B, T]`` (arguments as in :meth:`hidden`)."""
+        if idx.dim() == 2:
+            idx = idx.unsqueeze(0)
+        K, B, T = idx.shape
+        x = self.hidden(idx, doc_ids, mlp_masks, position_ids)
+        logits = torch.bmm(x, self.wte.transpose(1, 2))  # tied embeddings: [K, B*T, V]
+        return logits.view(K, B, T, -1)
+
+    def hidden(
+        self,
+        idx: Tensor,
+        doc_ids: Tensor | None = None,
+        mlp_masks: list[Tensor] | Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> Tensor:
+        """Final hidden states ``[K, B*T, d]`` (after ``ln_f``) for token ids ``[K, B, T]``.
+
+        The logits are ``hidden @ wteᵀ``; training uses :func:`memlens.fused.linear_cross_entropy`
+        on these instead of materializing them.
 
         ``doc_ids`` (``[K, B, T]``, optional) keeps attention inside each packed document.
         ``mlp_masks`` (optional) multiplies each block's MLP hidden units; either one tensor for
@@ -235,9 +253,7 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             mask = mlp_masks[i] if isinstance(mlp_masks, (list, tuple)) else mlp_masks
             x = block(x, (K, B, T), attn_mask, mask)
-        x = self.ln_f(x)
-        logits = torch.bmm(x, self.wte.transpose(1, 2))  # tied embeddings: [K, B*T, V]
-        return logits.view(K, B, T, -1)
+        return self.ln_f(x)
 
     # -- Hugging Face interoperability ----------------------------------------------------
     def hf_config(self):  # -> transformers.GPT2Config
