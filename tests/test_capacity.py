@@ -200,6 +200,29 @@ def test_custom_config_file(tmp_path):
     assert Path(tmp_path / "r" / "capacity.json").exists()
 
 
+def test_head_dim_and_per_shape_steps(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        "vocab_size = 32\nseq_len = 8\nn_sequences = [4]\nhead_dim = 4\n"
+        "shapes = [{n_layer = 1, d_model = 16, steps = 30}, {n_layer = 1, d_model = 8, n_head = 1}]\n"
+        "[train]\nmax_steps = 40\nmin_steps = 10\neval_every = 10\n"
+    )
+    cfg = cap.load_config(None, conf)
+    a, b = cfg.shapes
+    assert cfg.n_head_for(a) == 4 and cfg.n_head_for(b) == 1  # explicit n_head wins
+    assert cfg.steps_for_shape(a) == 30 and cfg.steps_for_shape(b) == 40
+    res = cap.run(cfg, tmp_path / "r", workers=1)
+    assert [m["n_head"] for m in res["models"]] == [4, 1]
+    assert [m["runs"][0]["steps"] for m in res["models"]] == [30, 40]
+    # the head count changes the model, not its parameter count
+    assert res["models"][0]["params"] == GPTConfig(32, 8, 1, 16).n_params
+    # the quick preset: head size 4 everywhere
+    quick = cap.load_config("quick")
+    assert all(quick.n_head_for(s) == s.d_model // 4 for s in quick.shapes)
+    with pytest.raises(UserError, match="head_dim"):
+        cap.load_config(None, conf, head_dim=5)
+
+
 def test_unreachable_ray_address_leaves_nothing_behind(tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "out"
@@ -216,3 +239,10 @@ def test_unreachable_ray_address_leaves_nothing_behind(tmp_path):
     )
     assert r.returncode == 2 and "Ray" in r.stderr and "Traceback" not in r.stderr
     assert not (out / "manifest.json").exists()
+
+
+def test_max_steps_override_replaces_per_shape_budgets():
+    cfg = cap.load_config("quick", max_steps=123)
+    assert {cfg.steps_for_shape(s) for s in cfg.shapes} == {123}
+    quick = cap.load_config("quick")
+    assert len({quick.steps_for_shape(s) for s in quick.shapes}) > 1

@@ -40,12 +40,17 @@ PAPER_WIDTHS = (32, 64, 128, 256)
 
 
 class Shape(BaseModel):
-    """One model shape: ``n_layer`` blocks of width ``d_model`` with ``n_head`` heads (0 = auto)."""
+    """One model shape: ``n_layer`` blocks of width ``d_model`` with ``n_head`` heads.
+
+    ``n_head = 0`` derives the head count from the sweep's ``head_dim``; ``steps`` (optional)
+    overrides the sweep's step budget for this shape.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     n_layer: int = Field(ge=1)
     d_model: int = Field(ge=1)
     n_head: int = Field(default=0, ge=0)
+    steps: int | None = Field(default=None, ge=1)
 
 
 class TrainSettings(BaseModel):
@@ -92,6 +97,7 @@ class CapacityConfig(BaseModel):
     alpha_prior: float = Field(default=PUBLISHED_ALPHA, gt=0)
     steps_reference_params: int | None = Field(default=None, ge=1)
     steps_exponent: float = Field(default=1.0, ge=0, le=2)
+    head_dim: int = Field(default=0, ge=0)
     train: TrainSettings = TrainSettings()
     precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = 0
@@ -125,17 +131,45 @@ class CapacityConfig(BaseModel):
         ):
             raise ValueError("capacity multiples must be positive")
         for s in self.shapes:
-            head = s.n_head or (max(1, s.d_model // 16) if s.d_model % 16 == 0 else 1)
+            if s.n_head == 0 and self.head_dim and s.d_model % self.head_dim:
+                raise ValueError(
+                    f"d_model {s.d_model} is not divisible by head_dim {self.head_dim}"
+                )
+            head = self.n_head_for(s)
             if s.d_model % head:
                 raise ValueError(f"d_model {s.d_model} is not divisible by n_head {s.n_head}")
         return self
+
+    def n_head_for(self, shape: Shape) -> int:
+        """Heads of a shape: its own ``n_head``, else ``d_model / head_dim``, else GPTConfig's
+        automatic choice (head size 16 when ``d_model`` allows it, otherwise one head)."""
+        if shape.n_head:
+            return shape.n_head
+        if self.head_dim:
+            return max(1, shape.d_model // self.head_dim)
+        return max(1, shape.d_model // 16) if shape.d_model % 16 == 0 else 1
+
+    def gpt_config(self, shape: Shape) -> Any:
+        """The :class:`memlens.models.gpt.GPTConfig` of one shape of this sweep."""
+        from memlens.models.gpt import GPTConfig
+
+        return GPTConfig(
+            self.vocab_size, self.seq_len, shape.n_layer, shape.d_model, self.n_head_for(shape)
+        )
+
+    def steps_for_shape(self, shape: Shape) -> int:
+        """Step budget of one shape: its own ``steps``, else :meth:`steps_for` its parameters."""
+        if shape.steps is not None:
+            return shape.steps
+        return self.steps_for(self.gpt_config(shape).n_params)
 
     def steps_for(self, params: int) -> int:
         """Step budget for a shape: ``train.max_steps``, or, with ``steps_reference_params`` set,
         ``max_steps * (reference / params) ** steps_exponent`` (never fewer than ``max_steps``):
         smaller shapes are cheaper per step, so they get more steps (exponent 1 equalizes the
         ``6 * params`` FLOPs per token; on a CPU the softmax over V does not shrink with the model,
-        so the quick preset uses 0.5)."""
+        so 0.5 is closer to equal time). A shape's own ``steps`` overrides this (the quick preset
+        sets each shape's budget from its measured step time)."""
         if self.steps_reference_params is None:
             return self.train.max_steps
         ratio = self.steps_reference_params / params
@@ -162,32 +196,36 @@ def _preset(name: str) -> dict[str, Any]:
             "preset": "smoke",
             "vocab_size": 64,
             "seq_len": 16,
+            "head_dim": 4,
             "shapes": [{"n_layer": 1, "d_model": 16}, {"n_layer": 1, "d_model": 32}],
             "capacity_multiples": [0.6, 1.2],
             "train": {"max_steps": 900, "min_steps": 300, "eval_every": 100, "warmup_steps": 50,
                       "lr": 1e-2, "batch_size": 32},
         }  # fmt: skip
     if name == "quick":
-        # Four shapes at the published S = 64 (V = 512 keeps the softmax cheap on a CPU); smaller
-        # shapes take more steps. About 6 minutes on two CPU cores (one worker process per core).
+        # Four shapes at the published S = 64 (V = 512 keeps the softmax cheap on a CPU), head size
+        # 4 (more heads store more bits at the same parameter count; README "the recipe"), and a
+        # step budget per shape of about 3.5 CPU-minutes: about 8 minutes on two CPU cores (one
+        # worker process per core).
         return {
             "preset": "quick",
             "vocab_size": 512,
             "seq_len": 64,
+            "head_dim": 4,
             "shapes": [
-                {"n_layer": 1, "d_model": 16},
-                {"n_layer": 1, "d_model": 24},
-                {"n_layer": 2, "d_model": 24},
-                {"n_layer": 1, "d_model": 32},
+                # listed so that two workers finish together: (16, 32) and (24, L2 24)
+                {"n_layer": 1, "d_model": 16, "steps": 5400},
+                {"n_layer": 1, "d_model": 24, "steps": 4400},
+                {"n_layer": 1, "d_model": 32, "steps": 4000},
+                {"n_layer": 2, "d_model": 24, "steps": 2500},
             ],
             "capacity_multiples": [1.0, 1.3],
-            "steps_reference_params": 31_200,
-            "steps_exponent": 0.5,
             "train": {
-                "max_steps": 2500,
-                "eval_every": 125,
-                "lr": 1.5e-2,
-                "batch_size": 128,
+                "max_steps": 3000,
+                "eval_every": 100,
+                "lr": 8e-2,
+                "batch_size": 64,
+                "warmup_steps": 300,
                 "decay_frac": 0.6,
             },
         }
@@ -249,6 +287,10 @@ def load_config(
             base.pop("n_sequences", None)
         base.setdefault("preset", "custom")
     train_over = {k: overrides.pop(k) for k in list(overrides) if k in TrainSettings.model_fields}
+    if train_over.get("max_steps") is not None:  # one budget for every shape, as asked
+        shapes = base.get("shapes")
+        if isinstance(shapes, list):
+            base["shapes"] = [{**s, "steps": None} if isinstance(s, dict) else s for s in shapes]
     base["train"] = {
         **base.get("train", {}),
         **{k: v for k, v in train_over.items() if v is not None},
@@ -292,7 +334,6 @@ def fit_alpha(params: np.ndarray, capacity_bits: np.ndarray) -> dict[str, float]
 
 
 def _cell_key(config: CapacityConfig, shape: Shape, sizes: list[int]) -> str:
-    from memlens.models.gpt import GPTConfig
     from memlens.store import config_hash
 
     ident = {
@@ -301,11 +342,8 @@ def _cell_key(config: CapacityConfig, shape: Shape, sizes: list[int]) -> str:
         "shape": shape.model_dump(),
         "sizes": sizes,
         "train": config.train.model_dump(),
-        "steps": config.steps_for(
-            GPTConfig(
-                config.vocab_size, config.seq_len, shape.n_layer, shape.d_model, shape.n_head
-            ).n_params
-        ),
+        "n_head": config.n_head_for(shape),
+        "steps": config.steps_for_shape(shape),
         "precision": config.precision,
         "seed": config.seed,
     }
@@ -326,11 +364,11 @@ def train_shape(
     import torch
 
     from memlens.data.synthetic import uniform_sequences
-    from memlens.models.gpt import GPT, GPTConfig
+    from memlens.models.gpt import GPT
     from memlens.train import pick_device, train_to_saturation
 
     dev = pick_device(device or config.device)
-    gcfg = GPTConfig(config.vocab_size, config.seq_len, shape.n_layer, shape.d_model, shape.n_head)
+    gcfg = config.gpt_config(shape)
     P = gcfg.n_params
     sizes = config.sizes_for(P)
     K = len(sizes)
@@ -346,7 +384,9 @@ def train_shape(
     )
     gen = torch.Generator().manual_seed(base_seed)
     model = GPT(gcfg, n_models=K, generator=gen).to(dev)
-    tcfg = config.train.to_train_config(max_steps=config.steps_for(P), precision=config.precision)
+    tcfg = config.train.to_train_config(
+        max_steps=config.steps_for_shape(shape), precision=config.precision
+    )
     h_seq = config.bits_per_sequence()
     res = train_to_saturation(
         model,
@@ -450,7 +490,6 @@ def run(
     ``ray_gpus_per_cell`` GPUs, fractions allowed). Finished cells are stored at once and reused when the same command is
     rerun with the same ``out``; a finished sweep returns at once.
     """
-    from memlens.models.gpt import GPTConfig
     from memlens.scale import check_backend, run_cells
     from memlens.store import RunDir
 
@@ -462,10 +501,7 @@ def run(
         previous_wall = float(old.get("wall_seconds", 0.0))
     rd.write_manifest(status="running")
     start = time.perf_counter()
-    params = [
-        GPTConfig(config.vocab_size, config.seq_len, s.n_layer, s.d_model, s.n_head).n_params
-        for s in config.shapes
-    ]
+    params = [config.gpt_config(s).n_params for s in config.shapes]
     keys = [
         _cell_key(config, s, config.sizes_for(p))
         for s, p in zip(config.shapes, params, strict=True)
@@ -534,8 +570,8 @@ class _progress:
         self.prog.__enter__()
         self.tasks = [
             self.prog.add_task(
-                f"[bold]L={s.n_layer} d={s.d_model}[/] ({p:,} params)",
-                total=self.config.steps_for(p),
+                f"[bold]L={s.n_layer} d={s.d_model} h={self.config.n_head_for(s)}[/] ({p:,} params)",
+                total=self.config.steps_for_shape(s),
                 bpp="",
             )
             for s, p in zip(self.shapes, self.params, strict=True)

@@ -31,7 +31,12 @@ def capacity(
         "--n-sequences",
         help="Comma-separated dataset sizes N (instead of capacity multiples).",
     ),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Step budget per shape."),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", help="Step budget for every shape (replaces per-shape budgets)."
+    ),
+    head_dim: int | None = typer.Option(
+        None, "--head-dim", help="Attention head size (n_head = d_model / head_dim); 0: auto."
+    ),
     backend: str = typer.Option("local", help="local or ray."),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Local worker processes (default: one per CPU core)."
@@ -78,6 +83,7 @@ def capacity(
         "vocab_size": vocab,
         "seq_len": seq_len,
         "max_steps": max_steps,
+        "head_dim": head_dim,
     }
     if sizes is not None:
         overrides["n_sequences"] = sizes
@@ -102,12 +108,22 @@ def print_summary(console, result: dict, out_dir: Path) -> None:
     t = Table(
         title=f"Capacity (V={result['vocab_size']}, S={result['seq_len']}, {result['precision']})"
     )
-    for col in ("L", "d", "params", "N per run", "capacity bits", "bits/param", "saturated"):
+    for col in (
+        "L",
+        "d",
+        "heads",
+        "params",
+        "N per run",
+        "capacity bits",
+        "bits/param",
+        "saturated",
+    ):
         t.add_column(col, justify="right")
     for m in result["models"]:
         t.add_row(
             str(m["n_layer"]),
             str(m["d_model"]),
+            str(m.get("n_head", "")),
             f"{m['params']:,}",
             "/".join(str(r["n_sequences"]) for r in m["runs"]),
             f"{m['capacity_bits']:,.0f}",
