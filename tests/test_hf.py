@@ -172,3 +172,39 @@ def test_bad_model_inputs(tmp_path, tiny_gpt2_dir, word_tokenizer):
     assert len(load_tokenizer(tiny_gpt2_dir)) == len(word_tokenizer)
     with pytest.raises(UserError, match="stride must be between 1 and"):
         windowed_forward(lambda ids, attention_mask=None: ids, 8, 8)
+
+
+def test_unreachable_hub_fails_fast_and_restores_online_mode(monkeypatch):
+    # With the hub unreachable, a hub name fails in one sentence at once (cache only), instead
+    # of retrying for 25-50 s; the offline switch is put back afterwards.
+    import time
+
+    from huggingface_hub import constants
+
+    from memlens.models import hf as hfmod
+
+    for var in hfmod._PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
+    hfmod._hub_reachable.cache_clear()
+    assert not hfmod._hub_reachable("http://127.0.0.1:9")
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match="could not be loaded from the Hugging Face hub"):
+        hfmod.load_causal_lm("memlens-test/no-such-model")
+    assert time.perf_counter() - t0 < 10
+    assert constants.HF_HUB_OFFLINE is False
+    # the load itself ran in offline (cache-only) mode
+    import transformers
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(constants.HF_HUB_OFFLINE)
+        raise OSError("not cached")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    with pytest.raises(UserError):
+        hfmod.load_causal_lm("memlens-test/no-such-model")
+    assert seen == [True] and constants.HF_HUB_OFFLINE is False
+    hfmod._hub_reachable.cache_clear()

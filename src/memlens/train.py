@@ -18,10 +18,11 @@ Schedule (a warmup-stable-decay schedule with an honest plateau check at the end
    the steps. A model is *saturated* when its memorized bits grew by less than ``plateau_tol``
    over those last steps: the issue's criterion, measured while still training.
 
-Recipe (chosen by measurement on two CPU cores, see README "Capacity lab: the recipe"): Adam
-(β = 0.9, 0.98, no weight decay, no dropout), mini-batches drawn as per-model random
-permutations (every sequence once per epoch), and all dataset sizes of one shape trained as one
-batched stack of models.
+Recipe (chosen by measurement on two CPU cores, see README "The recipe, and the evidence for
+it"): Adam (β = 0.9, 0.98, no weight decay, no dropout) at a high peak learning rate after a
+warm-up, mini-batches drawn as per-model random permutations (every sequence once per epoch),
+all dataset sizes of one shape trained as one batched stack of models, and the output layer
+fused with its cross-entropy (:mod:`memlens.fused`).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ token is charged. Units are bits throughout.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -174,15 +175,46 @@ def _looks_like_hub_name(name: str) -> bool:
 
 @contextlib.contextmanager
 def _quiet_hub():
-    """Silence huggingface_hub's retry warnings (memlens reports a failure as one sentence)."""
+    """Silence huggingface_hub's retry warnings (memlens reports a failure as one sentence), and
+    go offline (cache only) at once when the hub cannot be reached, instead of retrying for
+    25-50 s before saying so."""
+    from huggingface_hub import constants
     from huggingface_hub.utils import logging as hub_logging
 
     before = hub_logging.get_verbosity()
+    offline_before = constants.HF_HUB_OFFLINE
     hub_logging.set_verbosity_error()
+    if not offline_before and not _hub_reachable(constants.ENDPOINT):
+        constants.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
+        constants.HF_HUB_OFFLINE = offline_before
         hub_logging.set_verbosity(before)
+
+
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+@functools.lru_cache(maxsize=8)
+def _hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub endpoint opens within ``timeout_s`` (True behind a
+    proxy, where a direct connection says nothing)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return True
+    url = urlparse(endpoint)
+    host = url.hostname
+    if not host:
+        return True
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def _first_line(exc: BaseException) -> str:
