@@ -280,3 +280,34 @@ def test_out_dir_holding_another_run_fails_before_any_work(
         main()
     assert exc.value.code == 2 and "already holds a audit run" in capsys.readouterr().err
     assert (out / "audit.json").read_bytes() == before
+
+
+def test_interrupted_audit_resumes_finished_stages(base_run, overfit, files, tmp_path, monkeypatch):
+    # A run interrupted during extraction keeps its two finished scoring stages; the rerun
+    # reuses them (no model forward for scoring) and gives the same numbers as an uninterrupted run.
+    import shutil
+
+    import memlens.audit.run as audit_run
+    import memlens.models.hf as hf
+
+    summary, df, out = base_run
+    part = tmp_path / "part"
+    shutil.copytree(out, part)
+    for f in ("audit.json", "samples.parquet"):
+        (part / f).unlink()
+    ext_cells = list((part / "cells").glob("extraction-*.npz"))
+    assert len(ext_cells) == 1 and len(list((part / "cells").glob("*.npz"))) == 3
+    ext_cells[0].unlink()  # interrupted before extraction finished
+
+    calls = []
+    real = hf.score_texts
+    monkeypatch.setattr(hf, "score_texts", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = audit_run.AuditConfig(**json.loads((out / "manifest.json").read_text())["config"])
+    with single_thread():
+        res = audit_run.run_audit(cfg, part)
+    assert calls == [] and res.reused_stages == ["target", "reference"]
+    pd.testing.assert_frame_equal(res.samples.reset_index(drop=True), df, check_dtype=False)
+    again = audit_run.run_audit(cfg, part)  # a finished audit rerun reuses all three stages
+    assert again.reused_stages == ["target", "reference", "extraction"]
+    manifest = json.loads((part / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["reused_stages"] == again.reused_stages

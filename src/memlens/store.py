@@ -231,6 +231,29 @@ class RunDir:
     def save_cell(self, key: str, result: Any) -> Path:
         return write_json_atomic(self.cell_file(key), result)
 
+    def save_arrays(self, key: str, arrays: dict[str, Any]) -> Path:
+        """Store a cell of numpy arrays (``cells/<key>.npz``), atomically."""
+        import numpy as np
+
+        path = self.cells / f"{key}.npz"
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        return path
+
+    def load_arrays(self, key: str) -> dict[str, Any] | None:
+        """The arrays stored for ``key``, or ``None`` if that cell has not finished."""
+        import numpy as np
+
+        path = self.cells / f"{key}.npz"
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError):
+            return None
+
     def write_json(self, name: str, obj: Any) -> Path:
         return write_json_atomic(self.path / name, obj)
 

@@ -23,11 +23,12 @@ is the in-memory core for notebooks that already hold the models and texts.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from memlens.audit.extraction import k_extraction
 from memlens.audit.rarity import TfidfCorpus, zlib_bytes
 from memlens.audit.unintended import DEFAULT_ALPHA, capacity_bits, unintended_bits
-from memlens.data.text import TextSet, load_texts
+from memlens.data.text import TextSet, load_texts, text_token_counts
 from memlens.errors import UserError
 
 Progress = Callable[[str, int, int], None]
@@ -75,11 +76,75 @@ class AuditConfig(BaseModel):
 
 @dataclass
 class AuditResult:
-    """What an audit found: ``samples`` (one row per text) and ``summary`` (``audit.json``)."""
+    """What an audit found: ``samples`` (one row per text) and ``summary`` (``audit.json``).
+
+    ``reused_stages`` names the stages (``target``, ``reference``, ``extraction``) taken from an
+    earlier, interrupted run of the same audit instead of being computed again.
+    """
 
     samples: Any  # pandas.DataFrame
     summary: dict[str, Any]
     out_dir: Path | None = None
+    reused_stages: list[str] = field(default_factory=list)
+
+
+class StageCache(Protocol):
+    """Where :func:`audit_texts` keeps finished stages so an interrupted audit resumes."""
+
+    def load(self, key: str) -> dict[str, np.ndarray] | None: ...
+
+    def save(self, key: str, arrays: dict[str, np.ndarray]) -> None: ...
+
+
+@dataclass
+class _Scored:
+    """What the audit keeps of a scoring pass (all it needs; stored as one cell)."""
+
+    tokens: list[np.ndarray]
+    bits: np.ndarray
+    first_token_bits: float
+    bos_token_id: int | None
+
+    @property
+    def n_text_tokens(self) -> np.ndarray:
+        return text_token_counts(self.tokens, self.bos_token_id)
+
+    def pack(self) -> dict[str, np.ndarray]:
+        lengths = np.array([len(t) for t in self.tokens], dtype=np.int64)
+        flat = (
+            np.concatenate([np.asarray(t, dtype=np.int64) for t in self.tokens])
+            if self.tokens
+            else np.zeros(0, dtype=np.int64)
+        )
+        return {
+            "lengths": lengths,
+            "tokens": flat,
+            "bits": np.asarray(self.bits, dtype=np.float64),
+            "first_token_bits": np.array(self.first_token_bits, dtype=np.float64),
+            "bos_token_id": np.array(-1 if self.bos_token_id is None else self.bos_token_id),
+        }
+
+    @classmethod
+    def unpack(cls, d: dict[str, np.ndarray]) -> _Scored:
+        bounds = np.r_[0, np.cumsum(d["lengths"])]
+        bos = int(d["bos_token_id"])
+        return cls(
+            tokens=[d["tokens"][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
+            bits=d["bits"],
+            first_token_bits=float(d["first_token_bits"]),
+            bos_token_id=None if bos < 0 else bos,
+        )
+
+
+def _fingerprint(texts: list[str], counts: np.ndarray, *settings: Any) -> str:
+    """A digest of the audited texts and the settings a stage depends on (cache keys)."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    h.update(np.asarray(counts, dtype=np.int64).tobytes())
+    h.update(repr(settings).encode())
+    return h.hexdigest()[:16]
 
 
 def _validate(cfg: AuditConfig) -> None:
@@ -151,6 +216,7 @@ def audit_texts(
     alpha: float = DEFAULT_ALPHA,
     top_k: int = 20,
     progress: Progress | None = None,
+    cache: StageCache | None = None,
 ) -> AuditResult:
     """Audit ``target`` on ``train`` and ``heldout`` texts against ``reference`` (both
     :class:`~memlens.models.hf.CausalLM`). All code lengths in bits.
@@ -159,6 +225,9 @@ def audit_texts(
     ``split, sample, source_index, count, text, n_tokens_target, n_tokens_reference, target_bits,
     reference_bits, unintended_bits, target_bits_per_token, zlib_bytes, tfidf,
     extraction_eligible, extracted, match_fraction``.
+
+    ``cache`` (optional) keeps each finished stage (target scores, reference scores, extraction)
+    under a key that covers the texts and the stage's settings, and reuses it when present.
     """
     import pandas as pd
 
@@ -176,33 +245,55 @@ def audit_texts(
     def report(stage: str) -> Callable[[int], None] | None:
         return None if progress is None else (lambda done: progress(stage, done, total))
 
-    tgt = score_texts(
-        target, texts, batch_size=batch_size, window_stride=window_stride, progress=report("target")
-    )
-    ref = score_texts(
-        reference,
-        texts,
-        batch_size=batch_size,
-        window_stride=window_stride,
-        progress=report("reference"),
-    )
+    counts = np.r_[train.counts, heldout.counts]
+    reused: list[str] = []
+
+    def scored(stage: str, lm: Any) -> _Scored:
+        key = f"{stage}-" + _fingerprint(texts, counts, lm.describe(), window_stride, n_train)
+        hit = cache.load(key) if cache is not None else None
+        if hit is not None:
+            reused.append(stage)
+            return _Scored.unpack(hit)
+        sc = score_texts(
+            lm, texts, batch_size=batch_size, window_stride=window_stride, progress=report(stage)
+        )
+        out = _Scored(sc.tokens, sc.bits, sc.first_token_bits, sc.bos_token_id)
+        if cache is not None:
+            cache.save(key, out.pack())
+        return out
+
+    tgt = scored("target", target)
+    ref = scored("reference", reference)
     mem = unintended_bits(tgt.bits, ref.bits)
 
     n_lead = 1 if tgt.bos_token_id is not None else 0
     n_eligible = sum(len(t) - n_lead >= prefix + suffix for t in tgt.tokens)
-    ext = k_extraction(
-        target.model,
-        tgt.tokens,
-        prefix=prefix,
-        suffix=suffix,
-        n_lead=n_lead,
-        context_length=target.context_length,
-        batch_size=batch_size,
-        device=target.device,
-        progress=None
-        if progress is None
-        else (lambda done: progress("extraction", done, n_eligible)),
+    ext_key = "extraction-" + _fingerprint(
+        texts, counts, target.describe(), prefix, suffix, n_train
     )
+    hit = cache.load(ext_key) if cache is not None else None
+    if hit is not None:
+        reused.append("extraction")
+        eligible, exact, match_fraction = hit["eligible"], hit["exact"], hit["match_fraction"]
+    else:
+        ext = k_extraction(
+            target.model,
+            tgt.tokens,
+            prefix=prefix,
+            suffix=suffix,
+            n_lead=n_lead,
+            context_length=target.context_length,
+            batch_size=batch_size,
+            device=target.device,
+            progress=None
+            if progress is None
+            else (lambda done: progress("extraction", done, n_eligible)),
+        )
+        eligible, exact, match_fraction = ext.eligible, ext.exact, ext.match_fraction
+        if cache is not None:
+            cache.save(
+                ext_key, {"eligible": eligible, "exact": exact, "match_fraction": match_fraction}
+            )
 
     words = [t[n_lead:].tolist() for t in tgt.tokens]
     corpus = TfidfCorpus(words[:n_train], train.counts.tolist())
@@ -224,9 +315,9 @@ def audit_texts(
             "target_bits_per_token": tgt.bits / np.maximum(n_tok_t, 1),
             "zlib_bytes": [zlib_bytes(t) for t in texts],
             "tfidf": tfidf,
-            "extraction_eligible": ext.eligible,
-            "extracted": ext.exact,
-            "match_fraction": ext.match_fraction,
+            "extraction_eligible": eligible,
+            "extracted": exact,
+            "match_fraction": match_fraction,
         }
     )
     tr, ho = df[df.split == "train"], df[df.split == "heldout"]
@@ -293,7 +384,7 @@ def audit_texts(
             for r in top.itertuples()
         ],
     }
-    return AuditResult(samples=df, summary=summary)
+    return AuditResult(samples=df, summary=summary, reused_stages=reused)
 
 
 def _drop_overlap(train: TextSet, heldout: TextSet) -> TextSet:
@@ -357,13 +448,41 @@ def plot_audit(samples: Any) -> dict[str, Any]:
     return figs
 
 
+class _RunCache:
+    """Stage cache in the run directory (``cells/*.npz``). The directory is created with the
+    first finished stage, so input that fails before any work leaves nothing behind."""
+
+    def __init__(self, out: Path, config: AuditConfig) -> None:
+        self.out, self.config = out, config
+        self._run: Any = None
+
+    def run_dir(self) -> Any:
+        from memlens.store import RunDir
+
+        if self._run is None:
+            self._run = RunDir(self.out, "audit", self.config.model_dump(), seed=None)
+            if not (self.out / "manifest.json").exists():
+                self._run.write_manifest(status="running")
+        return self._run
+
+    def load(self, key: str) -> dict[str, np.ndarray] | None:
+        if not (self.out / "cells" / f"{key}.npz").exists():
+            return None
+        return self.run_dir().load_arrays(key)
+
+    def save(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        self.run_dir().save_arrays(key, arrays)
+
+
 def run_audit(
     config: AuditConfig, out_dir: str | Path | None = None, progress: Progress | None = None
 ) -> AuditResult:
     """Run the whole audit and write ``audit.json``, ``samples.parquet``, plots and the manifest.
 
     Everything is loaded and validated before the run directory is created, so bad input leaves
-    nothing behind.
+    nothing behind. Each finished stage (target scores, reference scores, extraction) is stored in
+    ``cells/`` at once: rerunning the same command with the same ``out`` after an interruption
+    reuses them (``AuditResult.reused_stages``).
     """
     from memlens.models.hf import load_causal_lm
     from memlens.store import RunDir, default_out_dir
@@ -397,6 +516,7 @@ def run_audit(
         train, load_texts(config.heldout, split=config.heldout_split or config.split, **kw)
     )
 
+    cache = _RunCache(out, config)
     result = audit_texts(
         target,
         reference,
@@ -409,12 +529,18 @@ def run_audit(
         alpha=config.alpha,
         top_k=config.top_k,
         progress=progress,
+        cache=cache,
     )
-    run = RunDir(out, "audit", config.model_dump(), seed=None)
+    run = cache.run_dir()
     run.write_table("samples.parquet", result.samples)
     for name, fig in plot_audit(result.samples).items():
         run.save_figure(name, fig)
     run.write_json("audit.json", result.summary)
-    run.write_manifest(target=result.summary["target"], reference=result.summary["reference"])
+    run.write_manifest(
+        status="finished",
+        target=result.summary["target"],
+        reference=result.summary["reference"],
+        reused_stages=result.reused_stages,
+    )
     result.out_dir = run.path
     return result

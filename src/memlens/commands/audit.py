@@ -114,6 +114,13 @@ def register(app: typer.Typer) -> None:
 
             result = run_audit(config, out, progress=progress)
         _print_summary(result.summary, result.out_dir)
+        if result.reused_stages:
+            from rich.console import Console
+
+            Console().print(
+                f"reused {len(result.reused_stages)} finished stage(s) from an earlier run: "
+                + ", ".join(result.reused_stages)
+            )
 
 
 def _fmt(v, spec: str = ".1f") -> str:

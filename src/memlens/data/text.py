@@ -85,6 +85,12 @@ class TextSet:
         }
 
 
+def text_token_counts(tokens: Sequence[np.ndarray], bos_token_id: int | None) -> np.ndarray:
+    """Tokens of each scored text, not counting a prepended BOS."""
+    extra = 1 if bos_token_id is not None else 0
+    return np.array([len(t) - extra for t in tokens], dtype=np.int64)
+
+
 def _decode_utf8(raw: bytes, path: Path) -> str:
     try:
         text = raw.decode("utf-8")

@@ -673,8 +673,9 @@ class ScoredTexts:
     @property
     def n_text_tokens(self) -> np.ndarray:
         """Tokens of each text, not counting the BOS."""
-        extra = 1 if self.bos_token_id is not None else 0
-        return np.array([len(t) - extra for t in self.tokens], dtype=np.int64)
+        from memlens.data.text import text_token_counts
+
+        return text_token_counts(self.tokens, self.bos_token_id)
 
 
 def score_texts(
