@@ -121,3 +121,17 @@ def test_experiment_bad_input(tmp_path, cmd, args, match):
     assert isinstance(res.exception, UserError), res.output
     assert match in str(res.exception)
     assert not (tmp_path / "o").exists()
+
+
+def test_quick_presets_use_the_capacity_lab_recipe():
+    """Head size 4 and a linear LR decay: without them the quick models store ~0.4-0.6 bits/param
+    less in the same time (README, laws section)."""
+    from memlens.models.gpt import GPTConfig
+
+    mia = mia_config("quick")
+    dd = double_descent_config("quick")
+    for cfg, shapes in ((mia, mia.shapes), (dd, [dd.shape])):
+        for sh in shapes:
+            g = GPTConfig(cfg.vocab_size, cfg.seq_len, sh.n_layer, sh.d_model, sh.n_head)
+            assert g.n_head == sh.d_model // 4
+        assert cfg.train.decay_frac > 0 and cfg.train.min_steps == cfg.train.max_steps
