@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from memlens.audit.extraction import k_extraction
 from memlens.audit.rarity import TfidfCorpus, zlib_bytes
 from memlens.audit.unintended import DEFAULT_ALPHA, capacity_bits, unintended_bits
-from memlens.data.text import TextSet, load_texts, text_token_counts
+from memlens.data.text import EncodedTexts, TextSet, load_texts
 from memlens.errors import UserError
 
 Progress = Callable[[str, int, int], None]
@@ -97,17 +97,10 @@ class StageCache(Protocol):
 
 
 @dataclass
-class _Scored:
+class _Scored(EncodedTexts):
     """What the audit keeps of a scoring pass (all it needs; stored as one cell)."""
 
-    tokens: list[np.ndarray]
     bits: np.ndarray
-    first_token_bits: float
-    bos_token_id: int | None
-
-    @property
-    def n_text_tokens(self) -> np.ndarray:
-        return text_token_counts(self.tokens, self.bos_token_id)
 
     def pack(self) -> dict[str, np.ndarray]:
         lengths = np.array([len(t) for t in self.tokens], dtype=np.int64)
@@ -257,7 +250,12 @@ def audit_texts(
         sc = score_texts(
             lm, texts, batch_size=batch_size, window_stride=window_stride, progress=report(stage)
         )
-        out = _Scored(sc.tokens, sc.bits, sc.first_token_bits, sc.bos_token_id)
+        out = _Scored(
+            tokens=sc.tokens,
+            bos_token_id=sc.bos_token_id,
+            first_token_bits=sc.first_token_bits,
+            bits=sc.bits,
+        )
         if cache is not None:
             cache.save(key, out.pack())
         return out

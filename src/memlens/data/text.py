@@ -85,12 +85,6 @@ class TextSet:
         }
 
 
-def text_token_counts(tokens: Sequence[np.ndarray], bos_token_id: int | None) -> np.ndarray:
-    """Tokens of each scored text, not counting a prepended BOS."""
-    extra = 1 if bos_token_id is not None else 0
-    return np.array([len(t) - extra for t in tokens], dtype=np.int64)
-
-
 def _decode_utf8(raw: bytes, path: Path) -> str:
     try:
         text = raw.decode("utf-8")
@@ -401,6 +395,11 @@ class EncodedTexts:
     @property
     def lengths(self) -> np.ndarray:
         return np.array([len(t) for t in self.tokens], dtype=np.int64)
+
+    @property
+    def n_text_tokens(self) -> np.ndarray:
+        """Tokens of each text, not counting the BOS."""
+        return self.lengths - (1 if self.bos_token_id is not None else 0)
 
 
 def encode_texts(texts: Sequence[str], tokenizer: Any, *, add_bos: bool = True) -> EncodedTexts:

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from memlens.bits import Forward, TokenScores, hf_forward, score_tokens
+from memlens.data.text import EncodedTexts
 from memlens.errors import UserError
 
 DTYPES: dict[str, torch.dtype | None] = {
@@ -652,30 +653,19 @@ def score_sequences(
 
 
 @dataclass
-class ScoredTexts:
-    """Per-text results of :func:`score_texts`.
+class ScoredTexts(EncodedTexts):
+    """Per-text results of :func:`score_texts`: the :class:`~memlens.data.text.EncodedTexts`
+    that were scored (``tokens``, BOS first when the tokenizer has one; ``bos_token_id``;
+    ``first_token_bits``, 0 with a BOS, else ``log2 V``), plus
 
     Attributes
     ----------
-    tokens: each text's token ids as scored (BOS first when the tokenizer has one).
-    scores: per-token results, column ``j`` predicting ``tokens[j + 1]``.
     bits: code length of each text in bits (``scores.nll_bits`` plus ``first_token_bits``).
-    first_token_bits: 0 when a BOS was prepended, else ``log2 V`` (uniform code for token 1).
-    bos_token_id: the prepended id, or ``None``.
+    scores: per-token results, column ``j`` predicting ``tokens[j + 1]``.
     """
 
-    tokens: list[np.ndarray]
-    scores: TokenScores
     bits: np.ndarray
-    first_token_bits: float
-    bos_token_id: int | None
-
-    @property
-    def n_text_tokens(self) -> np.ndarray:
-        """Tokens of each text, not counting the BOS."""
-        from memlens.data.text import text_token_counts
-
-        return text_token_counts(self.tokens, self.bos_token_id)
+    scores: TokenScores
 
 
 def score_texts(
