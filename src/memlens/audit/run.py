@@ -103,14 +103,13 @@ class _Scored(EncodedTexts):
     bits: np.ndarray
 
     def pack(self) -> dict[str, np.ndarray]:
-        lengths = np.array([len(t) for t in self.tokens], dtype=np.int64)
         flat = (
             np.concatenate([np.asarray(t, dtype=np.int64) for t in self.tokens])
             if self.tokens
             else np.zeros(0, dtype=np.int64)
         )
         return {
-            "lengths": lengths,
+            "lengths": self.lengths,
             "tokens": flat,
             "bits": np.asarray(self.bits, dtype=np.float64),
             "first_token_bits": np.array(self.first_token_bits, dtype=np.float64),
