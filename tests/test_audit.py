@@ -311,3 +311,12 @@ def test_interrupted_audit_resumes_finished_stages(base_run, overfit, files, tmp
     assert again.reused_stages == ["target", "reference", "extraction"]
     manifest = json.loads((part / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["reused_stages"] == again.reused_stages
+    args = ["audit", "--model", str(overfit.target), "--reference", str(overfit.reference),
+            "--train", str(files["train_txt"]), "--heldout", str(files["held_txt"]),
+            "--out", str(part), *FLAGS]  # fmt: skip
+    with single_thread():
+        res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "reused 3 finished stage(s) from an earlier run: target, reference, extraction" in (
+        " ".join(res.output.split())
+    )

@@ -137,7 +137,7 @@ class DoubleDescentConfig(_Common):
 
 def _mia_preset(name: str) -> dict[str, Any]:
     # quick: head size 4 and a linear decay over the last 60% of the steps, as in the capacity
-    # lab (at ratio 1 the models store 2.65-2.94 bits/param instead of 2.24-2.28 in the same
+    # lab (at ratio 1 the models store 2.65-2.93 bits/param instead of 2.24-2.28 in the same
     # time); lr 3e-2 rather than the capacity lab's 8e-2, which memorized less at ratios >= 64.
     if name == "smoke":
         return {

@@ -128,15 +128,22 @@ class _Scored(EncodedTexts):
         )
 
 
-def _fingerprint(texts: list[str], counts: np.ndarray, *settings: Any) -> str:
-    """A digest of the audited texts and the settings a stage depends on (cache keys)."""
+def _texts_digest(texts: list[str], counts: np.ndarray, n_train: int) -> str:
+    """A digest of the audited texts, their counts and the train/held-out split (cache keys)."""
     h = hashlib.sha256()
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
     h.update(np.asarray(counts, dtype=np.int64).tobytes())
+    h.update(str(n_train).encode())
+    return h.hexdigest()
+
+
+def _stage_key(stage: str, texts_digest: str, *settings: Any) -> str:
+    """Cache key of one stage: the texts' digest and the settings the stage depends on."""
+    h = hashlib.sha256(texts_digest.encode())
     h.update(repr(settings).encode())
-    return h.hexdigest()[:16]
+    return f"{stage}-{h.hexdigest()[:16]}"
 
 
 def _validate(cfg: AuditConfig) -> None:
@@ -237,11 +244,11 @@ def audit_texts(
     def report(stage: str) -> Callable[[int], None] | None:
         return None if progress is None else (lambda done: progress(stage, done, total))
 
-    counts = np.r_[train.counts, heldout.counts]
+    digest = _texts_digest(texts, np.r_[train.counts, heldout.counts], n_train)
     reused: list[str] = []
 
     def scored(stage: str, lm: Any) -> _Scored:
-        key = f"{stage}-" + _fingerprint(texts, counts, lm.describe(), window_stride, n_train)
+        key = _stage_key(stage, digest, lm.describe(), window_stride)
         hit = cache.load(key) if cache is not None else None
         if hit is not None:
             reused.append(stage)
@@ -264,10 +271,8 @@ def audit_texts(
     mem = unintended_bits(tgt.bits, ref.bits)
 
     n_lead = 1 if tgt.bos_token_id is not None else 0
-    n_eligible = sum(len(t) - n_lead >= prefix + suffix for t in tgt.tokens)
-    ext_key = "extraction-" + _fingerprint(
-        texts, counts, target.describe(), prefix, suffix, n_train
-    )
+    n_eligible = int((tgt.n_text_tokens >= prefix + suffix).sum())
+    ext_key = _stage_key("extraction", digest, target.describe(), prefix, suffix)
     hit = cache.load(ext_key) if cache is not None else None
     if hit is not None:
         reused.append("extraction")

@@ -113,21 +113,14 @@ def register(app: typer.Typer) -> None:
                 bar.update(tasks[stage], completed=done, total=total)
 
             result = run_audit(config, out, progress=progress)
-        _print_summary(result.summary, result.out_dir)
-        if result.reused_stages:
-            from rich.console import Console
-
-            Console().print(
-                f"reused {len(result.reused_stages)} finished stage(s) from an earlier run: "
-                + ", ".join(result.reused_stages)
-            )
+        _print_summary(result.summary, result.out_dir, result.reused_stages)
 
 
 def _fmt(v, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _print_summary(s: dict, out_dir: Path | None) -> None:
+def _print_summary(s: dict, out_dir: Path | None, reused_stages: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -182,6 +175,11 @@ def _print_summary(s: dict, out_dir: Path | None) -> None:
                 text,
             )
         console.print(top)
+    if reused_stages:
+        console.print(
+            f"reused {len(reused_stages)} finished stage(s) from an earlier run: "
+            + ", ".join(reused_stages)
+        )
     if out_dir is not None:
         console.print(
             f"wrote {out_dir}/audit.json, samples.parquet, unintended_hist.png, unintended_vs_tfidf.png"
