@@ -13,7 +13,7 @@ import pytest
 
 from memlens.puzzles import make_instance
 from memlens.puzzles.budget import largest_n, measure_tokens_per_move, over_budget
-from memlens.puzzles.evaluate import parse_sizes
+from memlens.puzzles.recipe import parse_sizes
 
 
 def memlens(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -50,7 +50,7 @@ def capacity_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def prior_run(tmp_path_factory) -> Path:
-    from memlens.prior.run import TheoryConfig, run_theory
+    from memlens.prior.recipe import TheoryConfig, run_theory
 
     _, out = run_theory(TheoryConfig(), tmp_path_factory.mktemp("prior") / "theory")
     return Path(out)

@@ -1,4 +1,4 @@
-"""``memlens prior``: when is memorization optimal? (thin wrappers over :mod:`memlens.prior.run`).
+"""``memlens prior``: when is memorization optimal? (thin wrappers over :mod:`memlens.prior.recipe`).
 
 Cheng & Barber, "Is Memorization Helpful or Harmful? Prior Information Sets the Threshold",
 COLT 2026, arXiv:2602.09405.
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the table as JSON on stdout."),
     ) -> None:
-        from memlens.prior.run import TheoryConfig, run_theory
+        from memlens.prior.recipe import TheoryConfig, run_theory
 
         config = TheoryConfig(gamma, r2, sigma2, prior, spread, alpha, eta, eps, n, seed)
         table, path = run_theory(config, out)
@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
             False, "--json", help="Print the diagnosis as JSON on stdout."
         ),
     ) -> None:
-        from memlens.prior.run import run_diagnose
+        from memlens.prior.recipe import run_diagnose
 
         table, path = run_diagnose(x, y, out, center=not no_center)
         if as_json:

@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write prompts.jsonl: one question per instance over a grid of sizes."""
-        from memlens.puzzles.evaluate import make_items, parse_sizes
+        from memlens.puzzles.recipe import make_items, parse_sizes
         from memlens.store import RunDir, default_out_dir, write_text_atomic
 
         items = make_items(
@@ -222,7 +222,7 @@ def register(app: typer.Typer) -> None:
         """Grade every response; accuracy by size with budget flags, plots, per-item verdicts."""
         import sys
 
-        from memlens.puzzles.evaluate import evaluate
+        from memlens.puzzles.recipe import evaluate
         from memlens.store import default_out_dir
 
         out = out or default_out_dir("puzzles-eval")

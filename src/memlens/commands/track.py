@@ -1,5 +1,5 @@
 """``memlens track`` and ``memlens grok``: training dynamics of memorization (thin wrappers over
-:mod:`memlens.dynamics` and :mod:`memlens.grok`)."""
+:mod:`memlens.track` and :mod:`memlens.track.grok`)."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
                 raise UserError(
                     "--train, --track and --reference belong to --model mode, not to --preset."
                 )
-            from memlens.dynamics import QuickConfig, run_quick
+            from memlens.track import QuickConfig, run_quick
 
             cfg = QuickConfig(
                 seed=seed, threshold=threshold, points_per_decade=points_per_decade, **overrides
@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         else:
             if train is None:
                 raise UserError("--model needs --train (the texts to fine-tune on).")
-            from memlens.dynamics_text import TextTrackConfig, run_text
+            from memlens.track.text import TextTrackConfig, run_text
 
             tcfg = TextTrackConfig(
                 model=model, train=train, track=track_texts, reference=reference, tokenizer=tokenizer,
@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
         _set_threads(threads)
         if preset != "quick":
             raise UserError(f"unknown preset {preset!r}; the available preset is quick.")
-        from memlens.grok import GrokConfig, run_grok
+        from memlens.track.grok import GrokConfig, run_grok
 
         overrides = {
             k: v

@@ -7,7 +7,7 @@ attention is block-diagonal causal (a position sees only earlier positions of it
 and every position's MLP mask is its document's mask. No loss term is added: the loss is the
 ordinary next-token cross-entropy over positions whose target belongs to the same document.
 
-:func:`masked_forward` builds the forward that the scoring engine (:mod:`memlens.bits`) calls to
+:func:`masked_forward` builds the forward that the scoring engine (:mod:`memlens.scoring`) calls to
 evaluate a model in any sink mode (and with optional per-sequence ablations); it identifies each
 row's sequence by hashing the row's tokens, so it works under the engine's own batching.
 """
@@ -298,7 +298,7 @@ def masked_forward(
     ablate: dict[int, np.ndarray] | None = None,
     scale: np.ndarray | None = None,
 ) -> Callable[..., Tensor]:
-    """A forward for :func:`memlens.bits.score_tokens` that applies a sink mode and ablations.
+    """A forward for :func:`memlens.scoring.score_tokens` that applies a sink mode and ablations.
 
     Parameters
     ----------
