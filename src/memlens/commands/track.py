@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from memlens.commands.options import set_threads
+
 TRACK_HELP = (
     "When, and which, examples does a model memorize while it trains? Tracks code length, "
     "unintended bits and greedy extraction of repeated, unique and held-out examples on a "
@@ -95,7 +97,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from memlens.errors import UserError
 
-        _set_threads(threads if threads is not None else (1 if preset is not None else 0))
+        set_threads(threads if threads is not None else (1 if preset is not None else 0))
         if (preset is None) == (model is None):
             raise UserError(
                 "give either --preset quick or --model with --train (not both, not neither)."
@@ -165,7 +167,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from memlens.errors import UserError
 
-        _set_threads(threads)
+        set_threads(threads)
         if preset != "quick":
             raise UserError(f"unknown preset {preset!r}; the available preset is quick.")
         from memlens.track.grok import GrokConfig, run_grok
@@ -186,18 +188,6 @@ def register(app: typer.Typer) -> None:
 
             result = run_grok(cfg, out, progress=report)
         _print_grok(result.summary, result.out_dir)
-
-
-def _set_threads(n: int) -> None:
-    """Tiny models train fastest on one thread (and do not fight other jobs for cores)."""
-    from memlens.errors import UserError
-
-    if n < 0:
-        raise UserError(f"--threads must be 0 (torch's default) or positive, got {n}.")
-    if n > 0:
-        import torch
-
-        torch.set_num_threads(n)
 
 
 class _progress:

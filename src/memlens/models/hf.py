@@ -25,6 +25,7 @@ import torch
 
 from memlens.errors import UserError
 from memlens.scoring.core import Forward, hf_forward
+from memlens.training.devices import pick_device
 
 DTYPES: dict[str, torch.dtype | None] = {
     "auto": None,
@@ -48,21 +49,6 @@ def resolve_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     if key not in DTYPES:
         raise UserError(f"unknown dtype '{name}'; use one of auto, float32, bfloat16, float16.")
     return DTYPES[key]
-
-
-def resolve_device(name: str | torch.device | None) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; anything else must be a valid, present device."""
-    if isinstance(name, torch.device):
-        return name
-    if name is None or str(name).lower() == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(str(name))
-    except (RuntimeError, ValueError):
-        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' was requested but no CUDA device is available.")
-    return dev
 
 
 @dataclass
@@ -272,7 +258,7 @@ def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) 
     name = str(name_or_path)
     path = Path(name).expanduser()
     torch_dtype = resolve_dtype(dtype)
-    dev = resolve_device(device)
+    dev = pick_device(device)
     if path.is_dir():
         if (path / GPT_CHECKPOINT_FILE).exists():
             model = load_gpt_checkpoint(path).to_hf(0)

@@ -5,13 +5,13 @@ grokking, memorization sinks, shadow models) goes through :func:`train`; a user'
 ``Trainer`` is observed through :func:`memlens.track.trainer_callback` instead.
 """
 
+from memlens.training.devices import pick_device, set_threads, threads
 from memlens.training.fused import linear_cross_entropy
 from memlens.training.loop import (
     ModelCurve,
     TrainConfig,
     TrainResult,
     evaluate_memorization,
-    pick_device,
     train_to_saturation,
 )
 
@@ -22,5 +22,7 @@ __all__ = [
     "evaluate_memorization",
     "linear_cross_entropy",
     "pick_device",
+    "set_threads",
+    "threads",
     "train_to_saturation",
 ]

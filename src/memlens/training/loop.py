@@ -122,23 +122,6 @@ class TrainResult:
     final_nll_bits: list[np.ndarray]
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    """``"auto"``/None picks CUDA, then Apple MPS, then CPU."""
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or mps.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda was requested but no CUDA GPU is available.")
-    return dev
-
-
 class _Sampler:
     """Per-model random permutations over datasets of different sizes."""
 
