@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from memlens.laws.cells import _cell_key, _chunks, _stack, _threads, _train_config
+from memlens.laws.cells import _cell_key, _chunks, _stack, _train_config
 from memlens.laws.settings import DoubleDescentConfig, Progress
+from memlens.training.devices import threads as _threads
 
 
 def _source(config: DoubleDescentConfig) -> Any:

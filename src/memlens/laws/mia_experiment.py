@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from memlens.errors import UserError
-from memlens.laws.cells import _cell_key, _chunks, _slice_scores, _stack, _threads, _train_config
+from memlens.laws.cells import _cell_key, _chunks, _slice_scores, _stack, _train_config
 from memlens.laws.fit import fit_mia_law
 from memlens.laws.formulas import CORRECTED, LAW_FORM, LAW_NOTE, MiaLawConstants, mia_f1
 from memlens.laws.settings import MiaExperimentConfig, Progress
+from memlens.training.devices import threads as _threads
 
 
 def mia_cells(config: MiaExperimentConfig) -> list[dict[str, Any]]:
