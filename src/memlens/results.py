@@ -39,6 +39,10 @@ class Summary(BaseModel):
         """The few numbers a report shows first, as ``(label, value)`` pairs."""
         return []
 
+    def tables(self) -> list[tuple[str, list[str], list[list[Any]]]]:
+        """Extra tables for a report, as ``(title, columns, rows)``."""
+        return []
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data (NaN kept as NaN; :mod:`memlens.store` writes it)."""
         return self.model_dump(mode="python")

@@ -351,10 +351,20 @@ def generic_headline(obj: Any, *, limit: int = 16) -> Headline:
 
 def headline(run: Run) -> tuple[Headline, list[ExtraTable]]:
     """The headline numbers and extra tables of ``run`` (never raises on odd JSON)."""
+    from memlens.results import summary_model
+
     adapter = ADAPTERS.get(run.kind)
+    model = summary_model(run.kind)
     h: Headline = []
     tables: list[ExtraTable] = []
-    if adapter is not None and isinstance(run.main, dict):
+    if model is not None and isinstance(run.main, dict):
+        try:
+            summary = model.model_validate(run.main)
+            h, tables = summary.headline(), summary.tables()
+        except Exception as exc:  # noqa: BLE001 - an odd result file must not sink the report
+            run.notes.append(f"headline numbers for {run.kind} failed ({exc}); showing raw values")
+            h, tables = [], []
+    elif adapter is not None and isinstance(run.main, dict):
         try:
             h, tables = adapter(run)
         except Exception as exc:  # noqa: BLE001 - an odd result file must not sink the report
