@@ -50,9 +50,9 @@ def capacity_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def prior_run(tmp_path_factory) -> Path:
-    from memlens.prior.recipe import TheoryConfig, run_theory
+    from memlens.prior.recipe import TheoryConfig, run
 
-    _, out = run_theory(TheoryConfig(), tmp_path_factory.mktemp("prior") / "theory")
+    out = run(TheoryConfig(), tmp_path_factory.mktemp("prior") / "theory").out_dir
     return Path(out)
 
 

@@ -62,7 +62,10 @@ class RunResult(Generic[S]):
 
 #: run kind -> "module:Class" of its Summary, imported on demand by :func:`summary_model` (the
 #: report). One line per kind, kept in alphabetical order.
-SUMMARIES: dict[str, str] = {}
+SUMMARIES: dict[str, str] = {
+    "prior-diagnose": "memlens.prior.recipe:DiagnosisSummary",
+    "prior-theory": "memlens.prior.recipe:TheorySummary",
+}
 
 
 def summary_model(kind: str) -> type[Summary] | None:

@@ -1,22 +1,29 @@
-"""Runs behind ``memlens prior theory`` and ``memlens prior diagnose``: compute, then write.
+"""The prior lab's recipes: ``memlens prior theory`` and ``memlens prior diagnose``.
 
-Everything is computed before the run directory is created, so bad input never leaves a
-half-written directory; every file is written atomically through :class:`memlens.store.RunDir`.
+:func:`run` takes a :class:`TheoryConfig` (limiting and finite-sample risks of the exact Bayesian
+linear theory of Cheng & Barber, COLT 2026, arXiv:2602.09405) or a :class:`DiagnoseConfig` (a
+user's ``(X, y)``), computes everything, then writes the run directory. Everything is computed
+before the directory is created, so bad input never leaves a half-written one; every file is
+written atomically through :class:`memlens.store.RunDir`. Non-finite numbers are written as
+JSON ``null`` (infinite or undefined).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field, field_validator
 
+from memlens.config import Config
 from memlens.errors import UserError
 from memlens.prior import asymptotic as asy
 from memlens.prior import diagnosis as dg
 from memlens.prior import linear
+from memlens.progress import ProgressFn
+from memlens.results import RunResult, Summary
 
 
 def finite_or_none(obj: Any) -> Any:
@@ -32,10 +39,16 @@ def finite_or_none(obj: Any) -> Any:
     return obj
 
 
-@dataclass(frozen=True)
-class TheoryConfig:
-    """Inputs of ``memlens prior theory`` (saved in the manifest)."""
+class TheoryConfig(Config):
+    """Inputs of ``memlens prior theory`` (saved in the manifest).
 
+    ``gamma = d/n``; ``r2`` the signal ``E||theta||^2_Sigma``; ``sigma2`` the noise variance;
+    ``prior`` one of isotropic, aligned, misaligned, lowrank (with ``spread``, ``alpha``, ``eta``,
+    ``eps``, see :func:`memlens.prior.asymptotic.make_population`); ``n > 0`` adds the exact
+    finite-sample values on one seeded design of ``n`` rows.
+    """
+
+    what: ClassVar[str] = "prior theory config"
     gamma: float = 2.0
     r2: float = 1.0
     sigma2: float = 0.25
@@ -44,13 +57,134 @@ class TheoryConfig:
     alpha: float = 1.0
     eta: float = 0.1
     eps: float = 0.05
-    n: int = 0  # > 0: also the exact finite-sample values on one seeded design
+    n: int = 0
     seed: int = 0
+
+    @field_validator("prior")
+    @classmethod
+    def _known_prior(cls, v: str) -> str:
+        if v not in asy.PRIOR_KINDS:
+            raise ValueError(f"unknown prior {v!r}; choose one of {', '.join(asy.PRIOR_KINDS)}")
+        return v
 
     def population(self) -> asy.Population:
         return asy.make_population(
             self.prior, self.r2, spread=self.spread, alpha=self.alpha, eta=self.eta, eps=self.eps
         )
+
+
+class DiagnoseConfig(Config):
+    """Inputs of ``memlens prior diagnose``: the files holding ``X`` (``n x d``) and ``y``
+    (``n`` values) as ``.npy``, ``.csv`` or ``.parquet``, and whether to center them (fit an
+    intercept)."""
+
+    what: ClassVar[str] = "prior diagnose config"
+    X: str
+    y: str
+    center: bool = True
+
+
+class TheoryTable(Summary):
+    """One column of ``memlens prior theory``: the proportional limit, or the exact values on a
+    finite design (``n``, ``d``). Risks are prediction risks ``E||theta_hat - theta||^2_Sigma``;
+    ``None`` means infinite or undefined."""
+
+    prior: str | None = None
+    gamma: float | None = None
+    r2: float | None = None
+    sigma2: float | None = None
+    minnorm_risk: float | None = None
+    bayes_risk: float | None = None
+    ridge_opt_risk: float | None = None
+    lambda_opt: float | None = None
+    lambda_min: float | None = None
+    train_bayes: float | None = None
+    train_bayes_lower: float | None = None
+    train_bayes_upper: float | None = None
+    J: float | None = None
+    V: float | None = None
+    threshold_memorization: float | None = None
+    threshold_overfitting: float | None = None
+    lambda_sigma: float | None = None
+    sigma2_sign_change: float | None = None
+    regime: str | None = None
+    n: int | None = None
+    d: int | None = None
+
+
+#: The rows ``memlens prior theory`` prints, in order.
+THEORY_ROWS = (
+    "minnorm_risk", "bayes_risk", "ridge_opt_risk", "lambda_opt", "lambda_min", "train_bayes",
+    "train_bayes_lower", "train_bayes_upper", "J", "V", "threshold_memorization",
+    "threshold_overfitting", "lambda_sigma", "sigma2_sign_change", "regime",
+)  # fmt: skip
+
+
+class TheorySummary(Summary):
+    """``theory.json``: the limiting table and, with ``n > 0``, the exact finite-sample one."""
+
+    kind: ClassVar[str] = "prior-theory"
+    file: ClassVar[str] = "theory.json"
+    limit: TheoryTable
+    finite: TheoryTable | None = None
+
+    def headline(self) -> list[tuple[str, Any]]:
+        lim = self.limit
+        return [
+            ("prior", lim.prior), ("γ = d/n", lim.gamma), ("regime", lim.regime),
+            ("min-norm risk", lim.minnorm_risk), ("Bayes risk", lim.bayes_risk),
+            ("optimal ridge risk", lim.ridge_opt_risk), ("optimal λ", lim.lambda_opt),
+            ("memorization threshold 1/J", lim.threshold_memorization),
+            ("overfitting threshold V", lim.threshold_overfitting),
+        ]  # fmt: skip
+
+
+#: The rows ``memlens prior diagnose`` prints, in order.
+DIAGNOSIS_ROWS = (
+    "n", "d", "gamma", "lambda_opt", "lambda_min", "loo_opt", "loo_interp", "loo_null",
+    "gcv_lambda_opt", "train_opt", "train_interp", "sigma2_hat", "signal_var_hat", "snr",
+    "alpha_hat", "alpha_pvalue", "threshold_memorization", "threshold_overfitting", "regime",
+    "verdict",
+)  # fmt: skip
+
+
+class DiagnosisSummary(Summary):
+    """``diagnosis.json``: exact leave-one-out over ridge penalties on the user's data, the
+    empirical-Bayes noise and prior-alignment estimates and the verdict (see
+    :class:`memlens.prior.diagnosis.Diagnosis` for every field)."""
+
+    kind: ClassVar[str] = "prior-diagnose"
+    file: ClassVar[str] = "diagnosis.json"
+    n: int
+    d: int
+    gamma: float | None = None
+    lambda_opt: float | None = None
+    lambda_min: float | None = None
+    loo_opt: float | None = None
+    loo_interp: float | None = None
+    loo_null: float | None = None
+    gcv_lambda_opt: float | None = None
+    train_opt: float | None = None
+    train_interp: float | None = None
+    sigma2_hat: float | None = None
+    signal_var_hat: float | None = None
+    snr: float | None = None
+    alpha_hat: float | None = None
+    alpha_pvalue: float | None = None
+    threshold_memorization: float | None = None
+    threshold_overfitting: float | None = None
+    regime: str
+    verdict: str
+    answers: dict[str, str] = Field(default_factory=dict)
+    summary: str = ""
+
+    def headline(self) -> list[tuple[str, Any]]:
+        return [
+            ("verdict", self.verdict), ("regime", self.regime), ("n", self.n), ("d", self.d),
+            ("optimal λ (LOO)", self.lambda_opt), ("LOO risk at optimum", self.loo_opt),
+            ("LOO risk, interpolator", self.loo_interp), ("noise variance σ²", self.sigma2_hat),
+            ("signal-to-noise", self.snr),
+        ]  # fmt: skip
 
 
 MAX_FINITE_D = 4000
@@ -63,12 +197,12 @@ def theory_result(config: TheoryConfig) -> dict:
     asy._check_sigma2(config.sigma2)
     out = {"limit": asy.theory(pop, config.gamma, config.sigma2)}
     if config.n < 0:
-        raise UserError(f"--n must be 0 (off) or a positive sample size, got {config.n}.")
+        raise UserError(f"`n` must be 0 (off) or a positive sample size, got {config.n}.")
     if config.n > 0:
         d = int(round(config.gamma * config.n))
         if d < 1 or d > MAX_FINITE_D:
             raise UserError(
-                f"--n {config.n} with --gamma {config.gamma} gives d = {d}; the exact finite-sample "
+                f"`n` {config.n} with `gamma` {config.gamma} gives d = {d}; the exact finite-sample "
                 f"check needs 1 <= d <= {MAX_FINITE_D}."
             )
         sx, sw = pop.finite(d)
@@ -156,27 +290,29 @@ def _plot_theory(result: dict, config: TheoryConfig):
     return fig1, fig2
 
 
-def run_theory(config: TheoryConfig, out: str | Path | None = None) -> tuple[dict, Path]:
+def _run_theory(config: TheoryConfig, out: str | Path | None) -> RunResult[TheorySummary]:
     """Compute :func:`theory_result`, then write ``theory.json``, two CSV curves, two plots and
-    ``manifest.json`` to ``out``. Returns the JSON-ready result and the run directory."""
+    ``manifest.json``."""
     import pandas as pd
 
     from memlens.store import RunDir, default_out_dir
 
     result = theory_result(config)
     figs = _plot_theory(result, config)
-    table = finite_or_none({k: v for k, v in result.items() if k in ("limit", "finite")})
-    run = RunDir(
-        out or default_out_dir("prior-theory"), "prior-theory", asdict(config), config.seed
+    summary = TheorySummary.model_validate(
+        finite_or_none({k: v for k, v in result.items() if k in ("limit", "finite")})
     )
-    run.write_json("theory.json", table)
+    run = RunDir(
+        out or default_out_dir("prior-theory"), "prior-theory", config.to_dict(), config.seed
+    )
+    run.write_json(TheorySummary.file, summary.to_json())
     run.write_table("curve_sigma2.csv", pd.DataFrame(result["curve_sigma2"]))
     run.write_table("curve_lambda.csv", pd.DataFrame(result["curve_lambda"]))
     run.save_figure("risk_vs_sigma2.png", figs[0])
     run.save_figure("risk_vs_lambda.png", figs[1])
     run.write_manifest(files=["theory.json", "curve_sigma2.csv", "curve_lambda.csv",
                               "risk_vs_sigma2.png", "risk_vs_lambda.png"])  # fmt: skip
-    return table, run.path
+    return RunResult(summary, run.path)
 
 
 def _plot_diagnosis(res: dg.Diagnosis):
@@ -211,23 +347,42 @@ def _plot_diagnosis(res: dg.Diagnosis):
     return fig
 
 
-def run_diagnose(
-    x_path: str | Path, y_path: str | Path, out: str | Path | None = None, center: bool = True
-) -> tuple[dict, Path]:
+def _run_diagnose(config: DiagnoseConfig, out: str | Path | None) -> RunResult[DiagnosisSummary]:
     """Load ``X`` and ``y``, :func:`memlens.prior.diagnosis.diagnose` them, and write
     ``diagnosis.json``, ``loo_curve.csv``, ``loo_curve.png`` and ``manifest.json``."""
     import pandas as pd
 
     from memlens.store import RunDir, default_out_dir
 
-    X, y = dg.load_xy(x_path, y_path)
-    res = dg.diagnose(X, y, center=center)
+    X, y = dg.load_xy(config.X, config.y)
+    res = dg.diagnose(X, y, center=config.center)
     fig = _plot_diagnosis(res)
-    table = finite_or_none(res.to_dict())
-    config = {"X": str(x_path), "y": str(y_path), "center": center, "n": res.n, "d": res.d}
-    run = RunDir(out or default_out_dir("prior-diagnose"), "prior-diagnose", config, None)
-    run.write_json("diagnosis.json", table)
+    summary = DiagnosisSummary.model_validate(finite_or_none(res.to_dict()))
+    manifest_config = {**config.to_dict(), "n": res.n, "d": res.d}
+    run = RunDir(out or default_out_dir("prior-diagnose"), "prior-diagnose", manifest_config, None)
+    run.write_json(DiagnosisSummary.file, summary.to_json())
     run.write_table("loo_curve.csv", pd.DataFrame(res.curve))
     run.save_figure("loo_curve.png", fig)
     run.write_manifest(files=["diagnosis.json", "loo_curve.csv", "loo_curve.png"])
-    return table, run.path
+    return RunResult(summary, run.path)
+
+
+def run(
+    config: TheoryConfig | DiagnoseConfig,
+    out: str | Path | None = None,
+    *,
+    progress: ProgressFn | None = None,
+) -> RunResult[TheorySummary] | RunResult[DiagnosisSummary]:
+    """Run the prior lab's recipe for ``config`` into the run directory ``out``.
+
+    A :class:`TheoryConfig` gives ``theory.json`` (:class:`TheorySummary`); a
+    :class:`DiagnoseConfig` gives ``diagnosis.json`` (:class:`DiagnosisSummary`). Both compute in
+    well under a second, so ``progress`` receives nothing; it is accepted for the common contract.
+    """
+    if isinstance(config, TheoryConfig):
+        return _run_theory(config, out)
+    if isinstance(config, DiagnoseConfig):
+        return _run_diagnose(config, out)
+    raise UserError(
+        f"the prior lab runs a TheoryConfig or a DiagnoseConfig, not {type(config).__name__}."
+    )

@@ -79,7 +79,7 @@ def make_items(
     ``optimal_length``. No solution is included.
     """
     if seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}.")
+        raise UserError(f"`seeds` must be at least 1, got {seeds}.")
     items = []
     for n in sizes:
         for seed in range(seeds if puzzle == "blocks" else 1):

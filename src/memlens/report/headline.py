@@ -210,42 +210,6 @@ def _grok(run: Run) -> tuple[Headline, list[ExtraTable]]:
     return h, []
 
 
-def _prior_theory(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    h = _pick(
-        run.main,
-        [
-            ("prior", "limit.prior"),
-            ("γ = d/n", "limit.gamma"),
-            ("regime", "limit.regime"),
-            ("min-norm risk", "limit.minnorm_risk"),
-            ("Bayes risk", "limit.bayes_risk"),
-            ("optimal ridge risk", "limit.ridge_opt_risk"),
-            ("optimal λ", "limit.lambda_opt"),
-            ("memorization threshold 1/J", "limit.threshold_memorization"),
-            ("overfitting threshold V", "limit.threshold_overfitting"),
-        ],
-    )
-    return h, []
-
-
-def _prior_diagnose(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    h = _pick(
-        run.main,
-        [
-            ("verdict", "verdict"),
-            ("regime", "regime"),
-            ("n", "n"),
-            ("d", "d"),
-            ("optimal λ (LOO)", "lambda_opt"),
-            ("LOO risk at optimum", "loo_opt"),
-            ("LOO risk, interpolator", "loo_interp"),
-            ("noise variance σ²", "sigma2_hat"),
-            ("signal-to-noise", "snr"),
-        ],
-    )
-    return h, []
-
-
 def _puzzles_eval(run: Run) -> tuple[Headline, list[ExtraTable]]:
     h = _pick(
         run.main,
@@ -315,8 +279,6 @@ ADAPTERS: dict[str, Callable[[Run], tuple[Headline, list[ExtraTable]]]] = {
     "sinks": _sinks,
     "track": _track,
     "grok": _grok,
-    "prior-theory": _prior_theory,
-    "prior-diagnose": _prior_diagnose,
     "puzzles-eval": _puzzles_eval,
     "laws-fit-mia": _laws_fit_mia,
     "laws-mia-experiment": _laws_mia_experiment,
