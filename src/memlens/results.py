@@ -65,6 +65,8 @@ class RunResult(Generic[S]):
 SUMMARIES: dict[str, str] = {
     "prior-diagnose": "memlens.prior.recipe:DiagnosisSummary",
     "prior-theory": "memlens.prior.recipe:TheorySummary",
+    "puzzles-eval": "memlens.puzzles.recipe:EvalSummary",
+    "puzzles-make": "memlens.puzzles.recipe:MakeSummary",
 }
 
 

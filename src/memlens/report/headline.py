@@ -210,20 +210,6 @@ def _grok(run: Run) -> tuple[Headline, list[ExtraTable]]:
     return h, []
 
 
-def _puzzles_eval(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    h = _pick(
-        run.main,
-        [
-            ("items", "items"),
-            ("accuracy", "accuracy"),
-            ("accuracy within budget", "accuracy_within_budget"),
-            ("items over budget", "items_over_budget"),
-            ("budget (tokens)", "budget.budget_tokens"),
-        ],
-    )
-    return h, []
-
-
 def _laws_fit_mia(run: Run) -> tuple[Headline, list[ExtraTable]]:
     r = run.main or {}
     h = _pick(r, [("form", "form"), ("rows", "n"), ("RMSE (F1)", "rmse")])
@@ -279,7 +265,6 @@ ADAPTERS: dict[str, Callable[[Run], tuple[Headline, list[ExtraTable]]]] = {
     "sinks": _sinks,
     "track": _track,
     "grok": _grok,
-    "puzzles-eval": _puzzles_eval,
     "laws-fit-mia": _laws_fit_mia,
     "laws-mia-experiment": _laws_mia_experiment,
     "laws-double-descent": _laws_double_descent,
