@@ -58,7 +58,7 @@ def prior_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def laws_run(tmp_path_factory) -> Path:
-    """What ``memlens laws fit-mia`` writes, on the published validation rows (science.md §2)."""
+    """What ``memlens laws fit-mia`` writes, on the published validation rows (Concepts §2 (docs/concepts.md))."""
     from memlens.laws import fit_mia_table, plot_mia_fit
 
     base = tmp_path_factory.mktemp("laws")

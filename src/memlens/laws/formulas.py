@@ -75,7 +75,7 @@ class MiaLawConstants:
         return asdict(self)
 
 
-#: Corrected constants that reproduce the published validation targets (science.md §2).
+#: Corrected constants that reproduce the published validation targets (Concepts §2 (docs/concepts.md)).
 CORRECTED = MiaLawConstants(c1=1.3405, c2=1.1159, c3=120.61)
 
 #: The constants printed in Morris et al. 2025 for ``F1 = 1/2 (1 + c1 sigma(c2 (C/|D| + c3)))``.
