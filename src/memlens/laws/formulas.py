@@ -153,6 +153,8 @@ def regime(ratio: float) -> str:
     Thresholds: :data:`REGIME_THRESHOLDS` (0.5 and 2, a factor of 2 around the double-descent
     peak at ratio ~ 1 of Morris et al. 2025).
 
+    Examples
+    --------
     >>> [regime(r) for r in (0.1, 0.5, 1.9, 2.0)]
     ['memorization', 'critical', 'critical', 'generalization']
     """

@@ -300,6 +300,9 @@ def masked_forward(
 ) -> Callable[..., Tensor]:
     """A forward for :func:`memlens.scoring.score_tokens` that applies a sink mode and ablations.
 
+    Rows are identified by hashing their tokens; with right padding, call the engine with
+    ``pass_attention_mask=True`` so the lengths are known.
+
     Parameters
     ----------
     model: a single-model :class:`GPT`.
@@ -309,9 +312,6 @@ def masked_forward(
     ablate: optional ``{sequence ID: float [L, H] multiplier}``; a row whose sequence ID is a key
         has its MLP units multiplied by it as well (zeros ablate units).
     scale: optional float ``[L, H]`` multiplier for every row (e.g. one ablation for all rows).
-
-    Rows are identified by hashing their tokens; with right padding, call the engine with
-    ``pass_attention_mask=True`` so the lengths are known.
     """
     check_mode(mode)
     n_layer, hidden = model.config.n_layer, 4 * model.config.d_model
