@@ -87,18 +87,22 @@ def p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
     float
         The p-value, in [0, 1].
     """
-    from scipy.special import expit
-    from scipy.stats import binom
+    from scipy.special import bdtrc, gammaln, log_expit
 
     if epsilon < 0:
         raise UserError(f"epsilon must be at least 0, got {epsilon}.")
-    q = float(expit(epsilon))  # e^ε/(1+e^ε), without overflow
-    beta = float(binom.sf(v - 1, r, q))  # P[Bin(r, q) >= v]
+    # q = e^ε/(1+e^ε) and 1 - q, in logs without overflow
+    log_q, log_1mq = float(log_expit(epsilon)), float(log_expit(-epsilon))
+    q = math.exp(log_q)
+    beta = 1.0 if v == 0 else float(bdtrc(v - 1, r, q))  # P[Bin(r, q) >= v]
     alpha = 0.0
     if delta > 0 and v > 0:
-        # P[v > Bin(r, q) >= v - i] for i = 1..v, as cumulative sums of pmf(v-1), pmf(v-2), ...
-        pmf = binom.pmf(np.arange(v - 1, -1, -1), r, q)
-        window = np.cumsum(pmf)
+        # P[v > Bin(r, q) >= v - i] for i = 1..v: cumulative sums of pmf(v-1), pmf(v-2), ...
+        k = np.arange(v - 1, -1, -1, dtype=np.float64)
+        log_pmf = (
+            gammaln(r + 1) - gammaln(k + 1) - gammaln(r - k + 1) + k * log_q + (r - k) * log_1mq
+        )
+        window = np.cumsum(np.exp(log_pmf))
         alpha = float(np.max(window / np.arange(1, v + 1)))
     return min(1.0, beta + 2.0 * m * delta * alpha)
 

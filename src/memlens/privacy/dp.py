@@ -158,10 +158,15 @@ def check_private_trainable(model: nn.Module, example: Tensor, device: torch.dev
         raise UserError(
             f"DP-SGD needs the whole model on one device, but {name} is split across several."
         )
-    with quiet():
-        errors = ModuleValidator.validate(model, strict=False)
+    was_training = model.training
+    model.train()  # the validator checks the mode training will run in
+    try:
+        with quiet():
+            errors = ModuleValidator.validate(model, strict=False)
+    finally:
+        model.train(was_training)
     if errors:
-        first = str(errors[0]).strip().splitlines()[0].rstrip(".")
+        first = str(errors[0]).strip().splitlines()[0].split(". ")[0].rstrip(".")
         raise UserError(f"Opacus cannot train {name} with DP-SGD: {first}.")
     module = RowModel(model)
     params = {k: v.detach() for k, v in module.named_parameters() if v.requires_grad}

@@ -35,10 +35,11 @@ Units: code lengths and exposures in bits; ε in nats (as in differential privac
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -484,6 +485,20 @@ def _fresh_model(cfg: DPAuditConfig, vocab: _Vocab, device: Any) -> Any:
     return lm.model
 
 
+@contextlib.contextmanager
+def _no_hf_bars() -> Iterator[None]:
+    """No "Writing model shards" / "Loading weights" bars from transformers in memlens output."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _save_weights(model: Any, path: Path, is_gpt: bool) -> None:
     """Save trained weights (safetensors) into ``path`` atomically (a temporary directory renamed)."""
     import os
@@ -496,7 +511,8 @@ def _save_weights(model: Any, path: Path, is_gpt: bool) -> None:
 
         save_gpt_checkpoint(model, tmp)
     else:
-        model.save_pretrained(tmp, safe_serialization=True)
+        with _no_hf_bars():
+            model.save_pretrained(tmp, safe_serialization=True)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
@@ -512,7 +528,7 @@ def _load_weights(path: Path, is_gpt: bool, device: Any) -> Any | None:
 
         from memlens.privacy.dp import quiet
 
-        with quiet():
+        with quiet(), _no_hf_bars():
             return AutoModelForCausalLM.from_pretrained(path, dtype="float32").to(device).eval()
     except (UserError, OSError, ValueError, RuntimeError):
         return None
