@@ -645,6 +645,161 @@ def _train_arm(
     return stats.to_dict()
 
 
+@dataclass
+class _Prepared:
+    """Everything an audit needs before training, built (and checked) before anything is written."""
+
+    vocab: _Vocab
+    canaries: Canaries
+    data: _Data
+    rows: np.ndarray  # [N, S] training rows, canary rows included
+    canary_seqs: list[np.ndarray]  # what is scored: [BOS] + canary
+    candidate_seqs: list[np.ndarray] | None
+    is_gpt: bool
+    device: Any
+    hf_model: Any = None  # the loaded Hugging Face model (before fine-tuning)
+
+
+def prepare(cfg: DPAuditConfig, device: Any) -> _Prepared:
+    """Load the model's vocabulary, draw the canaries, build the training rows and check that
+    DP-SGD can train the model. Raises :class:`UserError` on bad input; writes nothing."""
+    import torch
+
+    is_gpt = cfg.model is None
+    tokenizer = hf_model = None
+    if not is_gpt:
+        from memlens.models.hf import load_causal_lm
+
+        lm = load_causal_lm(cfg.model, device=str(device), dtype="float32")
+        hf_model, tokenizer = lm.model, lm.tokenizer
+        if tokenizer is None:
+            raise UserError(f"model {cfg.model} has no tokenizer to encode the training texts.")
+        if cfg.train is None:
+            raise UserError("fine-tuning a Hugging Face model needs training texts.")
+        if lm.context_length is not None and cfg.seq_len > lm.context_length:
+            raise UserError(
+                f"rows of {cfg.seq_len} tokens are longer than the context of "
+                f"{lm.context_length} tokens of model {cfg.model}."
+            )
+    elif cfg.tokenizer is not None:
+        if cfg.train is None:
+            raise UserError("a tokenizer applies only to training texts; give training texts too.")
+        from memlens.models.hf import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.tokenizer)
+    if cfg.train is not None:
+        vocab = _text_vocab(cfg, tokenizer)
+    else:
+        from memlens.privacy.canaries import allowed_token_ids
+
+        V = cfg.vocab_size
+        vocab = _Vocab(V, None, allowed_token_ids(V), f"synthetic ids (V={V})")
+    canaries = _canaries(cfg, vocab)
+    m = canaries.m
+    k_in, k_out = cfg.guess_counts
+    if (k_in or 0) + (k_out or 0) > m:
+        raise UserError(f"k_in + k_out = {k_in + k_out} guesses exceed the {m} canaries.")
+    data = _text_data(cfg, vocab, m) if cfg.train is not None else _synthetic_data(cfg, m)
+    rows = _training_rows(data, canaries, vocab, cfg.seq_len)
+    if any(e is not None for e in cfg.dp_epsilons):
+        from memlens.privacy.dp import check_private_trainable
+
+        probe = _fresh_model(cfg, vocab, device) if is_gpt else hf_model
+        check_private_trainable(probe, torch.from_numpy(rows[:2]), device)
+    return _Prepared(
+        vocab=vocab,
+        canaries=canaries,
+        data=data,
+        rows=rows,
+        canary_seqs=_with_bos(canaries.tokens, vocab.bos),
+        candidate_seqs=_with_bos(canaries.candidates, vocab.bos) if canaries.candidates else None,
+        is_gpt=is_gpt,
+        device=device,
+        hf_model=hf_model,
+    )
+
+
+def _trained_arm(
+    cfg: DPAuditConfig,
+    prep: _Prepared,
+    run_dir: Any,
+    name: str,
+    epsilon: float | None,
+    progress: Progress | None,
+) -> tuple[Any, dict[str, Any], bool]:
+    """The arm's trained model and training stats: reused from ``run_dir`` when a finished cell and
+    its weights are there, else trained from the shared initialization and saved."""
+    key, path = f"arm-{name}", run_dir.path / "models" / name
+    stats = run_dir.load_cell(key)
+    if stats is not None:
+        model = _load_weights(path, prep.is_gpt, prep.device)
+        if model is not None:
+            return model, stats, True
+    model = _fresh_model(cfg, prep.vocab, prep.device)
+
+    def tick(done: int, total: int) -> None:
+        if progress is not None:
+            progress(f"training {name}", done, total)
+
+    stats = _train_arm(cfg, model, prep.rows, epsilon, prep.device, prep.is_gpt, tick)
+    _save_weights(model, path, prep.is_gpt)
+    run_dir.save_cell(key, stats)  # written after the weights: a cell means "weights complete"
+    return model, stats, False
+
+
+def _audit_arm(
+    cfg: DPAuditConfig,
+    prep: _Prepared,
+    model: Any,
+    name: str,
+    epsilon: float | None,
+    stats: dict[str, Any],
+    reused: bool,
+    base_bits: np.ndarray | None,
+) -> ArmResult:
+    """Score the canaries (and candidates), guess, bound ε and measure exposure for one model."""
+    from memlens.privacy.exposure import exposure_summary, extrapolated_exposure, rank_exposure
+
+    kw = dict(is_gpt=prep.is_gpt, device=prep.device, batch_size=cfg.batch_size_scoring)
+    bits, n_pred = score_bits(model, prep.canary_seqs, **kw)
+    loss = bits / np.maximum(n_pred, 1)  # bits per predicted token
+    scores = -loss if base_bits is None else base_bits / np.maximum(n_pred, 1) - loss
+    k_in, k_out = cfg.guess_counts
+    audit = audit_scores(
+        scores,
+        prep.canaries.included,
+        delta=cfg.dp_delta,
+        confidence=cfg.confidence,
+        selection=cfg.selection,
+        k_in=k_in,
+        k_out=k_out,
+        seed=cfg.seed,
+    )
+    arm = ArmResult(
+        name=name,
+        epsilon_target=epsilon,
+        train=stats,
+        included=prep.canaries.included,
+        audit=audit,
+        exposure=None,
+        canary_bits=bits,
+        canary_loss=loss,
+        scores=scores,
+        reused=reused,
+    )
+    if prep.candidate_seqs:
+        cbits, _ = score_bits(model, prep.candidate_seqs, **kw)
+        ext, fit = extrapolated_exposure(bits, cbits)
+        arm.candidate_bits = cbits
+        arm.rank_exposure = rank_exposure(bits, cbits)
+        arm.extrapolated_exposure = ext
+        arm.exposure = {
+            **exposure_summary(arm.rank_exposure, ext, prep.canaries.included, len(cbits)),
+            "skew_normal": fit.to_dict(),
+        }
+    return arm
+
+
 def run(
     config: DPAuditConfig, out: str | Path, *, progress: Progress | None = None
 ) -> DPAuditResult:
@@ -670,155 +825,36 @@ def run(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        device = pick_device(cfg.device)
-        is_gpt = cfg.model is None
-        # -- everything that can fail on bad input happens before the run directory exists --
-        tokenizer = None
-        if not is_gpt:
-            from memlens.models.hf import load_causal_lm
-
-            lm = load_causal_lm(cfg.model, device=str(device), dtype="float32")
-            tokenizer = lm.tokenizer
-            if tokenizer is None:
-                raise UserError(f"model {cfg.model} has no tokenizer to encode the training texts.")
-            if cfg.train is None:
-                raise UserError("fine-tuning a Hugging Face model needs training texts.")
-            if lm.context_length is not None and cfg.seq_len > lm.context_length:
-                raise UserError(
-                    f"rows of {cfg.seq_len} tokens are longer than the context of {lm.context_length} "
-                    f"tokens of model {cfg.model}."
-                )
-        elif cfg.tokenizer is not None:
-            if cfg.train is None:
-                raise UserError(
-                    "a tokenizer applies only to training texts; give training texts too."
-                )
-            from memlens.models.hf import load_tokenizer
-
-            tokenizer = load_tokenizer(cfg.tokenizer)
-        if cfg.train is not None:
-            vocab = _text_vocab(cfg, tokenizer)
-        else:
-            from memlens.privacy.canaries import allowed_token_ids
-
-            vocab = _Vocab(
-                cfg.vocab_size,
-                None,
-                allowed_token_ids(cfg.vocab_size),
-                f"synthetic ids (V={cfg.vocab_size})",
-            )
-        canaries = _canaries(cfg, vocab)
-        m = canaries.m
-        data = _text_data(cfg, vocab, m) if cfg.train is not None else _synthetic_data(cfg, m)
-        rows = _training_rows(data, canaries, vocab, cfg.seq_len)
-        if vocab.bos is None and int(rows.max()) >= vocab.size:
-            raise UserError("a training token id exceeds the vocabulary.")
-        if any(e is not None for e in cfg.dp_epsilons):
-            from memlens.privacy.dp import check_private_trainable
-
-            probe = _fresh_model(cfg, vocab, device) if is_gpt else lm.model
-            check_private_trainable(probe, torch.from_numpy(rows[:2]), device)
-        canary_seqs = _with_bos(canaries.tokens, vocab.bos)
-        cand_seqs = _with_bos(canaries.candidates, vocab.bos) if canaries.candidates else None
-        if cfg.selection == "fixed":
-            k_in, k_out = cfg.guess_counts
-            if (k_in or 0) + (k_out or 0) > m:
-                raise UserError(f"k_in + k_out = {k_in + k_out} guesses exceed the {m} canaries.")
-
+        prep = prepare(cfg, pick_device(cfg.device))
         run_dir = RunDir(out, KIND, cfg.model_dump(), cfg.seed)
         run_dir.write_manifest(status="running")
-        models_dir = run_dir.path / "models"
-        models_dir.mkdir(exist_ok=True)
-
+        (run_dir.path / "models").mkdir(exist_ok=True)
         base_bits = None
-        if cfg.score == "loss_diff":
-            init = _fresh_model(cfg, vocab, device) if is_gpt else lm.model
-            base_bits, base_n = score_bits(
-                init, canary_seqs, is_gpt=is_gpt, device=device, batch_size=cfg.batch_size_scoring
-            )
-            del init
-        if not is_gpt:
-            del lm
-
+        if cfg.score == "loss_diff":  # the same initial model for every arm
+            init = _fresh_model(cfg, prep.vocab, prep.device) if prep.is_gpt else prep.hf_model
+            base_bits, _ = score_bits(
+                init, prep.canary_seqs, is_gpt=prep.is_gpt, device=prep.device,
+                batch_size=cfg.batch_size_scoring,
+            )  # fmt: skip
+        prep.hf_model = None
         arms: list[ArmResult] = []
         for name, eps in cfg.arms:
-            key = f"arm-{name}"
-            path = models_dir / name
-            stats = run_dir.load_cell(key)
-            model = _load_weights(path, is_gpt, device) if stats is not None else None
-            reused = model is not None
-            if model is None:
-                model = _fresh_model(cfg, vocab, device)
-
-                def tick(done: int, total: int, _n: str = name) -> None:
-                    if progress is not None:
-                        progress(f"training {_n}", done, total)
-
-                stats = _train_arm(cfg, model, rows, eps, device, is_gpt, tick)
-                _save_weights(model, path, is_gpt)
-                run_dir.save_cell(key, stats)
+            model, stats, reused = _trained_arm(cfg, prep, run_dir, name, eps, progress)
             if progress is not None:
                 progress(f"scoring {name}", 0, 1)
-            bits, n_pred = score_bits(
-                model, canary_seqs, is_gpt=is_gpt, device=device, batch_size=cfg.batch_size_scoring
-            )
-            loss = bits / np.maximum(n_pred, 1)
-            scores = -loss if base_bits is None else base_bits / np.maximum(n_pred, 1) - loss
-            k_in, k_out = cfg.guess_counts
-            audit = audit_scores(
-                scores,
-                canaries.included,
-                delta=cfg.dp_delta,
-                confidence=cfg.confidence,
-                selection=cfg.selection,
-                k_in=k_in,
-                k_out=k_out,
-                seed=cfg.seed,
-            )
-            arm = ArmResult(
-                name=name,
-                epsilon_target=eps,
-                train=stats,
-                included=canaries.included,
-                audit=audit,
-                exposure=None,
-                canary_bits=bits,
-                canary_loss=loss,
-                scores=scores,
-                reused=reused,
-            )
-            if cand_seqs:
-                from memlens.privacy.exposure import (
-                    exposure_summary,
-                    extrapolated_exposure,
-                    rank_exposure,
-                )
-
-                cbits, _ = score_bits(
-                    model,
-                    cand_seqs,
-                    is_gpt=is_gpt,
-                    device=device,
-                    batch_size=cfg.batch_size_scoring,
-                )
-                arm.candidate_bits = cbits
-                arm.rank_exposure = rank_exposure(bits, cbits)
-                ext, fit = extrapolated_exposure(bits, cbits)
-                arm.extrapolated_exposure = ext
-                arm.exposure = {
-                    **exposure_summary(arm.rank_exposure, ext, canaries.included, len(cbits)),
-                    "skew_normal": fit.to_dict(),
-                }
+            arms.append(_audit_arm(cfg, prep, model, name, eps, stats, reused, base_bits))
             if progress is not None:
                 progress(f"scoring {name}", 1, 1)
-            arms.append(arm)
             del model
-
         result = DPAuditResult(
             config=cfg,
             arms=arms,
-            canaries=canaries,
-            data={**data.info, "n_training_rows": int(len(rows)), "tokens": vocab.describe},
+            canaries=prep.canaries,
+            data={
+                **prep.data.info,
+                "n_training_rows": int(len(prep.rows)),
+                "tokens": prep.vocab.describe,
+            },
             seconds=time.perf_counter() - start,
             out_dir=run_dir.path,
         )
@@ -1017,6 +1053,7 @@ __all__ = [
     "canaries_table",
     "make_config",
     "plot",
+    "prepare",
     "run",
     "score_bits",
 ]
