@@ -133,9 +133,7 @@ def _summary(result: Any) -> None:
             f"exposure: mean over canaries, ranked among {n_cand} random candidates "
             f"(rank exposure at most log2 {n_cand + 1} = {math.log2(n_cand + 1):.2f} bits)."
         )
-    console.print(
-        f"σ: DP-SGD noise multiplier. k±: {first.note} ({first.selection} selection)."
-    )
+    console.print(f"σ: DP-SGD noise multiplier. k±: {first.note} ({first.selection} selection).")
     console.print(
         f"ceiling: ε̂ if every guess were right ({first.guesses} guesses); with all "
         f"{first.canaries} canaries guessed right at most {first.ceiling:.2f}. ε in nats."
@@ -235,7 +233,9 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(None, "--batch-size", help="(Expected) rows per step (64)."),
         lr: float = typer.Option(None, "--lr", help="Adam learning rate (3e-3)."),
         physical_batch_size: int = typer.Option(
-            None, "--physical-batch-size", help="Rows per per-sample-gradient chunk (64)."
+            None,
+            "--physical-batch-size",
+            help="Rows per per-sample-gradient chunk (default: within 1 GiB).",
         ),
         selection: str = typer.Option(
             None,

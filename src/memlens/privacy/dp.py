@@ -21,7 +21,9 @@ weights included. The model is wrapped as a one-model (``K = 1``) module taking 
 (:class:`RowModel`); Opacus then clips, noises and accounts as usual. Attention runs in PyTorch's
 math kernel under ``vmap`` (the fused CPU kernel has no batching rule). Per-sample gradients are
 computed ``physical_batch_size`` rows at a time and accumulated by Opacus's virtual steps, so a
-large logical batch does not need B copies of the gradient at once.
+large logical batch does not need B copies of the gradient at once (by default as many rows as
+keep the per-sample gradients within 2^28 numbers, 1 GiB in float32: every row of a batch for a
+small memlens GPT, two rows at a time for GPT-2 small).
 
 Each row's loss is its mean next-token cross-entropy over its own predicted tokens (padding
 after a row's length is ignored; rows are right-padded, and causal attention never lets a real
@@ -46,6 +48,7 @@ from torch import Tensor, nn
 from memlens.errors import UserError
 
 ACCOUNTANTS = ("prv", "rdp")
+PER_SAMPLE_BUDGET = 2**28  # numbers of per-sample gradient held at once (default chunking)
 
 
 @contextlib.contextmanager
@@ -216,7 +219,7 @@ def train_rows(
     dp: DPSettings | None,
     warmup_steps: int = 0,
     betas: tuple[float, float] = (0.9, 0.98),
-    physical_batch_size: int = 64,
+    physical_batch_size: int | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
@@ -275,6 +278,9 @@ def train_rows(
             )
     inner: RowModel = module._module if dp is not None else module  # type: ignore[assignment]
     trainable = {k: p for k, p in inner.named_parameters() if p.requires_grad}
+    if physical_batch_size is None:
+        n_params = sum(p.numel() for p in trainable.values())
+        physical_batch_size = max(1, min(4 * batch_size, PER_SAMPLE_BUDGET // max(n_params, 1)))
     steps_per_epoch = len(loader)
     total = epochs * steps_per_epoch
     step = 0

@@ -98,7 +98,7 @@ class DPAuditConfig(BaseModel):
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=3e-3, gt=0)
     warmup_steps: int = Field(default=20, ge=0)
-    physical_batch_size: int = Field(default=64, ge=1)
+    physical_batch_size: int | None = Field(default=None, ge=1)
     # DP-SGD arms
     dp_epsilons: tuple[float | None, ...] = (None,)
     dp_delta: float = 1e-5
@@ -949,7 +949,7 @@ def plot(result: DPAuditResult) -> Any:
     fig, axes = plt.subplots(
         1,
         len(panels),
-        figsize=(6.4 if len(panels) == 2 else 5.0, 4.2),
+        figsize=(6.4 if len(panels) == 2 else 5.0, 4.8),
         sharey=True,
         gridspec_kw={"width_ratios": [4, 1] if len(panels) == 2 else [1]},
         squeeze=False,
@@ -1001,7 +1001,7 @@ def plot(result: DPAuditResult) -> Any:
                 )
             ax.set_xscale("log")
             ax.set_xlim(lo, hi)
-            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%.3g"))
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xticks(xs)
             ax.set_xlabel(f"accountant's ε ({dp[0].train.get('accountant', '').upper()}, nats)")
@@ -1026,13 +1026,13 @@ def plot(result: DPAuditResult) -> Any:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    axes[0].legend(handles, labels, fontsize=7, loc="upper left")
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2, frameon=False)
     fig.suptitle(
         f"One-run audit (Steinke et al. 2023): δ = {result.config.dp_delta:g}, "
         f"{audit0.selection} k±, {result.config.confidence * 100:g}% confidence",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     return fig
 
 
