@@ -800,6 +800,15 @@ def _audit_arm(
     return arm
 
 
+def _opacus_version() -> str | None:
+    import importlib.metadata as md
+
+    try:
+        return md.version("opacus")
+    except md.PackageNotFoundError:  # pragma: no cover
+        return None
+
+
 def run(
     config: DPAuditConfig, out: str | Path, *, progress: Progress | None = None
 ) -> DPAuditResult:
@@ -861,6 +870,7 @@ def run(
         result.files = _write_outputs(run_dir, result)
         run_dir.write_manifest(
             status="done",
+            opacus=_opacus_version(),
             accountant_epsilon={a.name: a.epsilon_spent for a in arms},
             epsilon_lower_bound={a.name: a.audit.epsilon_lower_bound for a in arms},
             reused_arms=result.reused_arms,
