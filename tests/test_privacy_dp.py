@@ -161,3 +161,23 @@ def test_hugging_face_model_trains_with_dp_sgd(tmp_path):
     specials = set(tok.all_special_ids)
     assert not specials & set(np.concatenate(res.canaries.tokens).tolist())
     assert res.data["tokens"].startswith("tokenizer")
+
+
+def test_canary_texts_with_candidates_on_bytes(tmp_path):
+    rng = np.random.default_rng(0)
+    codes = [f"pin {x:06d}" for x in rng.choice(10**6, size=260, replace=False)]
+    canaries = write_lines(tmp_path / "canaries.txt", codes[:40])
+    candidates = write_lines(tmp_path / "candidates.txt", codes[40:])
+    train = write_lines(tmp_path / "train.txt", make_sentences(150, seed=2))
+    kw = dict(train=str(train), canary_file=str(canaries), seq_len=24, d_model=16, n_layer=1,
+              epochs=2, k_in=10, k_out=10)  # fmt: skip
+    res = run(make_config(**kw, candidate_file=str(candidates)), tmp_path / "run")
+    arm = res.arms[0]
+    assert res.canaries.kind == "file" and res.data["tokens"].startswith("UTF-8 bytes")
+    assert arm.exposure["n_candidates"] == 220 and arm.rank_exposure.shape == (40,)
+    assert (arm.audit.k_in, arm.audit.k_out, arm.audit.guesses) == (10, 10, 20)
+    with pytest.raises(UserError, match="longer than the context"):
+        run(make_config(**{**kw, "seq_len": 8}), tmp_path / "short")
+    assert not (tmp_path / "short").exists()
+    with pytest.raises(UserError, match="also canaries"):
+        run(make_config(**kw, candidate_file=str(canaries)), tmp_path / "same")
