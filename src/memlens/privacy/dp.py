@@ -234,6 +234,16 @@ def train_rows(
     ``epochs`` epochs, and Adam steps. The learning rate warms up linearly over
     ``warmup_steps``. Deterministic under ``seed`` (sampling and noise use seeded generators).
 
+    Parameters
+    ----------
+    model : a one-model :class:`~memlens.models.gpt.GPT` or a Hugging Face causal LM.
+    tokens, lengths : ``[N, T]`` token ids and each row's length (tokens after it are padding).
+    epochs, batch_size, lr : epochs of ``ceil(N / batch_size)`` steps, the expected batch size
+        (Poisson sampling) and Adam's learning rate (``betas``).
+    dp : the privacy target, or ``None`` for the same loop without clipping and noise.
+    physical_batch_size : rows per per-sample-gradient chunk (default: within 2^28 numbers).
+    progress : called as ``progress(step, total_steps)`` after every step.
+
     Returns
     -------
     TrainStats, with the accountant's ε after training for a private run.
@@ -260,10 +270,9 @@ def train_rows(
     )
     engine = None
     if dp is not None:
-        with quiet():
-            engine = PrivacyEngine(accountant=dp.accountant)
         g_noise = torch.Generator(device=device).manual_seed(int(seed) + 1)
         with quiet():
+            engine = PrivacyEngine(accountant=dp.accountant)
             module, optimizer, loader = engine.make_private_with_epsilon(
                 module=module,
                 optimizer=optimizer,
