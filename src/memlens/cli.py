@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "laws",
     "audit",
     "mia",
+    "dp_audit",
     "track",
     "sinks",
     "prior",

@@ -1,0 +1,356 @@
+"""``memlens dp-audit``: an ε lower bound from one training run, canary exposure, DP-SGD.
+
+Two spellings, one group:
+
+* ``memlens dp-audit [--dp-epsilon none,1,8] ... --out DIR`` inserts random canaries (each with
+  probability ½), trains one model per arm (without DP, or with DP-SGD through Opacus at each
+  target ε), scores the canaries and reports ε̂ beside the accountant's ε, and exposure
+  (:func:`memlens.privacy.recipe.run`);
+* ``memlens dp-audit bound --guesses R --correct V --canaries M --delta D [--json]`` turns counts
+  obtained elsewhere into ε̂ (:func:`memlens.privacy.bound.one_run_bound`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from memlens.errors import UserError
+
+HELP = (
+    "Privacy audit: a 95% lower bound on epsilon from ONE training run (Steinke, Nasr & "
+    "Jagielski 2023) and canary exposure (Carlini et al. 2019). Inserts random canaries, each "
+    "with probability 1/2, trains a memlens GPT (or fine-tunes a local Hugging Face model) "
+    "without DP and/or with DP-SGD (Opacus) at target epsilons, and shows the audit's epsilon "
+    "beside the accountant's. 'dp-audit bound' computes the bound for counts made elsewhere."
+)
+
+
+def parse_epsilons(value: str | None) -> tuple[float | None, ...] | None:
+    """``"none,1,8"`` -> ``(None, 1.0, 8.0)``; ``none``/``inf``/``off`` mean training without DP."""
+    if value is None:
+        return None
+    out: list[float | None] = []
+    for part in str(value).split(","):
+        p = part.strip().lower()
+        if not p:
+            continue
+        if p in ("none", "inf", "off", "no", "nodp", "no-dp"):
+            out.append(None)
+            continue
+        try:
+            e = float(p)
+        except ValueError:
+            raise UserError(
+                f"--dp-epsilon {part.strip()!r} is not a number; use e.g. --dp-epsilon none,1,8."
+            ) from None
+        if math.isinf(e):
+            out.append(None)
+            continue
+        if not e > 0:
+            raise UserError(f"--dp-epsilon {part.strip()} must be a positive number or none.")
+        out.append(e)
+    if not out:
+        raise UserError("--dp-epsilon is empty; use e.g. --dp-epsilon none,1,8.")
+    return tuple(out)
+
+
+def _fmt(x: float | None, nd: int = 2) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.{nd}f}"
+
+
+def _summary(result: Any) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    cfg = result.config
+    c = result.canaries
+    first = result.arms[0].audit
+    length = int(sum(len(t) for t in c.tokens) / c.m)
+    what = "random" if c.kind == "random" else "file"
+    table = Table(
+        title=(
+            f"{c.m} {what} canaries of {length} tokens, {c.n_included} inserted; "
+            f"δ = {cfg.dp_delta:g}, ε in nats"
+        ),
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("arm")
+    table.add_column("accountant ε", justify="right")
+    table.add_column("σ", justify="right")
+    table.add_column(f"ε̂ ({cfg.confidence * 100:g}%)", justify="right")
+    table.add_column("right/guesses", justify="right")
+    table.add_column("ceiling", justify="right")
+    table.add_column("train s", justify="right")
+    for a in result.arms:
+        seconds = a.train.get("seconds")
+        table.add_row(
+            a.name,
+            "∞ (no DP)" if a.epsilon_spent is None else _fmt(a.epsilon_spent),
+            _fmt(a.train.get("noise_multiplier")),
+            _fmt(a.audit.epsilon_lower_bound, 3),
+            f"{a.audit.correct}/{a.audit.guesses}",
+            _fmt(a.audit.ceiling_at_guesses),
+            "-" if seconds is None else f"{seconds:.0f}",
+        )
+    console.print(table)
+    ex_table = Table(
+        title="canaries inserted (in) vs never inserted (out): loss and exposure in bits",
+        box=box.SIMPLE_HEAD,
+    )
+    ex_table.add_column("arm")
+    ex_table.add_column("loss/token\nin", justify="right")
+    ex_table.add_column("\nout", justify="right")
+    has_exposure = any(a.exposure for a in result.arms)
+    if has_exposure:
+        ex_table.add_column("rank exposure\nin", justify="right")
+        ex_table.add_column("\nout", justify="right")
+        ex_table.add_column("extrapolated\nin", justify="right")
+        ex_table.add_column("\nout", justify="right")
+    for a in result.arms:
+        inc = a.included
+        row = [a.name, f"{a.canary_loss[inc].mean():.2f}", f"{a.canary_loss[~inc].mean():.2f}"]
+        if has_exposure:
+            ex = a.exposure or {}
+            row += [
+                _fmt(ex.get("rank_inserted_mean")),
+                _fmt(ex.get("rank_not_inserted_mean")),
+                _fmt(ex.get("extrapolated_inserted_mean")),
+                _fmt(ex.get("extrapolated_not_inserted_mean")),
+            ]
+        ex_table.add_row(*row)
+    console.print(ex_table)
+    if has_exposure:
+        n_cand = next(a.exposure for a in result.arms if a.exposure)["n_candidates"]
+        console.print(
+            f"exposure: mean over canaries, ranked among {n_cand} random candidates "
+            f"(rank exposure at most log2 {n_cand + 1} = {math.log2(n_cand + 1):.2f} bits)."
+        )
+    console.print(f"σ: DP-SGD noise multiplier. k±: {first.note} ({first.selection} selection).")
+    console.print(
+        f"ceiling: ε̂ if every guess were right ({first.guesses} guesses); with all "
+        f"{first.canaries} canaries guessed right at most {first.ceiling:.2f}. ε in nats."
+    )
+    dp = [a for a in result.arms if a.epsilon_spent is not None]
+    if dp:
+        bad = [a.name for a in dp if a.audit.epsilon_lower_bound > a.epsilon_spent]
+        acc = dp[0].train.get("accountant", "?").upper()
+        if bad:
+            console.print(
+                f"[red]ε̂ exceeds the {acc} accountant's ε for {', '.join(bad)}[/red]: either the "
+                f"{(1 - cfg.confidence) * 100:g}% chance of a wrong bound, or the DP guarantee does not hold."
+            )
+        else:
+            console.print(
+                f"ε̂ ≤ the {acc} accountant's ε in every DP arm, as a sound guarantee requires."
+            )
+    if result.reused_arms:
+        console.print(
+            f"reused trained weights: {', '.join(result.reused_arms)} (rerun of the same --out)."
+        )
+
+
+def register(app: typer.Typer) -> None:
+    dp_app = typer.Typer(help=HELP, no_args_is_help=False, add_completion=False)
+
+    @dp_app.callback(invoke_without_command=True)
+    def dp_audit(
+        ctx: typer.Context,
+        dp_epsilon: str = typer.Option(
+            None,
+            "--dp-epsilon",
+            help="Arms to train, comma-separated: target epsilons for DP-SGD and/or 'none' "
+            "(no DP), e.g. none,1,8. Default: none.",
+        ),
+        dp_delta: float = typer.Option(
+            None, "--dp-delta", help="delta of DP-SGD and of the audited claim (default 1e-5)."
+        ),
+        max_grad_norm: float = typer.Option(
+            None, "--max-grad-norm", help="DP-SGD per-example clipping norm C (default 1.0)."
+        ),
+        accountant: str = typer.Option(
+            None, "--accountant", help="Opacus accountant: prv (default, tight) or rdp."
+        ),
+        canaries: int = typer.Option(
+            None,
+            "--canaries",
+            "-M",
+            help="Random canaries, each inserted with probability 1/2 (1000).",
+        ),
+        canary_length: int = typer.Option(
+            None, "--canary-length", help="Tokens per random canary (16)."
+        ),
+        canary_file: str = typer.Option(
+            None,
+            "--canary-file",
+            help="Your canary texts instead (.txt one per line, .jsonl, ...).",
+        ),
+        candidates: int = typer.Option(
+            None,
+            "--candidates",
+            help="Random never-trained strings that rank canaries for exposure (1000).",
+        ),
+        candidate_file: str = typer.Option(
+            None,
+            "--candidate-file",
+            help="Never-trained texts of the canaries' format, for exposure.",
+        ),
+        model: str = typer.Option(
+            None,
+            "--model",
+            "-m",
+            help="A local Hugging Face causal LM to fine-tune (default: train a memlens GPT).",
+        ),
+        train: str = typer.Option(
+            None, "--train", help="Training texts (default: a synthetic Markov source)."
+        ),
+        text_column: str = typer.Option(None, "--text-column", help="Text field of tables."),
+        tokenizer: str = typer.Option(
+            None,
+            "--tokenizer",
+            help="Tokenizer for --train with a memlens GPT (default: UTF-8 bytes).",
+        ),
+        source: str = typer.Option(
+            None, "--source", help="Built-in data: markov (default) or uniform."
+        ),
+        vocab_size: int = typer.Option(
+            None, "--vocab-size", help="Built-in data's vocabulary (64)."
+        ),
+        n_train: int = typer.Option(
+            None, "--n-train", help="Training rows besides canaries (2000)."
+        ),
+        seq_len: int = typer.Option(None, "--seq-len", help="Tokens per training row (32)."),
+        n_layer: int = typer.Option(None, "--n-layer", help="memlens GPT blocks (2)."),
+        d_model: int = typer.Option(None, "--d-model", help="memlens GPT width (64)."),
+        epochs: int = typer.Option(None, "--epochs", help="Epochs per arm (20)."),
+        batch_size: int = typer.Option(None, "--batch-size", help="(Expected) rows per step (64)."),
+        lr: float = typer.Option(None, "--lr", help="Adam learning rate (3e-3)."),
+        physical_batch_size: int = typer.Option(
+            None,
+            "--physical-batch-size",
+            help="Rows per per-sample-gradient chunk (default: within 1 GiB).",
+        ),
+        selection: str = typer.Option(
+            None,
+            "--selection",
+            help="How k+/k- are chosen: fixed (default, before scoring), split (on half the "
+            "canaries) or bonferroni (best of a fixed grid, corrected).",
+        ),
+        k_in: int = typer.Option(None, "--k-in", help="Guess IN for the k+ best scores (M/4)."),
+        k_out: int = typer.Option(None, "--k-out", help="Guess OUT for the k- worst scores (M/4)."),
+        score: str = typer.Option(
+            None, "--score", help="loss (default) or loss_diff (loss before minus after training)."
+        ),
+        confidence: float = typer.Option(
+            None, "--confidence", help="Confidence of the bound (0.95)."
+        ),
+        seed: int = typer.Option(
+            None, "--seed", help="Seed of data, canaries, inclusion, training."
+        ),
+        device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
+        threads: int = typer.Option(None, "--threads", help="CPU threads for torch (1)."),
+        out: Path = typer.Option(
+            None,
+            "--out",
+            "-o",
+            help="Run directory (default: memlens-runs/dp-audit-<time>); rerun to resume.",
+        ),
+    ) -> None:
+        """Insert canaries, train (with and without DP-SGD), and bound epsilon from one run."""
+        if ctx.invoked_subcommand is not None:
+            return
+        from rich.progress import Progress
+
+        from memlens.privacy.recipe import make_config, run
+        from memlens.store import default_out_dir
+
+        config = make_config(
+            model=model,
+            train=train,
+            text_column=text_column,
+            tokenizer=tokenizer,
+            source=source,
+            vocab_size=vocab_size,
+            n_train=n_train,
+            seq_len=seq_len,
+            n_layer=n_layer,
+            d_model=d_model,
+            canaries=canaries,
+            canary_length=canary_length,
+            canary_file=canary_file,
+            candidates=candidates,
+            candidate_file=candidate_file,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            physical_batch_size=physical_batch_size,
+            dp_epsilons=parse_epsilons(dp_epsilon),
+            dp_delta=dp_delta,
+            max_grad_norm=max_grad_norm,
+            accountant=accountant,
+            confidence=confidence,
+            selection=selection,
+            k_in=k_in,
+            k_out=k_out,
+            score=score,
+            seed=seed,
+            device=device,
+            threads=threads,
+        )
+        out_dir = out or default_out_dir("dp-audit")
+        with Progress(transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase not in tasks:
+                    tasks[phase] = bar.add_task(phase, total=total)
+                bar.update(tasks[phase], completed=done)
+
+            result = run(config, out_dir, progress=progress)
+        _summary(result)
+        typer.echo(f"wrote {out_dir}/{', '.join(result.files)}")
+
+    @dp_app.command("bound")
+    def bound(
+        guesses: int = typer.Option(
+            ..., "--guesses", "-r", help="Guesses made (abstentions excluded)."
+        ),
+        correct: int = typer.Option(..., "--correct", "-v", help="Correct guesses."),
+        canaries: int = typer.Option(
+            ...,
+            "--canaries",
+            "-M",
+            help="Canaries, each inserted independently with probability 1/2.",
+        ),
+        delta: float = typer.Option(
+            ..., "--delta", help="delta of the DP claim tested (0 <= delta < 1)."
+        ),
+        confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the bound."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+    ) -> None:
+        """The one-run epsilon lower bound for counts obtained elsewhere (Appendix D)."""
+        from memlens.privacy.bound import one_run_bound
+        from memlens.store import to_json
+
+        res = one_run_bound(canaries, guesses, correct, delta, confidence)
+        if as_json:
+            typer.echo(to_json(res.to_dict()))
+            return
+        typer.echo(
+            f"epsilon lower bound: {res.epsilon_lower_bound:.3f} at {confidence * 100:g}% "
+            f"confidence (delta = {delta:g}): {correct} of {guesses} guesses right, "
+            f"{canaries} canaries."
+        )
+        typer.echo(
+            f"ceiling: {res.ceiling_at_guesses:.3f} if all {guesses} guesses were right; "
+            f"{res.ceiling:.3f} with all {canaries} canaries guessed right. epsilon in nats."
+        )
+
+    app.add_typer(dp_app, name="dp-audit", help=HELP)

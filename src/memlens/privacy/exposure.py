@@ -1,0 +1,139 @@
+"""Exposure of canaries (Carlini et al. 2019, "The Secret Sharer", USENIX Security, arXiv:1802.08232).
+
+A canary ``s[r]`` is one draw of randomness ``r`` from a space ``R`` of equally likely secrets of
+one format (here: random token strings of one length). Its *rank* is its position when every
+``s[r']`` is sorted by the model's code length ``ℓ`` (lowest first, rank 1); its exposure is
+
+    exposure(s) = log2 |R| − log2 rank(s)        bits
+
+0 bits for the least likely secret, ``log2 |R|`` for the most likely. ``R`` is too large to
+enumerate, so memlens samples ``n`` random candidates of the same format that were never trained
+on and takes ``R`` = the candidates plus the canary itself (``|R| = n + 1``); ties count against
+the canary (a candidate as likely as the canary ranks before it), so rank exposure is never
+over-stated. It cannot exceed ``log2 (n + 1)``.
+
+The *extrapolated* exposure (Carlini et al. 2019, Sec. 4.3) fits a skew-normal distribution to the
+candidates' code lengths and reads the canary's rank fraction off its CDF ``F``:
+
+    exposure ≈ −log2 F(ℓ(s))              bits
+
+which estimates exposures above ``log2 |R|`` as well (``scipy.stats.skewnorm``).
+
+Units: code lengths and exposures are bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from memlens.errors import UserError
+
+LN2 = math.log(2.0)
+
+
+def _finite(x: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    if not np.isfinite(a).all():
+        raise UserError(f"some {what} code lengths are not finite numbers.")
+    return a
+
+
+def rank_exposure(canary_bits: np.ndarray, candidate_bits: np.ndarray) -> np.ndarray:
+    """Rank exposure ``log2 |R| − log2 rank`` of each canary among the candidates, in bits.
+
+    Parameters
+    ----------
+    canary_bits : [n_canaries] float
+        Code length of each canary under the model, in bits.
+    candidate_bits : [n] float
+        Code lengths of ``n`` random candidates of the same format never trained on.
+
+    Returns
+    -------
+    [n_canaries] float
+        ``log2 (n + 1) − log2 (1 + #{candidates with ℓ ≤ ℓ(canary)})``.
+
+    Examples
+    --------
+    >>> rank_exposure([1.0, 5.0], [2.0, 3.0, 4.0])  # ranks 1 and 4 of |R| = 4
+    array([2., 0.])
+    """
+    c = _finite(canary_bits, "canary")
+    cand = np.sort(_finite(candidate_bits, "candidate"))
+    if len(cand) < 1:
+        raise UserError("rank exposure needs at least one random candidate.")
+    rank = 1 + np.searchsorted(cand, c, side="right")
+    return np.log2(len(cand) + 1) - np.log2(rank)
+
+
+@dataclass(frozen=True)
+class SkewNormalFit:
+    """A skew-normal fitted to code lengths (``scipy.stats.skewnorm`` parameters, bits)."""
+
+    a: float
+    loc: float
+    scale: float
+    n: int
+
+    def exposure(self, canary_bits: np.ndarray) -> np.ndarray:
+        """``−log2 F(ℓ)`` for each code length ``ℓ``, in bits (via ``logcdf`` for deep tails)."""
+        from scipy.stats import skewnorm
+
+        c = _finite(canary_bits, "canary")
+        with np.errstate(divide="ignore"):
+            logcdf = skewnorm.logcdf(c, self.a, loc=self.loc, scale=self.scale)
+        return -np.asarray(logcdf, dtype=np.float64) / LN2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_skew_normal(candidate_bits: np.ndarray) -> SkewNormalFit:
+    """Maximum-likelihood skew-normal fit of the candidates' code lengths (bits)."""
+    import warnings
+
+    from scipy.stats import skewnorm
+
+    cand = _finite(candidate_bits, "candidate")
+    if len(cand) < 10:
+        raise UserError(
+            f"the skew-normal fit needs at least 10 random candidates, got {len(cand)}."
+        )
+    if np.ptp(cand) == 0:
+        raise UserError("every random candidate has the same code length; nothing to fit.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, loc, scale = skewnorm.fit(cand)
+    return SkewNormalFit(float(a), float(loc), float(scale), int(len(cand)))
+
+
+def extrapolated_exposure(
+    canary_bits: np.ndarray, candidate_bits: np.ndarray
+) -> tuple[np.ndarray, SkewNormalFit]:
+    """Extrapolated exposure ``−log2 F(ℓ(s))`` of each canary, F the skew-normal CDF fitted to the
+    candidates' code lengths (Carlini et al. 2019, Sec. 4.3); returns exposures in bits and the fit."""
+    fit = fit_skew_normal(candidate_bits)
+    return fit.exposure(canary_bits), fit
+
+
+def exposure_summary(
+    rank: np.ndarray, extrapolated: np.ndarray, included: np.ndarray, n_candidates: int
+) -> dict[str, Any]:
+    """Mean and median exposures of inserted and never-inserted canaries and their margin (bits)."""
+    inc = np.asarray(included, dtype=bool)
+    out: dict[str, Any] = {
+        "n_candidates": int(n_candidates),
+        "max_rank_exposure": math.log2(n_candidates + 1),
+    }
+    for name, arr in (("rank", np.asarray(rank)), ("extrapolated", np.asarray(extrapolated))):
+        for group, mask in (("inserted", inc), ("not_inserted", ~inc)):
+            vals = arr[mask]
+            out[f"{name}_{group}_mean"] = float(vals.mean()) if len(vals) else None
+            out[f"{name}_{group}_median"] = float(np.median(vals)) if len(vals) else None
+        a, b = out[f"{name}_inserted_mean"], out[f"{name}_not_inserted_mean"]
+        out[f"{name}_margin"] = (a - b) if a is not None and b is not None else None
+    return out

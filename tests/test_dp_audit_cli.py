@@ -1,0 +1,140 @@
+"""``memlens dp-audit`` on the command line: the bound for counts made elsewhere (JSON), a tiny
+audit end to end with its console (accountant's ε beside ε̂, no library warnings), and bad input
+(one sentence on stderr, exit code 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from helpers_hf import make_sentences, save_lm, wordlevel_tokenizer, write_lines
+from memlens.cli import app, main
+
+TINY = [
+    "--canaries", "60", "--n-train", "48", "--seq-len", "12", "--canary-length", "8",
+    "--vocab-size", "32", "--d-model", "16", "--n-layer", "1", "--epochs", "20",
+    "--batch-size", "32", "--lr", "0.01", "--candidates", "100", "--accountant", "rdp",
+]  # fmt: skip
+
+
+def _main(argv, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["memlens", *argv])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    return exc.value.code, capsys.readouterr()
+
+
+def test_bound_json_has_the_check_values():
+    argv = ["dp-audit", "bound", "--guesses", "1000", "--correct", "900", "--canaries", "1000"]
+    res = CliRunner().invoke(app, [*argv, "--delta", "1e-5", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert round(d["epsilon_lower_bound"], 2) == 2.02
+    assert round(d["ceiling"], 3) == round(d["ceiling_at_guesses"], 3) == 5.782
+    res = CliRunner().invoke(
+        app, ["dp-audit", "bound", "-r", "100", "-v", "100", "-M", "100", "--delta", "0"]
+    )
+    assert res.exit_code == 0 and "epsilon lower bound: 3.493" in res.output
+
+
+def test_tiny_audit_end_to_end(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    code, cap = _main(
+        ["dp-audit", *TINY, "--dp-epsilon", "none,2", "--out", str(out)], monkeypatch, capsys
+    )
+    assert code in (0, None), cap.err
+    assert "Warning" not in cap.err and "warn" not in cap.out.lower()
+    assert "accountant ε" in cap.out and "ε̂ (95%)" in cap.out and "∞ (no DP)" in cap.out
+    assert "fixed before the scores were seen" in " ".join(cap.out.split())
+    d = json.loads((out / "dp_audit.json").read_text())
+    dp = d["arms"]["dp-eps2"]
+    assert dp["accountant_epsilon"] <= 2.0 and dp["epsilon_lower_bound"] <= dp["accountant_epsilon"]
+    assert d["arms"]["no-dp"]["epsilon_lower_bound"] > dp["epsilon_lower_bound"]
+    assert f"{dp['accountant_epsilon']:.2f}" in cap.out
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "done" and m["accountant_epsilon"]["dp-eps2"] == dp["accountant_epsilon"]
+    assert m["config"]["dp_epsilons"] == [None, 2.0] and m["seed"] == 0
+
+
+@pytest.fixture(scope="module")
+def batchnorm_model(tmp_path_factory):
+    """A tiny causal LM with a BatchNorm, which DP-SGD cannot train (per-example gradients are not
+    defined when examples are normalized by their batch)."""
+    import torch
+    from torch import nn
+    from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+    from transformers.modeling_outputs import CausalLMOutput
+
+    class BNConfig(PretrainedConfig):
+        model_type = "memlens-test-batchnorm"
+
+        def __init__(self, vocab_size=40, n_positions=32, hidden=16, **kw):
+            self.vocab_size, self.n_positions, self.hidden = vocab_size, n_positions, hidden
+            super().__init__(**kw)
+
+    class BNLM(PreTrainedModel):
+        config_class = BNConfig
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.emb = nn.Embedding(config.vocab_size, config.hidden)
+            self.bn = nn.BatchNorm1d(config.hidden)
+            self.head = nn.Linear(config.hidden, config.vocab_size)
+            self.post_init()
+
+        def get_input_embeddings(self):
+            return self.emb
+
+        def forward(self, input_ids=None, attention_mask=None, use_cache=None, **kw):
+            x = self.bn(self.emb(input_ids).transpose(1, 2)).transpose(1, 2)
+            return CausalLMOutput(logits=self.head(x))
+
+    AutoConfig.register(BNConfig.model_type, BNConfig, exist_ok=True)
+    AutoModelForCausalLM.register(BNConfig, BNLM, exist_ok=True)
+    tok = wordlevel_tokenizer()
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("bn")
+    texts = write_lines(root / "train.txt", make_sentences(100, seed=1))
+    return save_lm(BNLM(BNConfig(vocab_size=len(tok))), tok, root / "model"), texts
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--canaries", "1"], "at least 2 canaries"),
+        (["--dp-epsilon", "1", "--dp-delta", "1"], "delta must be strictly between 0 and 1"),
+        (["--canary-length", "40", "--seq-len", "32"], "longer than the context"),
+        (["--dp-epsilon", "x"], "is not a number"),
+        (["--dp-epsilon", "-1"], "positive number"),
+        (["--selection", "split", "--k-in", "3"], "only with fixed"),
+        (["--k-in", "50", "--k-out", "50", "--canaries", "60"], "exceed the 60 canaries"),
+        (["--train", "/nonexistent/file.txt"], "does not exist"),
+        (["bound", "-r", "10", "-v", "10", "-M", "1", "--delta", "0"], "at least 2 canaries"),
+        (["bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "1"], "below 1"),
+        (["bound", "-r", "10", "-v", "11", "-M", "10", "--delta", "0"], "correct <= guesses"),
+    ],
+)
+def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(
+    args, fragment, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "out"
+    argv = ["dp-audit", *args] if args[0] == "bound" else ["dp-audit", *args, "--out", str(out)]
+    code, cap = _main(argv, monkeypatch, capsys)
+    err = cap.err.strip()
+    assert code == 2 and err.startswith("error: ") and fragment in err, err
+    assert "\n" not in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_dp_on_a_model_opacus_cannot_train_exits_2(batchnorm_model, tmp_path, monkeypatch, capsys):
+    model, texts = batchnorm_model
+    out = tmp_path / "out"
+    argv = ["dp-audit", "--model", str(model), "--train", str(texts), "--canaries", "10",
+            "--canary-length", "4", "--seq-len", "12", "--dp-epsilon", "1", "--out", str(out)]  # fmt: skip
+    code, cap = _main(argv, monkeypatch, capsys)
+    err = cap.err.strip()
+    assert code == 2 and "Opacus cannot train BNLM with DP-SGD: BatchNorm" in err, err
+    assert "\n" not in err and not out.exists()
