@@ -14,13 +14,13 @@ arXiv:1802.08232) measured on the same canaries:
    they rank the canaries for exposure.
 3. **Train once per arm** from the same initialization on the same rows: an arm without DP
    and one arm per target ε with DP-SGD through Opacus (:mod:`memlens.privacy.dp`). A memlens
-   GPT without DP trains with the shared loop (:func:`memlens.train.train_to_saturation`, a fixed
+   GPT without DP trains with the shared loop (:func:`memlens.training.train_to_saturation`, a fixed
    step budget); every other arm with :func:`memlens.privacy.dp.train_rows`, Opacus's step on
    Poisson-sampled batches (without clipping and noise for a Hugging Face model without DP). All
    arms take ``epochs`` epochs of ``ceil(N / batch_size)`` steps. Trained weights are saved
    (safetensors) and reused when the run is repeated with the same ``out``.
 4. **Score** every canary and candidate with the shared scoring pass
-   (:func:`memlens.bits.score_tokens`): its code length in bits and its loss in bits per
+   (:func:`memlens.scoring.score_tokens`): its code length in bits and its loss in bits per
    predicted token. The membership score is minus the loss (``loss``) or the loss before
    training minus the loss after (``loss_diff``); higher means "more likely IN".
 5. **Audit.** Guess IN for the k₊ highest scores and OUT for the k₋ lowest; ε̂ at
@@ -541,12 +541,11 @@ def score_bits(
     model: Any, seqs: list[np.ndarray], *, is_gpt: bool, device: Any, batch_size: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
     """Code length in bits of the predicted tokens of each sequence and their number, through the
-    shared scoring pass (:func:`memlens.bits.score_tokens` for a memlens GPT, one model on a
+    shared scoring pass (:func:`memlens.scoring.score_tokens` for a memlens GPT, one model on a
     leading axis; :func:`memlens.models.hf.score_sequences` for a Hugging Face model)."""
     import torch
 
-    from memlens.bits import gpt_forward, hf_forward, score_tokens
-    from memlens.models.hf import score_sequences
+    from memlens.scoring import gpt_forward, hf_forward, score_sequences, score_tokens
 
     model.eval()
     if is_gpt:
@@ -588,8 +587,8 @@ def _train_arm(
     tokens = torch.from_numpy(rows)
     if epsilon is None and is_gpt:
         # The shared training loop, for a fixed budget of the same number of steps.
-        from memlens.bits import uniform_entropy_bits
-        from memlens.train import TrainConfig, train_to_saturation
+        from memlens.training import TrainConfig, train_to_saturation
+        from memlens.units import uniform_entropy_bits
 
         steps = cfg.epochs * steps_per_epoch
         tc = TrainConfig(
@@ -623,7 +622,7 @@ def _train_arm(
             "expected_batch_size": min(cfg.batch_size, N),
             "sample_rate": None,
             "final_loss_bits_per_token": float(nll.sum() / (N * cfg.seq_len)),
-            "loop": "memlens.train.train_to_saturation (fixed budget, random permutations)",
+            "loop": "memlens.training.train_to_saturation (fixed budget, random permutations)",
         }
     dp = None
     if epsilon is not None:
@@ -826,7 +825,7 @@ def run(
     import torch
 
     from memlens.store import RunDir
-    from memlens.train import pick_device
+    from memlens.training import pick_device
 
     cfg = config
     start = time.perf_counter()
