@@ -25,10 +25,10 @@ from helpers_hf import (  # noqa: F401
     write_jsonl,
     write_lines,
 )
-from memlens.audit import TfidfCorpus, greedy_continue, tfidf_rarity, unintended_bits
+from memlens.audit import TfidfCorpus, tfidf_rarity, unintended_bits
 from memlens.cli import app, main
 from memlens.models.hf import load_causal_lm
-from memlens.scoring import score_texts
+from memlens.scoring import greedy_continue, score_texts
 from memlens.units import capacity_bits
 
 FLAGS = ["--prefix", "4", "--suffix", "4", "--device", "cpu"]
@@ -306,13 +306,13 @@ def test_interrupted_audit_resumes_finished_stages(base_run, overfit, files, tmp
     monkeypatch.setattr(hf, "score_texts", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = audit_run.AuditConfig(**json.loads((out / "manifest.json").read_text())["config"])
     with single_thread():
-        res = audit_run.run_audit(cfg, part)
-    assert calls == [] and res.reused_stages == ["target", "reference"]
+        res = audit_run.run(cfg, part)
+    assert calls == [] and res.reused == ["target", "reference"]
     pd.testing.assert_frame_equal(res.samples.reset_index(drop=True), df, check_dtype=False)
-    again = audit_run.run_audit(cfg, part)  # a finished audit rerun reuses all three stages
-    assert again.reused_stages == ["target", "reference", "extraction"]
+    again = audit_run.run(cfg, part)  # a finished audit rerun reuses all three stages
+    assert again.reused == ["target", "reference", "extraction"]
     manifest = json.loads((part / "manifest.json").read_text())
-    assert manifest["status"] == "finished" and manifest["reused_stages"] == again.reused_stages
+    assert manifest["status"] == "finished" and manifest["reused_stages"] == again.reused
     args = ["audit", "--model", str(overfit.target), "--reference", str(overfit.reference),
             "--train", str(files["train_txt"]), "--heldout", str(files["held_txt"]),
             "--out", str(part), *FLAGS]  # fmt: skip

@@ -58,7 +58,11 @@ class RunResult(Generic[S]):
 
 #: run kind -> "module:Class" of its Summary, imported on demand by :func:`summary_model` (the
 #: report). One line per kind, kept in alphabetical order.
-SUMMARIES: dict[str, str] = {}
+SUMMARIES: dict[str, str] = {
+    "audit": "memlens.audit.summary:AuditSummary",
+    "mia": "memlens.mia.summary:MIASummary",
+    "mia-metrics": "memlens.mia.summary:MIAMetricsSummary",
+}
 
 
 def summary_model(kind: str) -> type[Summary] | None:
