@@ -85,7 +85,9 @@ def _bigram_bits(model, ids: list[int], first: float) -> float:
         table = torch.log_softmax(
             model(input_ids=torch.arange(model.config.vocab_size)[:, None]).logits[:, 0], -1
         )
-    return first + sum(-float(table[a, b]) / math.log(2) for a, b in zip(ids[:-1], ids[1:], strict=True))
+    return first + sum(
+        -float(table[a, b]) / math.log(2) for a, b in zip(ids[:-1], ids[1:], strict=True)
+    )
 
 
 def test_audit_charges_both_first_tokens_log2_v(bigram_pair, tmp_path):
