@@ -79,9 +79,13 @@ def _choose(column: str, columns: Mapping[str, str]) -> str:
     return f"; choose one with `{param}`" if param else ""
 
 
-def _read_jsonl(path: Path, columns: Mapping[str, str]) -> Any:
-    import pandas as pd
-
+def read_jsonl_records(
+    path: str | os.PathLike[str], columns: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The objects of a JSON Lines file, one per non-blank line, each checked to hold
+    ``columns`` (mapped to the parameter that chooses each, as in :func:`read_table`)."""
+    path = Path(path)
+    columns = dict(columns or {})
     text = decode_utf8(path.read_bytes(), path)
     rows = []
     for n, line in enumerate(text.split("\n"), start=1):
@@ -103,6 +107,13 @@ def _read_jsonl(path: Path, columns: Mapping[str, str]) -> Any:
                     f"line {n} of {path} has no '{c}' field (fields: {fields}){_choose(c, columns)}."
                 )
         rows.append(obj)
+    return rows
+
+
+def _read_jsonl(path: Path, columns: Mapping[str, str]) -> Any:
+    import pandas as pd
+
+    rows = read_jsonl_records(path, columns)
     return pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=list(columns))
 
 

@@ -76,7 +76,24 @@ def extraction_eligible(
 
 
 @dataclass
-class TeacherForcedExtraction:
+class _Extracted:
+    """What both readings share: per-sequence ``eligible`` and ``exact`` flags."""
+
+    eligible: np.ndarray
+    exact: np.ndarray
+
+    @property
+    def n_eligible(self) -> int:
+        return int(self.eligible.sum())
+
+    @property
+    def rate(self) -> float:
+        """Exact-extraction rate among eligible sequences (NaN when none is eligible)."""
+        return float(self.exact[self.eligible].mean()) if self.n_eligible else float("nan")
+
+
+@dataclass
+class TeacherForcedExtraction(_Extracted):
     """k-extraction read off one teacher-forced pass (see the module docstring).
 
     Attributes
@@ -89,21 +106,10 @@ class TeacherForcedExtraction:
     prefix, suffix, n_lead: lengths in tokens.
     """
 
-    eligible: np.ndarray
-    exact: np.ndarray
     suffix_accuracy: np.ndarray
     prefix: int
     suffix: int
     n_lead: int = 0
-
-    @property
-    def n_eligible(self) -> int:
-        return int(self.eligible.sum())
-
-    @property
-    def rate(self) -> float:
-        """Exact-extraction rate among eligible sequences (NaN when none is eligible)."""
-        return float(self.exact[self.eligible].mean()) if self.n_eligible else float("nan")
 
     @property
     def mean_suffix_accuracy(self) -> float:
@@ -157,7 +163,7 @@ def teacher_forced_extraction(
 
 
 @dataclass
-class ExtractionResult:
+class ExtractionResult(_Extracted):
     """Per-sample k-extraction results of real greedy decoding (:func:`k_extraction`).
 
     Attributes
@@ -169,21 +175,10 @@ class ExtractionResult:
     prefix, suffix: lengths in tokens.
     """
 
-    eligible: np.ndarray
-    exact: np.ndarray
     match_fraction: np.ndarray
     generated: list[np.ndarray | None]
     prefix: int
     suffix: int
-
-    @property
-    def n_eligible(self) -> int:
-        return int(self.eligible.sum())
-
-    @property
-    def rate(self) -> float:
-        """Exact-extraction rate among eligible samples (NaN when none is eligible)."""
-        return float(self.exact[self.eligible].mean()) if self.n_eligible else float("nan")
 
     @property
     def mean_match_fraction(self) -> float:
