@@ -56,6 +56,16 @@ def test_rule_and_flags_by_hand():
         True,
         False,
     ]
+    # suffix=None (MemSinks): the rest of each sequence, at least min_suffix tokens of it.
+    #   row 0: 3 tokens after the prefix, columns 2..4 all argmax -> extracted
+    #   row 1: 2 tokens after the prefix, columns 2..3 argmax -> extracted (min_suffix 2)
+    #   row 2: 5 tokens after the prefix, columns 2..6 = T, F, T, F, F -> accuracy 2/5
+    rest = teacher_forced_extraction(scores, prefix=2, suffix=None, n_lead=1, min_suffix=2)
+    assert rest.eligible.tolist() == [True, True, True]
+    assert rest.exact.tolist() == [True, True, False]
+    np.testing.assert_allclose(rest.suffix_accuracy, [1.0, 1.0, 2 / 5])
+    rest3 = teacher_forced_extraction(scores, prefix=2, suffix=None, n_lead=1, min_suffix=3)
+    assert rest3.eligible.tolist() == [True, False, True]
     with pytest.raises(UserError, match="at least 1 token"):
         teacher_forced_extraction(scores, prefix=0, suffix=3)
     with pytest.raises(UserError, match="do not fit the context of 4"):

@@ -66,7 +66,7 @@ def test_teacher_forced_exact_extraction_equals_greedy_decoding(memorizer, mode)
         assert greedy.exact[:8].sum() >= 1  # the trained model does reproduce repeated sequences
     # the experiment's reader of the flags gives the same rate
     flat = TokenScores(log2p=scores.log2p[0], mask=scores.mask[0], is_argmax=scores.is_argmax[0])
-    rate, _, n = _extraction(flat, prefix, 16 - prefix, 0)
+    rate, _, n = _extraction(flat, prefix, 0)
     assert n == 16 and rate == pytest.approx(greedy.exact.mean())
 
 

@@ -7,11 +7,13 @@ and the MemSinks experiment:
 
 **The rule.** A sequence of token ids starts with ``n_lead`` context ids that are not text (1 for
 the BOS memlens puts before every text, 0 for synthetic data). Its *prefix* is the next ``prefix``
-tokens and its *suffix* the ``suffix`` tokens after those. The sequence is **eligible** iff it has
-at least ``prefix + suffix`` tokens after the lead (:func:`extraction_eligible`); a shorter one
-is not eligible and is left out of every rate (never counted as "not extracted"). An eligible
-sequence is **extracted** iff greedy (argmax) decoding from its lead + prefix reproduces its
-suffix exactly.
+tokens and its *suffix* the ``suffix`` tokens after those (Carlini et al.'s fixed-length suffix;
+the audit and the tracker), or, with ``suffix=None``, every token after the prefix (MemSinks:
+"reproduces the rest of the document"). The sequence is **eligible** iff it has at least
+``prefix + suffix`` tokens after the lead, or with ``suffix=None`` at least
+``prefix + min_suffix`` (:func:`extraction_eligible`); a shorter one is not eligible and is left
+out of every rate (never counted as "not extracted"). An eligible sequence is **extracted** iff
+greedy (argmax) decoding from its lead + prefix reproduces its suffix exactly.
 
 Two readings of the rule:
 
@@ -50,29 +52,40 @@ from memlens.progress import ProgressFn, emit
 
 
 def check_window(
-    prefix: int, suffix: int, n_lead: int = 0, context_length: int | None = None
+    prefix: int,
+    suffix: int | None,
+    n_lead: int = 0,
+    context_length: int | None = None,
+    min_suffix: int = 1,
 ) -> None:
-    """:class:`UserError` unless ``prefix, suffix >= 1`` and lead + prefix + suffix - 1 tokens fit
-    the context (the last suffix token is predicted, never fed)."""
-    if prefix < 1 or suffix < 1:
+    """:class:`UserError` unless ``prefix`` and ``suffix`` (or ``min_suffix``) are at least 1 and
+    lead + prefix + suffix - 1 tokens fit the context (the last suffix token is predicted, never
+    fed)."""
+    n = min_suffix if suffix is None else suffix
+    if prefix < 1 or n < 1:
+        raise UserError(f"`prefix` and `suffix` must be at least 1 token, got {prefix} and {n}.")
+    if context_length is not None and n_lead + prefix + n - 1 > context_length:
         raise UserError(
-            f"`prefix` and `suffix` must be at least 1 token, got {prefix} and {suffix}."
-        )
-    if context_length is not None and n_lead + prefix + suffix - 1 > context_length:
-        raise UserError(
-            f"prefix {prefix} + suffix {suffix} tokens do not fit the context of {context_length}; "
+            f"prefix {prefix} + suffix {n} tokens do not fit the context of {context_length}; "
             "use a shorter `prefix` or `suffix`."
         )
 
 
 def extraction_eligible(
-    lengths: Sequence[int] | np.ndarray, *, prefix: int, suffix: int, n_lead: int = 0
+    lengths: Sequence[int] | np.ndarray,
+    *,
+    prefix: int,
+    suffix: int | None,
+    n_lead: int = 0,
+    min_suffix: int = 1,
 ) -> np.ndarray:
-    """The eligibility rule: ``length - n_lead >= prefix + suffix`` for each sequence.
+    """The eligibility rule: ``length - n_lead >= prefix + suffix`` for each sequence (with
+    ``suffix=None``: ``length - n_lead >= prefix + min_suffix``).
 
     ``lengths`` count every id of a sequence, the ``n_lead`` context ids (a BOS) included.
     """
-    return np.asarray(lengths, dtype=np.int64) - n_lead >= prefix + suffix
+    need = prefix + (min_suffix if suffix is None else suffix)
+    return np.asarray(lengths, dtype=np.int64) - n_lead >= need
 
 
 @dataclass
@@ -98,17 +111,17 @@ class TeacherForcedExtraction(_Extracted):
 
     Attributes
     ----------
-    eligible: the sequence has at least ``prefix + suffix`` tokens after its lead.
+    eligible: the sequence is long enough under the rule.
     exact: every suffix token is the argmax given the true tokens before it, i.e. greedy decoding
         from the prefix reproduces the suffix (False when not eligible).
     suffix_accuracy: fraction of suffix tokens that are the argmax given the true tokens before
         them, in [0, 1] (NaN when not eligible). Not Pythia's match fraction.
-    prefix, suffix, n_lead: lengths in tokens.
+    prefix, suffix, n_lead: lengths in tokens (``suffix`` ``None``: the rest of each sequence).
     """
 
     suffix_accuracy: np.ndarray
     prefix: int
-    suffix: int
+    suffix: int | None
     n_lead: int = 0
 
     @property
@@ -120,7 +133,7 @@ class TeacherForcedExtraction(_Extracted):
 
 
 def teacher_forced_extraction(
-    scores: Any, *, prefix: int, suffix: int, n_lead: int = 0
+    scores: Any, *, prefix: int, suffix: int | None, n_lead: int = 0, min_suffix: int = 1
 ) -> TeacherForcedExtraction:
     """k-extraction of every sequence from the argmax flags of a teacher-forced scoring pass.
 
@@ -129,7 +142,9 @@ def teacher_forced_extraction(
     scores: :class:`~memlens.scoring.TokenScores` computed with ``argmax=True`` (shape
         ``[..., N, W]``; column ``j`` predicts token ``j + 1``, so a sequence has
         ``mask.sum() + 1`` tokens).
-    prefix, suffix: prompt and target lengths in tokens after the ``n_lead`` context ids.
+    prefix, suffix: prompt and target lengths in tokens after the ``n_lead`` context ids;
+        ``suffix=None`` takes every token after the prefix, of which there must be at least
+        ``min_suffix``.
 
     Returns
     -------
@@ -149,16 +164,20 @@ def teacher_forced_extraction(
     >>> r.eligible.tolist(), r.exact.tolist(), r.suffix_accuracy.tolist()[:2]
     ([True, True, False], [True, False, False], [1.0, 0.5])
     """
-    check_window(prefix, suffix, n_lead)
+    check_window(prefix, suffix, n_lead, min_suffix=min_suffix)
     if scores.is_argmax is None:
         raise ValueError("teacher-forced extraction needs scores computed with argmax=True")
     lengths = np.asarray(scores.mask).sum(axis=-1) + 1
-    eligible = extraction_eligible(lengths, prefix=prefix, suffix=suffix, n_lead=n_lead)
+    eligible = extraction_eligible(
+        lengths, prefix=prefix, suffix=suffix, n_lead=n_lead, min_suffix=min_suffix
+    )
     start = n_lead + prefix - 1  # the column that predicts the first suffix token
-    hits = np.asarray(scores.is_argmax)[..., start : start + suffix].sum(axis=-1)
-    exact = eligible & (hits == suffix)
-    with np.errstate(invalid="ignore"):
-        accuracy = np.where(eligible, hits / suffix, np.nan)
+    stop = None if suffix is None else start + suffix
+    hits = np.asarray(scores.is_argmax)[..., start:stop].sum(axis=-1)  # False beyond a length
+    n_suffix = np.maximum(lengths - n_lead - prefix, 1) if suffix is None else suffix
+    exact = eligible & (hits == n_suffix)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(eligible, hits / n_suffix, np.nan)
     return TeacherForcedExtraction(eligible, exact, accuracy, prefix, suffix, n_lead)
 
 

@@ -19,10 +19,10 @@ token** (token-weighted means over predicted tokens):
 * ``mem_gap = val_loss - repeated_loss`` (the paper's memorization gap);
 * ``fresh_train_loss``: loss on unrepeated training sequences (seen once);
 * extraction: a sequence is extracted when greedy decoding from its first ``prefix`` tokens
-  reproduces the rest of a full-length sequence (``seq_len - prefix`` tokens after the lead)
-  exactly (Carlini et al. 2023), read exactly from one teacher-forced pass under the rule of
-  :mod:`memlens.scoring.extraction` (a shorter document is not eligible). Rates for repeated and
-  held-out sequences and their difference.
+  reproduces the rest exactly (Carlini et al. 2023), read exactly from one teacher-forced pass
+  under the rule of :mod:`memlens.scoring.extraction` (``suffix=None``: the rest of each
+  document, eligible with at least 4 tokens after the prefix). Rates for repeated and held-out
+  sequences and their difference.
 
 MemSinks is evaluated in every inference mode: ``memsinks`` (each sequence's own mask, as in
 training), ``memsinks_sinks_dropped`` (sinks off, general units rescaled by
@@ -362,12 +362,13 @@ def _bits_per_token(scores) -> float:
     return float(np.nansum(np.where(scores.mask, -scores.log2p, 0.0)) / scores.mask.sum())
 
 
-def _extraction(scores, prefix: int, suffix: int, n_lead: int) -> tuple[float, float, int]:
+def _extraction(scores, prefix: int, n_lead: int) -> tuple[float, float, int]:
     """(exact extraction rate, mean suffix argmax accuracy, eligible count) from argmax flags,
-    under the shared rule of :mod:`memlens.scoring.extraction`."""
+    under the shared rule of :mod:`memlens.scoring.extraction`: the suffix is the rest of each
+    sequence, at least 4 tokens."""
     from memlens.scoring import teacher_forced_extraction
 
-    ext = teacher_forced_extraction(scores, prefix=prefix, suffix=suffix, n_lead=n_lead)
+    ext = teacher_forced_extraction(scores, prefix=prefix, suffix=None, n_lead=n_lead, min_suffix=4)
     return ext.rate, ext.mean_suffix_accuracy, ext.n_eligible
 
 
@@ -383,9 +384,8 @@ def evaluate(
     fresh = score_set(model, sink, mode, [data.docs[i] for i in fresh_idx], scale_cfg=scale_cfg)
     val = _bits_per_token(held)
     rl = _bits_per_token(rep)
-    suffix = cfg.seq_len - data.n_lead - cfg.prefix  # the rest of a full-length sequence
-    rep_rate, rep_acc, rep_n = _extraction(rep, cfg.prefix, suffix, data.n_lead)
-    held_rate, held_acc, held_n = _extraction(held, cfg.prefix, suffix, data.n_lead)
+    rep_rate, rep_acc, rep_n = _extraction(rep, cfg.prefix, data.n_lead)
+    held_rate, held_acc, held_n = _extraction(held, cfg.prefix, data.n_lead)
     return {
         "val_loss": val,
         "repeated_loss": rl,
