@@ -7,7 +7,7 @@ Both sides compute the same two things on the same model and texts:
 
 memlens: one batched scoring pass (:func:`memlens.scoring.score_texts`: length-sorted,
 padded, attention-masked) and batched KV-cached greedy decoding
-(:func:`memlens.audit.extraction.k_extraction`). Baseline: what the most used benchmark does,
+(:func:`memlens.scoring.extraction.k_extraction`). Baseline: what the most used benchmark does,
 one sequence per forward pass for scoring and one ``model.generate`` call per sample.
 The results are checked to agree (bits to 1e-3, identical greedy tokens).
 
@@ -38,9 +38,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers_hf import make_sentences, save_lm, wordlevel_tokenizer  # noqa: E402
-from memlens.audit.extraction import k_extraction  # noqa: E402
 from memlens.models.hf import load_causal_lm
 from memlens.scoring import score_texts
+from memlens.scoring.extraction import k_extraction  # noqa: E402
 
 
 def build(n: int, seed: int, ragged: bool) -> tuple[Path, list[str]]:

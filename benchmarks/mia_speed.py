@@ -125,7 +125,7 @@ def baseline_scores(
         n = len(lp)
         nll = -sum(lp)
         cols["loss"].append(-nll / n)
-        cols["zlib"].append(-nll / len(zlib.compress(text.encode("utf-8"), 9)))
+        cols["zlib"].append(-nll / len(zlib.compress(text.encode("utf-8"), 6)))
         m = int(math.floor(n * k + 1e-9))
         cols["min_k"].append(float(np.mean(sorted(lp)[:m])) if m else float("nan"))
         cols["min_k_pp"].append(float(np.mean(sorted(z)[:m])) if m else float("nan"))
@@ -164,11 +164,10 @@ def memlens_scores(
     from memlens.mia.recipe import score_samples
     from memlens.scoring import score_texts
 
-    ref_bits = score_texts(reference_lm, texts, batch_size=batch_size).bits
-    scores, _ = score_samples(
-        target_lm, texts, ATTACKS, references={"ref": ref_bits}, batch_size=batch_size
-    )
-    return scores
+    ref = score_texts(reference_lm, texts, batch_size=batch_size).code_lengths()
+    return score_samples(
+        target_lm, texts, ATTACKS, references={"ref": ref}, batch_size=batch_size
+    ).scores
 
 
 def wrap(model, tokenizer, name: str):

@@ -8,7 +8,7 @@ What a model trainer would do before releasing a model:
 2. A target GPT-2 (``transformers.GPT2LMHeadModel``, 2 layers, width 64) trained on it, and a
    reference GPT-2 of the same shape trained on a disjoint clean corpus of the same grammar
    (no repeats, no canaries); both saved with ``save_pretrained``.
-3. ``memlens.audit.run_audit``: the canaries and repeated sentences should top the list of
+3. ``memlens.audit.run``: the canaries and repeated sentences should top the list of
    memorized samples, in bits.
 
 Run: ``python examples/audit_canaries.py [--out examples-out/audit]`` (a few minutes on one CPU
@@ -134,7 +134,7 @@ def main() -> None:
 
     from transformers.utils import logging as hf_logging
 
-    from memlens.audit.recipe import AuditConfig, run_audit
+    from memlens.audit.recipe import AuditConfig, run
 
     hf_logging.disable_progress_bar()
     data = corpus(args.seed)
@@ -156,27 +156,26 @@ def main() -> None:
         model=str(d / "target"), reference=str(d / "reference"), train=str(d / "train.txt"),
         heldout=str(d / "heldout.txt"), prefix=4, suffix=8, device="cpu", top_k=20,
     )  # fmt: skip
-    res = run_audit(cfg, d / "run")
+    res = run(cfg, d / "run")
     s = res.summary
     planted = set(data["canaries"]) | set(data["repeated"])
-    top = [r["text"] for r in s["top_memorized"]]
+    top = [r.text for r in s.top_memorized]
     print()
-    for split in ("train", "heldout"):
-        m = s[split]
+    for split, m in (("train", s.train), ("heldout", s.heldout)):
         print(
-            f"{split}: mean {m['mean_unintended_bits']:.1f} bits/sample, extraction rate "
-            f"{m['extraction_rate']:.3f} of {m['n_extraction_eligible']} eligible"
+            f"{split}: mean {m.mean_unintended_bits:.1f} bits/sample, extraction rate "
+            f"{m.extraction_rate:.3f} of {m.n_extraction_eligible} eligible"
         )
     print(f"planted samples among the top 20 memorized: {sum(t in planted for t in top)}/20")
-    for r in s["top_memorized"][:8]:
+    for r in s.top_memorized[:8]:
         kind = (
             "canary"
-            if r["text"] in data["canaries"]
+            if r.text in data["canaries"]
             else "repeat"
-            if r["text"] in data["repeated"]
+            if r.text in data["repeated"]
             else "normal"
         )
-        print(f"  {r['unintended_bits']:6.1f} bits  x{r['count']}  {kind:6s}  {r['text']}")
+        print(f"  {r.unintended_bits:6.1f} bits  x{r.count}  {kind:6s}  {r.text}")
     print(
         f"\nsame audit from the shell:\n  memlens audit --model {d}/target --reference {d}/reference "
         f"--train {d}/train.txt --heldout {d}/heldout.txt --prefix 4 --suffix 8 --out {d}/run-cli"

@@ -7,12 +7,14 @@ import math
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
 from helpers_hf import (  # noqa: F401
@@ -25,10 +27,10 @@ from helpers_hf import (  # noqa: F401
     write_jsonl,
     write_lines,
 )
-from memlens.audit import TfidfCorpus, greedy_continue, tfidf_rarity, unintended_bits
+from memlens.audit import AuditSummary, TfidfCorpus, tfidf_rarity, unintended_bits
 from memlens.cli import app, main
 from memlens.models.hf import load_causal_lm
-from memlens.scoring import score_texts
+from memlens.scoring import greedy_continue, score_texts
 from memlens.units import capacity_bits
 
 FLAGS = ["--prefix", "4", "--suffix", "4", "--device", "cpu"]
@@ -49,6 +51,19 @@ def test_tfidf_hand_computed():
     assert outside[0] == pytest.approx((math.log(4 / 2) + 2 * math.log(4 / 2)) / 3)
     with pytest.raises(ValueError):
         TfidfCorpus(docs).score(["z"])
+
+
+def test_spearman_by_hand():
+    from memlens.audit.recipe import _spearman
+
+    # ranks [1, 2, 3, 4] vs [1, 3, 2, 4]: sum d^2 = 2, rho = 1 - 6 * 2 / (4 * 15) = 0.8
+    r = _spearman(np.array([1.0, 2.0, 3.0, 4.0]), np.array([10.0, 30.0, 20.0, 40.0]))
+    assert r["rho"] == pytest.approx(0.8) and r["n"] == 4
+    # undefined below 3 samples or for a constant input; NaN pairs are left out
+    assert _spearman(np.array([1.0, 2.0]), np.array([2.0, 1.0]))["rho"] is None
+    assert _spearman(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0]))["rho"] is None
+    r = _spearman(np.array([1.0, np.nan, 2.0, 3.0]), np.array([3.0, 0.0, 2.0, 1.0]))
+    assert r["rho"] == pytest.approx(-1.0) and r["n"] == 3
 
 
 def test_unintended_bits_is_a_whole_sample_max_and_capacity():
@@ -112,9 +127,18 @@ def test_overfit_model_memorizes_train_not_heldout(base_run, overfit):
     assert cap["fraction_of_capacity"] == pytest.approx(
         tr["total_unintended_bits"] / (3.64 * n_params)
     )
-    assert summary["tfidf_spearman"] is None or -1 <= summary["tfidf_spearman"] <= 1
     # per-sample table: counts from the file, unintended = max(0, ref - target)
     train_rows = df[df.split == "train"]
+    # the Spearman of the summary is that of the table's positive training rows
+    pos = train_rows[train_rows.unintended_bits > 0]
+    assert len(pos) == summary["tfidf_spearman_detail"]["positive_train"]["n"] >= 3
+    rho = spearmanr(pos["tfidf"], pos["unintended_bits"]).statistic
+    assert summary["tfidf_spearman"] == pytest.approx(rho, abs=1e-12)
+    # the typed summary reads the same file, and gives the report its headline
+    typed = AuditSummary.model_validate(summary)
+    assert typed.headline()[2] == ("training samples", 30)
+    assert typed.train.mean_unintended_bits == tr["mean_unintended_bits"]
+    assert summary["first_token"] == "model"  # both tokenizers have a BOS
     assert train_rows["count"].tolist() == [2, 2] + [1] * 28
     np.testing.assert_array_equal(
         df["unintended_bits"], np.maximum(0, df["reference_bits"] - df["target_bits"])
@@ -190,6 +214,24 @@ def test_extraction_agrees_with_teacher_forcing_and_hf_generate(base_run, overfi
         min_new_tokens=6, eos_token_id=None, pad_token_id=1,
     )[:, 5:]  # fmt: skip
     torch.testing.assert_close(mine, ref)
+
+
+def test_audit_and_mia_report_the_same_zlib_size(base_run):
+    # The audit's zlib_bytes column and the MIA's zlib attacks divide by the same size of the
+    # same text (memlens.units.zlib_bytes, zlib's default level 6).
+    from memlens.mia import attacks as A
+    from memlens.scoring import TokenScores
+
+    _, df, _ = base_run
+    z = np.array([len(zlib.compress(t.encode("utf-8"), 6)) for t in df["text"]])
+    np.testing.assert_array_equal(df["zlib_bytes"], z)
+    n = len(df)
+    dummy = TokenScores(log2p=np.full((n, 1), -1.0), mask=np.ones((n, 1), bool))
+    x = A.AttackInputs(
+        target=dummy, texts=list(df["text"]), target_bits=df["target_bits"].to_numpy()
+    )
+    score = A.compute_attacks(["zlib"], x)["zlib"]
+    np.testing.assert_allclose(-df["target_bits"] / score, df["zlib_bytes"], rtol=1e-12)
 
 
 def test_long_texts_are_scored_with_a_window_when_asked(overfit, files):
@@ -305,14 +347,21 @@ def test_interrupted_audit_resumes_finished_stages(base_run, overfit, files, tmp
     real = hf.score_texts
     monkeypatch.setattr(hf, "score_texts", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = audit_run.AuditConfig(**json.loads((out / "manifest.json").read_text())["config"])
+    events = []
     with single_thread():
-        res = audit_run.run_audit(cfg, part)
-    assert calls == [] and res.reused_stages == ["target", "reference"]
+        res = audit_run.run(cfg, part, progress=events.append)
+    assert calls == [] and res.reused == ["target", "reference"]
+    # progress: only the stage that ran reports, ending at all eligible samples
+    n_eligible = (
+        summary["train"]["n_extraction_eligible"] + summary["heldout"]["n_extraction_eligible"]
+    )
+    assert {e.task for e in events} == {"greedy extraction"}
+    assert events[-1].completed == events[-1].total == n_eligible
     pd.testing.assert_frame_equal(res.samples.reset_index(drop=True), df, check_dtype=False)
-    again = audit_run.run_audit(cfg, part)  # a finished audit rerun reuses all three stages
-    assert again.reused_stages == ["target", "reference", "extraction"]
+    again = audit_run.run(cfg, part)  # a finished audit rerun reuses all three stages
+    assert again.reused == ["target", "reference", "extraction"]
     manifest = json.loads((part / "manifest.json").read_text())
-    assert manifest["status"] == "finished" and manifest["reused_stages"] == again.reused_stages
+    assert manifest["status"] == "finished" and manifest["reused_stages"] == again.reused
     args = ["audit", "--model", str(overfit.target), "--reference", str(overfit.reference),
             "--train", str(files["train_txt"]), "--heldout", str(files["held_txt"]),
             "--out", str(part), *FLAGS]  # fmt: skip

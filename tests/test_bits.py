@@ -111,10 +111,31 @@ def test_markov_source_code_length_is_exact():
         for a, b in zip(row[:-1], row[1:], strict=True):
             p *= P[a, b]
         assert bits == pytest.approx(-math.log2(p))
-    assert 0 < src.entropy_rate_bits() <= 1.0 + 1e-9  # two successors: at most 1 bit
+    # entropy rate = sum_i pi_i H(P_i), pi the stationary distribution (pi P = pi)
+    from scipy.stats import entropy
+
+    pi = src.stationary
+    np.testing.assert_allclose(pi @ P, pi, atol=1e-12)
+    assert pi.sum() == pytest.approx(1.0)
+    want = sum(pi[i] * entropy(P[i], base=2) for i in range(7))
+    assert src.entropy_rate_bits() == pytest.approx(want, rel=1e-12)
+    assert want < 1.0  # two successors per token: below 1 bit unless both are equally likely
 
 
 def test_uniform_prefix_stable_across_n():
     a = uniform_sequences(V, S, 10, seed=5)
     b = uniform_sequences(V, S, 2000, seed=5)
     assert torch.equal(a, b[:10])
+
+
+def test_token_log2p_by_hand_and_differentiable():
+    from memlens.scoring import token_log2p
+
+    # logits [0, ln 3] -> p = [1/4, 3/4]: log2 p(1) = log2 0.75, log2 p(0) = -2 bits
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, math.log(3.0)]], requires_grad=True)
+    got = token_log2p(logits, torch.tensor([1, 0]))
+    np.testing.assert_allclose(got.detach().numpy(), [math.log2(0.75), -2.0], rtol=1e-6)
+    # d(-log2 p(y))/d logits = (softmax - onehot) / ln 2
+    (-got.sum()).backward()
+    want = np.array([[0.25, -0.25], [-0.75, 0.75]]) / math.log(2)
+    np.testing.assert_allclose(logits.grad.numpy(), want, rtol=1e-6)

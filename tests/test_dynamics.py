@@ -120,7 +120,7 @@ def test_observe_respects_schedule_and_never_repeats_a_step():
 
 
 def test_tracker_matches_cross_entropy_and_kv_cached_greedy_decoding():
-    from memlens.audit.extraction import greedy_continue
+    from memlens.scoring.extraction import greedy_continue
 
     V, S, prefix, suffix = 16, 12, 4, 6
     g = torch.Generator().manual_seed(0)

@@ -1,6 +1,6 @@
 """The tracker inside a real Hugging Face ``Trainer`` (tiny local GPT-2), and ``memlens track
 --model/--train/--track`` on text, checked against independent computations: the model's own
-loss and KV-cached greedy decoding (:func:`memlens.audit.extraction.k_extraction`)."""
+loss and KV-cached greedy decoding (:func:`memlens.scoring.extraction.k_extraction`)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def one_thread():
 def test_trainer_callback_with_a_real_trainer(tmp_path):
     from transformers import Trainer, TrainingArguments
 
-    from memlens.audit.extraction import k_extraction
     from memlens.data.text import encode_texts
+    from memlens.scoring.extraction import k_extraction
     from memlens.track.text import _collator, _Rows
 
     tok = H.wordlevel_tokenizer()

@@ -93,7 +93,7 @@ def test_sliding_window_uses_the_hand_computed_windows(tmp_path, word_tokenizer)
         full = lambda a, b: lm.model(input_ids=ids[:, a:b]).logits  # noqa: E731
         want = torch.cat([full(0, 6), full(2, 8)[:, 4:], full(4, 10)[:, 4:]], dim=1)
     torch.testing.assert_close(got, want)
-    with pytest.raises(UserError, match="--window-stride"):
+    with pytest.raises(UserError, match="`window_stride`"):
         score_sequences(lm, [ids[0].numpy()])
     sc = score_sequences(lm, [ids[0].numpy()], window_stride=2)
     logp = torch.log_softmax(want[0, :-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1) / math.log(
@@ -175,14 +175,15 @@ def test_unreachable_hub_fails_fast_and_restores_online_mode(monkeypatch):
 
     from huggingface_hub import constants
 
+    from memlens import hub
     from memlens.models import hf as hfmod
 
-    for var in hfmod._PROXY_VARS:
+    for var in hub._PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
-    hfmod._hub_reachable.cache_clear()
-    assert not hfmod._hub_reachable("http://127.0.0.1:9")
+    hub.hub_reachable.cache_clear()
+    assert not hub.hub_reachable("http://127.0.0.1:9")
     t0 = time.perf_counter()
     with pytest.raises(UserError, match="could not be loaded from the Hugging Face hub"):
         hfmod.load_causal_lm("memlens-test/no-such-model")
@@ -201,4 +202,4 @@ def test_unreachable_hub_fails_fast_and_restores_online_mode(monkeypatch):
     with pytest.raises(UserError):
         hfmod.load_causal_lm("memlens-test/no-such-model")
     assert seen == [True] and constants.HF_HUB_OFFLINE is False
-    hfmod._hub_reachable.cache_clear()
+    hub.hub_reachable.cache_clear()

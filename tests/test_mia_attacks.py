@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import zlib
 
 import numpy as np
@@ -13,6 +14,7 @@ from memlens.errors import UserError
 from memlens.mia import attacks as A
 from memlens.mia.metrics import roc_auc
 from memlens.scoring import TokenScores, gpt_forward, grad_norms, score_tokens
+from memlens.units import zlib_bytes
 
 NAN = np.nan
 
@@ -52,16 +54,38 @@ ROWS = [
 ]
 
 
+def _words(seed_text: int) -> str:
+    """300 words drawn from 9: a text whose zlib size differs between levels 6 and 9."""
+    rng = random.Random(0)
+    words = ["the", "cat", "sees", "a", "red", "boat", "dog", "old", "lamp"]
+    texts = [" ".join(rng.choice(words) for _ in range(300)) for _ in range(2)]
+    return texts[seed_text]
+
+
+def test_zlib_size_is_zlibs_default_level():
+    # One level for the audit's zlib_bytes column and the MIA's zlib attacks: zlib's default (6),
+    # as Carlini et al.'s code and MIMIR. The text below compresses to 301 bytes at level 6 and
+    # 304 at level 9 (the level the MIA used before).
+    text = _words(1)
+    assert zlib_bytes(text) == 301 == len(zlib.compress(text.encode("utf-8")))
+    assert len(zlib.compress(text.encode("utf-8"), 9)) == 304
+    assert zlib_bytes("hello world " * 5) == 23 and zlib_bytes("abc") == 11
+
+
 def test_loss_zlib_ref_by_hand():
     t = scores_of(ROWS)
-    texts = ["hello world " * 5, "abc", "zzzz"]
+    texts = ["hello world " * 5, "abc", _words(1)]  # 23, 11 and 301 bytes (see above)
     x = A.AttackInputs(target=t, texts=texts, references={"R": np.array([30.0, 5.0, 20.0])})
-    cols = A.compute_attacks(["loss", "zlib", "ref"], x)
+    cols = A.compute_attacks(["loss", "zlib", "zlib_mimir", "ref"], x)
     nll = np.array([25.75, 10.0, 9.5])  # sum of -log2 p per row, in bits
     np.testing.assert_allclose(cols["loss"], -nll / np.array([10, 5, 4]))
-    z = np.array([len(zlib.compress(s.encode("utf-8"), 9)) for s in texts])
-    np.testing.assert_allclose(cols["zlib"], -nll / z)
+    # zlib: whole-text bits per compressed byte; MIMIR's form: bits per token per byte
+    np.testing.assert_allclose(cols["zlib"], [-25.75 / 23, -10.0 / 11, -9.5 / 301])
+    np.testing.assert_allclose(cols["zlib_mimir"], [-2.575 / 23, -2.0 / 11, -2.375 / 301])
     np.testing.assert_allclose(cols["ref"], np.array([30.0, 5.0, 20.0]) - nll)
+    # the two forms rank differently: row 1 is more member-like than row 0 by zlib
+    # (-0.909 > -1.120) and less by zlib_mimir (-0.182 < -0.112)
+    assert cols["zlib"][1] > cols["zlib"][0] and cols["zlib_mimir"][1] < cols["zlib_mimir"][0]
     # target_bits (code length of the text incl. a first-token charge) replaces nll when given.
     x.target_bits = nll + 3.0
     np.testing.assert_allclose(
@@ -129,6 +153,19 @@ def test_registry_parsing_and_new_attack_is_one_function():
         del A.ATTACKS["neg_max_nll"]
 
 
+def test_ref_attack_subtracts_the_target_bits_of_each_pair():
+    # A reference whose pair charges the first token otherwise gets its own target bits.
+    t = scores_of(ROWS)
+    x = A.AttackInputs(
+        target=t,
+        references={"a": np.array([30.0, 5.0, 20.0]), "b": np.array([30.0, 5.0, 20.0])},
+        reference_target_bits={"b": np.array([20.0, 4.0, 12.0])},
+    )
+    cols = A.compute_attacks(["ref"], x)
+    np.testing.assert_allclose(cols["ref:a"], [30 - 25.75, 5 - 10.0, 20 - 9.5])
+    np.testing.assert_allclose(cols["ref:b"], [10.0, 1.0, 8.0])
+
+
 class Bigram(torch.nn.Module):
     """logits[t] = W[x_t]: a bigram model with a V x V table."""
 
@@ -154,6 +191,45 @@ def test_grad_norms_closed_form():
     # Row [1,1,1,1]: all 3 predictions come from row 1, the gradients add: ||3 (u - e_1)|| / (3 ln 2).
     assert got[2] == pytest.approx(math.sqrt(3 / 4) / math.log(2), rel=1e-6)
     assert np.isnan(grad_norms(fwd, list(m.parameters()), tokens[:1], lengths=[1])[0])
+
+
+class ScaledBigram(torch.nn.Module):
+    """logits[t] = W[x_t] + 2 b: two parameter tensors whose gradients differ."""
+
+    def __init__(self, V: int) -> None:
+        super().__init__()
+        self.W = torch.nn.Parameter(torch.zeros(V, V))
+        self.b = torch.nn.Parameter(torch.zeros(V))
+
+    def forward(self, ids, attention_mask=None):
+        return self.W[ids] + 2 * self.b
+
+
+def test_grad_norms_mimir_is_the_mean_of_per_tensor_max_norms():
+    # W = 0, b = 0: predictions uniform over V = 4. Sequence [0, 1, 2, 3]: n = 3 predictions
+    # from rows 0, 1, 2 with targets 1, 2, 3, each contributing (u - e_target) / (n ln 2), u = 1/4.
+    #   grad W: rows 0..2 hold (u - e) / (3 ln 2): max |.| = (3/4) / (3 ln 2) = 0.25 / ln 2;
+    #           ||.||^2 = 3 * (3/4) / (9 ln^2 2) = 0.25 / ln^2 2.
+    #   grad b: 2 (3u - e1 - e2 - e3) / (3 ln 2) = 2 [.75, -.25, -.25, -.25] / (3 ln 2):
+    #           max |.| = 0.5 / ln 2; ||.||^2 = 4 * 0.75 / (9 ln^2 2) = (1/3) / ln^2 2.
+    # MIMIR's norm: mean of the per-tensor max norms = (0.25 + 0.5) / 2 / ln 2 = 0.375 / ln 2;
+    # the L2 norm of the whole gradient: sqrt(0.25 + 1/3) / ln 2 = sqrt(7/12) / ln 2.
+    m = ScaledBigram(4)
+    fwd = lambda ids, attention_mask=None: m(ids)  # noqa: E731
+    got = grad_norms(fwd, list(m.parameters()), torch.tensor([[0, 1, 2, 3]]), norm=["l2", "mimir"])
+    assert got["mimir"][0] == pytest.approx(0.375 / math.log(2), rel=1e-6)  # float32 model
+    assert got["l2"][0] == pytest.approx(math.sqrt(7 / 12) / math.log(2), rel=1e-6)
+    # one norm by name gives the same array
+    one = grad_norms(fwd, list(m.parameters()), torch.tensor([[0, 1, 2, 3]]), norm="mimir")
+    np.testing.assert_array_equal(one, got["mimir"])
+    with pytest.raises(UserError, match="unknown gradient norm"):
+        grad_norms(fwd, list(m.parameters()), torch.tensor([[0, 1]]), norm="l3")
+    # the attacks read them, higher = member
+    x = A.AttackInputs(
+        target=scores_of([[-1.0]]), grad_norms=got["l2"], grad_norms_mimir=got["mimir"]
+    )
+    cols = A.compute_attacks(["gradnorm", "gradnorm_mimir"], x)
+    assert cols["gradnorm"][0] == -got["l2"][0] and cols["gradnorm_mimir"][0] == -got["mimir"][0]
 
 
 def test_ref_beats_loss_on_overfit_model_with_good_references():

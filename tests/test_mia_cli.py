@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 import helpers_hf as H
+from memlens.mia.metrics import roc_auc
 from memlens.mia.recipe import load_samples
 
 # Content words are capitalized (as names are in real text), so lowercasing changes the text and
@@ -105,19 +107,32 @@ def test_mia_end_to_end_every_attack_separates(bundle, tmp_path, capsys, monkeyp
     assert code == 0, stderr
     result = json.loads((out / "mia.json").read_text())
     attacks = result["attacks"]
-    assert set(attacks) == {"loss", "zlib", "ref", "min_k", "min_k_pp", "lowercase", "gradnorm"}
+    assert list(attacks) == [
+        "loss", "zlib", "zlib_mimir", "ref", "min_k", "min_k_pp", "lowercase", "gradnorm",
+        "gradnorm_mimir",
+    ]  # fmt: skip
+    table = pd.read_parquet(out / "scores.parquet")
+    keep = table.index != 48  # the one sample min-k cannot score (below)
     for name, m in attacks.items():
         assert m["auc"] > 0.8, (name, m["auc"])  # an overfit target: every attack separates
+        # the metrics are those of the written scores, on the samples every attack scored
+        assert m["auc"] == roc_auc(table.loc[keep, name], table.loc[keep, "label"])
         assert m["auc_ci"][0] <= m["auc"] <= m["auc_ci"][1]
         assert set(m["tpr_at_fpr"]) == {"0.001", "0.01"}
         assert m["n_members"] == 24 and m["n_nonmembers"] == 24
+    # zlib: whole-text bits over zlib bytes (level 6); MIMIR's form: bits per token over them
+    z = np.array([len(zlib.compress(t.encode("utf-8"), 6)) for t in table["text"]])
+    np.testing.assert_allclose(table["zlib"], -table["target_bits"] / z, rtol=1e-12)
+    np.testing.assert_allclose(
+        table["zlib_mimir"], -table["target_bits"] / table["n_tokens"] / z, rtol=1e-12
+    )
+    assert result["references"][0]["first_token"] == "model"  # both tokenizers have a BOS
     assert attacks["loss"]["auc"] > 0.9
     # The one-word text cannot be scored by min-k: reported, and excluded from every attack.
     assert result["n_samples"] == 49 and result["n_evaluated"] == 48
     assert result["unscored"] == [{"id": 48, "label": 0, "attacks": ["min_k", "min_k_pp"]}]
     assert result["n_members"] == 24 and result["n_nonmembers"] == 25
     assert "<=" in result["rule"]
-    table = pd.read_parquet(out / "scores.parquet")
     assert len(table) == 49 and {"id", "label", "text", "target_bits", "n_tokens", *attacks} <= set(
         table.columns
     )

@@ -154,13 +154,13 @@ def test_best_threshold_f1_and_balanced_accuracy_by_hand():
 def test_evaluate_reports_counts_and_low_fpr_warning():
     s, y = hand_case()
     r = evaluate(s, y, fprs=[0.001, 0.1], n_boot=100)
-    assert r["n_members"] == 10 and r["n_nonmembers"] == 10
-    assert r["tpr_at_fpr"] == {"0.001": 0.4, "0.1": 1.0}
-    assert r["threshold_at_fpr"]["0.1"] == 0.35
-    assert len(r["warnings"]) == 2  # 10 * 0.001 and 10 * 0.1 are both < 10
-    assert "n_nonmembers * alpha = 0.01 < 10" in r["warnings"][0]
+    assert r.n_members == 10 and r.n_nonmembers == 10
+    assert r.tpr_at_fpr == {"0.001": 0.4, "0.1": 1.0}
+    assert r.threshold_at_fpr["0.1"] == 0.35
+    assert len(r.warnings) == 2  # 10 * 0.001 and 10 * 0.1 are both < 10
+    assert "n_nonmembers * alpha = 0.01 < 10" in r.warnings[0]
     big = evaluate(np.r_[s, np.zeros(90)], np.r_[y, np.zeros(90, int)], fprs=[0.1], n_boot=10)
-    assert big["warnings"] == []  # 100 * 0.1 = 10: no warning
+    assert big.warnings == []  # 100 * 0.1 = 10: no warning
 
 
 def test_nan_policy_excludes_from_all_attacks_and_reports():
@@ -170,14 +170,14 @@ def test_nan_policy_excludes_from_all_attacks_and_reports():
     r = evaluate_attacks(
         {"loss": s, "min_k": short}, y, ids=[f"s{i}" for i in range(20)], n_boot=50
     )
-    assert r["n_samples"] == 20 and r["n_evaluated"] == 18
-    assert [u["id"] for u in r["unscored"]] == ["s2", "s15"]
-    assert r["unscored"][0] == {"id": "s2", "label": 1, "attacks": ["min_k"]}
+    assert r.n_samples == 20 and r.n_evaluated == 18
+    assert [u["id"] for u in r.unscored] == ["s2", "s15"]
+    assert r.unscored[0] == {"id": "s2", "label": 1, "attacks": ["min_k"]}
     # Both attacks are evaluated on the same 18 samples.
     for name in ("loss", "min_k"):
-        assert r["attacks"][name]["n_members"] == 9 and r["attacks"][name]["n_nonmembers"] == 9
-    assert r["attacks"]["loss"]["auc"] == r["attacks"]["min_k"]["auc"]
-    assert "excluded from all attacks" in r["warnings"][0]
+        assert r.attacks[name].n_members == 9 and r.attacks[name].n_nonmembers == 9
+    assert r.attacks["loss"].auc == r.attacks["min_k"].auc
+    assert "excluded from all attacks" in r.warnings[0]
     with pytest.raises(UserError, match="could not be scored"):
         evaluate_attacks({"loss": s, "min_k": short}, y, nan_policy="error")
 

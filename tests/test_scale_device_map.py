@@ -94,7 +94,7 @@ def test_mia_run_with_device_map_gives_the_plain_scores(four_layer_dir, tmp_path
         dtype="float32",
     )  # fmt: skip
     result = run(cfg, tmp_path / "mia")
-    assert result["model"]["device_map"] == {"": "cpu"}
+    assert result.summary.model["device_map"] == {"": "cpu"}
     import pandas as pd
 
     table = pd.read_parquet(tmp_path / "mia" / "scores.parquet")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from memlens.audit.extraction import k_extraction
 from memlens.data.synthetic import MarkovSource
 from memlens.models.gpt import GPT, GPTConfig
 from memlens.scoring import TokenScores, score_tokens
+from memlens.scoring.extraction import k_extraction
 from memlens.sinks import (
     SinkConfig,
     SinkPatch,

@@ -63,6 +63,9 @@ class RunResult(Generic[S]):
 #: run kind -> "module:Class" of its Summary, imported on demand by :func:`summary_model` (the
 #: report). One line per kind, kept in alphabetical order.
 SUMMARIES: dict[str, str] = {
+    "audit": "memlens.audit.summary:AuditSummary",
+    "mia": "memlens.mia.summary:MIASummary",
+    "mia-metrics": "memlens.mia.summary:MIAMetricsSummary",
     "prior-diagnose": "memlens.prior.recipe:DiagnosisSummary",
     "prior-theory": "memlens.prior.recipe:TheorySummary",
     "puzzles-eval": "memlens.puzzles.recipe:EvalSummary",

@@ -10,49 +10,55 @@ al. 2023 for extraction):
    texts that also occur in the training set are dropped (they are not held out).
 2. One batched scoring pass per model over all texts (:func:`memlens.scoring.score_texts`,
    sorted by length, padded, attention-masked): each text's code length in bits under the target
-   and under the reference, each with its own tokenizer.
-3. Per sample: unintended memorization ``max(0, NLL_ref - NLL_target)`` bits, zlib size, TF-IDF
-   rarity (target tokens, training corpus), greedy k-extraction (``prefix``/``suffix`` tokens).
+   and under the reference, each with its own tokenizer, the first text token charged the same
+   way under both (:func:`memlens.scoring.comparable_bits`: when only one tokenizer starts texts
+   with a BOS, both charge it ``log2 V``; otherwise each model codes it).
+3. Per sample: unintended memorization ``max(0, NLL_ref - NLL_target)`` bits, zlib size
+   (:func:`memlens.units.zlib_bytes`, the level of the MIA's zlib attack), TF-IDF rarity (target
+   tokens, training corpus), greedy k-extraction (``prefix``/``suffix`` tokens,
+   :func:`memlens.scoring.k_extraction`).
 4. Summary for train and held-out separately, the difference of extraction rates
    (memorization-specific extraction), total memorized bits as a fraction of ``alpha * params``,
    Spearman correlations with TF-IDF and with the duplicate count, the top memorized samples.
 
-:func:`run_audit` does all of it from a config and writes a run directory; :func:`audit_texts`
-is the in-memory core for notebooks that already hold the models and texts.
+:func:`run` does all of it from an :class:`AuditConfig` and writes a run directory (the run
+contract of :mod:`memlens.results`); :func:`audit_texts` is the in-memory core for notebooks that
+already hold the models and texts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from memlens.audit.extraction import k_extraction
 from memlens.audit.rarity import TfidfCorpus
+from memlens.audit.summary import AuditSummary, SplitSummary
 from memlens.audit.unintended import unintended_bits
+from memlens.config import Config
 from memlens.data.text import EncodedTexts, TextSet, load_texts
 from memlens.errors import UserError
+from memlens.progress import ProgressFn
+from memlens.results import RunResult
+from memlens.scoring import CodeLengths, check_window, comparable_bits, k_extraction
 from memlens.units import PUBLISHED_ALPHA, capacity_bits, zlib_bytes
 
-Progress = Callable[[str, int, int], None]
-"""Called as ``progress(stage, done, total)``."""
 
-
-class AuditConfig(BaseModel):
+class AuditConfig(Config):
     """Settings of one audit (saved in the run's manifest).
 
     ``model`` and ``reference`` are local directories (or hub names); ``train`` and ``heldout``
     any source of :func:`memlens.data.text.read_texts`. Lengths are in tokens of the target's
-    tokenizer; ``alpha`` in bits per parameter.
+    tokenizer; ``alpha`` in bits per parameter; ``top_k`` samples are listed in ``audit.json``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True)
+    what: ClassVar[str] = "audit config"
 
     model: str
     reference: str
@@ -65,28 +71,23 @@ class AuditConfig(BaseModel):
     heldout_split: str | None = None
     seq_len: int | None = Field(default=None, ge=1)
     dedup: bool = True
-    prefix: int = 32
-    suffix: int = 32
-    batch_size: int = 32
-    window_stride: int | None = None
+    prefix: int = Field(32, ge=1)
+    suffix: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1)
+    window_stride: int | None = Field(None, ge=1)
     dtype: str = "auto"
     device: str = "auto"
-    alpha: float = PUBLISHED_ALPHA
-    top_k: int = 20
+    alpha: float = Field(PUBLISHED_ALPHA, gt=0, allow_inf_nan=False)
+    top_k: int = Field(20, ge=0)
 
 
 @dataclass
-class AuditResult:
-    """What an audit found: ``samples`` (one row per text) and ``summary`` (``audit.json``).
+class AuditResult(RunResult[AuditSummary]):
+    """What an audit returns: the typed ``audit.json`` (``summary``), ``samples`` (a pandas
+    DataFrame, one row per text: ``samples.parquet``), the run directory and the ``reused``
+    stages (``target``, ``reference``, ``extraction``) taken from an earlier, interrupted run."""
 
-    ``reused_stages`` names the stages (``target``, ``reference``, ``extraction``) taken from an
-    earlier, interrupted run of the same audit instead of being computed again.
-    """
-
-    samples: Any  # pandas.DataFrame
-    summary: dict[str, Any]
-    out_dir: Path | None = None
-    reused_stages: list[str] = field(default_factory=list)
+    samples: Any = None
 
 
 class StageCache(Protocol):
@@ -101,7 +102,7 @@ class StageCache(Protocol):
 class _Scored(EncodedTexts):
     """What the audit keeps of a scoring pass (all it needs; stored as one cell)."""
 
-    bits: np.ndarray
+    code: CodeLengths
 
     def pack(self) -> dict[str, np.ndarray]:
         flat = (
@@ -112,9 +113,9 @@ class _Scored(EncodedTexts):
         return {
             "lengths": self.lengths,
             "tokens": flat,
-            "bits": np.asarray(self.bits, dtype=np.float64),
-            "first_token_bits": np.array(self.first_token_bits, dtype=np.float64),
+            "first_token_bits_scalar": np.array(self.first_token_bits, dtype=np.float64),
             "bos_token_id": np.array(-1 if self.bos_token_id is None else self.bos_token_id),
+            **self.code.to_arrays(),
         }
 
     @classmethod
@@ -123,9 +124,9 @@ class _Scored(EncodedTexts):
         bos = int(d["bos_token_id"])
         return cls(
             tokens=[d["tokens"][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
-            bits=d["bits"],
-            first_token_bits=float(d["first_token_bits"]),
+            first_token_bits=float(d["first_token_bits_scalar"]),
             bos_token_id=None if bos < 0 else bos,
+            code=CodeLengths.from_arrays(d),
         )
 
 
@@ -147,23 +148,6 @@ def _stage_key(stage: str, texts_digest: str, *settings: Any) -> str:
     return f"{stage}-{h.hexdigest()[:16]}"
 
 
-def _validate(cfg: AuditConfig) -> None:
-    if cfg.prefix < 1 or cfg.suffix < 1:
-        raise UserError(
-            f"--prefix and --suffix must be at least 1 token, got {cfg.prefix} and {cfg.suffix}."
-        )
-    if cfg.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {cfg.batch_size}.")
-    if cfg.top_k < 0:
-        raise UserError(f"--top must be 0 or more, got {cfg.top_k}.")
-    if not (cfg.alpha > 0 and math.isfinite(cfg.alpha)):
-        raise UserError(
-            f"--alpha must be a positive number of bits per parameter, got {cfg.alpha}."
-        )
-    if cfg.window_stride is not None and cfg.window_stride < 1:
-        raise UserError(f"--window-stride must be at least 1, got {cfg.window_stride}.")
-
-
 def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Spearman's rho with its p-value and n; ``rho`` is None when undefined (n < 3 or constant)."""
     from scipy.stats import spearmanr
@@ -181,26 +165,26 @@ def _nan_to_none(v: float) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
 
 
-def _split_summary(df: Any, texts: TextSet, extra: dict[str, Any]) -> dict[str, Any]:
+def _split_summary(df: Any, texts: TextSet, extra: dict[str, Any]) -> SplitSummary:
     mem = df["unintended_bits"].to_numpy()
     elig = df["extraction_eligible"].to_numpy()
-    return {
-        "n": int(len(df)),
+    return SplitSummary(
+        n=int(len(df)),
         **texts.summary(),
         **extra,
-        "mean_unintended_bits": _nan_to_none(mem.mean()) if len(mem) else None,
-        "total_unintended_bits": float(mem.sum()),
-        "median_unintended_bits": _nan_to_none(float(np.median(mem))) if len(mem) else None,
-        "n_positive_unintended": int((mem > 0).sum()),
-        "mean_target_bits": _nan_to_none(df["target_bits"].mean()),
-        "mean_reference_bits": _nan_to_none(df["reference_bits"].mean()),
-        "mean_target_bits_per_token": _nan_to_none(df["target_bits_per_token"].mean()),
-        "n_extraction_eligible": int(elig.sum()),
-        "extraction_rate": _nan_to_none(df.loc[elig, "extracted"].mean()) if elig.any() else None,
-        "mean_match_fraction": _nan_to_none(df.loc[elig, "match_fraction"].mean())
-        if elig.any()
-        else None,
-    }
+        mean_unintended_bits=_nan_to_none(mem.mean()) if len(mem) else None,
+        total_unintended_bits=float(mem.sum()),
+        median_unintended_bits=_nan_to_none(float(np.median(mem))) if len(mem) else None,
+        n_positive_unintended=int((mem > 0).sum()),
+        mean_target_bits=_nan_to_none(df["target_bits"].mean()),
+        mean_reference_bits=_nan_to_none(df["reference_bits"].mean()),
+        mean_target_bits_per_token=_nan_to_none(df["target_bits_per_token"].mean()),
+        n_extraction_eligible=int(elig.sum()),
+        extraction_rate=_nan_to_none(df.loc[elig, "extracted"].mean()) if elig.any() else None,
+        mean_match_fraction=(
+            _nan_to_none(df.loc[elig, "match_fraction"].mean()) if elig.any() else None
+        ),
+    )
 
 
 def audit_texts(
@@ -215,7 +199,7 @@ def audit_texts(
     window_stride: int | None = None,
     alpha: float = PUBLISHED_ALPHA,
     top_k: int = 20,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
     cache: StageCache | None = None,
 ) -> AuditResult:
     """Audit ``target`` on ``train`` and ``heldout`` texts against ``reference`` (both
@@ -224,7 +208,8 @@ def audit_texts(
     Returns an :class:`AuditResult` whose ``samples`` has one row per unique text with columns
     ``split, sample, source_index, count, text, n_tokens_target, n_tokens_reference, target_bits,
     reference_bits, unintended_bits, target_bits_per_token, zlib_bytes, tfidf,
-    extraction_eligible, extracted, match_fraction``.
+    extraction_eligible, extracted, match_fraction`` (``target_bits`` and ``reference_bits``
+    with the first token charged alike, see :func:`memlens.scoring.comparable_bits`).
 
     ``cache`` (optional) keeps each finished stage (target scores, reference scores, extraction)
     under a key that covers the texts and the stage's settings, and reuses it when present.
@@ -234,34 +219,32 @@ def audit_texts(
     from memlens.scoring import score_texts
 
     lead = 1 if target.bos_token_id is not None else 0
-    if target.context_length is not None and lead + prefix + suffix - 1 > target.context_length:
-        raise UserError(
-            f"prefix {prefix} + suffix {suffix} tokens do not fit the context of {target.context_length} "
-            f"of model {target.name}; use a shorter --prefix/--suffix."
-        )
+    check_window(prefix, suffix, lead, target.context_length)
     texts = list(train.texts) + list(heldout.texts)
     n_train, total = len(train.texts), len(train.texts) + len(heldout.texts)
-
-    def report(stage: str) -> Callable[[int], None] | None:
-        return None if progress is None else (lambda done: progress(stage, done, total))
 
     digest = _texts_digest(texts, np.r_[train.counts, heldout.counts], n_train)
     reused: list[str] = []
 
     def scored(stage: str, lm: Any) -> _Scored:
-        key = _stage_key(stage, digest, lm.describe(), window_stride)
+        key = _stage_key(stage, digest, lm.describe(), window_stride, "first-token")
         hit = cache.load(key) if cache is not None else None
         if hit is not None:
             reused.append(stage)
             return _Scored.unpack(hit)
         sc = score_texts(
-            lm, texts, batch_size=batch_size, window_stride=window_stride, progress=report(stage)
+            lm,
+            texts,
+            batch_size=batch_size,
+            window_stride=window_stride,
+            progress=progress,
+            task=f"scoring ({stage})",
         )
         out = _Scored(
             tokens=sc.tokens,
             bos_token_id=sc.bos_token_id,
             first_token_bits=sc.first_token_bits,
-            bits=sc.bits,
+            code=sc.code_lengths(),
         )
         if cache is not None:
             cache.save(key, out.pack())
@@ -269,10 +252,10 @@ def audit_texts(
 
     tgt = scored("target", target)
     ref = scored("reference", reference)
-    mem = unintended_bits(tgt.bits, ref.bits)
+    tgt_bits, ref_bits, first_token = comparable_bits(tgt.code, ref.code)
+    mem = unintended_bits(tgt_bits, ref_bits)
 
     n_lead = 1 if tgt.bos_token_id is not None else 0
-    n_eligible = int((tgt.n_text_tokens >= prefix + suffix).sum())
     ext_key = _stage_key("extraction", digest, target.describe(), prefix, suffix)
     hit = cache.load(ext_key) if cache is not None else None
     if hit is not None:
@@ -288,9 +271,8 @@ def audit_texts(
             context_length=target.context_length,
             batch_size=batch_size,
             device=target.device,
-            progress=None
-            if progress is None
-            else (lambda done: progress("extraction", done, n_eligible)),
+            progress=progress,
+            task="greedy extraction",
         )
         eligible, exact, match_fraction = ext.eligible, ext.exact, ext.match_fraction
         if cache is not None:
@@ -312,10 +294,10 @@ def audit_texts(
             "text": texts,
             "n_tokens_target": n_tok_t,
             "n_tokens_reference": ref.n_text_tokens,
-            "target_bits": tgt.bits,
-            "reference_bits": ref.bits,
+            "target_bits": tgt_bits,
+            "reference_bits": ref_bits,
             "unintended_bits": mem,
-            "target_bits_per_token": tgt.bits / np.maximum(n_tok_t, 1),
+            "target_bits_per_token": tgt_bits / np.maximum(n_tok_t, 1),
             "zlib_bytes": [zlib_bytes(t) for t in texts],
             "tfidf": tfidf,
             "extraction_eligible": eligible,
@@ -334,46 +316,53 @@ def audit_texts(
     dup = _spearman(tr["count"].to_numpy().astype(float), mem_tr)
 
     def diff(key: str) -> float | None:
-        a, b = s_train[key], s_held[key]
+        a, b = getattr(s_train, key), getattr(s_held, key)
         return None if a is None or b is None else a - b
 
     top = tr.sort_values("unintended_bits", ascending=False, kind="stable").head(top_k)
-    summary = {
-        "target": target.describe(),
-        "reference": reference.describe(),
-        "code_length_convention": (
+    summary = AuditSummary(
+        target=target.describe(),
+        reference=reference.describe(),
+        code_length_convention=(
             "bits per text: -sum log2 p over the text's tokens under each model's own tokenizer; "
             "a BOS id (bos_token_id, else eos_token_id) is prepended and free, else the first token "
-            "costs log2 V; no end-of-text token is charged"
+            "costs log2 V; no end-of-text token is charged; when only one of the two tokenizers "
+            "has a BOS, both models' first text token is charged log2 V (first_token: uniform)"
         ),
-        "first_token_bits": {"target": tgt.first_token_bits, "reference": ref.first_token_bits},
-        "unintended_definition": "max(0, NLL_bits(x | reference) - NLL_bits(x | target)), whole-sample code lengths",
-        "extraction": {
+        first_token=first_token,
+        first_token_bits={
+            "target": float(np.mean(tgt_bits - (tgt.code.bits - tgt.code.first_token_bits))),
+            "reference": float(np.mean(ref_bits - (ref.code.bits - ref.code.first_token_bits))),
+        },
+        unintended_definition=(
+            "max(0, NLL_bits(x | reference) - NLL_bits(x | target)), whole-sample code lengths"
+        ),
+        extraction={
             "prefix": prefix,
             "suffix": suffix,
             "decoding": "greedy",
             "bos_in_prompt": n_lead == 1,
         },
-        "train": s_train,
-        "heldout": s_held,
-        "extraction_rate_difference": diff("extraction_rate"),
-        "mean_unintended_bits_difference": diff("mean_unintended_bits"),
-        "capacity": {
+        train=s_train,
+        heldout=s_held,
+        extraction_rate_difference=diff("extraction_rate"),
+        mean_unintended_bits_difference=diff("mean_unintended_bits"),
+        capacity={
             "alpha_bits_per_param": alpha,
             "n_params": target.n_params,
             "capacity_bits": cap,
-            "train_total_unintended_bits": s_train["total_unintended_bits"],
-            "fraction_of_capacity": s_train["total_unintended_bits"] / cap,
+            "train_total_unintended_bits": s_train.total_unintended_bits,
+            "fraction_of_capacity": s_train.total_unintended_bits / cap,
         },
-        "tfidf_spearman": tfidf_pos["rho"],
-        "tfidf_spearman_detail": {
+        tfidf_spearman=tfidf_pos["rho"],
+        tfidf_spearman_detail={
             "positive_train": tfidf_pos,
             "all_train": tfidf_all,
             "note": "Spearman of unintended bits with TF-IDF rarity over training samples with positive memorization (Morris et al. 2025), and over all training samples",
         },
-        "duplicate_spearman": dup["rho"],
-        "duplicate_spearman_detail": dup,
-        "top_memorized": [
+        duplicate_spearman=dup["rho"],
+        duplicate_spearman_detail=dup,
+        top_memorized=[
             {
                 "sample": int(r.sample),
                 "unintended_bits": float(r.unintended_bits),
@@ -386,8 +375,8 @@ def audit_texts(
             }
             for r in top.itertuples()
         ],
-    }
-    return AuditResult(samples=df, summary=summary, reused_stages=reused)
+    )
+    return AuditResult(summary=summary, samples=df, reused=reused)
 
 
 def _drop_overlap(train: TextSet, heldout: TextSet) -> TextSet:
@@ -463,7 +452,7 @@ class _RunCache:
         from memlens.store import RunDir
 
         if self._run is None:
-            self._run = RunDir(self.out, "audit", self.config.model_dump(), seed=None)
+            self._run = RunDir(self.out, "audit", self.config.to_dict(), seed=None)
             if not (self.out / "manifest.json").exists():
                 self._run.write_manifest(status="running")
         return self._run
@@ -477,23 +466,24 @@ class _RunCache:
         self.run_dir().save_arrays(key, arrays)
 
 
-def run_audit(
-    config: AuditConfig, out_dir: str | Path | None = None, progress: Progress | None = None
+def run(
+    config: AuditConfig, out: str | Path | None = None, *, progress: ProgressFn | None = None
 ) -> AuditResult:
     """Run the whole audit and write ``audit.json``, ``samples.parquet``, plots and the manifest.
 
     Everything is loaded and validated before the run directory is created, so bad input leaves
-    nothing behind. Each finished stage (target scores, reference scores, extraction) is stored in
-    ``cells/`` at once: rerunning the same command with the same ``out`` after an interruption
-    reuses them (``AuditResult.reused_stages``).
+    nothing behind; ``out=None`` writes a fresh timestamped directory. Each finished stage
+    (target scores, reference scores, extraction) is stored in ``cells/`` at once: rerunning
+    with the same ``out`` after an interruption reuses them (``AuditResult.reused``).
+    ``progress`` receives :class:`~memlens.progress.ProgressEvent` values for the tasks
+    ``scoring (target)``, ``scoring (reference)`` and ``greedy extraction``.
     """
     from memlens.models.hf import load_causal_lm
     from memlens.store import RunDir, default_out_dir
 
-    _validate(config)
-    out = Path(out_dir) if out_dir is not None else default_out_dir("audit")
+    out = Path(out) if out is not None else default_out_dir("audit")
     if (out / "manifest.json").exists():  # fail now, not after the work, if it holds another run
-        RunDir(out, "audit", config.model_dump(), seed=None)
+        RunDir(out, "audit", config.to_dict(), seed=None)
     target = load_causal_lm(
         config.model, tokenizer=config.tokenizer, dtype=config.dtype, device=config.device
     )
@@ -503,11 +493,9 @@ def run_audit(
         dtype=config.dtype,
         device=config.device,
     )
-    for lm in (target, reference):
+    for lm, param in ((target, "tokenizer"), (reference, "reference_tokenizer")):
         if lm.tokenizer is None:
-            raise UserError(
-                f"model {lm.name} has no tokenizer to read text with; pass one with --tokenizer."
-            )
+            raise UserError(f"model {lm.name} has no tokenizer to read text with; pass `{param}`.")
     kw = {
         "text_column": config.text_column,
         "tokenizer": target.tokenizer,
@@ -534,16 +522,17 @@ def run_audit(
         progress=progress,
         cache=cache,
     )
-    run = cache.run_dir()
-    run.write_table("samples.parquet", result.samples)
+    rd = cache.run_dir()
+    rd.write_table("samples.parquet", result.samples)
     for name, fig in plot_audit(result.samples).items():
-        run.save_figure(name, fig)
-    run.write_json("audit.json", result.summary)
-    run.write_manifest(
+        rd.save_figure(name, fig)
+    summary = result.summary
+    rd.write_json(summary.file, summary.to_json())
+    rd.write_manifest(
         status="finished",
-        target=result.summary["target"],
-        reference=result.summary["reference"],
-        reused_stages=result.reused_stages,
+        target=summary.target,
+        reference=summary.reference,
+        reused_stages=result.reused,
     )
-    result.out_dir = run.path
+    result.out_dir = rd.path
     return result

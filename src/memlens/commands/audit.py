@@ -1,11 +1,15 @@
 """``memlens audit``: memorization audit of a trained causal LM (thin wrapper over
-:func:`memlens.audit.recipe.run_audit`)."""
+:func:`memlens.audit.recipe.run`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from memlens.commands import options
+from memlens.units import PUBLISHED_ALPHA
 
 HELP = (
     "How many bits of each training sample did the model memorize beyond a reference model, "
@@ -17,14 +21,8 @@ HELP = (
 def register(app: typer.Typer) -> None:
     @app.command("audit", help=HELP, no_args_is_help=True)
     def audit(
-        model: str = typer.Option(
-            ..., "--model", help="Target: a local model directory (or hub name)."
-        ),
-        reference: str = typer.Option(
-            ...,
-            "--reference",
-            help="Reference model (same family, trained on a superset, or the best available).",
-        ),
+        model: options.Model,
+        reference: options.Reference,
         train: str = typer.Option(
             ...,
             "--train",
@@ -33,12 +31,8 @@ def register(app: typer.Typer) -> None:
         heldout: str = typer.Option(
             ..., "--heldout", help="Held-out texts from the same distribution (same formats)."
         ),
-        out: Path | None = typer.Option(
-            None, "--out", help="Run directory (default: memlens-runs/audit-<time>)."
-        ),
-        text_column: str = typer.Option(
-            "text", "--text-column", help="Text field of .jsonl/.csv/.parquet/datasets."
-        ),
+        out: options.Out = None,
+        text_column: options.TextColumn = "text",
         split: str | None = typer.Option(
             None,
             "--split",
@@ -47,34 +41,27 @@ def register(app: typer.Typer) -> None:
         heldout_split: str | None = typer.Option(
             None, "--heldout-split", help="Dataset split of --heldout."
         ),
-        seq_len: int | None = typer.Option(
-            None, "--seq-len", help="Cut texts into pieces of this many target tokens."
-        ),
+        seq_len: options.SeqLen = None,
         prefix: int = typer.Option(32, "--prefix", help="Extraction prompt length in tokens."),
         suffix: int = typer.Option(32, "--suffix", help="Extraction target length in tokens."),
-        window_stride: int | None = typer.Option(
-            None,
-            "--window-stride",
-            help="Score texts longer than the context with a sliding window of this stride.",
-        ),
-        tokenizer: str | None = typer.Option(
-            None, "--tokenizer", help="Tokenizer of the target (default: its directory)."
-        ),
+        window_stride: options.WindowStride = None,
+        tokenizer: options.Tokenizer = None,
         reference_tokenizer: str | None = typer.Option(
             None, "--reference-tokenizer", help="Tokenizer of the reference."
         ),
-        dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Sequences per forward pass."),
-        alpha: float = typer.Option(
-            3.64, "--alpha", help="Capacity in bits per parameter (Morris et al. 2025)."
-        ),
-        top: int = typer.Option(10, "--top", help="Top memorized samples to list."),
+        dtype: options.Dtype = "auto",
+        device: options.Device = "auto",
+        batch_size: options.BatchSize = 32,
+        alpha: options.Alpha = PUBLISHED_ALPHA,
+        top: int = typer.Option(10, "--top", min=0, help="Top memorized samples to list."),
         no_dedup: bool = typer.Option(False, "--no-dedup", help="Keep exact duplicates."),
     ) -> None:
-        from memlens.audit.recipe import AuditConfig, run_audit
+        from memlens.audit.recipe import AuditConfig, run
+        from memlens.commands._ui import progress_bars
+        from memlens.config import build_config
 
-        config = AuditConfig(
+        config = build_config(
+            AuditConfig,
             model=model,
             reference=reference,
             train=train,
@@ -95,38 +82,23 @@ def register(app: typer.Typer) -> None:
             alpha=alpha,
             top_k=top,
         )
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        labels = {
-            "target": "scoring (target)",
-            "reference": "scoring (reference)",
-            "extraction": "greedy extraction",
-        }
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
-        ) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
-                bar.update(tasks[stage], completed=done, total=total)
-
-            result = run_audit(config, out, progress=progress)
-        _print_summary(result.summary, result.out_dir, result.reused_stages)
+        with progress_bars() as progress:
+            result = run(config, out, progress=progress)
+        _print_summary(result.summary, result.out_dir, result.reused)
 
 
 def _fmt(v, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _print_summary(s: dict, out_dir: Path | None, reused_stages: list[str] | None = None) -> None:
+def _print_summary(s: Any, out_dir: Path | None, reused_stages: list[str] | None = None) -> None:
+    """Print an :class:`~memlens.audit.summary.AuditSummary`."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     table = Table(
-        title=f"memorization audit of {s['target']['name']} (reference: {s['reference']['name']})"
+        title=f"memorization audit of {s.target['name']} (reference: {s.reference['name']})"
     )
     table.add_column("split")
     for col in (
@@ -138,40 +110,44 @@ def _print_summary(s: dict, out_dir: Path | None, reused_stages: list[str] | Non
         "match fraction",
     ):
         table.add_column(col, justify="right")
-    for split in ("train", "heldout"):
-        m = s[split]
+    for split, m in (("train", s.train), ("heldout", s.heldout)):
         table.add_row(
             split,
-            str(m["n"]),
-            str(m["n_duplicates_removed"]),
-            _fmt(m["mean_unintended_bits"], ".2f"),
-            _fmt(m["total_unintended_bits"], ".1f"),
-            f"{_fmt(m['extraction_rate'], '.3f')} of {m['n_extraction_eligible']}",
-            _fmt(m["mean_match_fraction"], ".3f"),
+            str(m.n),
+            str(m.n_duplicates_removed),
+            _fmt(m.mean_unintended_bits, ".2f"),
+            _fmt(m.total_unintended_bits, ".1f"),
+            f"{_fmt(m.extraction_rate, '.3f')} of {m.n_extraction_eligible}",
+            _fmt(m.mean_match_fraction, ".3f"),
         )
     console.print(table)
-    cap = s["capacity"]
+    cap = s.capacity
     console.print(
-        f"extraction rate train - held-out: {_fmt(s['extraction_rate_difference'], '+.3f')}; "
-        f"train memorized {cap['train_total_unintended_bits']:.0f} bits = "
-        f"{cap['fraction_of_capacity']:.2e} of capacity ({cap['alpha_bits_per_param']} bits/param x {cap['n_params']:,} params)"
+        f"extraction rate train - held-out: {_fmt(s.extraction_rate_difference, '+.3f')}; "
+        f"train memorized {cap.train_total_unintended_bits:.0f} bits = "
+        f"{cap.fraction_of_capacity:.2e} of capacity ({cap.alpha_bits_per_param} bits/param x {cap.n_params:,} params)"
     )
     console.print(
-        f"Spearman(unintended bits, TF-IDF) on positive train samples: {_fmt(s['tfidf_spearman'], '+.3f')}; "
-        f"with duplicate count: {_fmt(s['duplicate_spearman'], '+.3f')}"
+        f"Spearman(unintended bits, TF-IDF) on positive train samples: {_fmt(s.tfidf_spearman, '+.3f')}; "
+        f"with duplicate count: {_fmt(s.duplicate_spearman, '+.3f')}"
     )
-    if s["top_memorized"]:
+    if s.first_token == "uniform":
+        console.print(
+            "only one of the two tokenizers starts texts with a BOS: both models' first text "
+            "token is charged log2 V of its own vocabulary."
+        )
+    if s.top_memorized:
         top = Table(title="top memorized training samples")
         top.add_column("bits", justify="right")
         top.add_column("count", justify="right")
         top.add_column("extracted")
         top.add_column("text")
-        for r in s["top_memorized"]:
-            text = r["text"] if len(r["text"]) <= 70 else r["text"][:67] + "..."
+        for r in s.top_memorized:
+            text = r.text if len(r.text) <= 70 else r.text[:67] + "..."
             top.add_row(
-                f"{r['unintended_bits']:.1f}",
-                str(r["count"]),
-                "yes" if r["extracted"] else "no",
+                f"{r.unintended_bits:.1f}",
+                str(r.count),
+                "yes" if r.extracted else "no",
                 text,
             )
         console.print(top)

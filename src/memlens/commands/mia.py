@@ -5,28 +5,46 @@ Two spellings, one group:
 * ``memlens mia --model M [--reference R ...] --members F --nonmembers G --out DIR`` runs the
   attacks (:func:`memlens.mia.recipe.run`);
 * ``memlens mia metrics --scores FILE [--fpr ...] [--json]`` evaluates scores computed elsewhere
-  (:func:`memlens.mia.metrics.evaluate_attacks`).
+  (:func:`memlens.mia.recipe.run_metrics`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from memlens.commands import options
 from memlens.errors import UserError
 
 HELP = (
     "Membership inference: was this text in the model's training data? Runs loss, zlib, ref, "
-    "min_k, min_k_pp, lowercase and gradnorm attacks in one batched pass (higher score = member) "
-    "and reports ROC-AUC with a bootstrap CI, TPR at FPR <= alpha, F1 and balanced accuracy."
+    "min_k, min_k_pp, lowercase and gradnorm attacks (and MIMIR's forms of zlib and gradnorm) "
+    "in one batched pass (higher score = member) and reports ROC-AUC with a bootstrap CI, TPR at "
+    "FPR <= alpha, F1 and balanced accuracy."
 )
 
+Fpr = Annotated[
+    list[str] | None,
+    typer.Option("--fpr", help="FPR levels for TPR at FPR <= alpha (default 0.001,0.01)."),
+]
+NBoot = Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the AUC interval.")]
+NanPolicy = Annotated[
+    str,
+    typer.Option(
+        "--nan-policy",
+        help="common: evaluate all attacks on samples every attack scored (others listed); error: stop.",
+    ),
+]
+LabelColumn = Annotated[
+    str, typer.Option("--label-column", help="Label column (1/member, 0/non-member).")
+]
 
-def _fprs(values: list[str] | None) -> list[float]:
+
+def _fprs(values: list[str] | None) -> list[float] | None:
     if not values:
-        return [0.001, 0.01]
+        return None
     out = []
     for v in values:
         for part in str(v).split(","):
@@ -45,7 +63,8 @@ def _fprs(values: list[str] | None) -> list[float]:
     return sorted(set(out))
 
 
-def _summary(result: dict[str, Any], title: str) -> None:
+def _summary(s: Any, title: str) -> None:
+    """Print a :class:`~memlens.mia.summary.MIAMetricsSummary` (or :class:`MIASummary`)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -53,36 +72,41 @@ def _summary(result: dict[str, Any], title: str) -> None:
     from memlens.mia.metrics import alpha_key
 
     console = Console()
-    levels = result["fpr_levels"]
     table = Table(title=title, box=box.SIMPLE_HEAD)
     table.add_column("attack")
     table.add_column("AUC", justify="right")
     table.add_column("95% CI", justify="right")
-    for a in levels:
+    for a in s.fpr_levels:
         table.add_column(f"TPR@{a * 100:g}%FPR", justify="right")
     table.add_column("F1", justify="right")
     table.add_column("bal.acc", justify="right")
-    for name, m in result["attacks"].items():
-        lo, hi = m["auc_ci"]
+    for name, m in s.attacks.items():
+        lo, hi = m.auc_ci
         table.add_row(
             name,
-            f"{m['auc']:.3f}",
+            f"{m.auc:.3f}",
             f"{lo:.3f}-{hi:.3f}",
-            *(f"{m['tpr_at_fpr'][alpha_key(a)]:.3f}" for a in levels),
-            f"{m['f1']:.3f}",
-            f"{m['balanced_accuracy']:.3f}",
+            *(f"{m.tpr_at_fpr[alpha_key(a)]:.3f}" for a in s.fpr_levels),
+            f"{m.f1:.3f}",
+            f"{m.balanced_accuracy:.3f}",
         )
     console.print(table)
-    first = next(iter(result["attacks"].values()))
+    first = next(iter(s.attacks.values()))
     console.print(
-        f"{first['n_members']} members, {first['n_nonmembers']} non-members evaluated "
-        f"({result['n_samples']} samples); higher score = member. {result['rule']}"
+        f"{first.n_members} members, {first.n_nonmembers} non-members evaluated "
+        f"({s.n_samples} samples); higher score = member. {s.rule}"
     )
     console.print(
         "F1 and balanced accuracy at the threshold maximizing balanced accuracy (oracle)."
     )
-    warnings = list(result.get("warnings", []))
-    warnings += list(dict.fromkeys(w for m in result["attacks"].values() for w in m["warnings"]))
+    for ref in getattr(s, "references", []):
+        if ref.get("first_token") == "uniform":
+            console.print(
+                f"reference {ref['label']}: only one of the two tokenizers starts texts with a BOS, "
+                "so both models' first text token is charged log2 V (ref attack)."
+            )
+    warnings = list(s.warnings)
+    warnings += list(dict.fromkeys(w for m in s.attacks.values() for w in m.warnings))
     for w in warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
 
@@ -93,15 +117,8 @@ def register(app: typer.Typer) -> None:
     @mia_app.callback(invoke_without_command=True)
     def mia(
         ctx: typer.Context,
-        model: str = typer.Option(
-            None,
-            "--model",
-            "-m",
-            help="Target model: a save_pretrained directory, memlens GPT checkpoint or hub name.",
-        ),
-        reference: list[str] = typer.Option(
-            None, "--reference", "-r", help="Reference model for the ref attack (repeatable)."
-        ),
+        model: options.Model = None,
+        reference: options.References = None,
         members: str = typer.Option(
             None,
             "--members",
@@ -120,43 +137,24 @@ def register(app: typer.Typer) -> None:
             "--text-column",
             help="Text column (default: text, or input for a labeled table without one).",
         ),
-        label_column: str = typer.Option(
-            "label", "--label-column", help="Label column of --data (1/member, 0/non-member)."
-        ),
-        split: str = typer.Option(None, "--split", help="Split of a saved dataset directory."),
+        label_column: LabelColumn = "label",
+        split: options.Split = None,
         attacks: str = typer.Option(
             None,
             "--attacks",
-            "-a",
             help="Comma-separated attacks (default: all; ref needs --reference).",
         ),
         k: float = typer.Option(0.2, "--k", help="Min-K% fraction: the lowest floor(k*n) tokens."),
-        fpr: list[str] = typer.Option(
-            None, "--fpr", help="FPR levels for TPR at FPR <= alpha (default 0.001,0.01)."
-        ),
-        n_boot: int = typer.Option(
-            1000, "--n-boot", help="Bootstrap resamples for the AUC interval."
-        ),
-        nan_policy: str = typer.Option(
-            "common",
-            "--nan-policy",
-            help="common: evaluate all attacks on samples every attack scored (others listed); error: stop.",
-        ),
-        batch_size: int = typer.Option(32, "--batch-size", help="Sequences per forward pass."),
-        window_stride: int = typer.Option(
-            None,
-            "--window-stride",
-            help="Score texts longer than the context with a sliding window of this stride.",
-        ),
-        dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-        tokenizer: str = typer.Option(
-            None, "--tokenizer", help="Tokenizer directory, if not the model's own."
-        ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-        out: Path = typer.Option(
-            None, "--out", "-o", help="Run directory (default: memlens-runs/mia-<time>)."
-        ),
+        fpr: Fpr = None,
+        n_boot: NBoot = 1000,
+        nan_policy: NanPolicy = "common",
+        batch_size: options.BatchSize = 32,
+        window_stride: options.WindowStride = None,
+        dtype: options.Dtype = "auto",
+        device: options.Device = "auto",
+        tokenizer: options.Tokenizer = None,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+        out: options.Out = None,
     ) -> None:
         """Run membership-inference attacks on a causal LM and evaluate them."""
         if ctx.invoked_subcommand is not None:
@@ -166,12 +164,12 @@ def register(app: typer.Typer) -> None:
                 typer.echo(ctx.get_help())
                 raise typer.Exit(0)
             raise UserError("pass the target model with --model.")
-        from rich.progress import Progress
-
+        from memlens.commands._ui import progress_bars
+        from memlens.config import build_config
         from memlens.mia.recipe import MIAConfig, run
-        from memlens.store import default_out_dir
 
-        config = MIAConfig(
+        config = build_config(
+            MIAConfig,
             model=model,
             references=list(reference or []),
             members=members,
@@ -192,67 +190,50 @@ def register(app: typer.Typer) -> None:
             tokenizer=tokenizer,
             seed=seed,
         )
-        out_dir = out or default_out_dir("mia")
-        with Progress(transient=True) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(f"scoring ({phase})", total=total)
-                bar.update(tasks[phase], completed=done)
-
-            result = run(config, out_dir, progress=progress)
-        _summary(result, f"memlens mia: {model}")
-        typer.echo(f"wrote {out_dir}/mia.json, scores.parquet, roc.png")
+        with progress_bars() as progress:
+            result = run(config, out, progress=progress)
+        _summary(result.summary, f"memlens mia: {model}")
+        typer.echo(f"wrote {result.out_dir}/mia.json, scores.parquet, roc.png")
 
     @mia_app.command("metrics")
     def metrics(
         scores: Path = typer.Option(
             ...,
             "--scores",
-            "-s",
             help="CSV, Parquet or JSONL with columns score,label (1 = member).",
         ),
         columns: str = typer.Option(
             None, "--columns", help="Comma-separated score columns to evaluate (default: score)."
         ),
-        label_column: str = typer.Option(
-            "label", "--label-column", help="Label column (1/member, 0/non-member)."
-        ),
-        fpr: list[str] = typer.Option(
-            None, "--fpr", help="FPR levels for TPR at FPR <= alpha (default 0.001,0.01)."
-        ),
-        n_boot: int = typer.Option(
-            1000, "--n-boot", help="Bootstrap resamples for the AUC interval."
-        ),
-        nan_policy: str = typer.Option(
-            "common",
-            "--nan-policy",
-            help="common: evaluate on rows every column scored (others listed); error: stop.",
-        ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-        as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON only."),
+        label_column: LabelColumn = "label",
+        fpr: Fpr = None,
+        n_boot: NBoot = 1000,
+        nan_policy: NanPolicy = "common",
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+        as_json: options.Json = False,
         out: Path = typer.Option(
-            None, "--out", "-o", help="Also write mia.json, ROC plots and a manifest here."
+            None, "--out", help="Also write mia.json, ROC plots and a manifest here."
         ),
     ) -> None:
         """Metrics for scores computed elsewhere (higher score = member; label 1 = member)."""
-        from memlens.mia.recipe import evaluate_scores_file
+        from memlens.config import build_config
+        from memlens.mia.recipe import MIAMetricsConfig, run_metrics
         from memlens.store import to_json
 
-        result = evaluate_scores_file(
-            scores,
-            columns=columns.split(",") if columns else None,
+        config = build_config(
+            MIAMetricsConfig,
+            scores=str(scores),
+            columns=columns.split(",") if columns is not None else None,
             label_column=label_column,
             fprs=_fprs(fpr),
             n_boot=n_boot,
             nan_policy=nan_policy,
             seed=seed,
-            out=out,
         )
+        result = run_metrics(config, out)
         if as_json:
-            typer.echo(to_json(result))
+            typer.echo(to_json(result.summary.to_json()))
         else:
-            _summary(result, f"memlens mia metrics: {scores}")
+            _summary(result.summary, f"memlens mia metrics: {scores}")
 
     app.add_typer(mia_app, name="mia", help=HELP)

@@ -5,7 +5,7 @@ Each is an ``Annotated`` type for a typer parameter, e.g.::
     def capacity(out: options.Out = None, seed: options.Seed = None, **scale: ...) -> None:
 
 Groups: run directory and output (:data:`Out`, :data:`Json`, :data:`Seed`, :data:`Threads`),
-models (:data:`Model`, :data:`Reference`, :data:`Adapter`, :data:`Tokenizer`, :data:`Dtype`,
+models (:data:`Model`, :data:`Reference`, :data:`References`, :data:`Adapter`, :data:`Tokenizer`, :data:`Dtype`,
 :data:`Device`, :data:`BatchSize`, :data:`WindowStride`), texts (:data:`TextColumn`,
 :data:`Split`, :data:`SeqLen`) and scale-out (:data:`Backend`, :data:`Workers`,
 :data:`RayAddress`, :data:`RayCpusPerCell`, :data:`RayGpusPerCell`; see :func:`scale_kwargs`).
@@ -55,6 +55,14 @@ Reference = Annotated[
     typer.Option(
         "--reference",
         help="Reference model (same family, trained on a superset, or the best available).",
+    ),
+]
+References = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reference",
+        "--references",
+        help="Reference model (same family, trained on a superset, or the best available); repeatable.",
     ),
 ]
 Tokenizer = Annotated[

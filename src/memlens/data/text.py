@@ -3,13 +3,14 @@
 Sources (:func:`read_texts`):
 
 * ``.txt``: one sample per line (``\\n`` separated, a trailing ``\\r`` removed);
-* ``.jsonl``: one JSON object per line, the text in ``text_column``;
-* ``.csv`` and ``.parquet``: a table with a ``text_column`` column;
-* a directory written by ``datasets``' ``save_to_disk``, or a Hugging Face dataset name (needs the
-  hub or its cache) with ``split``.
+* ``.jsonl``, ``.csv``, ``.parquet``, a directory written by ``datasets``' ``save_to_disk`` or a
+  Hugging Face dataset name (needs the hub or its cache) with ``split``: a table with a
+  ``text_column`` column, read by :func:`memlens.data.tables.read_table` (one reader and one
+  missing-value rule for every table memlens reads: a missing text is an empty text).
 
-Files must be UTF-8. Empty and whitespace-only samples are dropped and counted; every other text
-is kept byte for byte, so the same texts in a ``.txt`` and a ``.jsonl`` give identical samples.
+Files must be UTF-8. Empty, missing and whitespace-only samples are dropped and counted; every
+other text is kept byte for byte, so the same texts in a ``.txt`` and a ``.jsonl`` give identical
+samples.
 
 :func:`load_texts` then optionally cuts each text into pieces of ``seq_len`` tokens of a given
 tokenizer (:func:`chunk_texts`; the pieces stay *text*, so a reference model with another
@@ -25,8 +26,6 @@ tokenizers).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from memlens.data.tables import decode_utf8, is_missing, read_table, table_source_kind
 from memlens.errors import UserError
 
 FILE_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
@@ -85,149 +85,27 @@ class TextSet:
         }
 
 
-def _decode_utf8(raw: bytes, path: Path) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise UserError(
-            f"{path} is not valid UTF-8 (bad byte at offset {exc.start}, line {line})."
-        ) from None
-    return text.removeprefix("\ufeff")
-
-
 def _read_txt(path: Path) -> list[str]:
-    text = _decode_utf8(path.read_bytes(), path)
+    text = decode_utf8(path.read_bytes(), path)
     lines = text.split("\n")
     if lines and lines[-1] == "":  # the newline that ends the last line starts no sample
         lines.pop()
     return [line.removesuffix("\r") for line in lines]
 
 
-def _read_jsonl(path: Path, column: str) -> list[str]:
-    text = _decode_utf8(path.read_bytes(), path)
+def texts_from_column(values: Sequence[Any], column: str, where: str) -> list[str]:
+    """A column's values as texts: a missing value (see :mod:`memlens.data.tables`) is the empty
+    text; any other value that is not a string is a :class:`UserError`."""
     out = []
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"line {n} of {path} is not valid JSON ({exc.msg}).") from None
-        if not isinstance(obj, dict):
-            raise UserError(
-                f'line {n} of {path} is not a JSON object; each line must be like {{"{column}": "..."}}.'
-            )
-        if column not in obj:
-            fields = ", ".join(sorted(map(str, obj))) or "none"
-            raise UserError(
-                f"line {n} of {path} has no '{column}' field (fields: {fields}); choose one with --text-column."
-            )
-        value = obj[column]
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise UserError(
-                f"field '{column}' on line {n} of {path} is a {type(value).__name__}, not a string."
-            )
-        out.append(value)
-    return out
-
-
-def _column_from_frame(df: Any, column: str, where: str) -> list[str]:
-    if column not in df.columns:
-        cols = ", ".join(map(str, df.columns)) or "none"
-        raise UserError(
-            f"{where} has no column '{column}' (columns: {cols}); choose one with --text-column."
-        )
-    values = df[column].tolist()
     for i, v in enumerate(values):
-        if (
-            v is not None
-            and not isinstance(v, str)
-            and not (isinstance(v, float) and math.isnan(v))
-        ):
+        if is_missing(v):
+            v = ""
+        if not isinstance(v, str):
             raise UserError(
                 f"row {i} of column '{column}' in {where} is a {type(v).__name__}, not a string."
             )
-    return [v if isinstance(v, str) else "" for v in values]
-
-
-def _read_csv(path: Path, column: str) -> list[str]:
-    import pandas as pd
-
-    _decode_utf8(path.read_bytes(), path)  # fail on bad bytes with our own sentence
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path} is empty.") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise UserError(
-            f"{path} is not a readable CSV file ({str(exc).strip().splitlines()[0]})."
-        ) from None
-    return _column_from_frame(df, column, str(path))
-
-
-def _read_parquet(path: Path, column: str) -> list[str]:
-    import pandas as pd
-
-    try:
-        df = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise UserError(
-            f"{path} is not a readable Parquet file ({str(exc).strip().splitlines()[0]})."
-        ) from None
-    return _column_from_frame(df, column, str(path))
-
-
-@contextlib.contextmanager
-def _quiet_hub():
-    """Silence huggingface_hub's retry warnings (a failure is reported as one sentence)."""
-    from huggingface_hub.utils import logging as hub_logging
-
-    before = hub_logging.get_verbosity()
-    hub_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hub_logging.set_verbosity(before)
-
-
-def _read_hf_dataset(name: str, column: str, split: str | None) -> list[str]:
-    import datasets
-
-    path = Path(name).expanduser()
-    try:
-        if path.is_dir():
-            ds = datasets.load_from_disk(str(path))
-            if isinstance(ds, datasets.DatasetDict):
-                want = split or "train"
-                if want not in ds:
-                    raise UserError(
-                        f"dataset {path} has no split '{want}' (splits: {', '.join(ds)}); choose one with --split."
-                    )
-                ds = ds[want]
-        else:
-            with _quiet_hub():
-                ds = datasets.load_dataset(name, split=split or "train")
-    except UserError:
-        raise
-    except (FileNotFoundError, ValueError, OSError, ConnectionError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"could not load dataset '{name}' (split {split or 'train'}): {msg.rstrip('.')}."
-        ) from None
-    if column not in ds.column_names:
-        raise UserError(
-            f"dataset '{name}' has no column '{column}' (columns: {', '.join(ds.column_names)}); choose one with --text-column."
-        )
-    values = ds[column]
-    for i, v in enumerate(values):
-        if v is not None and not isinstance(v, str):
-            raise UserError(
-                f"row {i} of column '{column}' in dataset '{name}' is a {type(v).__name__}, not a string."
-            )
-    return [v or "" for v in values]
+        out.append(v)
+    return out
 
 
 def read_texts(
@@ -248,31 +126,21 @@ def read_texts(
     name = str(source)
     path = Path(name).expanduser()
     suffix = path.suffix.lower()
-    if path.is_file():
+    kind = table_source_kind(source, FILE_SUFFIXES)
+    if kind == "missing":
+        raise UserError(f"data file {path} does not exist.")
+    if kind == "file" and suffix not in FILE_SUFFIXES:
+        raise UserError(
+            f"{path} has an unsupported suffix '{suffix}'; use .txt, .jsonl, .csv or .parquet."
+        )
+    if kind == "file" and suffix == ".txt":
         if path.stat().st_size == 0:
             raise UserError(f"{path} is empty.")
-        if suffix == ".txt":
-            raw = _read_txt(path)
-        elif suffix == ".jsonl":
-            raw = _read_jsonl(path, text_column)
-        elif suffix == ".csv":
-            raw = _read_csv(path, text_column)
-        elif suffix == ".parquet":
-            raw = _read_parquet(path, text_column)
-        else:
-            raise UserError(
-                f"{path} has an unsupported suffix '{suffix}'; use .txt, .jsonl, .csv or .parquet."
-            )
-    elif path.is_dir():
-        raw = _read_hf_dataset(name, text_column, split)
-    elif (
-        suffix in FILE_SUFFIXES
-        or name.startswith((".", "/", "~"))
-        or (path.parent != Path(".") and path.parent.is_dir())  # "data/train" with ./data present
-    ):
-        raise UserError(f"data file {path} does not exist.")
+        raw = _read_txt(path)
     else:
-        raw = _read_hf_dataset(name, text_column, split)
+        df = read_table(source, split=split, columns={text_column: "text_column"})
+        where = str(path) if kind == "file" or path.is_dir() else f"dataset '{name}'"
+        raw = texts_from_column(df[text_column].tolist(), text_column, where)
     texts = [t for t in raw if t.strip()]
     n_empty = len(raw) - len(texts)
     if not texts:
@@ -311,7 +179,7 @@ def chunk_texts(texts: Sequence[str], tokenizer: Any, seq_len: int) -> list[str]
     across the cut). The last piece of a text may be shorter. Whitespace-only pieces are dropped.
     """
     if seq_len < 1:
-        raise UserError(f"--seq-len must be at least 1, got {seq_len}.")
+        raise UserError(f"`seq_len` must be at least 1, got {seq_len}.")
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("chunking by tokens needs a fast tokenizer (one with a tokenizer.json).")
     out: list[str] = []
@@ -345,7 +213,7 @@ def load_texts(
     texts, n_empty = read_texts(source, text_column=text_column, split=split)
     if seq_len is not None:
         if tokenizer is None:
-            raise UserError("--seq-len needs a tokenizer to count tokens.")
+            raise UserError("`seq_len` needs a tokenizer to count tokens.")
         texts = chunk_texts(texts, tokenizer, seq_len)
     n_raw = len(texts)
     if dedup:

@@ -6,38 +6,49 @@ Every attack maps a batch of samples to one score per sample with the convention
 deviation of ``log2 p`` over the vocabulary, computed on the device); ``gradnorm`` reads
 :func:`memlens.scoring.grad_norms`. Units are bits; rank-based metrics do not depend on the unit.
 
-=============  ==============================================================  ==========================
-name           score (higher = member)                                         reference
-=============  ==============================================================  ==========================
-``loss``       ``-(1/n) sum_t -log2 p(x_t)``: minus the mean code length        Yeom et al. 2018
-               per predicted token
-``zlib``       ``-NLL_bits(x) / zlib_bytes(x)``: code length over the           Carlini et al. 2021
-               zlib-compressed UTF-8 byte length (default level 6)
-``ref``        ``NLL_bits(x | R) - NLL_bits(x | T)``: code length under a      Carlini et al. 2021;
-               reference model R minus under the target T (whole sequences,     Morris et al. 2025
-               so references with another tokenizer compare on the same text)
-``min_k``      mean of the lowest ``floor(k*n)`` token ``log2 p`` (k=0.2)       Shi et al. 2024
-``min_k_pp``   mean of the lowest ``floor(k*n)`` of                             Zhang et al. 2025
-               ``(log2 p(x_t) - mu_t) / sigma_t``, mu/sigma of ``log2 p`` over
-               the vocabulary under p itself
-``lowercase``  ``mean NLL(lower(x)) / mean NLL(x)``: ratio of the               Carlini et al. 2021
-               log-perplexities of the lowercased and the original text
-``gradnorm``   ``-|| grad_theta mean_t -log2 p(x_t) ||_2`` over all           Wang et al. 2024;
-               trainable parameters                                             MIMIR (Duan et al. 2024)
-=============  ==============================================================  ==========================
+================  ==============================================================  ========================
+name              score (higher = member)                                         reference
+================  ==============================================================  ========================
+``loss``          ``-(1/n) sum_t -log2 p(x_t)``: minus the mean code length        Yeom et al. 2018
+                  per predicted token
+``zlib``          ``-NLL_bits(x) / zlib_bytes(x)``: the whole text's code length    memlens (science §4)
+                  over its zlib-compressed UTF-8 size (two code lengths of the
+                  same text)
+``zlib_mimir``    ``-(1/n) sum_t -log2 p(x_t) / zlib_bytes(x)``: the mean code      Carlini et al. 2021;
+                  length per token over the compressed size, the form of            MIMIR (Duan et al. 2024)
+                  Carlini et al.'s code and MIMIR (compare AUCs with their tables)
+``ref``           ``NLL_bits(x | R) - NLL_bits(x | T)``: code length under a       Carlini et al. 2021;
+                  reference model R minus under the target T (whole texts, first    Morris et al. 2025
+                  token charged alike, see :func:`memlens.scoring.comparable_bits`)
+``min_k``         mean of the lowest ``floor(k*n)`` token ``log2 p`` (k=0.2)        Shi et al. 2024
+``min_k_pp``      mean of the lowest ``floor(k*n)`` of                              Zhang et al. 2025
+                  ``(log2 p(x_t) - mu_t) / sigma_t``, mu/sigma of ``log2 p`` over
+                  the vocabulary under p itself
+``lowercase``     ``mean NLL(lower(x)) / mean NLL(x)``: ratio of the                Carlini et al. 2021
+                  log-perplexities of the lowercased and the original text
+``gradnorm``      ``-|| grad_theta mean_t -log2 p(x_t) ||_2`` over all trainable   Wang et al. 2024
+                  parameters concatenated (the norm of the gradient)
+``gradnorm_mimir`` minus the mean over parameter tensors of each tensor's            MIMIR (Duan et al. 2024)
+                  ``||grad||_inf``, what MIMIR's public ``GradNormAttack`` computes
+================  ==============================================================  ========================
 
-``n`` is the number of predicted tokens of a sample (text pipelines prepend BOS, so every real
-token is predicted). Min-K% and Min-K%++ cannot score a sample with ``floor(k*n) = 0``; they
-return NaN for it and :func:`memlens.mia.metrics.evaluate_attacks` reports it (never silently
-dropped from one attack only). A zero ``sigma_t`` (a one-hot prediction) is clamped to
-``1e-12`` bits.
+``zlib_bytes`` is :func:`memlens.units.zlib_bytes` (zlib's default level 6, the level of the
+audit's ``zlib_bytes`` column, Carlini et al.'s code and MIMIR). ``n`` is the number of predicted
+tokens of a sample (text pipelines prepend BOS, so every real token is predicted; MIMIR scores a
+GPT-2-style text without a BOS, so its mean runs over ``n - 1`` tokens). The ``_mimir`` forms use
+bits where MIMIR uses nats, a constant factor that no ranking (hence no AUC or TPR) sees.
+Min-K% and Min-K%++ cannot score a sample with ``floor(k*n) = 0``; they return NaN for it and
+:func:`memlens.mia.metrics.evaluate_attacks` reports it (never silently dropped from one attack
+only). A zero ``sigma_t`` (a one-hot prediction) is clamped to ``1e-12`` bits.
 
 References: Yeom et al., "Privacy risk in machine learning" (CSF 2018); Carlini et al.,
 "Extracting training data from large language models" (USENIX Security 2021); Shi et al.,
 "Detecting pretraining data from large language models" (ICLR 2024, Min-K%); Zhang et al.,
-"Min-K%++: improved baseline for detecting pre-training data" (ICLR 2025); Duan et al.,
-"Do membership inference attacks work on large language models?" (COLM 2024, MIMIR);
-Morris et al., "How much do language models memorize?" (arXiv:2505.24832).
+"Min-K%++: improved baseline for detecting pre-training data" (ICLR 2025); Wang et al.,
+"Pandora's white-box: precise training data detection and extraction in large language models"
+(arXiv:2402.17012); Duan et al., "Do membership inference attacks work on large language
+models?" (COLM 2024, MIMIR); Morris et al., "How much do language models memorize?"
+(arXiv:2505.24832).
 
 A new attack is one function::
 
@@ -83,8 +94,12 @@ class AttackInputs:
         tokenizer without BOS charges its first token consistently.
     references: reference name -> code length in bits of each of the N samples under that
         reference (its own tokenizer; e.g. ``score_texts(ref, texts).bits``).
+    reference_target_bits: reference name -> the target's code lengths to subtract for that
+        reference, when the pair charges the first token differently from ``target_bits``
+        (:func:`memlens.scoring.comparable_bits`); default ``target_bits``.
     lowercase: the target's scores on the N lowercased texts.
     grad_norms: per-sample ``||grad NLL||_2`` (bits per token per unit parameter).
+    grad_norms_mimir: per-sample mean over parameter tensors of ``||grad NLL||_inf``.
     k: the Min-K% fraction.
     """
 
@@ -92,8 +107,10 @@ class AttackInputs:
     texts: Sequence[str] | None = None
     target_bits: np.ndarray | None = None
     references: Mapping[str, np.ndarray] = field(default_factory=dict)
+    reference_target_bits: Mapping[str, np.ndarray] = field(default_factory=dict)
     lowercase: TokenScores | None = None
     grad_norms: np.ndarray | None = None
+    grad_norms_mimir: np.ndarray | None = None
     k: float = 0.2
 
     @property
@@ -161,28 +178,41 @@ def loss_attack(x: AttackInputs) -> np.ndarray:
     return -x.target.mean_nll_bits
 
 
+def _zlib_sizes(x: AttackInputs) -> np.ndarray:
+    if x.texts is None:
+        raise UserError(
+            "the zlib attacks need the samples' text; they cannot run on bare token ids."
+        )
+    return np.array([zlib_bytes(t) for t in x.texts], dtype=np.float64)
+
+
 @register_attack("zlib", needs=("text",))
 def zlib_attack(x: AttackInputs) -> np.ndarray:
-    """Minus the code length in bits over the zlib-compressed byte length (Carlini et al. 2021)."""
-    if x.texts is None:
-        raise UserError("the zlib attack needs the samples' text; it cannot run on bare token ids.")
-    z = np.array([zlib_bytes(t) for t in x.texts], dtype=np.float64)
+    """Minus the text's code length in bits over its zlib-compressed byte length."""
     bits = x.target.nll_bits if x.target_bits is None else np.asarray(x.target_bits, float)
-    return -bits / z
+    return -bits / _zlib_sizes(x)
+
+
+@register_attack("zlib_mimir", needs=("text",))
+def zlib_mimir_attack(x: AttackInputs) -> np.ndarray:
+    """Minus the mean code length per token over the zlib-compressed byte length (Carlini et al.
+    2021's code, MIMIR)."""
+    return -x.target.mean_nll_bits / _zlib_sizes(x)
 
 
 @register_attack("ref", needs=("reference",))
 def ref_attack(x: AttackInputs) -> dict[str, np.ndarray]:
     """Code length under the reference minus under the target, in bits (one column per reference)."""
     if not x.references:
-        raise UserError("the ref attack needs at least one reference model (--reference).")
+        raise UserError("the ref attack needs at least one reference model; pass `references`.")
     target = x.target.nll_bits if x.target_bits is None else np.asarray(x.target_bits, float)
     cols = {}
     for name, ref in x.references.items():
         ref = np.asarray(ref, dtype=np.float64).reshape(-1)
         if ref.shape != (x.n,):
             raise ValueError(f"reference {name!r} has {ref.size} code lengths, expected {x.n}")
-        cols[name] = ref - target
+        own = x.reference_target_bits.get(name)
+        cols[name] = ref - (target if own is None else np.asarray(own, dtype=np.float64))
     if len(cols) == 1:
         return {"ref": next(iter(cols.values()))}
     return {f"ref:{name}": v for name, v in cols.items()}
@@ -221,15 +251,12 @@ def gradnorm_attack(x: AttackInputs) -> np.ndarray:
     return -np.asarray(x.grad_norms, dtype=np.float64)
 
 
-DEFAULT_ATTACKS: tuple[str, ...] = (
-    "loss",
-    "zlib",
-    "ref",
-    "min_k",
-    "min_k_pp",
-    "lowercase",
-    "gradnorm",
-)
+@register_attack("gradnorm_mimir", needs=("gradnorm",))
+def gradnorm_mimir_attack(x: AttackInputs) -> np.ndarray:
+    """Minus the mean over parameter tensors of each tensor's gradient L-inf norm (MIMIR)."""
+    if x.grad_norms_mimir is None:
+        raise ValueError("the gradnorm_mimir attack needs per-sample MIMIR gradient norms")
+    return -np.asarray(x.grad_norms_mimir, dtype=np.float64)
 
 
 def parse_attacks(spec: str | Sequence[str] | None) -> list[str]:

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from memlens.errors import UserError
 
@@ -86,6 +87,8 @@ def parse_labels(values: Sequence[Any] | np.ndarray) -> np.ndarray:
                 out[i] = 0
                 continue
         s = str(v).strip().lower()
+        if s in ("1.0", "0.0"):  # a CSV cell read as text
+            s = s[0]
         if s in _MEMBER_STRINGS:
             out[i] = 1
         elif s in _NONMEMBER_STRINGS:
@@ -270,6 +273,54 @@ def _json_float(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+class AttackMetrics(BaseModel):
+    """All metrics of one attack (what :func:`evaluate` returns; one entry of ``mia.json``'s
+    ``attacks``). FPR-level dicts are keyed by :func:`alpha_key`; a threshold of ``None`` means
+    ``+inf`` (predict nobody a member), so the file stays strict JSON."""
+
+    model_config = ConfigDict(extra="allow")
+
+    auc: float
+    auc_ci: list[float]
+    auc_ci_level: float
+    tpr_at_fpr: dict[str, float]
+    fpr_reached: dict[str, float]
+    threshold_at_fpr: dict[str, float | None]
+    threshold: float | None = None
+    balanced_accuracy: float | None = None
+    f1: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    f1_max: float | None = None
+    f1_max_threshold: float | None = None
+    n_members: int
+    n_nonmembers: int
+    warnings: list[str] = []
+
+
+class AttackEvaluation(BaseModel):
+    """Several attacks evaluated on the same samples (what :func:`evaluate_attacks` returns)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    attacks: dict[str, AttackMetrics]
+    n_samples: int
+    n_evaluated: int
+    nan_policy: str
+    unscored: list[dict[str, Any]] = []
+    fpr_levels: list[float]
+    rule: str = RULE
+    convention: str = SCORE_CONVENTION
+    best_threshold_rule: str = ""
+    warnings: list[str] = []
+
+
+BEST_THRESHOLD_RULE = (
+    "threshold maximizing balanced accuracy on the evaluated samples (oracle); "
+    "f1, precision and recall at that threshold; f1_max is the largest F1 over all thresholds"
+)
+
+
 def evaluate(
     scores: Sequence[float] | np.ndarray,
     labels: Sequence[int] | np.ndarray,
@@ -278,19 +329,18 @@ def evaluate(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> AttackMetrics:
     """All metrics for one attack's scores (higher = member; label 1 = member).
 
-    Returns a JSON-ready dict: ``auc``, ``auc_ci`` (bootstrap, ``level``), ``tpr_at_fpr`` keyed
-    by ``alpha_key(alpha)`` with the reached FPR and threshold alongside, the best-threshold
-    numbers (``f1``, ``balanced_accuracy``, ...), ``n_members``, ``n_nonmembers`` and
-    ``warnings`` (e.g. when ``n_nonmembers * alpha < 10``). A threshold of ``None`` means
-    ``+inf`` (predict nobody a member); the file stays strict JSON.
+    Returns :class:`AttackMetrics`: ``auc``, ``auc_ci`` (bootstrap, ``level``), ``tpr_at_fpr``
+    keyed by ``alpha_key(alpha)`` with the reached FPR and threshold alongside, the
+    best-threshold numbers (``f1``, ``balanced_accuracy``, ...), ``n_members``, ``n_nonmembers``
+    and ``warnings`` (e.g. when ``n_nonmembers * alpha < 10``).
 
     Examples
     --------
     >>> r = evaluate([0.9, 0.8, 0.3, 0.1], [1, 1, 0, 0], fprs=[0.5], n_boot=10)
-    >>> r["auc"], r["tpr_at_fpr"]["0.5"], r["balanced_accuracy"]
+    >>> r.auc, r.tpr_at_fpr["0.5"], r.balanced_accuracy
     (1.0, 1.0, 1.0)
     """
     s, y = _check(np.asarray(scores), np.asarray(labels))
@@ -301,7 +351,6 @@ def evaluate(
     roc = step_roc(s, y)
     n1, n0 = int(roc["n_members"]), int(roc["n_nonmembers"])
     lo, hi = auc_bootstrap_ci(s, y, n_boot=n_boot, level=level, seed=seed)
-    out: dict[str, Any] = {"auc": roc_auc(s, y), "auc_ci": [lo, hi], "auc_ci_level": level}
     tprs, reached, thresholds, warnings = {}, {}, {}, []
     for a in fprs:
         r = tpr_at_fpr(s, y, a, roc=roc)
@@ -312,14 +361,19 @@ def evaluate(
                 f"TPR at FPR <= {a:g} is noisy: n_nonmembers * alpha = {n0 * a:g} < 10 "
                 f"({_plural(max_false_positives(a, n0), 'false positive')} allowed)."
             )
-    out["tpr_at_fpr"] = tprs
-    out["fpr_reached"] = reached
-    out["threshold_at_fpr"] = thresholds
-    out.update({k: _json_float(v) for k, v in best_threshold(s, y, roc=roc).items()})
-    out["n_members"] = n1
-    out["n_nonmembers"] = n0
-    out["warnings"] = warnings
-    return out
+    best = {k: _json_float(v) for k, v in best_threshold(s, y, roc=roc).items()}
+    return AttackMetrics(
+        auc=roc_auc(s, y),
+        auc_ci=[lo, hi],
+        auc_ci_level=level,
+        tpr_at_fpr=tprs,
+        fpr_reached=reached,
+        threshold_at_fpr=thresholds,
+        **best,
+        n_members=n1,
+        n_nonmembers=n0,
+        warnings=warnings,
+    )
 
 
 def evaluate_attacks(
@@ -332,21 +386,22 @@ def evaluate_attacks(
     level: float = 0.95,
     seed: int = 0,
     nan_policy: str = "common",
-) -> dict[str, Any]:
+) -> AttackEvaluation:
     """Evaluate several attacks on the same samples, with one NaN policy for all.
 
     A sample that some attack cannot score (NaN or infinite score, e.g. a text too short for
-    Min-K%) is never dropped from that attack alone:
+    Min-K%, or a missing value in a scores file) is never dropped from that attack alone:
 
     * ``nan_policy="common"`` (default): every attack is evaluated on the samples that *all*
       attacks scored; the excluded samples are listed under ``unscored`` with the attacks that
       could not score them.
     * ``nan_policy="error"``: any unscored sample is a :class:`UserError`.
 
-    Returns ``{"attacks": {name: evaluate(...)}, "n_samples", "n_evaluated", "unscored", ...}``.
+    Returns :class:`AttackEvaluation` (``attacks``: name -> :class:`AttackMetrics`,
+    ``n_samples``, ``n_evaluated``, ``unscored``, ...).
     """
     if nan_policy not in ("common", "error"):
-        raise UserError(f"nan policy must be 'common' or 'error', got {nan_policy!r}.")
+        raise UserError(f"`nan_policy` must be 'common' or 'error', got {nan_policy!r}.")
     if not scores:
         raise UserError("no attack scores to evaluate.")
     y = np.asarray(labels).ravel()
@@ -375,26 +430,25 @@ def evaluate_attacks(
             f"{', '.join(first['attacks'])}); use the 'common' NaN policy to evaluate on the rest."
         )
     keep = ~any_bad
-    results = {}
-    for name, v in cols.items():
-        results[name] = evaluate(v[keep], y[keep], fprs=fprs, n_boot=n_boot, level=level, seed=seed)
-    out: dict[str, Any] = {
-        "attacks": results,
-        "n_samples": n,
-        "n_evaluated": int(keep.sum()),
-        "nan_policy": nan_policy,
-        "unscored": unscored,
-        "fpr_levels": [float(a) for a in fprs],
-        "rule": RULE,
-        "convention": SCORE_CONVENTION,
-        "best_threshold_rule": (
-            "threshold maximizing balanced accuracy on the evaluated samples (oracle); "
-            "f1, precision and recall at that threshold; f1_max is the largest F1 over all thresholds"
-        ),
+    results = {
+        name: evaluate(v[keep], y[keep], fprs=fprs, n_boot=n_boot, level=level, seed=seed)
+        for name, v in cols.items()
     }
+    warnings = []
     if unscored:
-        out["warnings"] = [
+        warnings.append(
             f"{len(unscored)} of {n} samples could not be scored by every attack and were excluded "
             "from all attacks (listed under 'unscored')."
-        ]
-    return out
+        )
+    return AttackEvaluation(
+        attacks=results,
+        n_samples=n,
+        n_evaluated=int(keep.sum()),
+        nan_policy=nan_policy,
+        unscored=unscored,
+        fpr_levels=[float(a) for a in fprs],
+        rule=RULE,
+        convention=SCORE_CONVENTION,
+        best_threshold_rule=BEST_THRESHOLD_RULE,
+        warnings=warnings,
+    )

@@ -13,8 +13,6 @@ comparable across tokenizers).
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Any
 import torch
 
 from memlens.errors import UserError
+from memlens.hub import quiet_hub
 from memlens.scoring.core import Forward, hf_forward
 from memlens.training.devices import pick_device
 
@@ -140,50 +139,6 @@ def _looks_like_hub_name(name: str) -> bool:
     return 1 <= len(parts) <= 2 and all(parts)
 
 
-@contextlib.contextmanager
-def _quiet_hub():
-    """Silence huggingface_hub's retry warnings (memlens reports a failure as one sentence), and
-    go offline (cache only) at once when the hub cannot be reached, instead of retrying for
-    25-50 s before saying so."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import logging as hub_logging
-
-    before = hub_logging.get_verbosity()
-    offline_before = constants.HF_HUB_OFFLINE
-    hub_logging.set_verbosity_error()
-    if not offline_before and not _hub_reachable(constants.ENDPOINT):
-        constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = offline_before
-        hub_logging.set_verbosity(before)
-
-
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
-@functools.lru_cache(maxsize=8)
-def _hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
-    """Whether a TCP connection to the hub endpoint opens within ``timeout_s`` (True behind a
-    proxy, where a direct connection says nothing)."""
-    import socket
-    from urllib.parse import urlparse
-
-    if any(os.environ.get(v) for v in _PROXY_VARS):
-        return True
-    url = urlparse(endpoint)
-    host = url.hostname
-    if not host:
-        return True
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0].rstrip(".") if text else type(exc).__name__
@@ -281,7 +236,7 @@ def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) 
         raise UserError(f"model path {path} is a file; pass the directory that holds config.json.")
     elif _looks_like_hub_name(name):
         try:
-            with _quiet_hub():
+            with quiet_hub():
                 model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype or "auto")
         except (OSError, ValueError) as exc:
             raise UserError(
@@ -340,7 +295,7 @@ def _load_device_mapped(
         )
     if path.is_dir() and (path / GPT_CHECKPOINT_FILE).exists():
         raise UserError(
-            f"{path} is a memlens GPT checkpoint, which fits one device; use --device instead of a device map."
+            f"{path} is a memlens GPT checkpoint, which fits one device; use `device` instead of a device map."
         )
     if path.is_dir() and not (path / "config.json").exists():
         raise UserError(f"{path} holds no config.json (a Hugging Face model).")
@@ -422,13 +377,13 @@ def _load_tokenizer(tokenizer: Any, model_name: str, required: bool) -> Any:
         raise UserError(f"tokenizer directory {where} does not exist.")
     local = Path(where).expanduser()
     try:
-        with _quiet_hub():
+        with quiet_hub():
             return AutoTokenizer.from_pretrained(local if local.exists() else where)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if not required and tokenizer is None:
             return None
         raise UserError(
-            f"no usable tokenizer at {where} ({_first_line(exc)}); pass --tokenizer."
+            f"no usable tokenizer at {where} ({_first_line(exc)}); pass `tokenizer`."
         ) from None
 
 

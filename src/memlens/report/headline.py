@@ -70,67 +70,31 @@ def _capacity(run: Run) -> tuple[Headline, list[ExtraTable]]:
     return h, tables
 
 
+def _summary(run: Run) -> Any:
+    """The run's main JSON as its typed :class:`~memlens.results.Summary` (see ``SUMMARIES``)."""
+    from memlens.results import summary_model
+
+    return summary_model(run.kind).model_validate(run.main)
+
+
 def _audit(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    h = _pick(
-        run.main,
-        [
-            ("target", "target.name"),
-            ("reference", "reference.name"),
-            ("training samples", "train.n"),
-            ("mean unintended bits (train)", "train.mean_unintended_bits"),
-            ("mean unintended bits (held-out)", "heldout.mean_unintended_bits"),
-            ("train − held-out (bits)", "mean_unintended_bits_difference"),
-            ("total unintended bits (train)", "train.total_unintended_bits"),
-            ("fraction of capacity", "capacity.fraction_of_capacity"),
-            ("extraction rate (train)", "train.extraction_rate"),
-            ("extraction rate (held-out)", "heldout.extraction_rate"),
-            ("extraction rate difference", "extraction_rate_difference"),
-            ("Spearman(TF-IDF, bits), positive", "tfidf_spearman"),
-        ],
-    )
-    return h, []
+    return _summary(run).headline(), []
 
 
 def _mia(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    r = run.main or {}
-    h = _pick(
-        r,
-        [
-            ("target model", "model.name"),
-            ("members", "n_members"),
-            ("non-members", "n_nonmembers"),
-        ],
-    )
-    attacks = r.get("attacks") if isinstance(r, dict) else None
+    s = _summary(run)
     tables: list[ExtraTable] = []
-    if isinstance(attacks, dict) and attacks:
-        aucs = {
-            k: v.get("auc")
-            for k, v in attacks.items()
-            if isinstance(v, dict) and isinstance(v.get("auc"), (int, float))
-        }
-        if aucs:
-            best = max(aucs, key=lambda k: aucs[k])
-            h.append(("best attack", best))
-            h.append(("best ROC-AUC", aucs[best]))
-        fprs = sorted(
-            {f for v in attacks.values() if isinstance(v, dict) for f in v.get("tpr_at_fpr", {})},
-            key=float,
-        )
+    if s.attacks:
+        fprs = sorted({f for m in s.attacks.values() for f in m.tpr_at_fpr}, key=float)
         cols = ["attack", "ROC-AUC", "AUC CI", *(f"TPR@FPR≤{f}" for f in fprs), "F1", "bal. acc."]
         rows = []
-        for name, v in attacks.items():
-            if not isinstance(v, dict):
-                continue
-            ci = v.get("auc_ci")
-            ci_s = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if _is_pair(ci) else None
-            tpr = v.get("tpr_at_fpr") or {}
+        for name, m in s.attacks.items():
+            ci = f"[{m.auc_ci[0]:.3f}, {m.auc_ci[1]:.3f}]" if _is_pair(m.auc_ci) else None
             rows.append(
-                [name, v.get("auc"), ci_s, *(tpr.get(f) for f in fprs), v.get("f1"),
-                 v.get("balanced_accuracy")]
-            )  # fmt: skip
+                [name, m.auc, ci, *(m.tpr_at_fpr.get(f) for f in fprs), m.f1, m.balanced_accuracy]
+            )
         tables.append(("attacks", cols, rows))
-    return h, tables
+    return s.headline(), tables
 
 
 def _is_pair(x: Any) -> bool:

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from memlens.errors import UserError
+from memlens.progress import ProgressFn, emit
 from memlens.units import LN2
 
 Forward = Callable[..., Tensor]
@@ -92,12 +94,33 @@ def code_length_bits(scores: TokenScores, first_token_bits: float = 0.0) -> np.n
     return scores.nll_bits + first_token_bits
 
 
+def _log_softmax(logits: Tensor) -> Tensor:
+    """Natural-log softmax over the vocabulary axis, always in float32."""
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def _pick_log2p(logp: Tensor, targets: Tensor) -> Tensor:
+    """The target entries of a natural-log distribution ``[..., V]``, in bits."""
+    return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) / LN2
+
+
+def token_log2p(logits: Tensor, targets: Tensor) -> Tensor:
+    """``log2 p(targets)`` in bits for logits ``[..., V]`` and ids ``[...]`` (softmax in float32).
+
+    The one place memlens turns logits into token log-probabilities; differentiable, so the
+    gradient-norm attack (:func:`grad_norms`) and MemSinks' unit attribution
+    (:func:`memlens.sinks.localize.unit_attribution`) take gradients of exactly what the scoring
+    pass reports.
+    """
+    return _pick_log2p(_log_softmax(logits), targets)
+
+
 def _reduce_logits(
     logits: Tensor, targets: Tensor, want_stats: bool, want_argmax: bool
 ) -> dict[str, Tensor]:
     """Reduce logits ``[..., T', V]`` against ``targets [..., T']`` on the device."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    out = {"log2p": logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) / LN2}
+    logp = _log_softmax(logits)
+    out = {"log2p": _pick_log2p(logp, targets)}
     if want_stats:
         p = logp.exp()
         mu = (p * logp).sum(-1)
@@ -228,29 +251,61 @@ def memorized_bits(entropy_bits: np.ndarray | float, nll_bits: np.ndarray) -> np
     )
 
 
+#: Per-sample gradient norms offered by :func:`grad_norms`.
+GRAD_NORMS = {
+    "l2": "||g||_2 over all parameters concatenated (the norm of the gradient)",
+    "mimir": "mean over parameter tensors of each tensor's ||g||_inf (MIMIR's GradNormAttack as run)",
+}
+
+
+def _norm_of(grads: Sequence[Tensor], norm: str) -> float:
+    if norm == "l2":
+        return float(torch.stack([g.double().square().sum() for g in grads]).sum().sqrt())
+    return float(torch.stack([g.double().abs().max() for g in grads]).mean())
+
+
 def grad_norms(
     forward: Forward,
     parameters: Sequence[torch.nn.Parameter],
     tokens: Tensor | np.ndarray,
     lengths: Sequence[int] | np.ndarray | Tensor | None = None,
     *,
+    norm: str | Sequence[str] = "l2",
     device: str | torch.device | None = None,
     pass_attention_mask: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Per-sequence ``|| grad_theta (1/n) sum_t -log2 p(x_t | x_<t) ||_2`` over ``parameters``.
+    progress: ProgressFn | None = None,
+    task: str = "gradnorm",
+) -> np.ndarray | dict[str, np.ndarray]:
+    """Per-sequence norm of ``grad_theta (1/n) sum_t -log2 p(x_t | x_<t)`` over ``parameters``.
 
     The loss is the mean code length per predicted token in bits (the quantity of the ``loss``
-    membership-inference attack); the norm runs over all given parameters concatenated. Used by
-    the gradient-norm attack (Wang et al. 2024; MIMIR, Duan et al. 2024). ``tokens`` is
-    ``[N, T]`` (right-padded to ``lengths``); the model should be in eval mode (no dropout).
+    membership-inference attack). Used by the gradient-norm attacks (Wang et al. 2024, "Pandora's
+    white-box: precise training data detection and extraction in large language models",
+    arXiv:2402.17012; MIMIR, Duan et al. 2024). ``tokens`` is ``[N, T]`` (right-padded to
+    ``lengths``); the model should be in eval mode (no dropout).
+
+    Parameters
+    ----------
+    norm:
+        ``"l2"`` (default): ``||g||_2`` over all given parameters concatenated, the norm of the
+        gradient as the attack is defined. ``"mimir"``: the mean over parameter tensors (those
+        that receive a gradient) of each tensor's ``||g||_inf``, which is what MIMIR's public
+        ``GradNormAttack`` computes (it averages per-tensor p-norms, ``p = inf`` unless the caller
+        passes another; its loss is in nats, a constant factor that no ranking sees). A sequence
+        of names computes several norms from the same backward pass and returns a dict.
+    progress:
+        Receives a :class:`~memlens.progress.ProgressEvent` for ``task`` after every sequence.
 
     Each sequence gets its own forward and backward pass, trimmed to its length (no padding, so
     no masking is needed). On CPU this measured faster than a batched forward with a vmapped
     backward (``torch.autograd.grad(..., is_grads_batched=True)``), and ``torch.func.vmap`` over
     a Hugging Face forward fails on its data-dependent attention-mask code. Returns float64
-    ``[N]``; NaN for a sequence that predicts no token.
+    ``[N]`` (a dict of them for several norms); NaN for a sequence that predicts no token.
     """
+    names = [norm] if isinstance(norm, str) else list(norm)
+    for name in names:
+        if name not in GRAD_NORMS:
+            raise UserError(f"unknown gradient norm {name!r}; use one of {', '.join(GRAD_NORMS)}.")
     tokens = torch.as_tensor(tokens)
     if tokens.dim() != 2:
         raise ValueError("tokens must have shape [N, T]")
@@ -261,7 +316,7 @@ def grad_norms(
         raise ValueError("no trainable parameters to differentiate")
     if device is None:
         device = params[0].device
-    out = np.full(N, np.nan)
+    out = {name: np.full(N, np.nan) for name in names}
     with torch.enable_grad():
         for i in range(N):
             n = int(lengths_np[i])
@@ -269,11 +324,10 @@ def grad_norms(
                 ids = tokens[i : i + 1, :n].to(device)
                 kwargs = {"attention_mask": torch.ones_like(ids)} if pass_attention_mask else {}
                 logits = forward(ids, **kwargs).reshape(n, -1)[:-1]
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                nll_bits = -logp.gather(-1, ids[0, 1:, None]).mean() / LN2
+                nll_bits = -token_log2p(logits, ids[0, 1:]).mean()
                 grads = torch.autograd.grad(nll_bits, params, allow_unused=True)
-                sq = sum(g.detach().double().square().sum() for g in grads if g is not None)
-                out[i] = float(torch.as_tensor(sq).sqrt())
-            if progress is not None:
-                progress(i + 1)
-    return out
+                grads = [g.detach() for g in grads if g is not None]
+                for name in names:
+                    out[name][i] = _norm_of(grads, name)
+            emit(progress, task, i + 1, N)
+    return out[norm] if isinstance(norm, str) else out

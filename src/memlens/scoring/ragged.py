@@ -17,11 +17,21 @@ reference, say). Texts are encoded with ``add_special_tokens=False`` and one BOS
 start) so that every real token is predicted and the BOS itself is free. A tokenizer with neither
 codes the first token at ``log2 V`` bits (``V = len(tokenizer)``), a uniform code. No end-of-text
 token is charged. Units are bits throughout.
+
+Comparing two models (:class:`CodeLengths`, :func:`comparable_bits`): when both tokenizers start
+texts with a BOS, each model codes the first text token itself and the difference of code
+lengths is the difference of two model codes. When only one of them has a BOS, the other charges
+its first token ``log2 V`` (a uniform code, nothing precedes it) while the first model predicts it,
+which would add about ``log2 V`` bits minus a few to *every* sample's difference. The unintended
+bits of the audit and the ``ref`` attack therefore charge both models the same way: the first
+text token at ``log2 V`` of each model's own tokenizer (the model with a BOS still sees it as
+context for the later tokens).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +41,7 @@ from torch import Tensor
 
 from memlens.data.text import EncodedTexts
 from memlens.errors import UserError
+from memlens.progress import ProgressFn, emit
 from memlens.scoring.core import Forward, TokenScores, score_tokens
 
 if TYPE_CHECKING:
@@ -81,7 +92,8 @@ def score_sequences(
     device: str | torch.device | None = None,
     stats: bool = False,
     argmax: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: ProgressFn | None = None,
+    task: str = "scoring",
 ) -> TokenScores:
     """Score ragged token sequences with the shared pass, sorted by length to minimise padding.
 
@@ -95,7 +107,8 @@ def score_sequences(
     forward: a forward, or a :class:`CausalLM` (its forward, context and device are used).
     context_length: longest sequence the model accepts; a longer one raises :class:`UserError`
         unless ``window_stride`` is given, in which case it is scored with a sliding window.
-    progress: called with the number of sequences finished after every batch.
+    progress: receives a :class:`~memlens.progress.ProgressEvent` for ``task`` after every
+        batch (sequences finished, out of all).
     """
     from memlens.models.hf import CausalLM
 
@@ -108,7 +121,7 @@ def score_sequences(
         forward = lm.forward(window_stride) if window_stride is not None else lm.forward()
     elif window_stride is not None:
         if context_length is None:
-            raise UserError("a sliding window needs the model's context length.")
+            raise UserError("a sliding window needs the model's context length (`context_length`).")
         forward = windowed_forward(forward, context_length, window_stride)
     seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
     N = len(seqs)
@@ -122,7 +135,7 @@ def score_sequences(
         i = int(lengths.argmax())
         raise UserError(
             f"sequence {i} has {longest} tokens, longer than the context of {context_length} of {who}; "
-            "chunk the texts (--seq-len) or score with a sliding window (--window-stride)."
+            "chunk the texts (`seq_len`) or score with a sliding window (`window_stride`)."
         )
     width = max(longest - 1, 1)
     log2p = np.full((N, width), np.nan)
@@ -159,15 +172,81 @@ def score_sequences(
         if argmax:
             is_am[idx, :w] = sc.is_argmax
         done += len(idx)
-        if progress is not None:
-            progress(done)
+        emit(progress, task, done, N)
     if np.isnan(log2p[mask]).any() or np.isinf(log2p[mask]).any():
         raise UserError(
-            "the model produced NaN or infinite log-probabilities; check the checkpoint and --dtype."
+            "the model produced NaN or infinite log-probabilities; check the checkpoint and `dtype`."
         )
     return TokenScores(
         log2p=log2p, mask=mask, mu_log2p=mu, sigma_log2p=sigma, entropy_bits=ent, is_argmax=is_am
     )
+
+
+FIRST_TOKEN_CONVENTIONS = ("model", "uniform")
+
+
+@dataclass(frozen=True)
+class CodeLengths:
+    """Code length of each text under one model, and what its first text token was charged.
+
+    Attributes
+    ----------
+    bits: whole-text code length of each text, in bits.
+    first_token_bits: the part of ``bits`` spent on the first text token: the model's own code
+        ``-log2 p(t_1 | BOS)`` when its tokenizer starts texts with a BOS, else ``log2 V``.
+    uniform_bits: ``log2 V`` of the model's tokenizer, in bits.
+    has_bos: whether texts were scored after a BOS.
+    """
+
+    bits: np.ndarray
+    first_token_bits: np.ndarray
+    uniform_bits: float
+    has_bos: bool
+
+    def charged(self, convention: str) -> np.ndarray:
+        """``bits`` with the first text token charged by ``convention``: ``"model"`` (as scored)
+        or ``"uniform"`` (``log2 V``, the same for every text)."""
+        if convention == "model":
+            return np.asarray(self.bits, dtype=np.float64)
+        if convention != "uniform":
+            raise ValueError(f"unknown first-token convention {convention!r}")
+        return self.bits - self.first_token_bits + self.uniform_bits
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """For a stored cell (see :meth:`from_arrays`)."""
+        return {
+            "bits": np.asarray(self.bits, dtype=np.float64),
+            "first_token_bits": np.asarray(self.first_token_bits, dtype=np.float64),
+            "uniform_bits": np.array(self.uniform_bits, dtype=np.float64),
+            "has_bos": np.array(self.has_bos),
+        }
+
+    @classmethod
+    def from_arrays(cls, d: dict[str, np.ndarray]) -> CodeLengths:
+        return cls(
+            bits=np.asarray(d["bits"], dtype=np.float64),
+            first_token_bits=np.asarray(d["first_token_bits"], dtype=np.float64),
+            uniform_bits=float(d["uniform_bits"]),
+            has_bos=bool(d["has_bos"]),
+        )
+
+
+def first_token_convention(*models: CodeLengths) -> str:
+    """``"model"`` when every model scored its texts after a BOS, else ``"uniform"``."""
+    return "model" if all(m.has_bos for m in models) else "uniform"
+
+
+def comparable_bits(
+    target: CodeLengths, reference: CodeLengths
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Code lengths of the same texts under two models with the first token charged the same way.
+
+    Returns ``(target_bits, reference_bits, convention)``; see the module docstring. With both
+    BOS (or both without) the bits are returned as scored (``"model"``); otherwise both first
+    text tokens are charged ``log2 V`` of their own tokenizer (``"uniform"``).
+    """
+    convention = first_token_convention(target, reference)
+    return target.charged(convention), reference.charged(convention), convention
 
 
 @dataclass
@@ -180,10 +259,25 @@ class ScoredTexts(EncodedTexts):
     ----------
     bits: code length of each text in bits (``scores.nll_bits`` plus ``first_token_bits``).
     scores: per-token results, column ``j`` predicting ``tokens[j + 1]``.
+    uniform_bits: ``log2 V`` of the tokenizer.
     """
 
     bits: np.ndarray
     scores: TokenScores
+    uniform_bits: float = float("nan")
+
+    def code_lengths(self) -> CodeLengths:
+        """The texts' code lengths with the first token's share (see :class:`CodeLengths`)."""
+        if self.bos_token_id is not None:
+            first = -np.asarray(self.scores.log2p[:, 0], dtype=np.float64)
+        else:
+            first = np.full(len(self.bits), self.first_token_bits)
+        return CodeLengths(
+            bits=np.asarray(self.bits, dtype=np.float64),
+            first_token_bits=first,
+            uniform_bits=float(self.uniform_bits),
+            has_bos=self.bos_token_id is not None,
+        )
 
 
 def score_texts(
@@ -194,7 +288,8 @@ def score_texts(
     window_stride: int | None = None,
     stats: bool = False,
     argmax: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: ProgressFn | None = None,
+    task: str = "scoring",
 ) -> ScoredTexts:
     """Code length in bits of each text under ``lm`` (its own tokenizer), with per-token detail.
 
@@ -206,7 +301,7 @@ def score_texts(
 
     if lm.tokenizer is None:
         raise UserError(
-            f"model {lm.name} has no tokenizer, so it cannot score text; pass --tokenizer."
+            f"model {lm.name} has no tokenizer, so it cannot score text; pass `tokenizer`."
         )
     enc = encode_texts(texts, lm.tokenizer)
     scores = score_sequences(
@@ -217,6 +312,7 @@ def score_texts(
         stats=stats,
         argmax=argmax,
         progress=progress,
+        task=task,
     )
     # A text of one token with no BOS predicts nothing: only its first-token code remains.
     bits = scores.nll_bits + enc.first_token_bits
@@ -226,4 +322,5 @@ def score_texts(
         bits=bits,
         first_token_bits=enc.first_token_bits,
         bos_token_id=enc.bos_token_id,
+        uniform_bits=math.log2(len(lm.tokenizer)),
     )

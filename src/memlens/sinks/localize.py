@@ -30,11 +30,9 @@ import numpy as np
 import torch
 
 from memlens.models.gpt import GPT
-from memlens.scoring import score_tokens
+from memlens.scoring import score_tokens, token_log2p
 from memlens.sinks.masks import SinkConfig, batch_masks, sequence_ids
 from memlens.sinks.train import masked_forward, pad_sequences
-
-LN2 = float(np.log(2.0))
 
 
 def unit_attribution(
@@ -67,9 +65,8 @@ def unit_attribution(
         m = m.clone().requires_grad_(True)
         masks = [m[None, :, layer, None, :] for layer in range(n_layer)]
         logits = model(x[None], mlp_masks=masks)[0]
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         # summed over rows: each row's mask only sees its own row's code length
-        bits = -(logp.gather(-1, x[:, 1:, None])[..., 0] * valid).sum() / LN2
+        bits = -(token_log2p(logits[:, :-1], x[:, 1:]) * valid).sum()
         (g,) = torch.autograd.grad(bits, m)
         A[start : start + b] = (-(m * g)).detach().double().numpy()
         M[start : start + b] = m.detach().numpy()

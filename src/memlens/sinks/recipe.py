@@ -19,9 +19,10 @@ token** (token-weighted means over predicted tokens):
 * ``mem_gap = val_loss - repeated_loss`` (the paper's memorization gap);
 * ``fresh_train_loss``: loss on unrepeated training sequences (seen once);
 * extraction: a sequence is extracted when greedy decoding from its first ``prefix`` tokens
-  reproduces the rest exactly (Carlini et al. 2023), read exactly from one teacher-forced pass:
-  greedy decoding reproduces the suffix if and only if every suffix token is the argmax given the
-  true tokens before it. Rates for repeated and held-out sequences and their difference.
+  reproduces the rest exactly (Carlini et al. 2023), read exactly from one teacher-forced pass
+  under the rule of :mod:`memlens.scoring.extraction` (``suffix=None``: the rest of each
+  document, eligible with at least 4 tokens after the prefix). Rates for repeated and held-out
+  sequences and their difference.
 
 MemSinks is evaluated in every inference mode: ``memsinks`` (each sequence's own mask, as in
 training), ``memsinks_sinks_dropped`` (sinks off, general units rescaled by
@@ -362,20 +363,13 @@ def _bits_per_token(scores) -> float:
 
 
 def _extraction(scores, prefix: int, n_lead: int) -> tuple[float, float, int]:
-    """(exact extraction rate, mean suffix argmax accuracy, eligible count) from argmax flags.
+    """(exact extraction rate, mean suffix argmax accuracy, eligible count) from argmax flags,
+    under the shared rule of :mod:`memlens.scoring.extraction`: the suffix is the rest of each
+    sequence, at least 4 tokens."""
+    from memlens.scoring import teacher_forced_extraction
 
-    Column ``t - 1`` of the scores predicts token ``t``; the suffix starts at token
-    ``n_lead + prefix``. Sequences with fewer than 4 suffix tokens are not eligible.
-    """
-    start = n_lead + prefix - 1
-    hit = scores.is_argmax[:, start:]
-    m = scores.mask[:, start:]
-    eligible = m.sum(axis=1) >= 4
-    if not eligible.any():
-        return float("nan"), float("nan"), 0
-    exact = np.all(hit | ~m, axis=1)[eligible]
-    acc = (hit.sum(axis=1) / np.maximum(m.sum(axis=1), 1))[eligible]
-    return float(exact.mean()), float(acc.mean()), int(eligible.sum())
+    ext = teacher_forced_extraction(scores, prefix=prefix, suffix=None, n_lead=n_lead, min_suffix=4)
+    return ext.rate, ext.mean_suffix_accuracy, ext.n_eligible
 
 
 def evaluate(

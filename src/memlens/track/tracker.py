@@ -14,11 +14,10 @@ the shared batched scoring pass (:func:`memlens.scoring.score_tokens`, via
   it is a reference model, or absent;
 * ``extracted``: greedy k-extraction (Carlini et al. 2023, "Quantifying memorization across neural
   language models"): decoding greedily from the first ``prefix`` tokens reproduces the next
-  ``suffix`` tokens exactly. It is read off the same teacher-forced pass: greedy decoding
-  reproduces the suffix *if and only if* every suffix token is the model's argmax given the true
-  prefix (by induction over the suffix: while the decoded tokens equal the true ones, the decoder
-  sees the true prefix). ``suffix_top1`` is the fraction of suffix tokens that are the argmax;
-  it is not Pythia's match fraction (which decodes past the first mismatch).
+  ``suffix`` tokens exactly, read off the same teacher-forced pass under the eligibility rule of
+  :mod:`memlens.scoring.extraction` (:func:`~memlens.scoring.teacher_forced_extraction`).
+  ``suffix_top1`` is the fraction of suffix tokens that are the argmax given the true prefix; it
+  is not Pythia's match fraction (which decodes past the first mismatch).
 
 Cost is bounded by construction: an observation is one forward pass over ``N`` tracked examples
 (no backward), and a log schedule with ``d`` points per decade makes about ``d * log10(steps)``
@@ -142,14 +141,11 @@ class Tracker:
         self.max_overhead = max_overhead
         self.directory = Path(directory) if directory is not None else None
 
-        # Extraction columns: token j is predicted by column j - 1 of the scoring pass.
-        lengths = examples.lengths
-        self.eligible = lengths - examples.n_lead >= self.prefix + self.suffix
-        width = int(lengths.max()) - 1
-        start = examples.n_lead + self.prefix - 1
-        cols = np.zeros(width, dtype=bool)
-        cols[start : start + self.suffix] = True
-        self._suffix_cols = cols
+        from memlens.scoring import extraction_eligible
+
+        self.eligible = extraction_eligible(
+            examples.lengths, prefix=self.prefix, suffix=self.suffix, n_lead=examples.n_lead
+        )
 
         self._buffer: list[dict[str, Any]] = []
         self._parts: list[Observations] = []
@@ -301,7 +297,7 @@ class Tracker:
         )
 
     def _score(self, model: Any) -> dict[str, Any]:
-        from memlens.scoring import memorized_bits, score_sequences
+        from memlens.scoring import memorized_bits, score_sequences, teacher_forced_extraction
 
         fwd, context, device = self._forward_for(model)
         was_training = getattr(model, "training", False)
@@ -323,17 +319,14 @@ class Tracker:
         code = scores.nll_bits + ex.first_token_bits
         ref = ex.reference_bits
         unintended = np.where(np.isfinite(ref), memorized_bits(np.nan_to_num(ref), code), np.nan)
-        cols = np.zeros(scores.is_argmax.shape[1], dtype=bool)
-        w = min(len(cols), len(self._suffix_cols))
-        cols[:w] = self._suffix_cols[:w]
-        hits = scores.is_argmax & cols
-        extracted = (hits.sum(axis=1) == self.suffix) & self.eligible
-        top1 = np.where(self.eligible, hits.sum(axis=1) / self.suffix, np.nan)
+        ext = teacher_forced_extraction(
+            scores, prefix=self.prefix, suffix=self.suffix, n_lead=ex.n_lead
+        )
         return {
             "code_bits": code,
             "unintended_bits": unintended,
-            "extracted": extracted,
-            "suffix_top1": top1,
+            "extracted": ext.exact,
+            "suffix_top1": ext.suffix_accuracy,
         }
 
     # -- results ---------------------------------------------------------------------------
