@@ -107,29 +107,22 @@ def make_items(
 
 def load_items(path: str | Path) -> list[dict[str, Any]]:
     """Read a JSONL file of records; each needs ``puzzle``, ``n`` and a string ``response``."""
+    from memlens.data.tables import read_jsonl_records
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"responses file {path} does not exist.")
-    items = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"line {i} of {path} is not valid JSON ({exc.msg}).") from None
-        if not isinstance(item, dict):
-            raise UserError(f"line {i} of {path} is not a JSON object.")
+    items = read_jsonl_records(path)
+    for i, item in enumerate(items, start=1):
         if str(item.get("puzzle", "")).lower() not in PUZZLES:
             raise UserError(
-                f"line {i} of {path} needs a 'puzzle' field, one of {', '.join(PUZZLES)}."
+                f"record {i} of {path} needs a 'puzzle' field, one of {', '.join(PUZZLES)}."
             )
         if not isinstance(item.get("response"), str):
             raise UserError(
-                f"line {i} of {path} needs a 'response' field holding the model's answer as text."
+                f"record {i} of {path} needs a 'response' field holding the model's answer as text."
             )
         item.setdefault("id", f"line{i}")
-        items.append(item)
     if not items:
         raise UserError(f"responses file {path} holds no records.")
     return items

@@ -189,7 +189,10 @@ def _cell(v: Any) -> Any:
 
 
 def read_table(path: Path, *, max_rows: int = 20) -> Table:
-    """The first ``max_rows`` rows of a CSV, Parquet or JSON Lines file and its row count."""
+    """A preview: the first ``max_rows`` rows of a CSV, Parquet or JSON Lines file and its row
+    count, read in bounded memory (the full reader is :func:`memlens.data.tables.read_table`,
+    whose missing-value rule this follows: only an empty CSV cell, a JSON null or a Parquet null
+    is missing)."""
     try:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
@@ -222,12 +225,14 @@ def read_table(path: Path, *, max_rows: int = 20) -> Table:
             return Table(path.name, columns, rows, n)
         import pandas as pd
 
-        head = pd.read_csv(path, nrows=max_rows) if max_rows else pd.read_csv(path, nrows=0)
+        # the missing-value rule of memlens.data.tables: only an empty cell is missing
+        na = {"dtype": str, "keep_default_na": False, "na_values": [""]}
+        head = pd.read_csv(path, nrows=max_rows or 0, **na)
         columns = [str(c) for c in head.columns]
         rows = [[_cell(v) for v in rec] for rec in head.itertuples(index=False, name=None)]
         n_rows: int | None
         if path.stat().st_size <= 20_000_000:
-            n_rows = sum(len(chunk) for chunk in pd.read_csv(path, chunksize=100_000))
+            n_rows = sum(len(chunk) for chunk in pd.read_csv(path, chunksize=100_000, **na))
         else:
             n_rows = None
         return Table(path.name, columns, rows, n_rows)
