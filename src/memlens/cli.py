@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "laws",
     "audit",
     "mia",
+    "shadow",
     "track",
     "sinks",
     "prior",

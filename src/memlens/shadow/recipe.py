@@ -46,9 +46,9 @@ Progress = Callable[[str, int, int], None]
 
 def _validation_message(what: str, exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err.get("loc", ())) or "config"
+    loc = ".".join(str(x) for x in err.get("loc", ()))
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ").rstrip(".")
-    return f"invalid {what} setting ({loc}): {msg}."
+    return f"invalid {what} setting {loc}: {msg}." if loc else f"{msg}."
 
 
 def _build(cls: type[BaseModel], what: str, values: dict[str, Any]) -> Any:
@@ -739,7 +739,7 @@ def run_attack(
         }
     )
     rd.write_table("scores.parquet", df)
-    plot_roc(scores, labels, rd, mia)
+    plot_roc(scores, labels, rd, mia, each=False)
     rd.write_json("mia.json", mia)
     rd.write_manifest(outputs=["mia.json", "scores.parquet", "roc.png"])
     return ShadowAttackResult(out=rd.path, mia=mia, scores=df)
@@ -884,7 +884,7 @@ def _run_target_attack(
         }
     )
     rd.write_table("scores.parquet", df)
-    plot_roc(scores, samples.labels, rd, mia)
+    plot_roc(scores, samples.labels, rd, mia, each=False)
     rd.write_json("mia.json", mia)
     rd.write_manifest(outputs=["mia.json", "scores.parquet", "roc.png"])
     return ShadowAttackResult(out=rd.path, mia=mia, scores=df)
