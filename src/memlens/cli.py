@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "prior",
     "puzzles",
     "report",
+    "fetch",
 ]
 
 for _name in COMMAND_MODULES:
