@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "prior",
     "puzzles",
     "report",
+    "fetch",
 ]
 
 for _name in COMMAND_MODULES:
