@@ -98,7 +98,7 @@ class ShadowTrainConfig(BaseModel):
     warmup_steps: int = Field(default=100, ge=0)
     decay_frac: float = Field(default=0.3, ge=0, lt=0.8)
     n_evals: int = Field(default=4, ge=1)
-    score_batch: int = Field(default=64, ge=1)
+    score_batch: int = Field(default=16, ge=1)
     seed: int = 0
     device: str = "auto"
     backend: Literal["local", "ray"] = "local"
@@ -701,7 +701,10 @@ def run_attack(
     )
     per_target = {}
     for name in names:
-        aucs = [roc_auc(table[name][t], keep[t].astype(int)) for t in range(K)]
+        aucs = []
+        for t in range(K):
+            ok = np.isfinite(table[name][t])
+            aucs.append(roc_auc(table[name][t][ok], keep[t][ok].astype(int)))
         per_target[name] = {"mean": float(np.mean(aucs)), "sd": float(np.std(aucs, ddof=1))}
     n1 = int(labels.sum())
     mia = {
