@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-N_NATURAL = 1500  # speeches seen once
+N_NATURAL = 800  # speeches seen once
 N_REPEATED, COPIES = 32, 4  # speeches planted 4 times each
 N_CANARIES = 32  # random strings, once each
 ALPHABET = list("abcdefghijklmnopqrstuvwxyz0123456789     ")

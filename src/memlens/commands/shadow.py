@@ -150,14 +150,15 @@ def register(app: typer.Typer) -> None:
         """Train K shadow GPTs, each on a random half of the pool (every example IN for exactly K/2)."""
         from memlens.shadow.recipe import run_train, train_config
 
-        values = _read_config(config) | {
+        flags = {
             "pool": pool, "synthetic": synthetic, "n_models": models, "tokenizer": tokenizer,
             "vocab_size": vocab_size, "text_column": text_column, "seq_len": seq_len,
             "n_examples": n_examples, "population_frac": population, "steps": steps, "lr": lr,
             "batch_size": batch_size, "stack_size": stack_size, "seed": seed, "device": device,
             "backend": backend, "workers": workers, "ray_address": ray_address, **_shape(shape),
         }  # fmt: skip
-        cfg = train_config(**{k: v for k, v in values.items() if v is not None})
+        values = _read_config(config) | {k: v for k, v in flags.items() if v is not None}
+        cfg = train_config(**values)
         result = _with_progress(run_train, cfg, out)
         _print_train(result)
 
@@ -255,8 +256,8 @@ def _print_train(r) -> None:
     console.print(
         f"{r.n_models} shadow GPTs ({s['shape']['n_layer']} layers, d={s['shape']['d_model']}, "
         f"{r.n_params:,} parameters each), {s['steps']} steps, in {len(r.stacks)} stack(s) of "
-        f"{s['models_per_stack']}; {r.n_candidates} candidates (each IN for {r.n_models // 2} "
-        f"models), {r.n_population} population examples OUT for all"
+        f"{s['models_per_stack']}; {r.n_candidates} candidates (each IN for {r.n_models // 2} of "
+        f"them), {r.n_population} population examples OUT for all"
     )
     reused = r.n_reused
     if reused:

@@ -1010,7 +1010,7 @@ def run_memorization(
         "measure": "M = per-token greedy accuracy (Zhang et al. 2023); also bits of log-likelihood",
         "mean_mem_accuracy": float(df["mem_accuracy"].mean()),
         "mean_mem_bits": float(df["mem_bits"].mean()),
-        "median_se_accuracy": float(np.nanmedian(df["se_accuracy"])),
+        "median_se_accuracy": _finite_median(df["se_accuracy"]),
         "unique_mean_mem_accuracy": float(df.loc[unique, "mem_accuracy"].mean())
         if unique.any()
         else None,
@@ -1049,6 +1049,12 @@ def run_memorization(
         outputs=["memorization.json", "memorization.parquet", "memorization_hist.png"]
     )
     return MemorizationResult(out=rd.path, table=df, summary=summary)
+
+
+def _finite_median(values: Any) -> float | None:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else None
 
 
 def _join_audit(df: Any, audit: str) -> tuple[Any, str]:
