@@ -220,3 +220,25 @@ def test_bad_input_is_one_sentence_and_exit_2(text_run, tmp_path, monkeypatch, c
     code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(tmp_path),
                        "--out", str(tmp_path / "o5"))  # fmt: skip
     _one_line_exit_2(code, err, "not a finished shadows directory")
+
+
+def test_config_file_and_two_models(tmp_path, monkeypatch, capsys):
+    """Settings from a TOML file (flags unset do not override it); K = 2 gives counterfactual
+    memorization on one model a side, with no library warning on the console."""
+    (tmp_path / "s.toml").write_text(
+        'synthetic = "markov"\nvocab_size = 16\nseq_len = 8\nn_examples = 30\nn_models = 2\n'
+        'n_layer = 1\nd_model = 16\nsteps = 10\nbatch_size = 4\ndevice = "cpu"\n'
+    )
+    out = tmp_path / "sh"
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "train", "--config",
+                            str(tmp_path / "s.toml"), "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert (
+        "Markov source" in stdout and json.loads((out / "shadow.json").read_text())["n_models"] == 2
+    )
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
+                            "--out", str(tmp_path / "m"))  # fmt: skip
+    assert code == 0 and "Warning" not in err, err
+    code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                       "--out", str(tmp_path / "a"))  # fmt: skip
+    _one_line_exit_2(code, err, "at least 6 shadow models")
