@@ -58,17 +58,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--n", type=int, default=1330, help="candidate examples (example world: 1330)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--d", type=int, default=32, help="model width (example world: 32)")
+    ap.add_argument("--batch", type=int, default=16, help="examples per model per step (16)")
     ap.add_argument("--world", default=None, help="a finished examples/shadow_world.py output")
     ap.add_argument("--example-steps", type=int, default=2000)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    K, V, S, B = args.models, 512, 64, 16
-    cfg = GPTConfig(V, S, 2, 32, 0)
+    K, V, S, B = args.models, 512, 64, args.batch
+    cfg = GPTConfig(V, S, 2, args.d, 0)
     tokens = uniform_sequences(V, S, args.n, seed=0)
     keep = balanced_keep(K, args.n, seed=0)
     rows = [np.flatnonzero(keep[k]) for k in range(K)]
     print(
-        f"{K} GPTs ({cfg.n_params:,} parameters each; V={V}, S={S}, 2 layers, d=32), "
+        f"{K} GPTs ({cfg.n_params:,} parameters each; V={V}, S={S}, 2 layers, d={args.d}), "
         f"{args.steps} steps of batch {B} per model on {args.n // 2} examples each, then scoring "
         f"all {args.n}; {args.threads} torch thread(s), {os.cpu_count()} cores"
     )
