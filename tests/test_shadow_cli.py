@@ -169,6 +169,20 @@ def test_cli_text_pool_and_a_target_model(text_run, tmp_path, monkeypatch, capsy
     # a rerun of the same command reuses all stacks
     code, stdout, err = cli(monkeypatch, capsys, *args)
     assert code == 0 and "reused 1 finished stack(s)" in stdout
+    # counterfactual memorization joined with an audit's per-text unintended bits
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    pd.DataFrame({"text": cand[:10], "unintended_bits": np.arange(10.0)}).to_parquet(
+        audit / "samples.parquet"
+    )
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
+                            "--audit", str(audit), "--pool", str(root / "pool.txt"),
+                            "--out", str(tmp_path / "mem"))  # fmt: skip
+    assert code == 0, err
+    table = pd.read_parquet(tmp_path / "mem" / "memorization.parquet")
+    assert table["unintended_bits"].notna().sum() >= 10 and "found in the audit" in stdout
+    summary = json.loads((tmp_path / "mem" / "memorization.json").read_text())
+    assert "mem_accuracy~unintended_bits:all" in summary["spearman"]
 
 
 def _one_line_exit_2(code, err, fragment):
