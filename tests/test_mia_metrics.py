@@ -48,10 +48,10 @@ def hand_case():
 def test_hand_case_le_rule_allows_one_false_positive():
     s, y = hand_case()
     r = tpr_at_fpr(s, y, 0.1)
-    assert r == {"tpr": 1.0, "fpr": 0.1, "threshold": 0.35}
+    assert r == {"tpr": 1.0, "fpr": 0.1, "threshold": 0.35, "tp": 10}
     # Just below 0.1 no false positive is allowed: only the 4 members above 0.70 are flagged.
     r = tpr_at_fpr(s, y, 0.099)
-    assert r == {"tpr": 0.4, "fpr": 0.0, "threshold": 0.80}
+    assert r == {"tpr": 0.4, "fpr": 0.0, "threshold": 0.80, "tp": 4}
     # AUC by hand: 6 members each lose to the non-member at 0.70, 94 of 100 pairs won.
     assert roc_auc(s, y) == pytest.approx(0.94, abs=1e-15)
 
@@ -187,5 +187,32 @@ def test_bad_inputs_are_user_errors():
         roc_auc([0.1, 0.2], [1, 1])
     with pytest.raises(UserError, match="match one to one"):
         roc_auc([0.1, 0.2, 0.3], [1, 0])
-    with pytest.raises(UserError, match="strictly between 0 and 1"):
+    with pytest.raises(UserError, match="FPR level must be at least 0 and below 1"):
         evaluate([1, 0], [1, 0], fprs=[1.5])
+
+
+def test_tpr_at_zero_fpr_is_the_members_above_every_nonmember():
+    # members 0.9, 0.8, 0.4; non-members 0.7, 0.3: two members beat the best non-member
+    s = [0.9, 0.8, 0.4, 0.7, 0.3]
+    y = [1, 1, 1, 0, 0]
+    assert tpr_at_fpr(s, y, 0.0) == {"tpr": 2 / 3, "fpr": 0.0, "threshold": 0.8, "tp": 2}
+    r = evaluate(s, y, fprs=[0.0, 0.0001], n_boot=10)
+    assert r.tpr_at_fpr == {"0.0": 2 / 3, "0.0001": 2 / 3}
+    assert not any("0.0 " in w or "<= 0 " in w for w in r.warnings)  # no noise warning at 0
+
+
+def test_clopper_pearson_known_values():
+    from memlens.mia.metrics import clopper_pearson
+
+    # k = 0 of n: upper end 1 - (alpha/2)^(1/n) (closed form of the beta quantile)
+    lo, hi = clopper_pearson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 10), rel=1e-12)
+    lo, hi = clopper_pearson(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.025 ** (1 / 10), rel=1e-12)
+    # the textbook 5 of 10: (0.187086, 0.812914)
+    lo, hi = clopper_pearson(5, 10)
+    assert (lo, hi) == (pytest.approx(0.187086, abs=1e-6), pytest.approx(0.812914, abs=1e-6))
+    r = evaluate([0.9, 0.8, 0.4, 0.7, 0.3], [1, 1, 1, 0, 0], fprs=[0.0], n_boot=10)
+    assert r.tpr_ci["0.0"] == list(clopper_pearson(2, 3))
+    with pytest.raises(UserError, match="0 <= k <= n"):
+        clopper_pearson(4, 3)

@@ -32,11 +32,13 @@ COMMAND_MODULES = [
     "audit",
     "mia",
     "dp_audit",
+    "shadow",
     "track",
     "sinks",
     "prior",
     "puzzles",
     "report",
+    "fetch",
 ]
 
 for _name in COMMAND_MODULES:

@@ -15,9 +15,14 @@ Conventions (docs/concepts.md §4):
   count is at most ``floor(alpha * n_nonmembers)``, report the largest true-positive rate. No
   interpolation between ROC points; tied scores cross a threshold together. With 10 non-members
   and ``alpha = 0.1`` one false positive is allowed (the ``<=`` rule; a strict ``<`` would allow
-  none). When ``n_nonmembers * alpha < 10`` the number is noisy and a warning is attached
-  (Carlini et al. 2022, "Membership Inference Attacks From First Principles", arXiv:2112.03570,
-  argue for low-FPR reporting on log-log ROC curves).
+  none). ``alpha = 0`` is allowed: the TPR reached with no false positive at all. When
+  ``n_nonmembers * alpha < 10`` the number is noisy and a warning is attached (Carlini et al.
+  2022, "Membership Inference Attacks From First Principles", arXiv:2112.03570, argue for low-FPR
+  reporting on log-log ROC curves).
+* **TPR confidence interval:** each TPR comes with an exact Clopper-Pearson interval for a
+  binomial proportion (``tp`` successes out of ``n_members``, :func:`clopper_pearson`). It is
+  conditional on the threshold, which was itself chosen on the same data, so it describes the
+  noise of counting members at that threshold, not of choosing it.
 * **Best threshold:** the threshold maximizing balanced accuracy ``(TPR + TNR) / 2`` (Youden's J);
   F1 (members as the positive class), precision and recall are reported at that same threshold.
   It is chosen on the evaluation data itself (an oracle threshold, optimistic by construction).
@@ -39,6 +44,8 @@ from pydantic import BaseModel, ConfigDict
 from memlens.errors import UserError
 
 DEFAULT_FPRS: tuple[float, ...] = (0.001, 0.01)
+#: The low-FPR levels of shadow-model attacks (science §8): 0%, 0.01%, 0.1% and 1%.
+LOW_FPRS: tuple[float, ...] = (0.0, 0.0001, 0.001, 0.01)
 
 RULE = (
     "TPR at FPR <= alpha: the largest TPR on the exact step ROC (predict member when score >= t) "
@@ -206,6 +213,31 @@ def step_roc(
     }
 
 
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) confidence interval for a binomial proportion ``k / n``.
+
+    The interval is ``[B(a/2; k, n-k+1), B(1-a/2; k+1, n-k)]`` with ``B(q; α, β)`` the beta
+    quantile and ``a = 1 - level``; the lower end is 0 when ``k = 0`` and the upper end is 1 when
+    ``k = n`` (Clopper & Pearson 1934, Biometrika 26:404).
+
+    Examples
+    --------
+    >>> lo, hi = clopper_pearson(0, 10)
+    >>> lo, round(hi, 4)
+    (0.0, 0.3085)
+    """
+    from scipy.stats import beta
+
+    if n < 1 or not 0 <= k <= n:
+        raise UserError(f"a proportion needs 0 <= k <= n and n >= 1, got k={k}, n={n}.")
+    if not 0.0 < level < 1.0:
+        raise UserError(f"the confidence level must be between 0 and 1, got {level}.")
+    a = 1.0 - level
+    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return lo, hi
+
+
 def max_false_positives(alpha: float, n_nonmembers: int) -> int:
     """``floor(alpha * n_nonmembers)``, robust to float rounding (0.29 * 100 allows 29)."""
     return int(math.floor(alpha * n_nonmembers + 1e-9))
@@ -219,11 +251,11 @@ def tpr_at_fpr(
 ) -> dict[str, float]:
     """TPR at FPR <= ``alpha`` on the exact step ROC (see the module docstring for the rule).
 
-    Returns ``tpr``, the ``fpr`` actually reached and the ``threshold`` (``inf`` when no
-    threshold admits a member without exceeding the false-positive budget).
+    Returns ``tpr``, the ``fpr`` actually reached, the ``threshold`` (``inf`` when no
+    threshold admits a member without exceeding the false-positive budget) and ``tp``, the
+    members flagged. ``alpha = 0`` allows no false positive.
     """
-    if not 0.0 < alpha < 1.0:
-        raise UserError(f"FPR level must be strictly between 0 and 1, got {alpha}.")
+    _check_alpha(alpha)
     roc = step_roc(scores, labels) if roc is None else roc
     allowed = roc["fp"] <= max_false_positives(alpha, int(roc["n_nonmembers"]))
     i = int(np.argmax(np.where(allowed, roc["tp"], -1)))  # first (highest threshold) maximum
@@ -231,7 +263,13 @@ def tpr_at_fpr(
         "tpr": float(roc["tpr"][i]),
         "fpr": float(roc["fpr"][i]),
         "threshold": float(roc["threshold"][i]),
+        "tp": int(roc["tp"][i]),
     }
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 <= alpha < 1.0:
+        raise UserError(f"FPR level must be at least 0 and below 1, got {alpha}.")
 
 
 def best_threshold(
@@ -286,6 +324,7 @@ class AttackMetrics(BaseModel):
     tpr_at_fpr: dict[str, float]
     fpr_reached: dict[str, float]
     threshold_at_fpr: dict[str, float | None]
+    tpr_ci: dict[str, list[float]] = {}
     threshold: float | None = None
     balanced_accuracy: float | None = None
     f1: float | None = None
@@ -333,7 +372,8 @@ def evaluate(
     """All metrics for one attack's scores (higher = member; label 1 = member).
 
     Returns :class:`AttackMetrics`: ``auc``, ``auc_ci`` (bootstrap, ``level``), ``tpr_at_fpr``
-    keyed by ``alpha_key(alpha)`` with the reached FPR and threshold alongside, the
+    keyed by ``alpha_key(alpha)`` with the reached FPR, the threshold and ``tpr_ci``
+    (Clopper-Pearson, ``level``) alongside, the
     best-threshold numbers (``f1``, ``balanced_accuracy``, ...), ``n_members``, ``n_nonmembers``
     and ``warnings`` (e.g. when ``n_nonmembers * alpha < 10``).
 
@@ -346,17 +386,17 @@ def evaluate(
     s, y = _check(np.asarray(scores), np.asarray(labels))
     fprs = [float(a) for a in fprs]
     for a in fprs:
-        if not 0.0 < a < 1.0:
-            raise UserError(f"FPR level must be strictly between 0 and 1, got {a}.")
+        _check_alpha(a)
     roc = step_roc(s, y)
     n1, n0 = int(roc["n_members"]), int(roc["n_nonmembers"])
     lo, hi = auc_bootstrap_ci(s, y, n_boot=n_boot, level=level, seed=seed)
-    tprs, reached, thresholds, warnings = {}, {}, {}, []
+    tprs, reached, thresholds, cis, warnings = {}, {}, {}, {}, []
     for a in fprs:
         r = tpr_at_fpr(s, y, a, roc=roc)
         k = alpha_key(a)
         tprs[k], reached[k], thresholds[k] = r["tpr"], r["fpr"], _json_float(r["threshold"])
-        if n0 * a < 10:
+        cis[k] = list(clopper_pearson(r["tp"], n1, level))
+        if a > 0 and n0 * a < 10:
             warnings.append(
                 f"TPR at FPR <= {a:g} is noisy: n_nonmembers * alpha = {n0 * a:g} < 10 "
                 f"({_plural(max_false_positives(a, n0), 'false positive')} allowed)."
@@ -369,6 +409,7 @@ def evaluate(
         tpr_at_fpr=tprs,
         fpr_reached=reached,
         threshold_at_fpr=thresholds,
+        tpr_ci=cis,
         **best,
         n_members=n1,
         n_nonmembers=n0,

@@ -454,9 +454,14 @@ def run(
 
 
 def plot_roc(
-    scores: dict[str, np.ndarray], labels: np.ndarray, rd: Any, summary: MIAMetricsSummary
+    scores: dict[str, np.ndarray],
+    labels: np.ndarray,
+    rd: Any,
+    summary: MIAMetricsSummary,
+    each: bool = True,
 ) -> None:
-    """Log-log step ROC curves: ``roc.png`` (all attacks) and ``roc_<attack>.png`` (one each)."""
+    """Log-log step ROC curves: ``roc.png`` (all attacks) and ``roc_<attack>.png`` (one each,
+    unless ``each=False``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -496,7 +501,7 @@ def plot_roc(
     draw(ax, list(curves))
     ax.set_title(f"MIA ROC, log-log ({int(y.sum())} members, {n0} non-members)")
     rd.save_figure("roc.png", fig)
-    for name in curves:
+    for name in curves if each else []:
         fig, ax = plt.subplots(figsize=(4.5, 4))
         draw(ax, [name])
         ax.set_title(f"{name}: log-log ROC")

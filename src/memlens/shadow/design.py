@@ -1,0 +1,78 @@
+"""The balanced keep matrix of a shadow-model experiment.
+
+A pool of ``n`` candidate examples and ``K`` shadow models (``K`` even). ``keep[k, i]`` is True
+when example ``i`` is in model ``k``'s training set. memlens uses a *paired* balanced design:
+models ``2j`` and ``2j + 1`` split the pool between them (a fresh random half for every pair), so
+
+* every example is IN for exactly ``K/2`` models (one of each pair), and
+* every model trains on ``floor(n/2)`` or ``ceil(n/2)`` examples.
+
+Carlini et al. 2022 ("Membership Inference Attacks From First Principles", arXiv:2112.03570)
+draw each example's IN models at random, which balances the examples but lets model sizes vary;
+the pairs balance both. The pairs also make leave-one-model-out evaluation clean
+(:func:`references_for`): when model ``k`` is the target, its partner is dropped from the
+references as well, and the remaining ``K - 2`` models are ``K/2 - 1`` complete pairs, so every
+example has exactly ``K/2 - 1`` IN and ``K/2 - 1`` OUT references whatever the target's own
+membership. Without that, the number of IN references (``K/2 - 1`` for a member, ``K/2`` for a
+non-member) would itself leak the answer into any estimator that depends on it (the public LiRA
+code truncates every example to the smallest IN count for the same reason).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memlens.errors import UserError
+
+
+def check_design(n_models: int, n_examples: int) -> None:
+    """Refuse an odd or too small ``K`` and a pool of fewer than 2 examples (one sentence each)."""
+    if n_models < 2 or n_models % 2:
+        raise UserError(
+            f"the number of shadow models must be even and at least 2 (each example is IN for "
+            f"exactly half of them), got {n_models}."
+        )
+    if n_examples < 2:
+        raise UserError(
+            f"the pool needs at least 2 examples to split into halves, got {n_examples}."
+        )
+
+
+def balanced_keep(n_models: int, n_examples: int, seed: int = 0) -> np.ndarray:
+    """The paired balanced keep matrix ``[K, n]`` (bool), deterministic in ``seed``.
+
+    Pair ``j`` (models ``2j``, ``2j+1``) takes a random permutation of the examples; model ``2j``
+    keeps the first ``n // 2`` (plus one more for odd pairs when ``n`` is odd, alternating so the
+    sizes stay within one) and model ``2j + 1`` keeps the rest.
+
+    Examples
+    --------
+    >>> keep = balanced_keep(4, 6, seed=0)
+    >>> keep.sum(axis=0).tolist(), keep.sum(axis=1).tolist()
+    ([2, 2, 2, 2, 2, 2], [3, 3, 3, 3])
+    """
+    check_design(n_models, n_examples)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5AD0]))
+    keep = np.zeros((n_models, n_examples), dtype=bool)
+    for j in range(n_models // 2):
+        half = n_examples // 2 + (n_examples % 2 if j % 2 == 0 else 0)
+        chosen = rng.permutation(n_examples)[:half]
+        keep[2 * j, chosen] = True
+        keep[2 * j + 1] = ~keep[2 * j]
+    return keep
+
+
+def partner(k: int) -> int:
+    """The model that splits the pool with model ``k`` (``k xor 1``)."""
+    return k ^ 1
+
+
+def references_for(target: int, n_models: int) -> np.ndarray:
+    """Reference models of ``target`` in leave-one-model-out evaluation: all but it and its partner."""
+    return np.array([j for j in range(n_models) if j not in (target, partner(target))], dtype=int)
+
+
+def is_balanced(keep: np.ndarray) -> bool:
+    """Every example IN for exactly half of the models."""
+    keep = np.asarray(keep, dtype=bool)
+    return bool(keep.shape[0] % 2 == 0 and np.all(keep.sum(axis=0) == keep.shape[0] // 2))
