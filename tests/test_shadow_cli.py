@@ -47,15 +47,15 @@ def words_pool(path, n, seed):
 
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
-    from memlens.shadow.recipe import run_train, train_config
+    from memlens.shadow import ShadowTrainConfig, run
 
     out = tmp_path_factory.mktemp("shadow") / "synth"
-    cfg = train_config(
+    cfg = ShadowTrainConfig(
         synthetic="uniform", vocab_size=16, seq_len=8, n_examples=40, n_layer=1, d_model=16,
         steps=40, batch_size=8, lr=0.01, device="cpu", n_models=6, stack_size=2,
     )  # fmt: skip
     with torch.inference_mode(False):
-        run_train(cfg, out)
+        run(cfg, out)
     return cfg, out
 
 
@@ -75,25 +75,28 @@ def test_train_writes_a_balanced_design_and_signals(synthetic_run):
 
 def test_rerun_is_deterministic_and_interrupted_train_resumes(synthetic_run, tmp_path):
     """An interrupted run keeps its finished stacks; the rerun trains only the rest and matches."""
-    from memlens.shadow import recipe
+    from memlens.progress import ProgressEvent
+    from memlens.shadow import run
 
     cfg, full = synthetic_run
     part = tmp_path / "part"
     seen = []
 
-    def stop_in_second_stack(stage, done, total):
-        seen.append(stage)
-        if stage == "stack 1":
+    def stop_in_second_stack(event: ProgressEvent) -> None:
+        seen.append(event.task)
+        if event.task == "stack 1":
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        recipe.run_train(cfg, part, progress=stop_in_second_stack)
+        run(cfg, part, progress=stop_in_second_stack)
+    assert seen[0] == "stack 0" and seen[-1] == "stack 1"
     assert (part / "cells" / "stack-0.json").exists() and not (
         part / "cells" / "stack-1.json"
     ).exists()
     before = (part / "models" / "model_00" / "model.safetensors").stat().st_mtime_ns
-    res = recipe.run_train(cfg, part)
-    assert [s["reused"] for s in res.stacks] == [True, False, False]
+    res = run(cfg, part)
+    assert [s["reused"] for s in res.summary.stacks] == [True, False, False]
+    assert res.reused == ["stack 0"]
     assert (part / "models" / "model_00" / "model.safetensors").stat().st_mtime_ns == before
     with np.load(full / "signals.npz") as a, np.load(part / "signals.npz") as b:
         for k in a.files:  # same seed, same numbers: deterministic and resumed == uninterrupted

@@ -1,22 +1,22 @@
 """``memlens shadow``: shadow models, LiRA and RMIA, counterfactual memorization.
 
-Thin wrappers over :mod:`memlens.shadow.recipe`:
+Thin wrappers over :func:`memlens.shadow.run`, one config each:
 
-* ``memlens shadow train --pool FILE --models K --out DIR`` (:func:`~memlens.shadow.recipe.run_train`);
+* ``memlens shadow train --pool FILE --models K --out DIR`` (:class:`~memlens.shadow.ShadowTrainConfig`);
 * ``memlens shadow attack --shadows DIR [--target M --members F --nonmembers G] --out DIR``
-  (:func:`~memlens.shadow.recipe.run_attack`);
+  (:class:`~memlens.shadow.ShadowAttackConfig`);
 * ``memlens shadow memorization --shadows DIR --out DIR``
-  (:func:`~memlens.shadow.recipe.run_memorization`).
+  (:class:`~memlens.shadow.MemorizationConfig`).
 """
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from memlens.commands import options
 from memlens.errors import UserError
 
 HELP = (
@@ -25,16 +25,12 @@ HELP = (
     "counterfactual memorization (Zhang et al. 2023). Units: bits."
 )
 
-
-def _read_config(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"cannot parse config file {path}: {exc}.") from None
+Shadows = Annotated[
+    str, typer.Option("--shadows", help="Directory written by memlens shadow train.")
+]
+Pool = Annotated[
+    str | None, typer.Option("--pool", help="Check that the shadows were trained on this pool.")
+]
 
 
 def _shape(spec: str | None) -> dict[str, int]:
@@ -61,25 +57,20 @@ def _fprs(values: list[str] | None) -> list[float] | None:
     return sorted(set(out))
 
 
-def _progress_bar():
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def _run(config: Any, out: Path | None, as_json: bool, bars: bool = True) -> Any:
+    """Run ``config`` with progress bars (on stderr under ``--json``, which prints the summary)."""
+    from rich.console import Console
 
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(),
-        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), transient=True,
-    )  # fmt: skip
+    from memlens.commands._ui import progress_bars
+    from memlens.shadow import run
+    from memlens.store import to_json
 
-
-def _with_progress(fn, *args, what: str = "steps"):
-    with _progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(f"{stage} ({what})", total=total)
-            bar.update(tasks[stage], completed=done)
-
-        return fn(*args, progress=progress)
+    console = Console(stderr=True) if as_json else None
+    with progress_bars(console, enabled=bars) as progress:
+        result = run(config, out, progress=progress)
+    if as_json:
+        typer.echo(to_json(result.summary.to_json()))
+    return result
 
 
 def register(app: typer.Typer) -> None:
@@ -87,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
     @shadow_app.command("train")
     def train(
-        out: Path = typer.Option(..., "--out", help="Shadows directory; rerun to resume."),
+        out: options.Out = None,
         pool: str | None = typer.Option(
             None,
             "--pool",
@@ -99,9 +90,7 @@ def register(app: typer.Typer) -> None:
         models: int | None = typer.Option(
             None, "--models", "-k", help="K shadow models (even; default 16)."
         ),
-        config: Path | None = typer.Option(
-            None, "--config", help="TOML file of settings (flags override)."
-        ),
+        config: options.ConfigFile = None,
         shape: str | None = typer.Option(
             None, "--shape", help="LAYERS,WIDTH of each GPT (default 2,64)."
         ),
@@ -113,9 +102,7 @@ def register(app: typer.Typer) -> None:
         vocab_size: int | None = typer.Option(
             None, "--vocab-size", help="Vocabulary of the trained tokenizer or synthetic world."
         ),
-        text_column: str | None = typer.Option(
-            None, "--text-column", help="Text field of pool tables."
-        ),
+        text_column: options.TextColumn = None,
         seq_len: int | None = typer.Option(
             None, "--seq-len", help="Tokens per example (BOS included)."
         ),
@@ -123,7 +110,10 @@ def register(app: typer.Typer) -> None:
             None, "--n-examples", help="Examples of a synthetic world."
         ),
         population: float | None = typer.Option(
-            None, "--population", help="Share of the pool held out of every model (RMIA's z; 0.2)."
+            None,
+            "--population",
+            "--population-frac",
+            help="Share of the pool held out of every model (RMIA's z; 0.2).",
         ),
         steps: int | None = typer.Option(None, "--steps", help="Training steps of every model."),
         lr: float | None = typer.Option(None, "--lr", help="Peak Adam learning rate."),
@@ -133,43 +123,35 @@ def register(app: typer.Typer) -> None:
         stack_size: int | None = typer.Option(
             None, "--stack-size", help="Models per batched stack (default: all K in one)."
         ),
-        seed: int | None = typer.Option(
-            None, "--seed", help="Seed of the split, initialization and order."
-        ),
-        device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
-        backend: str | None = typer.Option(
-            None, "--backend", help="local or ray (stacks as Ray tasks)."
-        ),
+        seed: options.Seed = None,
+        device: options.Device = None,
+        backend: options.Backend = None,
         workers: int | None = typer.Option(
-            None, "--workers", help="Local worker processes (one stack each)."
+            None, "--workers", min=1, help="Local worker processes, one stack each (default 1)."
         ),
-        ray_address: str | None = typer.Option(
-            None, "--ray-address", help="Join an existing Ray cluster."
-        ),
+        ray_address: options.RayAddress = None,
+        as_json: options.Json = False,
     ) -> None:
         """Train K shadow GPTs, each on a random half of the pool (every example IN for exactly K/2)."""
-        from memlens.shadow.recipe import run_train, train_config
+        from memlens.config import build_config
+        from memlens.shadow import ShadowTrainConfig
 
-        flags = {
-            "pool": pool, "synthetic": synthetic, "n_models": models, "tokenizer": tokenizer,
-            "vocab_size": vocab_size, "text_column": text_column, "seq_len": seq_len,
-            "n_examples": n_examples, "population_frac": population, "steps": steps, "lr": lr,
-            "batch_size": batch_size, "stack_size": stack_size, "seed": seed, "device": device,
-            "backend": backend, "workers": workers, "ray_address": ray_address, **_shape(shape),
-        }  # fmt: skip
-        values = _read_config(config) | {k: v for k, v in flags.items() if v is not None}
-        cfg = train_config(**values)
-        result = _with_progress(run_train, cfg, out)
-        _print_train(result)
+        cfg = build_config(
+            ShadowTrainConfig, None, config,
+            pool=pool, synthetic=synthetic, n_models=models, tokenizer=tokenizer,
+            vocab_size=vocab_size, text_column=text_column, seq_len=seq_len,
+            n_examples=n_examples, population_frac=population, steps=steps, lr=lr,
+            batch_size=batch_size, stack_size=stack_size, seed=seed, device=device,
+            backend=backend, workers=workers, ray_address=ray_address, **_shape(shape),
+        )  # fmt: skip
+        result = _run(cfg, out, as_json)
+        if not as_json:
+            _print_train(result)
 
     @shadow_app.command("attack")
     def attack(
-        shadows: str = typer.Option(
-            ..., "--shadows", help="Directory written by memlens shadow train."
-        ),
-        out: Path = typer.Option(
-            ..., "--out", help="Run directory for mia.json, scores and ROC plots."
-        ),
+        shadows: Shadows,
+        out: options.Out = None,
         target: str | None = typer.Option(
             None,
             "--target",
@@ -181,10 +163,8 @@ def register(app: typer.Typer) -> None:
         nonmembers: str | None = typer.Option(
             None, "--nonmembers", help="Its non-member texts (from the pool)."
         ),
-        text_column: str = typer.Option("text", "--text-column", help="Text field of tables."),
-        pool: str | None = typer.Option(
-            None, "--pool", help="Check that the shadows were trained on this pool."
-        ),
+        text_column: options.TextColumn = None,
+        pool: Pool = None,
         gamma: float | None = typer.Option(
             None, "--gamma", help="RMIA threshold on LR(x, z) (paper: 2)."
         ),
@@ -206,108 +186,123 @@ def register(app: typer.Typer) -> None:
         n_boot: int | None = typer.Option(
             None, "--n-boot", help="Bootstrap resamples of the AUC CI."
         ),
-        device: str | None = typer.Option(None, "--device", help="Device for the target model."),
+        batch_size: options.BatchSize = None,
+        device: options.Device = None,
+        seed: Annotated[int | None, typer.Option("--seed", help="Seed of the bootstrap.")] = None,
+        as_json: options.Json = False,
     ) -> None:
         """LiRA and RMIA (online, offline) against the loss, zlib and Min-K% baselines."""
-        from memlens.shadow.recipe import attack_config, run_attack
+        from memlens.config import build_config, merge
+        from memlens.shadow import ShadowAttackConfig
 
-        values = {
-            "shadows": shadows, "target": target, "members": members, "nonmembers": nonmembers,
-            "text_column": text_column, "pool": pool, "gamma": gamma, "offline_a": offline_a,
-            "rmia_signal": rmia_signal, "center": center, "offline_test": offline_test,
-            "fprs": _fprs(fpr), "n_boot": n_boot, "device": device,
+        settings = {
+            "gamma": gamma, "offline_a": offline_a, "rmia_signal": rmia_signal, "center": center,
+            "offline_test": offline_test,
         }  # fmt: skip
-        cfg = attack_config(**{k: v for k, v in values.items() if v is not None})
-        result = _with_progress(run_attack, cfg, out, what="models")
-        _print_attack(result)
+        cfg = build_config(
+            ShadowAttackConfig,
+            shadows=shadows, target=target, members=members, nonmembers=nonmembers,
+            text_column=text_column, pool=pool, settings=merge({}, settings) or None,
+            fprs=_fprs(fpr), n_boot=n_boot, batch_size=batch_size, device=device, seed=seed,
+        )  # fmt: skip
+        result = _run(cfg, out, as_json)
+        if not as_json:
+            _print_attack(result)
 
     @shadow_app.command("memorization")
     def memorization(
-        shadows: str = typer.Option(
-            ..., "--shadows", help="Directory written by memlens shadow train."
-        ),
-        out: Path = typer.Option(
-            ..., "--out", help="Run directory for the table, summary and histogram."
-        ),
-        pool: str | None = typer.Option(
-            None, "--pool", help="Check that the shadows were trained on this pool."
-        ),
+        shadows: Shadows,
+        out: options.Out = None,
+        pool: Pool = None,
+        text_column: options.TextColumn = None,
         audit: str | None = typer.Option(
             None, "--audit", help="An audit directory: correlate with its unintended bits."
         ),
         top: int = typer.Option(10, "--top", help="Most memorized examples to show."),
+        as_json: options.Json = False,
     ) -> None:
         """Counterfactual memorization: IN-model mean minus OUT-model mean, per example."""
-        from memlens.shadow.recipe import memorization_config, run_memorization
+        from memlens.config import build_config
+        from memlens.shadow import MemorizationConfig
 
-        cfg = memorization_config(shadows=shadows, pool=pool, audit=audit, top=top)
-        result = run_memorization(cfg, out)
-        _print_memorization(result, top)
+        cfg = build_config(
+            MemorizationConfig,
+            shadows=shadows,
+            pool=pool,
+            text_column=text_column,
+            audit=audit,
+            top=top,
+        )
+        result = _run(cfg, out, as_json, bars=False)  # a second's work: no progress to show
+        if not as_json:
+            _print_memorization(result, top)
 
     app.add_typer(shadow_app, name="shadow")
 
 
-def _print_train(r) -> None:
+def _print_train(result: Any) -> None:
+    """Print a :class:`~memlens.shadow.ShadowTrainSummary`."""
     from rich.console import Console
 
-    s = r.summary
+    s = result.summary
     console = Console()
-    console.print(f"world: {s['world']}")
+    console.print(f"world: {s.world}")
     console.print(
-        f"{r.n_models} shadow GPTs ({s['shape']['n_layer']} layers, d={s['shape']['d_model']}, "
-        f"{r.n_params:,} parameters each), {s['steps']} steps, in {len(r.stacks)} stack(s) of "
-        f"{s['models_per_stack']}; {r.n_candidates} candidates (each IN for {r.n_models // 2} of "
-        f"them), {r.n_population} population examples OUT for all"
+        f"{s.n_models} shadow GPTs ({s.shape['n_layer']} layers, d={s.shape['d_model']}, "
+        f"{s.n_params_per_model:,} parameters each), {s.steps} steps, in {len(s.stacks)} "
+        f"stack(s) of {s.models_per_stack}; {s.n_candidates} candidates (each IN for "
+        f"{s.n_models // 2} of them), {s.n_population} population examples OUT for all"
     )
-    reused = r.n_reused
-    if reused:
-        console.print(f"reused {reused} finished stack(s) of an earlier run")
+    if result.reused:
+        console.print(f"reused {len(result.reused)} finished stack(s) of an earlier run")
     console.print(
-        f"training {s['train_seconds_total']:.1f} s, scoring {s['score_seconds_total']:.1f} s; "
-        f"this invocation {r.seconds:.1f} s"
+        f"training {s.train_seconds_total:.1f} s, scoring {s.score_seconds_total:.1f} s; "
+        f"this invocation {s.seconds_this_invocation:.1f} s"
     )
     console.print(
-        f"mean loss on own examples {s['mean_in_bits_per_token']:.3f} bits/token, on the other "
-        f"half {s['mean_out_bits_per_token']:.3f} bits/token"
+        f"mean loss on own examples {s.mean_in_bits_per_token:.3f} bits/token, on the other "
+        f"half {s.mean_out_bits_per_token:.3f} bits/token"
     )
-    console.print(f"wrote {r.out}/keep.npy, signals.npz, models/ ({r.n_models} checkpoints)")
+    console.print(
+        f"wrote {result.out_dir}/keep.npy, signals.npz, models/ ({s.n_models} checkpoints)"
+    )
 
 
-def _print_attack(r) -> None:
+def _print_attack(result: Any) -> None:
+    """Print a :class:`~memlens.shadow.ShadowAttackSummary` (the table of ``memlens mia``)."""
     from rich.console import Console
 
     from memlens.commands.mia import _summary
-    from memlens.mia.summary import MIAMetricsSummary
 
-    m = r.mia
+    s = result.summary
     title = (
-        f"shadow attacks, {m['mode']} ({m['n_members']} member and {m['n_nonmembers']} "
-        "non-member scores)"
+        f"shadow attacks, {s.mode} ({s.n_members} member and {s.n_nonmembers} non-member scores)"
     )
-    _summary(MIAMetricsSummary.model_validate(m), title)
+    _summary(s, title)
     console = Console()
-    if m["mode"] == "leave-one-model-out":
-        console.print(f"pooling: {m['pooling']}")
-        a = m["offline_a"]
+    if s.mode == "leave-one-model-out":
+        console.print(f"pooling: {s.pooling}")
+        a = s.offline_a
         console.print(f"offline RMIA a (calibrated per target): {min(a):.1f}-{max(a):.1f}")
-    console.print(f"wrote {r.out}/mia.json, scores.parquet, roc.png")
+    console.print(f"wrote {result.out_dir}/mia.json, scores.parquet, roc.png")
 
 
-def _print_memorization(r, top: int) -> None:
+def _print_memorization(result: Any, top: int) -> None:
+    """Print a :class:`~memlens.shadow.MemorizationSummary`."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    s = r.summary
+    s = result.summary
     console = Console()
     table = Table(
-        title=f"counterfactual memorization, top {top} of {s['n_examples']} examples "
-        f"({s['models_per_estimate']['in']} IN / {s['models_per_estimate']['out']} OUT models each)",
+        title=f"counterfactual memorization, top {top} of {s.n_examples} examples "
+        f"({s.models_per_estimate['in']} IN / {s.models_per_estimate['out']} OUT models each)",
         box=box.SIMPLE_HEAD,
     )
     for col in ("rank", "mem acc", "± se", "mem bits", "count", "text"):
         table.add_column(col, justify="left" if col == "text" else "right")
-    for row in s["top"]:
+    for row in s.top:
         text = row.get("text") or f"example {row['pool_id']}"
         table.add_row(
             str(row["rank"]),
@@ -318,14 +313,19 @@ def _print_memorization(r, top: int) -> None:
             text[:48].replace("\n", " "),
         )
     console.print(table)
-    u, rep = s["unique_mean_mem_accuracy"], s["repeated_mean_mem_accuracy"]
-    line = f"mean counterfactual memorization {s['mean_mem_accuracy']:.3f} (accuracy), {s['mean_mem_bits']:.1f} bits"
+    u, rep = s.unique_mean_mem_accuracy, s.repeated_mean_mem_accuracy
+    line = (
+        f"mean counterfactual memorization {s.mean_mem_accuracy:.3f} (accuracy), "
+        f"{s.mean_mem_bits:.1f} bits"
+    )
     if rep is not None and u is not None:
-        line += f"; unique examples {u:.3f}, repeated ({s['n_repeated']}) {rep:.3f}"
+        line += f"; unique examples {u:.3f}, repeated ({s.n_repeated}) {rep:.3f}"
     console.print(line)
-    for key, c in s["spearman"].items():
+    for key, c in s.spearman.items():
         if key.endswith(":all"):
             console.print(f"Spearman {key[:-4]}: rho {c['rho']:+.3f} (n={c['n']})")
-    if s["audit"]:
-        console.print(s["audit"])
-    console.print(f"wrote {r.out}/memorization.parquet, memorization.json, memorization_hist.png")
+    if s.audit:
+        console.print(s.audit)
+    console.print(
+        f"wrote {result.out_dir}/memorization.parquet, memorization.json, memorization_hist.png"
+    )

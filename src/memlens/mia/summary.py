@@ -38,6 +38,22 @@ class MIAMetricsSummary(Summary, AttackEvaluation):
             out += [("best attack", best[0]), ("best ROC-AUC", best[1].auc)]
         return out
 
+    def tables(self) -> list[tuple[str, list[str], list[list[Any]]]]:
+        """One row per attack: ROC-AUC with its interval, TPR at each FPR level, F1, balanced
+        accuracy."""
+        if not self.attacks:
+            return []
+        fprs = sorted({f for m in self.attacks.values() for f in m.tpr_at_fpr}, key=float)
+        cols = ["attack", "ROC-AUC", "AUC CI", *(f"TPR@FPR≤{f}" for f in fprs), "F1", "bal. acc."]
+        rows = []
+        for name, m in self.attacks.items():
+            lo_hi = m.auc_ci if len(m.auc_ci) == 2 else None
+            ci = f"[{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi is not None else None
+            rows.append(
+                [name, m.auc, ci, *(m.tpr_at_fpr.get(f) for f in fprs), m.f1, m.balanced_accuracy]
+            )
+        return [("attacks", cols, rows)]
+
 
 class MIASummary(MIAMetricsSummary):
     """``mia.json`` of ``memlens mia``: the attacks' metrics, the samples and the models.

@@ -70,41 +70,6 @@ def _capacity(run: Run) -> tuple[Headline, list[ExtraTable]]:
     return h, tables
 
 
-def _summary(run: Run) -> Any:
-    """The run's main JSON as its typed :class:`~memlens.results.Summary` (see ``SUMMARIES``)."""
-    from memlens.results import summary_model
-
-    return summary_model(run.kind).model_validate(run.main)
-
-
-def _audit(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    return _summary(run).headline(), []
-
-
-def _mia(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    s = _summary(run)
-    tables: list[ExtraTable] = []
-    if s.attacks:
-        fprs = sorted({f for m in s.attacks.values() for f in m.tpr_at_fpr}, key=float)
-        cols = ["attack", "ROC-AUC", "AUC CI", *(f"TPR@FPR≤{f}" for f in fprs), "F1", "bal. acc."]
-        rows = []
-        for name, m in s.attacks.items():
-            ci = f"[{m.auc_ci[0]:.3f}, {m.auc_ci[1]:.3f}]" if _is_pair(m.auc_ci) else None
-            rows.append(
-                [name, m.auc, ci, *(m.tpr_at_fpr.get(f) for f in fprs), m.f1, m.balanced_accuracy]
-            )
-        tables.append(("attacks", cols, rows))
-    return s.headline(), tables
-
-
-def _is_pair(x: Any) -> bool:
-    return (
-        isinstance(x, list)
-        and len(x) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
-    )
-
-
 def _sinks(run: Run) -> tuple[Headline, list[ExtraTable]]:
     r = run.main or {}
     h = _pick(
@@ -223,9 +188,6 @@ def _laws_double_descent(run: Run) -> tuple[Headline, list[ExtraTable]]:
 
 ADAPTERS: dict[str, Callable[[Run], tuple[Headline, list[ExtraTable]]]] = {
     "capacity": _capacity,
-    "audit": _audit,
-    "mia": _mia,
-    "mia-metrics": _mia,
     "sinks": _sinks,
     "track": _track,
     "grok": _grok,

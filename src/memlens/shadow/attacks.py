@@ -53,11 +53,12 @@ arXiv:2312.03262)
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from memlens.config import Config
 from memlens.errors import UserError
 from memlens.shadow.design import partner
 from memlens.shadow.signals import Signals
@@ -76,10 +77,16 @@ SHADOW_ATTACKS = (
 )
 
 
-class AttackSettings(BaseModel):
-    """Choices of the shadow attacks (paper defaults; public-code variants by name)."""
+class AttackSettings(Config):
+    """Choices of the shadow attacks (paper defaults; public-code variants by name).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    ``center``, ``global_variance``, ``offline_test``, ``min_std`` (bits): LiRA's Gaussians;
+    ``gamma``, ``offline_a`` (``None``: calibrated on a reference model), ``rmia_signal``,
+    ``averaging``: RMIA. See the module docstring for each choice and its source.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    what: ClassVar[str] = "shadow attack settings"
     center: Literal["mean", "median"] = "mean"
     global_variance: Literal["pooled", "all"] = "pooled"
     offline_test: Literal["one_sided", "density"] = "one_sided"
