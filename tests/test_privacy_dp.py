@@ -15,7 +15,7 @@ from helpers_hf import make_sentences, save_lm, tiny_gpt2, wordlevel_tokenizer, 
 from memlens.errors import UserError
 from memlens.models.gpt import GPT, GPTConfig
 from memlens.privacy.dp import DPSettings, RowModel, per_sample_grads, row_loss, train_rows
-from memlens.privacy.recipe import make_config, run
+from memlens.privacy import DPAuditConfig, run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 from helpers_hf import one_thread_fixture  # noqa: E402, F401
@@ -97,7 +97,7 @@ def test_audit_is_sound_against_the_accountant_across_seeds(tmp_path):
     ε̂ far above the DP models' (the ceiling of 50 guesses is 2.78)."""
     no_dp, dp = [], []
     for seed in (0, 1, 2):
-        res = run(make_config(**TINY, dp_epsilons=(None, 1.0), seed=seed), tmp_path / f"s{seed}")
+        res = run(DPAuditConfig(**TINY, dp_epsilons=(None, 1.0), seed=seed), tmp_path / f"s{seed}")
         arms = {a.name: a for a in res.arms}
         a_dp = arms["dp-eps1"]
         assert a_dp.epsilon_spent is not None and 0.9 < a_dp.epsilon_spent <= 1.0
@@ -111,7 +111,7 @@ def test_audit_is_sound_against_the_accountant_across_seeds(tmp_path):
 
 
 def test_inserted_canaries_are_more_exposed_and_runs_resume(tmp_path):
-    cfg = make_config(**TINY, seed=5)
+    cfg = DPAuditConfig(**TINY, seed=5)
     res = run(cfg, tmp_path / "a")
     arm = res.arms[0]
     ex = arm.exposure
@@ -123,7 +123,7 @@ def test_inserted_canaries_are_more_exposed_and_runs_resume(tmp_path):
     assert ex["rank_inserted_mean"] <= np.log2(201) + 1e-9
     # rerun: trained weights are reused, every number is the same
     again = run(cfg, tmp_path / "a")
-    assert again.reused_arms == ["no-dp"]
+    assert again.reused == ["no-dp"] and again.summary.arms["no-dp"].reused_weights
     np.testing.assert_array_equal(again.arms[0].scores, arm.scores)
     # deterministic under the seed: a fresh directory gives the same scores
     fresh = run(cfg, tmp_path / "b")
@@ -137,13 +137,12 @@ def test_hugging_face_model_trains_with_dp_sgd(tmp_path):
     tok = wordlevel_tokenizer()
     model_dir = save_lm(tiny_gpt2(len(tok), n_positions=16), tok, tmp_path / "gpt2")
     train = write_lines(tmp_path / "train.txt", make_sentences(120, seed=3))
-    cfg = make_config(
+    cfg = DPAuditConfig(
         model=str(model_dir),
         train=str(train),
         canaries=20,
         canary_length=5,
         seq_len=16,
-        n_train=None,
         epochs=4,
         batch_size=16,
         candidates=50,
@@ -160,7 +159,7 @@ def test_hugging_face_model_trains_with_dp_sgd(tmp_path):
     # canaries are random non-special ids behind the BOS: no special token is ever a canary token
     specials = set(tok.all_special_ids)
     assert not specials & set(np.concatenate(res.canaries.tokens).tolist())
-    assert res.data["tokens"].startswith("tokenizer")
+    assert res.summary.data["tokens"].startswith("tokenizer")
 
 
 def test_canary_texts_with_candidates_on_bytes(tmp_path):
@@ -171,13 +170,13 @@ def test_canary_texts_with_candidates_on_bytes(tmp_path):
     train = write_lines(tmp_path / "train.txt", make_sentences(150, seed=2))
     kw = dict(train=str(train), canary_file=str(canaries), seq_len=24, d_model=16, n_layer=1,
               epochs=2, k_in=10, k_out=10)  # fmt: skip
-    res = run(make_config(**kw, candidate_file=str(candidates)), tmp_path / "run")
+    res = run(DPAuditConfig(**kw, candidate_file=str(candidates)), tmp_path / "run")
     arm = res.arms[0]
-    assert res.canaries.kind == "file" and res.data["tokens"].startswith("UTF-8 bytes")
+    assert res.canaries.kind == "file" and res.summary.data["tokens"].startswith("UTF-8 bytes")
     assert arm.exposure["n_candidates"] == 220 and arm.rank_exposure.shape == (40,)
     assert (arm.audit.k_in, arm.audit.k_out, arm.audit.guesses) == (10, 10, 20)
     with pytest.raises(UserError, match="longer than the context"):
-        run(make_config(**{**kw, "seq_len": 8}), tmp_path / "short")
+        run(DPAuditConfig(**{**kw, "seq_len": 8}), tmp_path / "short")
     assert not (tmp_path / "short").exists()
     with pytest.raises(UserError, match="also canaries"):
-        run(make_config(**kw, candidate_file=str(canaries)), tmp_path / "same")
+        run(DPAuditConfig(**kw, candidate_file=str(canaries)), tmp_path / "same")

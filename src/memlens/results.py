@@ -64,12 +64,16 @@ class RunResult(Generic[S]):
 #: report). One line per kind, kept in alphabetical order.
 SUMMARIES: dict[str, str] = {
     "audit": "memlens.audit.summary:AuditSummary",
+    "dp-audit": "memlens.privacy.summary:DPAuditSummary",
     "mia": "memlens.mia.summary:MIASummary",
     "mia-metrics": "memlens.mia.summary:MIAMetricsSummary",
     "prior-diagnose": "memlens.prior.recipe:DiagnosisSummary",
     "prior-theory": "memlens.prior.recipe:TheorySummary",
     "puzzles-eval": "memlens.puzzles.recipe:EvalSummary",
     "puzzles-make": "memlens.puzzles.recipe:MakeSummary",
+    "shadow-attack": "memlens.shadow.summary:ShadowAttackSummary",
+    "shadow-memorization": "memlens.shadow.summary:MemorizationSummary",
+    "shadow-train": "memlens.shadow.summary:ShadowTrainSummary",
 }
 
 

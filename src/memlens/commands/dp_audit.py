@@ -5,7 +5,7 @@ Two spellings, one group:
 * ``memlens dp-audit [--dp-epsilon none,1,8] ... --out DIR`` inserts random canaries (each with
   probability ½), trains one model per arm (without DP, or with DP-SGD through Opacus at each
   target ε), scores the canaries and reports ε̂ beside the accountant's ε, and exposure
-  (:func:`memlens.privacy.recipe.run`);
+  (:func:`memlens.privacy.run`);
 * ``memlens dp-audit bound --guesses R --correct V --canaries M --delta D [--json]`` turns counts
   obtained elsewhere into ε̂ (:func:`memlens.privacy.bound.one_run_bound`).
 """
@@ -13,11 +13,11 @@ Two spellings, one group:
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from memlens.commands import options
 from memlens.errors import UserError
 
 HELP = (
@@ -64,38 +64,38 @@ def _fmt(x: float | None, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
-def _summary(result: Any) -> None:
+def _summary(s: Any, reused: list[str]) -> None:
+    """Print a :class:`~memlens.privacy.summary.DPAuditSummary`."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    cfg = result.config
-    c = result.canaries
-    first = result.arms[0].audit
-    length = int(sum(len(t) for t in c.tokens) / c.m)
+    c = s.canaries
+    arms = list(s.arms.values())
+    first = arms[0].audit
     what = "random" if c.kind == "random" else "file"
     table = Table(
         title=(
-            f"{c.m} {what} canaries of {length} tokens, {c.n_included} inserted; "
-            f"δ = {cfg.dp_delta:g}, ε in nats"
+            f"{c.m} {what} canaries of {c.length_tokens} tokens, {c.n_included} inserted; "
+            f"δ = {s.delta:g}, ε in nats"
         ),
         box=box.SIMPLE_HEAD,
     )
     table.add_column("arm")
     table.add_column("accountant ε", justify="right")
     table.add_column("σ", justify="right")
-    table.add_column(f"ε̂ ({cfg.confidence * 100:g}%)", justify="right")
+    table.add_column(f"ε̂ ({s.confidence * 100:g}%)", justify="right")
     table.add_column("right/guesses", justify="right")
     table.add_column("ceiling", justify="right")
     table.add_column("train s", justify="right")
-    for a in result.arms:
+    for a in arms:
         seconds = a.train.get("seconds")
         table.add_row(
             a.name,
-            "∞ (no DP)" if a.epsilon_spent is None else _fmt(a.epsilon_spent),
+            "∞ (no DP)" if a.accountant_epsilon is None else _fmt(a.accountant_epsilon),
             _fmt(a.train.get("noise_multiplier")),
-            _fmt(a.audit.epsilon_lower_bound, 3),
+            _fmt(a.epsilon_lower_bound, 3),
             f"{a.audit.correct}/{a.audit.guesses}",
             _fmt(a.audit.ceiling_at_guesses),
             "-" if seconds is None else f"{seconds:.0f}",
@@ -108,15 +108,18 @@ def _summary(result: Any) -> None:
     ex_table.add_column("arm")
     ex_table.add_column("loss/token\nin", justify="right")
     ex_table.add_column("\nout", justify="right")
-    has_exposure = any(a.exposure for a in result.arms)
+    has_exposure = any(a.exposure for a in arms)
     if has_exposure:
         ex_table.add_column("rank exposure\nin", justify="right")
         ex_table.add_column("\nout", justify="right")
         ex_table.add_column("extrapolated\nin", justify="right")
         ex_table.add_column("\nout", justify="right")
-    for a in result.arms:
-        inc = a.included
-        row = [a.name, f"{a.canary_loss[inc].mean():.2f}", f"{a.canary_loss[~inc].mean():.2f}"]
+    for a in arms:
+        row = [
+            a.name,
+            _fmt(a.mean_loss_inserted_bits_per_token),
+            _fmt(a.mean_loss_not_inserted_bits_per_token),
+        ]
         if has_exposure:
             ex = a.exposure or {}
             row += [
@@ -128,7 +131,7 @@ def _summary(result: Any) -> None:
         ex_table.add_row(*row)
     console.print(ex_table)
     if has_exposure:
-        n_cand = next(a.exposure for a in result.arms if a.exposure)["n_candidates"]
+        n_cand = next(a.exposure for a in arms if a.exposure)["n_candidates"]
         console.print(
             f"exposure: mean over canaries, ranked among {n_cand} random candidates "
             f"(rank exposure at most log2 {n_cand + 1} = {math.log2(n_cand + 1):.2f} bits)."
@@ -138,23 +141,21 @@ def _summary(result: Any) -> None:
         f"ceiling: ε̂ if every guess were right ({first.guesses} guesses); with all "
         f"{first.canaries} canaries guessed right at most {first.ceiling:.2f}. ε in nats."
     )
-    dp = [a for a in result.arms if a.epsilon_spent is not None]
+    dp = [a for a in arms if a.accountant_epsilon is not None]
     if dp:
-        bad = [a.name for a in dp if a.audit.epsilon_lower_bound > a.epsilon_spent]
+        bad = [a.name for a in dp if a.epsilon_lower_bound > a.accountant_epsilon]
         acc = dp[0].train.get("accountant", "?").upper()
         if bad:
             console.print(
                 f"[red]ε̂ exceeds the {acc} accountant's ε for {', '.join(bad)}[/red]: either the "
-                f"{(1 - cfg.confidence) * 100:g}% chance of a wrong bound, or the DP guarantee does not hold."
+                f"{(1 - s.confidence) * 100:g}% chance of a wrong bound, or the DP guarantee does not hold."
             )
         else:
             console.print(
                 f"ε̂ ≤ the {acc} accountant's ε in every DP arm, as a sound guarantee requires."
             )
-    if result.reused_arms:
-        console.print(
-            f"reused trained weights: {', '.join(result.reused_arms)} (rerun of the same --out)."
-        )
+    if reused:
+        console.print(f"reused trained weights: {', '.join(reused)} (rerun of the same --out).")
 
 
 def register(app: typer.Typer) -> None:
@@ -211,7 +212,7 @@ def register(app: typer.Typer) -> None:
         train: str = typer.Option(
             None, "--train", help="Training texts (default: a synthetic Markov source)."
         ),
-        text_column: str = typer.Option(None, "--text-column", help="Text field of tables."),
+        text_column: options.TextColumn = None,
         tokenizer: str = typer.Option(
             None,
             "--tokenizer",
@@ -251,27 +252,32 @@ def register(app: typer.Typer) -> None:
         confidence: float = typer.Option(
             None, "--confidence", help="Confidence of the bound (0.95)."
         ),
-        seed: int = typer.Option(
-            None, "--seed", help="Seed of data, canaries, inclusion, training."
-        ),
-        device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps."),
-        threads: int = typer.Option(None, "--threads", help="CPU threads for torch (1)."),
-        out: Path = typer.Option(
-            None,
-            "--out",
-            "-o",
-            help="Run directory (default: memlens-runs/dp-audit-<time>); rerun to resume.",
-        ),
+        seed: options.Seed = None,
+        device: options.Device = None,
+        threads: Annotated[
+            int | None,
+            typer.Option(
+                "--threads",
+                min=0,
+                help="Torch CPU threads (default 1, fastest for tiny models; 0: torch's default).",
+            ),
+        ] = None,
+        out: options.Out = None,
+        as_json: options.Json = False,
     ) -> None:
         """Insert canaries, train (with and without DP-SGD), and bound epsilon from one run."""
         if ctx.invoked_subcommand is not None:
             return
-        from rich.progress import Progress
+        from rich.console import Console
 
-        from memlens.privacy.recipe import make_config, run
-        from memlens.store import default_out_dir
+        from memlens.commands._ui import progress_bars
+        from memlens.config import build_config
+        from memlens.privacy import DPAuditConfig, run
+        from memlens.privacy.outputs import OUTPUTS
+        from memlens.store import to_json
 
-        config = make_config(
+        config = build_config(
+            DPAuditConfig,
             model=model,
             train=train,
             text_column=text_column,
@@ -304,18 +310,13 @@ def register(app: typer.Typer) -> None:
             device=device,
             threads=threads,
         )
-        out_dir = out or default_out_dir("dp-audit")
-        with Progress(transient=True) as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(phase, total=total)
-                bar.update(tasks[phase], completed=done)
-
-            result = run(config, out_dir, progress=progress)
-        _summary(result)
-        typer.echo(f"wrote {out_dir}/{', '.join(result.files)}")
+        with progress_bars(Console(stderr=True) if as_json else None) as progress:
+            result = run(config, out, progress=progress)
+        if as_json:
+            typer.echo(to_json(result.summary.to_json()))
+            return
+        _summary(result.summary, result.reused)
+        typer.echo(f"wrote {result.out_dir}/{', '.join(OUTPUTS)}")
 
     @dp_app.command("bound")
     def bound(

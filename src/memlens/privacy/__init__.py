@@ -1,12 +1,19 @@
 """Privacy auditing: an ε lower bound from one training run, canary exposure, DP-SGD training.
 
+One entry point, :func:`run` (``memlens dp-audit``): a :class:`DPAuditConfig` in, a
+:class:`DPAuditResult` out (its ``summary`` is the typed ``dp_audit.json``,
+:class:`DPAuditSummary`).
+
 * :mod:`memlens.privacy.bound`: the one-run lower bound of Steinke, Nasr & Jagielski 2023
   (Appendix D), the ceiling, and honest choices of the guess counts k₊, k₋.
 * :mod:`memlens.privacy.exposure`: rank and skew-normal extrapolated exposure (Carlini et al. 2019).
 * :mod:`memlens.privacy.canaries`: random token-string canaries, each inserted with probability ½.
 * :mod:`memlens.privacy.dp`: DP-SGD through Opacus for memlens GPTs and Hugging Face causal LMs
   (imports torch).
-* :mod:`memlens.privacy.recipe`: the whole audit, ``run(config, out)`` (``memlens dp-audit``).
+* :mod:`memlens.privacy.config`, :mod:`memlens.privacy.summary`: the settings and the typed JSON.
+* :mod:`memlens.privacy.data`: vocabulary, training rows and canaries of an audit;
+  :mod:`memlens.privacy.arms`: one model trained, scored and audited per target ε;
+  :mod:`memlens.privacy.outputs`: the tables and the plot; :mod:`memlens.privacy.recipe`: ``run``.
 
 Example
 -------
@@ -25,14 +32,18 @@ from memlens.privacy.bound import (
     p_value,
 )
 from memlens.privacy.canaries import Canaries, include_with_half, random_canaries
+from memlens.privacy.config import DPAuditConfig
 from memlens.privacy.exposure import extrapolated_exposure, fit_skew_normal, rank_exposure
-from memlens.privacy.recipe import DPAuditConfig, DPAuditResult, make_config, run
+from memlens.privacy.recipe import DPAuditResult, run
+from memlens.privacy.summary import ArmSummary, DPAuditSummary
 
 __all__ = [
+    "ArmSummary",
     "CanaryAudit",
     "Canaries",
     "DPAuditConfig",
     "DPAuditResult",
+    "DPAuditSummary",
     "OneRunBound",
     "audit_scores",
     "ceiling",
@@ -40,7 +51,6 @@ __all__ = [
     "extrapolated_exposure",
     "fit_skew_normal",
     "include_with_half",
-    "make_config",
     "one_run_bound",
     "p_value",
     "random_canaries",

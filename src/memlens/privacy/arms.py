@@ -1,0 +1,342 @@
+"""The arms of a privacy audit: one model trained per target ε, scored and audited.
+
+Every arm starts from the same initialization (:func:`fresh_model`: a seeded memlens GPT, or
+the Hugging Face model as loaded) and trains on the same rows (:func:`train_arm`): a memlens GPT
+without DP through the shared training loop (:func:`memlens.training.train_to_saturation`, a
+fixed step budget); every other arm through :func:`memlens.privacy.dp.train_rows` (Opacus's step
+on Poisson-sampled batches, without clipping and noise for a Hugging Face model without DP).
+Trained weights are saved (safetensors) as a resumable cell (:func:`trained_arm`).
+:func:`audit_arm` scores the canaries and candidates with the shared scoring pass
+(:func:`score_bits`), guesses, bounds ε (:func:`memlens.privacy.bound.audit_scores`) and
+measures exposure (:mod:`memlens.privacy.exposure`). Units: ε in nats; code lengths, losses and
+exposures in bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memlens.errors import UserError
+from memlens.privacy.bound import CanaryAudit, audit_scores
+from memlens.privacy.config import DPAuditConfig
+from memlens.privacy.data import Prepared, Vocab
+from memlens.privacy.summary import ArmSummary
+from memlens.progress import ProgressFn, emit
+
+
+@dataclass
+class ArmResult:
+    """One trained model and its audit (ε in nats, code lengths and exposures in bits)."""
+
+    name: str
+    epsilon_target: float | None
+    train: dict[str, Any]
+    included: np.ndarray
+    audit: CanaryAudit
+    exposure: dict[str, Any] | None
+    canary_bits: np.ndarray
+    canary_loss: np.ndarray
+    scores: np.ndarray
+    rank_exposure: np.ndarray | None = None
+    extrapolated_exposure: np.ndarray | None = None
+    candidate_bits: np.ndarray | None = None
+    reused: bool = False
+
+    @property
+    def epsilon_spent(self) -> float | None:
+        return self.train.get("epsilon_spent")
+
+    def summary(self) -> ArmSummary:
+        """The arm's entry of ``dp_audit.json``."""
+        inc = self.included
+        return ArmSummary(
+            name=self.name,
+            dp=self.epsilon_target is not None,
+            epsilon_target=self.epsilon_target,
+            accountant_epsilon=self.epsilon_spent,
+            epsilon_lower_bound=self.audit.epsilon_lower_bound,
+            audit=self.audit,
+            exposure=self.exposure,
+            mean_loss_inserted_bits_per_token=float(self.canary_loss[inc].mean())
+            if inc.any()
+            else None,
+            mean_loss_not_inserted_bits_per_token=float(self.canary_loss[~inc].mean())
+            if (~inc).any()
+            else None,
+            train=self.train,
+            reused_weights=self.reused,
+        )
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def _gpt_config(cfg: DPAuditConfig, vocab_size: int) -> Any:
+    from memlens.models.gpt import GPTConfig
+
+    return GPTConfig(vocab_size, cfg.seq_len, cfg.n_layer, cfg.d_model, cfg.n_head)
+
+
+def fresh_model(cfg: DPAuditConfig, vocab: Vocab, device: Any) -> Any:
+    """The initial model of every arm: a seeded GPT, or the Hugging Face model as loaded."""
+    import torch
+
+    if cfg.model is None:
+        from memlens.models.gpt import GPT
+
+        g = torch.Generator().manual_seed(cfg.seed)
+        return GPT(_gpt_config(cfg, vocab.size), n_models=1, generator=g).to(device)
+    from memlens.models.hf import load_causal_lm
+
+    lm = load_causal_lm(cfg.model, device=str(device), dtype="float32")
+    return lm.model
+
+
+@contextlib.contextmanager
+def _no_hf_bars() -> Iterator[None]:
+    """No "Writing model shards" / "Loading weights" bars from transformers in memlens output."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _save_weights(model: Any, path: Path, is_gpt: bool) -> None:
+    """Save trained weights (safetensors) into ``path`` atomically (a temporary directory renamed)."""
+    import os
+
+    tmp = path.parent / f".{path.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if is_gpt:
+        from memlens.models.hf import save_gpt_checkpoint
+
+        save_gpt_checkpoint(model, tmp)
+    else:
+        with _no_hf_bars():
+            model.save_pretrained(tmp, safe_serialization=True)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def _load_weights(path: Path, is_gpt: bool, device: Any) -> Any | None:
+    try:
+        if is_gpt:
+            from memlens.models.hf import load_gpt_checkpoint
+
+            return load_gpt_checkpoint(path).to(device).eval()
+        from transformers import AutoModelForCausalLM
+
+        from memlens.privacy.dp import quiet
+
+        with quiet(), _no_hf_bars():
+            return AutoModelForCausalLM.from_pretrained(path, dtype="float32").to(device).eval()
+    except (UserError, OSError, ValueError, RuntimeError):
+        return None
+
+
+# -- scoring ------------------------------------------------------------------------------------
+
+
+def score_bits(
+    model: Any, seqs: list[np.ndarray], *, is_gpt: bool, device: Any, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Code length in bits of the predicted tokens of each sequence and their number, through the
+    shared scoring pass (:func:`memlens.scoring.score_tokens` for a memlens GPT, one model on a
+    leading axis; :func:`memlens.models.hf.score_sequences` for a Hugging Face model)."""
+    import torch
+
+    from memlens.scoring import gpt_forward, hf_forward, score_sequences, score_tokens
+
+    model.eval()
+    if is_gpt:
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        T = int(lengths.max())
+        ids = np.zeros((len(seqs), T), dtype=np.int64)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = s
+        sc = score_tokens(
+            gpt_forward(model),
+            torch.from_numpy(ids)[None],
+            lengths,
+            batch_size=batch_size,
+            device=device,
+        )
+        return sc.nll_bits[0], sc.n_predicted[0]
+    sc = score_sequences(hf_forward(model), seqs, batch_size=batch_size, device=device)
+    return sc.nll_bits, sc.n_predicted
+
+
+# -- training (the DP-SGD loop, or the shared loop for a memlens GPT without DP) -----------------
+
+
+def train_arm(
+    cfg: DPAuditConfig,
+    model: Any,
+    rows: np.ndarray,
+    epsilon: float | None,
+    device: Any,
+    is_gpt: bool,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    import torch
+
+    from memlens.privacy.dp import DPSettings, train_rows
+
+    N = len(rows)
+    steps_per_epoch = math.ceil(N / min(cfg.batch_size, N))
+    tokens = torch.from_numpy(rows)
+    if epsilon is None and is_gpt:
+        # The shared training loop, for a fixed budget of the same number of steps.
+        from memlens.training import TrainConfig, train_to_saturation
+        from memlens.units import uniform_entropy_bits
+
+        steps = cfg.epochs * steps_per_epoch
+        tc = TrainConfig(
+            lr=cfg.lr,
+            batch_size=min(cfg.batch_size, N),
+            max_steps=steps,
+            min_steps=steps,
+            warmup_steps=max(cfg.warmup_steps, 1),
+            eval_every=steps,
+            decay_frac=0.0,
+        )
+        V = model.config.vocab_size
+        res = train_to_saturation(
+            model,
+            tokens[None],
+            [N],
+            tc,
+            entropy_bits=uniform_entropy_bits(cfg.seq_len, V),
+            first_token_bits=math.log2(V),
+            seed=cfg.seed,
+            device=device,
+            progress=(lambda s, _b: progress(s, steps)) if progress else None,
+        )
+        model.eval()
+        nll = res.final_nll_bits[0]
+        return {
+            "steps": res.steps,
+            "epochs": cfg.epochs,
+            "seconds": res.seconds,
+            "private": False,
+            "expected_batch_size": min(cfg.batch_size, N),
+            "sample_rate": None,
+            "final_loss_bits_per_token": float(nll.sum() / (N * cfg.seq_len)),
+            "loop": "memlens.training.train_to_saturation (fixed budget, random permutations)",
+        }
+    dp = None
+    if epsilon is not None:
+        dp = DPSettings(epsilon, cfg.dp_delta, cfg.max_grad_norm, cfg.accountant)
+    stats = train_rows(
+        model,
+        tokens,
+        torch.full((N,), rows.shape[1]),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        dp=dp,
+        warmup_steps=cfg.warmup_steps,
+        physical_batch_size=cfg.physical_batch_size,
+        seed=cfg.seed,
+        device=device,
+        progress=progress,
+    )
+    return stats.to_dict()
+
+
+# -- one arm: trained weights (a resumable cell), then its audit ----------------------------------
+
+
+def trained_arm(
+    cfg: DPAuditConfig,
+    prep: Prepared,
+    run_dir: Any,
+    name: str,
+    epsilon: float | None,
+    progress: ProgressFn | None,
+) -> tuple[Any, dict[str, Any], bool]:
+    """The arm's trained model and training stats: reused from ``run_dir`` when a finished cell and
+    its weights are there, else trained from the shared initialization and saved."""
+    key, path = f"arm-{name}", run_dir.path / "models" / name
+    stats = run_dir.load_cell(key)
+    if stats is not None:
+        model = _load_weights(path, prep.is_gpt, prep.device)
+        if model is not None:
+            return model, stats, True
+    model = fresh_model(cfg, prep.vocab, prep.device)
+
+    def tick(done: int, total: int) -> None:
+        emit(progress, f"training {name}", done, total)
+
+    stats = train_arm(cfg, model, prep.rows, epsilon, prep.device, prep.is_gpt, tick)
+    _save_weights(model, path, prep.is_gpt)
+    run_dir.save_cell(key, stats)  # written after the weights: a cell means "weights complete"
+    return model, stats, False
+
+
+def audit_arm(
+    cfg: DPAuditConfig,
+    prep: Prepared,
+    model: Any,
+    name: str,
+    epsilon: float | None,
+    stats: dict[str, Any],
+    reused: bool,
+    base_bits: np.ndarray | None,
+) -> ArmResult:
+    """Score the canaries (and candidates), guess, bound ε and measure exposure for one model."""
+    from memlens.privacy.exposure import exposure_summary, extrapolated_exposure, rank_exposure
+
+    kw = dict(is_gpt=prep.is_gpt, device=prep.device, batch_size=cfg.batch_size_scoring)
+    bits, n_pred = score_bits(model, prep.canary_seqs, **kw)
+    loss = bits / np.maximum(n_pred, 1)  # bits per predicted token
+    scores = -loss if base_bits is None else base_bits / np.maximum(n_pred, 1) - loss
+    k_in, k_out = cfg.guess_counts
+    audit = audit_scores(
+        scores,
+        prep.canaries.included,
+        delta=cfg.dp_delta,
+        confidence=cfg.confidence,
+        selection=cfg.selection,
+        k_in=k_in,
+        k_out=k_out,
+        seed=cfg.seed,
+    )
+    arm = ArmResult(
+        name=name,
+        epsilon_target=epsilon,
+        train=stats,
+        included=prep.canaries.included,
+        audit=audit,
+        exposure=None,
+        canary_bits=bits,
+        canary_loss=loss,
+        scores=scores,
+        reused=reused,
+    )
+    if prep.candidate_seqs:
+        cbits, _ = score_bits(model, prep.candidate_seqs, **kw)
+        ext, fit = extrapolated_exposure(bits, cbits)
+        arm.candidate_bits = cbits
+        arm.rank_exposure = rank_exposure(bits, cbits)
+        arm.extrapolated_exposure = ext
+        arm.exposure = {
+            **exposure_summary(arm.rank_exposure, ext, prep.canaries.included, len(cbits)),
+            "skew_normal": fit.to_dict(),
+        }
+    return arm
