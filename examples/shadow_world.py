@@ -7,12 +7,12 @@ well can membership be inferred?":
    ``memlens fetch shakespeare``): speeches of 60-100 characters, plus planted examples
    *repeated* 4 times each and random *canaries* (32 random letters, digits and spaces, each
    once).
-2. ``memlens.shadow.recipe.run_train``: a byte-level BPE tokenizer trained on the pool, and 16
+2. ``memlens.shadow.run(ShadowTrainConfig(...))``: a byte-level BPE tokenizer trained on the pool, and 16
    shadow GPTs trained as two batched stacks of 8 (one worker process per core), each on a random half of the candidates (every
    candidate IN for exactly 8 of them); 40% of the pool is the population, OUT for all.
-3. ``run_attack``: leave-one-model-out LiRA and RMIA against the loss, zlib and Min-K% attacks
+3. ``run(ShadowAttackConfig(...))``: leave-one-model-out LiRA and RMIA against the loss, zlib and Min-K% attacks
    on the same (target, example) pairs.
-4. ``run_memorization``: counterfactual memorization per example. The canaries should top it,
+4. ``run(MemorizationConfig(...))``: counterfactual memorization per example. The canaries should top it,
    above the repeated examples (whose copies also train the "OUT" models).
 
 Run: ``memlens fetch shakespeare`` once, then
@@ -60,14 +60,8 @@ def build_pool(path: Path, seed: int = 0) -> dict[str, str]:
 def main() -> None:
     import torch
 
-    from memlens.shadow.recipe import (
-        attack_config,
-        memorization_config,
-        run_attack,
-        run_memorization,
-        run_train,
-        train_config,
-    )
+    from memlens.progress import ProgressEvent
+    from memlens.shadow import MemorizationConfig, ShadowAttackConfig, ShadowTrainConfig, run
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="examples-out/shadow-world")
@@ -92,43 +86,47 @@ def main() -> None:
     t0 = time.perf_counter()
     last = {"t": 0.0}
 
-    def progress(stage: str, done: int, total: int) -> None:
+    def progress(event: ProgressEvent) -> None:
+        done, total = event.completed, event.total
         if time.perf_counter() - last["t"] > 60 or done == total:
             last["t"] = time.perf_counter()
-            print(f"  {stage}: step {done}/{total} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"  {event.task}: step {done:g}/{total:g} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
 
-    tr = run_train(train_config(**settings), out / "shadows", progress=progress)
+    tr = run(ShadowTrainConfig(**settings), out / "shadows", progress=progress)
     s = tr.summary
-    print(f"world: {s['world']}")
+    print(f"world: {s.world}")
     print(
-        f"{tr.n_models} shadow GPTs of {tr.n_params:,} parameters, {s['steps']} steps as "
-        f"{len(tr.stacks)} batched stack(s): {s['train_seconds_total']:.0f} s training + "
-        f"{s['score_seconds_total']:.0f} s scoring"
-        + (" (reused from an earlier run)" if tr.n_reused else "")
+        f"{s.n_models} shadow GPTs of {s.n_params_per_model:,} parameters, {s.steps} steps as "
+        f"{len(s.stacks)} batched stack(s): {s.train_seconds_total:.0f} s training + "
+        f"{s.score_seconds_total:.0f} s scoring"
+        + (" (reused from an earlier run)" if tr.reused else "")
     )
     print(
-        f"loss on own half {s['mean_in_bits_per_token']:.3f} bits/token, on the other half "
-        f"{s['mean_out_bits_per_token']:.3f}; {tr.n_candidates} candidates, "
-        f"{tr.n_population} population"
+        f"loss on own half {s.mean_in_bits_per_token:.3f} bits/token, on the other half "
+        f"{s.mean_out_bits_per_token:.3f}; {s.n_candidates} candidates, "
+        f"{s.n_population} population"
     )
 
-    atk = run_attack(attack_config(shadows=str(out / "shadows")), out / "attack").mia
+    atk = run(ShadowAttackConfig(shadows=str(out / "shadows")), out / "attack").summary
     print(f"\nleave-one-model-out attacks, pooled over the {args.models} targets:")
     print(f"{'attack':24s} {'AUC':>6s} {'TPR@1%':>7s} {'TPR@0.1%':>9s} {'TPR@0%':>7s}")
-    for name, m in atk["attacks"].items():
-        t = m["tpr_at_fpr"]
-        print(f"{name:24s} {m['auc']:6.3f} {t['0.01']:7.3f} {t['0.001']:9.3f} {t['0.0']:7.3f}")
-    loss = atk["attacks"]["loss"]
+    for name, m in atk.attacks.items():
+        t = m.tpr_at_fpr
+        print(f"{name:24s} {m.auc:6.3f} {t['0.01']:7.3f} {t['0.001']:9.3f} {t['0.0']:7.3f}")
+    loss = atk.attacks["loss"]
     for name in ("lira_online", "rmia_online", "rmia_offline"):
-        m = atk["attacks"][name]
-        beats = m["auc"] > loss["auc"] and m["tpr_at_fpr"]["0.01"] > loss["tpr_at_fpr"]["0.01"]
+        m = atk.attacks[name]
+        beats = m.auc > loss.auc and m.tpr_at_fpr["0.01"] > loss.tpr_at_fpr["0.01"]
         print(
-            f"{name} vs loss: AUC {m['auc']:.3f} vs {loss['auc']:.3f}, TPR@1%FPR "
-            f"{m['tpr_at_fpr']['0.01']:.3f} vs {loss['tpr_at_fpr']['0.01']:.3f}: "
+            f"{name} vs loss: AUC {m.auc:.3f} vs {loss.auc:.3f}, TPR@1%FPR "
+            f"{m.tpr_at_fpr['0.01']:.3f} vs {loss.tpr_at_fpr['0.01']:.3f}: "
             + ("beats it on both" if beats else "does NOT beat it on both")
         )
 
-    mem = run_memorization(memorization_config(shadows=str(out / "shadows")), out / "memorization")
+    mem = run(MemorizationConfig(shadows=str(out / "shadows")), out / "memorization")
     df = mem.table
     df["kind"] = [kind.get(t, "natural") for t in df["text"]]
     print("\ncounterfactual memorization (per-token accuracy, IN minus OUT models):")

@@ -57,6 +57,24 @@ def test_tiny_audit_end_to_end(tmp_path, monkeypatch, capsys):
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "done" and m["accountant_epsilon"]["dp-eps2"] == dp["accountant_epsilon"]
     assert m["config"]["dp_epsilons"] == [None, 2.0] and m["seed"] == 0
+    # memlens report shows the audit's headline numbers, read from the typed dp_audit.json
+    from memlens.report.html import esc, fmt
+
+    html = tmp_path / "report.html"
+    code, cap = _main(["report", str(out), "--out", str(html)], monkeypatch, capsys)
+    assert code in (0, None), cap.err
+    page = html.read_text(encoding="utf-8")
+    expected = [
+        ("canaries", 60),
+        ("inserted", d["canaries"]["n_included"]),
+        ("ε̂ no-dp", d["arms"]["no-dp"]["epsilon_lower_bound"]),
+        ("ε̂ dp-eps2", dp["epsilon_lower_bound"]),
+        ("accountant's ε dp-eps2", dp["accountant_epsilon"]),
+        ("ceiling (all canaries right)", dp["audit"]["ceiling"]),
+    ]
+    for label, value in expected:
+        assert f'<th>{esc(label)}</th><td class="num">{fmt(value)}</td>' in page, label
+    assert "headline numbers for" not in page
 
 
 @pytest.fixture(scope="module")

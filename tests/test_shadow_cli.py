@@ -134,6 +134,48 @@ def test_cli_train_attack_memorization_on_a_synthetic_world(
     assert "counterfactual memorization" in stdout
 
 
+def test_report_shows_the_headline_numbers_of_shadow_runs(
+    synthetic_run, tmp_path, monkeypatch, capsys
+):
+    """``memlens report`` on a shadows directory, an attack and a memorization run: each shows
+    its own headline numbers (read from the typed JSONs) and the attack table."""
+    from memlens.report.html import esc, fmt
+    from memlens.shadow import MemorizationConfig, ShadowAttackConfig, run
+
+    _, out = synthetic_run
+    atk = run(ShadowAttackConfig(shadows=str(out), n_boot=10), tmp_path / "atk")
+    mem = run(MemorizationConfig(shadows=str(out)), tmp_path / "mem")
+    html = tmp_path / "report.html"
+    code, stdout, err = cli(monkeypatch, capsys, "report", str(out), str(atk.out_dir),
+                            str(mem.out_dir), "--out", str(html))  # fmt: skip
+    assert code == 0 and "3 runs" in stdout, err
+    page = html.read_text(encoding="utf-8")
+    assert "headline numbers for" not in page  # no adapter failed
+    trained = json.loads((out / "shadow.json").read_text())
+    attacked = json.loads((atk.out_dir / "mia.json").read_text())
+    memorized = json.loads((mem.out_dir / "memorization.json").read_text())
+    best = max(attacked["attacks"], key=lambda k: attacked["attacks"][k]["auc"])
+    expected = [
+        ("shadow models", trained["n_models"]),
+        ("loss on own half (bits/token)", trained["mean_in_bits_per_token"]),
+        ("loss on other half (bits/token)", trained["mean_out_bits_per_token"]),
+        ("mode", "leave-one-model-out"),
+        ("members", 6 * 32 // 2),
+        ("best attack", best),
+        ("best ROC-AUC", attacked["attacks"][best]["auc"]),
+        ("loss attack ROC-AUC", attacked["attacks"]["loss"]["auc"]),
+        ("mean counterfactual memorization (accuracy)", memorized["mean_mem_accuracy"]),
+        ("IN models per estimate", 3),
+    ]
+    for label, value in expected:
+        td = '<td class="num">' if isinstance(value, (int, float)) else "<td>"
+        assert f"<th>{esc(label)}</th>{td}{fmt(value)}</td>" in page, label
+    # the extra tables: every attack's metrics, the most memorized examples
+    attacks_table = page.split("<h3>attacks</h3>")[1].split("</table>")[0]
+    assert all(f"<td>{name}</td>" in attacks_table for name in attacked["attacks"])
+    assert "<h3>most memorized examples</h3>" in page
+
+
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("shadow_text")

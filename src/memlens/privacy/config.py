@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from memlens.config import Config
 
@@ -85,18 +85,12 @@ class DPAuditConfig(Config):
             raise ValueError(f"an audit needs at least 2 canaries, got {v}")
         return v
 
-    @field_validator("dp_delta")
+    @field_validator("dp_delta", "confidence")
     @classmethod
-    def _delta(cls, v: float) -> float:
+    def _probability(cls, v: float, info: ValidationInfo) -> float:
         if not 0.0 < v < 1.0:
-            raise ValueError(f"delta must be strictly between 0 and 1, got {v}")
-        return v
-
-    @field_validator("confidence")
-    @classmethod
-    def _conf(cls, v: float) -> float:
-        if not 0.0 < v < 1.0:
-            raise ValueError(f"confidence must be strictly between 0 and 1, got {v}")
+            name = "delta" if info.field_name == "dp_delta" else info.field_name
+            raise ValueError(f"{name} must be strictly between 0 and 1, got {v}")
         return v
 
     @field_validator("dp_epsilons")
