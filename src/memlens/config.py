@@ -22,13 +22,28 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from memlens.errors import UserError
 
 
+class ConfigError(UserError):
+    """A bad config value; keeps pydantic's error so that a config holding this one as a field
+    names the whole path (``settings.gamma``) in one sentence."""
+
+    def __init__(self, message: str, validation: ValidationError) -> None:
+        super().__init__(message)
+        self.validation = validation
+
+
 def validation_message(exc: ValidationError, what: str = "config") -> str:
     """The first error of a pydantic ``ValidationError`` as one sentence (naming the field, or
     only ``what`` when a check across fields failed)."""
     err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err.get("loc", ()))
+    loc = tuple(err.get("loc", ()))
+    inner = (err.get("ctx") or {}).get("error")
+    while isinstance(inner, ConfigError):  # a nested config's error: its field, under ours
+        err = inner.validation.errors()[0]
+        loc += tuple(err.get("loc", ()))
+        inner = (err.get("ctx") or {}).get("error")
+    where = ".".join(str(x) for x in loc)
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ").rstrip(".")
-    return f"invalid {what} ({loc}): {msg}." if loc else f"invalid {what}: {msg}."
+    return f"invalid {what} ({where}): {msg}." if where else f"invalid {what}: {msg}."
 
 
 class Config(BaseModel):
@@ -44,7 +59,7 @@ class Config(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise UserError(validation_message(exc, type(self).what)) from None
+            raise ConfigError(validation_message(exc, type(self).what), exc) from None
 
     @classmethod
     def validate_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -52,7 +67,7 @@ class Config(BaseModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise UserError(validation_message(exc, cls.what)) from None
+            raise ConfigError(validation_message(exc, cls.what), exc) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready data (what the manifest records)."""
