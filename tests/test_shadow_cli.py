@@ -132,6 +132,13 @@ def test_cli_train_attack_memorization_on_a_synthetic_world(
         "in": 3, "out": 3, "rule": summary["models_per_estimate"]["rule"]
     }  # fmt: skip
     assert "counterfactual memorization" in stdout
+    # --json prints the summary the run wrote, and only that, on stdout
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
+                            "--out", str(tmp_path / "mem-json"), "--top", "3", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout) == json.loads(
+        (tmp_path / "mem-json" / "memorization.json").read_text()
+    )
 
 
 def test_report_shows_the_headline_numbers_of_shadow_runs(

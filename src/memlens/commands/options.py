@@ -39,7 +39,10 @@ Threads = Annotated[
 ]
 Preset = Annotated[str, typer.Option("--preset", help="Built-in settings to start from.")]
 ConfigFile = Annotated[
-    Path | None, typer.Option("--config", help="TOML or YAML file overriding the preset.")
+    Path | None,
+    typer.Option(
+        "--config", help="TOML or YAML file of settings (over the preset, if any; flags win)."
+    ),
 ]
 
 # -- models ---------------------------------------------------------------------------------------
