@@ -14,12 +14,13 @@
   counterfactual memorization per example (:mod:`memlens.shadow.recipe_memorization`); returns
   the typed ``memorization.json``.
 
-Example
--------
->>> from memlens import shadow  # doctest: +SKIP
->>> trained = shadow.run(shadow.ShadowTrainConfig(pool="pool.jsonl", n_models=16), "shadows")
->>> attacked = shadow.run(shadow.ShadowAttackConfig(shadows="shadows"), "attack")
->>> attacked.summary.attacks["lira_online"].auc
+Example (trains 16 GPTs: minutes on a CPU)::
+
+    from memlens import shadow
+
+    shadow.run(shadow.ShadowTrainConfig(pool="pool.jsonl", n_models=16), "shadows")
+    attacked = shadow.run(shadow.ShadowAttackConfig(shadows="shadows"), "attack")
+    attacked.summary.attacks["lira_online"].auc
 """
 
 from __future__ import annotations
