@@ -18,12 +18,20 @@ def register(app: typer.Typer) -> None:
     @app.command("audit", help=HELP, no_args_is_help=True)
     def audit(
         model: str = typer.Option(
-            ..., "--model", help="Target: a local model directory (or hub name)."
-        ),
-        reference: str = typer.Option(
             ...,
+            "--model",
+            help="Target: a model directory, a .gguf file, a fetched name (smollm2-135m) or hub name.",
+        ),
+        reference: str | None = typer.Option(
+            None,
             "--reference",
-            help="Reference model (same family, trained on a superset, or the best available).",
+            help="Reference model (same family, trained on a superset, or the best available); "
+            "default with --adapter: the bare --model.",
+        ),
+        adapter: str | None = typer.Option(
+            None,
+            "--adapter",
+            help="PEFT/LoRA adapter directory over --model; merged into the weights at load.",
         ),
         train: str = typer.Option(
             ...,
@@ -77,6 +85,7 @@ def register(app: typer.Typer) -> None:
         config = AuditConfig(
             model=model,
             reference=reference,
+            adapter=adapter,
             train=train,
             heldout=heldout,
             tokenizer=tokenizer,
@@ -125,9 +134,10 @@ def _print_summary(s: dict, out_dir: Path | None, reused_stages: list[str] | Non
     from rich.table import Table
 
     console = Console()
-    table = Table(
-        title=f"memorization audit of {s['target']['name']} (reference: {s['reference']['name']})"
-    )
+    target = s["target"]["name"]
+    if s["target"].get("adapter"):
+        target += f" + adapter {s['target']['adapter']['path']} (merged)"
+    table = Table(title=f"memorization audit of {target} (reference: {s['reference']['name']})")
     table.add_column("split")
     for col in (
         "n",
@@ -175,6 +185,8 @@ def _print_summary(s: dict, out_dir: Path | None, reused_stages: list[str] | Non
                 text,
             )
         console.print(top)
+    for w in s.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {w}")
     if reused_stages:
         console.print(
             f"reused {len(reused_stages)} finished stage(s) from an earlier run: "

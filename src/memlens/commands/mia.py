@@ -100,7 +100,15 @@ def register(app: typer.Typer) -> None:
             help="Target model: a save_pretrained directory, memlens GPT checkpoint or hub name.",
         ),
         reference: list[str] = typer.Option(
-            None, "--reference", "-r", help="Reference model for the ref attack (repeatable)."
+            None,
+            "--reference",
+            "-r",
+            help="Reference model for the ref attack (repeatable); default with --adapter: the bare --model.",
+        ),
+        adapter: str = typer.Option(
+            None,
+            "--adapter",
+            help="PEFT/LoRA adapter directory over --model; merged into the weights at load.",
         ),
         members: str = typer.Option(
             None,
@@ -174,6 +182,7 @@ def register(app: typer.Typer) -> None:
         config = MIAConfig(
             model=model,
             references=list(reference or []),
+            adapter=adapter,
             members=members,
             nonmembers=nonmembers,
             data=data,
@@ -202,7 +211,8 @@ def register(app: typer.Typer) -> None:
                 bar.update(tasks[phase], completed=done)
 
             result = run(config, out_dir, progress=progress)
-        _summary(result, f"memlens mia: {model}")
+        title = f"memlens mia: {model}" + (f" + adapter {adapter} (merged)" if adapter else "")
+        _summary(result, title)
         typer.echo(f"wrote {out_dir}/mia.json, scores.parquet, roc.png")
 
     @mia_app.command("metrics")

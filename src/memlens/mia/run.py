@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +252,10 @@ class MIAConfig:
 
     Parameters
     ----------
-    model: target model directory (``save_pretrained``), memlens GPT checkpoint, or hub name.
+    model: target model: anything :func:`memlens.models.hf.load_causal_lm` accepts (directory,
+        GGUF file, fetched registry name, hub name).
+    adapter: a PEFT adapter over ``model``, merged at load; ``references`` then default to the
+        bare ``model`` (the base before fine-tuning).
     references: reference models for the ``ref`` attack (one score column per reference).
     members, nonmembers, data, text_column, label_column, split: the samples (:func:`load_samples`).
     attacks: attack names (default: every registered attack that the inputs allow).
@@ -267,6 +270,7 @@ class MIAConfig:
 
     model: str
     references: list[str] = field(default_factory=list)
+    adapter: str | None = None
     members: str | None = None
     nonmembers: str | None = None
     data: str | None = None
@@ -440,6 +444,8 @@ def run(config: MIAConfig, out: str | Path, progress: Progress | None = None) ->
     from memlens.store import RunDir
 
     config.validate()
+    if config.adapter is not None and not config.references:
+        config = replace(config, references=[config.model])  # the bare base
     attacks = select_attacks(config.attacks, len(config.references))
     samples = load_samples(
         members=config.members,
@@ -452,7 +458,11 @@ def run(config: MIAConfig, out: str | Path, progress: Progress | None = None) ->
     cfg = asdict(config) | {"attacks": attacks}
     rd = RunDir(out, "mia", cfg, config.seed)
     lm = load_causal_lm(
-        config.model, tokenizer=config.tokenizer, dtype=config.dtype, device=config.device
+        config.model,
+        tokenizer=config.tokenizer,
+        dtype=config.dtype,
+        device=config.device,
+        adapter=config.adapter,
     )
     if lm.tokenizer is None:
         raise UserError(f"model {config.model} has no tokenizer; pass --tokenizer.")
