@@ -5,7 +5,7 @@ Both sides compute the same two things on the same model and texts:
 1. the code length in bits of every text (log-probabilities of every token);
 2. greedy k-extraction: ``--suffix`` greedy tokens after each text's ``--prefix``-token prompt.
 
-memlens: one batched scoring pass (:func:`memlens.models.hf.score_texts`: length-sorted,
+memlens: one batched scoring pass (:func:`memlens.scoring.score_texts`: length-sorted,
 padded, attention-masked) and batched KV-cached greedy decoding
 (:func:`memlens.audit.extraction.k_extraction`). Baseline: what the most used benchmark does,
 one sequence per forward pass for scoring and one ``model.generate`` call per sample.
@@ -39,7 +39,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers_hf import make_sentences, save_lm, wordlevel_tokenizer  # noqa: E402
 from memlens.audit.extraction import k_extraction  # noqa: E402
-from memlens.models.hf import load_causal_lm, score_texts  # noqa: E402
+from memlens.models.hf import load_causal_lm
+from memlens.scoring import score_texts
 
 
 def build(n: int, seed: int, ragged: bool) -> tuple[Path, list[str]]:

@@ -1,7 +1,7 @@
 """Capacity lab speed: memlens's trainer vs a plain single-model PyTorch loop.
 
 Both train the same shape on the same uniform-token dataset and are scored by the same engine
-(:mod:`memlens.bits`), with the quick preset's head size. memlens runs its recipe (fused output
+(:mod:`memlens.scoring`), with the quick preset's head size. memlens runs its recipe (fused output
 layer, warm-up/stable/decay schedule, the quick preset's learning rate and batch, plateau check);
 the baseline is the loop people write first: one model, Adam at a constant learning rate, batch
 128, random mini-batches. We record the wall time each needs to reach the bits/param that memlens
@@ -20,10 +20,11 @@ import time
 
 import torch
 
-from memlens.capacity import PUBLISHED_ALPHA, Shape, load_config
+from memlens.capacity import Shape, load_config
+from memlens.capacity.config import PUBLISHED_ALPHA
 from memlens.data.synthetic import uniform_sequences
 from memlens.models.gpt import GPT, GPTConfig
-from memlens.train import evaluate_memorization, train_to_saturation
+from memlens.training import evaluate_memorization, train_to_saturation
 
 
 def baseline(

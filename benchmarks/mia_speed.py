@@ -3,7 +3,7 @@
 Both sides compute the same forward-pass attacks (loss, zlib, ref, min_k, min_k_pp, lowercase)
 on the same target and reference GPT-2 models and the same texts, in one run:
 
-* **memlens**: :func:`memlens.mia.run.score_samples` — one batched, length-sorted scoring pass
+* **memlens**: :func:`memlens.mia.recipe.score_samples` — one batched, length-sorted scoring pass
   over the texts and their lowercased copies (per-token log2 p and the Min-K%++ vocabulary
   statistics reduced on the device), plus one batched pass of the reference.
 * **baseline**: the pattern of the widely used benchmark code (MIMIR, the Min-K% and Min-K%++
@@ -161,8 +161,8 @@ def baseline_gradnorm(model, tokenizer, texts: list[str]) -> np.ndarray:
 def memlens_scores(
     target_lm, reference_lm, texts: list[str], batch_size: int
 ) -> dict[str, np.ndarray]:
-    from memlens.mia.run import score_samples
-    from memlens.models.hf import score_texts
+    from memlens.mia.recipe import score_samples
+    from memlens.scoring import score_texts
 
     ref_bits = score_texts(reference_lm, texts, batch_size=batch_size).bits
     scores, _ = score_samples(
@@ -244,8 +244,8 @@ def main() -> None:
         raise SystemExit("memlens and the baseline disagree: the comparison is invalid")
 
     if args.gradnorm:
-        from memlens.bits import grad_norms
         from memlens.data.text import encode_texts
+        from memlens.scoring import grad_norms
 
         enc = encode_texts(texts, tok)
         padded = np.zeros((len(texts), int(enc.lengths.max())), dtype=np.int64)

@@ -5,7 +5,7 @@ same 576 tracked examples of 32 tokens. Three ways to record code length and gre
 
 * tracker: one batched teacher-forced pass through the shared scoring engine; extraction is read
   off the argmax of the suffix positions (exactly equivalent to greedy decoding, see
-  :mod:`memlens.dynamics`);
+  :mod:`memlens.track`);
 * naive A: one forward per example, then a Python loop over its tokens (how a widely used MIA
   benchmark scores, science.md section 4), extraction from the same argmax;
 * naive B: naive A plus extraction by actually decoding greedily, one example at a time, one
@@ -27,8 +27,8 @@ import time
 import numpy as np
 import torch
 
-from memlens.dynamics import QuickConfig, Schedule, Tracker, epoch_batch, quick_data
 from memlens.models.gpt import GPT, GPTConfig
+from memlens.track import QuickConfig, Schedule, Tracker, epoch_batch, quick_data
 
 
 def naive_scores(model: GPT, tokens: list[np.ndarray], prefix: int, suffix: int, generate: bool):

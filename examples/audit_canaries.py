@@ -134,7 +134,7 @@ def main() -> None:
 
     from transformers.utils import logging as hf_logging
 
-    from memlens.audit.run import AuditConfig, run_audit
+    from memlens.audit.recipe import AuditConfig, run_audit
 
     hf_logging.disable_progress_bar()
     data = corpus(args.seed)

@@ -6,7 +6,7 @@ What a model trainer would do:
    sentences of a small grammar (8 random word choices of 8 per sentence: 24 bits beyond the
    grammar), saved with ``save_pretrained``.
 2. A fine-tuning corpus of 400 *new* sentences, plus 8 sentences repeated 32 times each.
-3. ``memlens track`` (here :func:`memlens.dynamics_text.run_text`) fine-tunes the base model with a
+3. ``memlens track`` (here :func:`memlens.track.run_text`) fine-tunes the base model with a
    Hugging Face ``Trainer`` and tracks the 8 repeated sentences, 40 of the unique ones and 40
    held-out sentences of the same grammar. The reference for unintended bits is the base model
    itself: bits the fine-tuned model saves on a text beyond what it knew before fine-tuning.
@@ -118,7 +118,7 @@ def main() -> None:
 
     from transformers.utils import logging as hf_logging
 
-    from memlens.dynamics_text import TextTrackConfig, run_text
+    from memlens.track.text import TextTrackConfig, run_text
 
     hf_logging.disable_progress_bar()
     rng = np.random.default_rng(args.seed)

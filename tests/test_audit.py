@@ -25,9 +25,11 @@ from helpers_hf import (  # noqa: F401
     write_jsonl,
     write_lines,
 )
-from memlens.audit import TfidfCorpus, capacity_bits, greedy_continue, tfidf_rarity, unintended_bits
+from memlens.audit import TfidfCorpus, greedy_continue, tfidf_rarity, unintended_bits
 from memlens.cli import app, main
-from memlens.models.hf import load_causal_lm, score_texts
+from memlens.models.hf import load_causal_lm
+from memlens.scoring import score_texts
+from memlens.units import capacity_bits
 
 FLAGS = ["--prefix", "4", "--suffix", "4", "--device", "cpu"]
 
@@ -287,8 +289,8 @@ def test_interrupted_audit_resumes_finished_stages(base_run, overfit, files, tmp
     # reuses them (no model forward for scoring) and gives the same numbers as an uninterrupted run.
     import shutil
 
-    import memlens.audit.run as audit_run
-    import memlens.models.hf as hf
+    import memlens.audit.recipe as audit_run
+    import memlens.scoring as hf
 
     summary, df, out = base_run
     part = tmp_path / "part"

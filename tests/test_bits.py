@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from memlens.bits import code_length_bits, gpt_forward, hf_forward, memorized_bits, score_tokens
 from memlens.data.synthetic import MarkovSource, uniform_sequences
 from memlens.models.gpt import GPT, GPTConfig
+from memlens.scoring import code_length_bits, gpt_forward, hf_forward, memorized_bits, score_tokens
 
 V, S, N = 50, 12, 20
 

@@ -14,7 +14,7 @@ from memlens import capacity as cap
 from memlens.data.synthetic import uniform_sequences
 from memlens.errors import UserError
 from memlens.models.gpt import GPT, GPTConfig
-from memlens.train import ModelCurve, TrainConfig, train_to_saturation
+from memlens.training import ModelCurve, TrainConfig, train_to_saturation
 
 MEMLENS = [sys.executable, "-m", "memlens.cli"]
 

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from memlens.dynamics import (
+from memlens.errors import UserError
+from memlens.models.gpt import GPT, GPTConfig
+from memlens.track import (
     Observations,
     QuickConfig,
     Schedule,
@@ -24,11 +26,9 @@ from memlens.dynamics import (
     first_true_step,
     forgetting_events,
     load_observations,
-    median_first_step_all,
     run_quick,
 )
-from memlens.errors import UserError
-from memlens.models.gpt import GPT, GPTConfig
+from memlens.track.analysis import median_first_step_all
 
 
 @pytest.fixture(autouse=True)
@@ -170,7 +170,7 @@ def test_tracker_matches_cross_entropy_and_kv_cached_greedy_decoding():
 
 
 def test_callback_for_memlens_trainer_tracks_one_model_of_a_stack():
-    from memlens.train import TrainConfig, train_to_saturation
+    from memlens.training import TrainConfig, train_to_saturation
 
     V, S, N = 16, 8, 12
     data = torch.stack(

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import helpers_hf as H
-from memlens.dynamics import Schedule, Tracker, TrackSet, trainer_callback
+from memlens.track import Schedule, Tracker, TrackSet, trainer_callback
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def test_trainer_callback_with_a_real_trainer(tmp_path):
 
     from memlens.audit.extraction import k_extraction
     from memlens.data.text import encode_texts
-    from memlens.dynamics_text import _collator, _Rows
+    from memlens.track.text import _collator, _Rows
 
     tok = H.wordlevel_tokenizer()
     sentences = H.make_sentences(16, seed=7)
@@ -125,7 +125,8 @@ def test_track_cli_on_user_model_and_text(text_files, tmp_path, capsys, monkeypa
     per = pd.read_parquet(out / "examples.parquet")
     assert per["text"].tolist() == s[:30]
     # the reference bits are the reference model's own code lengths of the texts
-    from memlens.models.hf import load_causal_lm, score_texts
+    from memlens.models.hf import load_causal_lm
+    from memlens.scoring import score_texts
 
     ref_bits = score_texts(load_causal_lm(root / "ref", device="cpu"), s[:30]).bits
     np.testing.assert_allclose(per["reference_bits"], ref_bits, rtol=1e-6)

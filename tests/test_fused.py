@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from memlens.fused import linear_cross_entropy
 from memlens.models.gpt import GPT, GPTConfig
+from memlens.training import linear_cross_entropy
 
 
 def _plain(h, w, y):

@@ -33,7 +33,7 @@ def test_param_count_equals_transformers(V, S, L, d, h):
 
 
 def test_published_param_count():
-    # science.md: 1 layer, d=32, V=2048, S=64 -> 80,352 parameters
+    # docs/concepts.md §1: 1 layer, d=32, V=2048, S=64 -> 80,352 parameters
     assert GPTConfig(2048, 64, 1, 32).n_params == 80_352
     assert GPTConfig(2048, 64, 2, 128).n_params == pytest.approx(667_000, rel=0.01)
     assert GPTConfig(2048, 64, 8, 256).n_params == pytest.approx(6_860_000, rel=0.01)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from memlens.errors import UserError
-from memlens.grok import (
+from memlens.track.grok import (
     GrokConfig,
     ModAddMLP,
     evaluate,
@@ -60,7 +60,7 @@ def test_evaluate_matches_direct_cross_entropy():
     norm = math.sqrt(sum(float((q.detach().double() ** 2).sum()) for q in model.parameters()))
     assert r["weight_norm"] == pytest.approx(norm)
     # the other positions of the scoring protocol are uniform: exactly log2 p bits
-    from memlens.bits import score_tokens
+    from memlens.scoring import score_tokens
 
     sc = score_tokens(model, seqs[:5])
     np.testing.assert_allclose(sc.log2p[:, 0], -math.log2(p), atol=1e-6)
@@ -136,7 +136,7 @@ def test_config_validation_and_cli_errors(tmp_path, capsys, monkeypatch):
 
 
 def test_early_stop_and_a_finished_run_is_not_trained_further(tmp_path, monkeypatch):
-    import memlens.grok as grok
+    import memlens.track.grok as grok
 
     real = grok.evaluate
 

@@ -22,14 +22,8 @@ from helpers_hf import (  # noqa: F401
     wordlevel_tokenizer,
 )
 from memlens.errors import UserError
-from memlens.models.hf import (
-    load_causal_lm,
-    load_tokenizer,
-    save_gpt_checkpoint,
-    score_sequences,
-    score_texts,
-    windowed_forward,
-)
+from memlens.models.hf import load_causal_lm, load_tokenizer, save_gpt_checkpoint
+from memlens.scoring import score_sequences, score_texts, windowed_forward
 
 TEXTS = make_sentences(7, seed=3) + ["the cat", "a dog sees the red boat"]
 

@@ -1,4 +1,4 @@
-"""memlens laws fit-mia: the MIA scaling law fitted by least squares (science.md §2)."""
+"""memlens laws fit-mia: the MIA scaling law fitted by least squares (Concepts §2 (docs/concepts.md))."""
 
 from __future__ import annotations
 

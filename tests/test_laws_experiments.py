@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from memlens.cli import app
 from memlens.errors import UserError
-from memlens.laws_experiments import (
+from memlens.laws import (
     describe_peak,
     double_descent_config,
     mia_config,

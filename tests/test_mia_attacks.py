@@ -1,4 +1,4 @@
-"""Known-answer tests for the attacks of memlens.mia.attacks and memlens.bits.grad_norms."""
+"""Known-answer tests for the attacks of memlens.mia.attacks and memlens.scoring.grad_norms."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from memlens.bits import TokenScores, gpt_forward, grad_norms, score_tokens
 from memlens.errors import UserError
 from memlens.mia import attacks as A
 from memlens.mia.metrics import roc_auc
+from memlens.scoring import TokenScores, gpt_forward, grad_norms, score_tokens
 
 NAN = np.nan
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import helpers_hf as H
-from memlens.mia.run import load_samples
+from memlens.mia.recipe import load_samples
 
 # Content words are capitalized (as names are in real text), so lowercasing changes the text and
 # the lowercase attack has something to measure.

@@ -1,7 +1,7 @@
-"""Proportional limits of memlens.prior.asymptotic against closed forms and science.md §6.
+"""Proportional limits of memlens.prior.asymptotic against closed forms and Concepts §6 (docs/concepts.md).
 
 Known answers: the isotropic check values of Cheng & Barber (COLT 2026, arXiv:2602.09405) as
-listed in science.md, the closed-form Marchenko-Pastur Stieltjes transform (Dobriban & Wager
+listed in docs/concepts.md, the closed-form Marchenko-Pastur Stieltjes transform (Dobriban & Wager
 2018), the min-norm risk of Hastie et al. (2022), the MP spectral edge, and exact
 finite-sample traces on sampled designs (simulation) for the low-rank prior.
 """

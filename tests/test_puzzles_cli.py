@@ -13,7 +13,7 @@ import pytest
 
 from memlens.puzzles import make_instance
 from memlens.puzzles.budget import largest_n, measure_tokens_per_move, over_budget
-from memlens.puzzles.evaluate import parse_sizes
+from memlens.puzzles.recipe import parse_sizes
 
 
 def memlens(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -195,7 +195,7 @@ def test_budget_known_answers():
     # River, k=3: everything solvable fits; n = 6 has no solution at all.
     a = largest_n("river", 64_000, 10, k=3)
     assert a.largest_n == 5 and "no solution" in a.note
-    # 2^15 - 1 moves at 10 tokens a move is over 300k tokens (science.md §7).
+    # 2^15 - 1 moves at 10 tokens a move is over 300k tokens (Concepts §7 (docs/concepts.md)).
     assert over_budget(2**15 - 1, 300_000, 10) and not over_budget(None, 1, 10)
     r = memlens("puzzles", "budget", "--puzzle", "hanoi", "--tokens", "64000", "--json")
     assert json.loads(r.stdout)["largest_n"] == 12

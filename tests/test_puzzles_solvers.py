@@ -1,4 +1,4 @@
-"""Solvers against known answers: the River Crossing table (science.md §7), (n+1)^2 - 1 for Checker
+"""Solvers against known answers: the River Crossing table (Concepts §7 (docs/concepts.md)), (n+1)^2 - 1 for Checker
 Jumping, 2^n - 1 and the Frame-Stewart numbers for Hanoi, hand-derived Blocks World optima."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from memlens.puzzles.checkers import Checkers
 from memlens.puzzles.hanoi import Hanoi, frame_stewart
 from memlens.puzzles.river import River, solve_labeled
 
-# science.md §7 (Opus and Lawsen 2025): minimal crossings, None = no solution.
+# Concepts §7 (docs/concepts.md) (Opus and Lawsen 2025): minimal crossings, None = no solution.
 RIVER_TABLE = {
     2: [1, 5, 11, None, None, None, None, None],
     3: [1, 3, 5, 9, 11, None, None, None, None, None, None, None],

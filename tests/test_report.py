@@ -50,15 +50,15 @@ def capacity_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def prior_run(tmp_path_factory) -> Path:
-    from memlens.prior.run import TheoryConfig, run_theory
+    from memlens.prior.recipe import TheoryConfig, run
 
-    _, out = run_theory(TheoryConfig(), tmp_path_factory.mktemp("prior") / "theory")
+    out = run(TheoryConfig(), tmp_path_factory.mktemp("prior") / "theory").out_dir
     return Path(out)
 
 
 @pytest.fixture(scope="module")
 def laws_run(tmp_path_factory) -> Path:
-    """What ``memlens laws fit-mia`` writes, on the published validation rows (science.md §2)."""
+    """What ``memlens laws fit-mia`` writes, on the published validation rows (Concepts §2 (docs/concepts.md))."""
     from memlens.laws import fit_mia_table, plot_mia_fit
 
     base = tmp_path_factory.mktemp("laws")

@@ -15,7 +15,8 @@ import pytest
 
 from helpers_hf import make_sentences, save_lm, tiny_gpt2, wordlevel_tokenizer
 from memlens.errors import UserError
-from memlens.models.hf import load_causal_lm, save_gpt_checkpoint, score_texts
+from memlens.models.hf import load_causal_lm, save_gpt_checkpoint
+from memlens.scoring import score_texts
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_device_map_bad_input(four_layer_dir, tmp_path):
 def test_mia_run_with_device_map_gives_the_plain_scores(four_layer_dir, tmp_path):
     """``device="map"`` (what ``memlens mia --device map`` passes) splits the model in a real
     command and gives the target code lengths of the plain load."""
-    from memlens.mia.run import MIAConfig, run
+    from memlens.mia.recipe import MIAConfig, run
 
     members, nonmembers = make_sentences(6, seed=2), make_sentences(6, seed=9)
     (tmp_path / "m.txt").write_text("\n".join(members) + "\n")

@@ -113,7 +113,7 @@ def _no_run_cells(*args, **kwargs):
 
 
 def test_laws_mia_experiment_ray_matches_local(ray_cluster, tmp_path, monkeypatch):
-    from memlens.laws_experiments import mia_config, run_mia
+    from memlens.laws import mia_config, run_mia
 
     config = mia_config("smoke", max_steps=STEPS)
     local = run_mia(config, tmp_path / "local")
@@ -141,7 +141,7 @@ def test_laws_mia_experiment_ray_matches_local(ray_cluster, tmp_path, monkeypatc
 
 
 def test_sinks_ray_matches_local(ray_cluster, tmp_path, monkeypatch):
-    from memlens.sinks.experiment import ARMS, get_preset, run
+    from memlens.sinks.recipe import ARMS, get_preset, run
 
     cfg = get_preset("smoke")
     local = run(cfg, tmp_path / "local", threads=1).summary

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from memlens.audit.extraction import k_extraction
-from memlens.bits import TokenScores, score_tokens
 from memlens.data.synthetic import MarkovSource
 from memlens.models.gpt import GPT, GPTConfig
+from memlens.scoring import TokenScores, score_tokens
 from memlens.sinks import (
     SinkConfig,
     SinkPatch,
@@ -21,8 +21,8 @@ from memlens.sinks import (
     sequence_ids,
     train_model,
 )
-from memlens.sinks.experiment import _extraction
 from memlens.sinks.localize import unit_attribution
+from memlens.sinks.recipe import _extraction
 
 CFG = SinkConfig()
 

@@ -1,4 +1,4 @@
-"""memlens size and the sizing laws: known answers from Morris et al. 2025 (science.md §1-2)."""
+"""memlens size and the sizing laws: known answers from Morris et al. 2025 (Concepts §1-2 (docs/concepts.md))."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from memlens.errors import UserError
 
 runner = CliRunner()
 
-# science.md §2: params, |D| (sequences), target F1.
+# Concepts §2 (docs/concepts.md): params, |D| (sequences), target F1.
 PUBLISHED = [(r["params"], r["n_sequences"], r["target_f1"]) for r in laws.PUBLISHED_VALIDATION]
 
 
@@ -41,7 +41,7 @@ def test_size_reproduces_published_validation_targets(params, n, target):
 
 
 def test_printed_law_is_wrong_and_corrected_law_has_right_limits():
-    # science.md §2: the printed law tends to 1.006 (not 0.5) as |D| grows, and rises with |D|.
+    # Concepts §2 (docs/concepts.md): the printed law tends to 1.006 (not 0.5) as |D| grows, and rises with |D|.
     assert float(laws.mia_f1_printed(1e15, 1.0)) == pytest.approx(1.006, abs=5e-4)
     assert laws.mia_f1_printed(2e7, 5.6e9) > laws.mia_f1_printed(1e7, 5.6e9)
     assert float(laws.mia_f1(1e15, 1.0)) == pytest.approx(0.5, abs=1e-9)
@@ -110,7 +110,7 @@ def test_hf_gpt2_config_matches_the_paper_param_counts(tmp_path):
     }
     assert laws.params_from_hf_config(xl)["params"] == 1_556_075_200
     assert laws.params_from_hf_config(small)["params"] == 123_702_528
-    # science.md §1: (1 layer, d=32, V=2048, S=64) -> 80,352
+    # Concepts §1 (docs/concepts.md): (1 layer, d=32, V=2048, S=64) -> 80,352
     tiny = {"model_type": "gpt2", "vocab_size": 2048, "n_positions": 64, "n_embd": 32, "n_layer": 1}
     assert laws.params_from_hf_config(tiny)["params"] == 80_352
     d = size_json("--config", _write(tmp_path / "config.json", xl), "--n-sequences", "18851574")

@@ -68,12 +68,49 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _all_flags() -> set[str]:
+    """Every ``--option`` of every command (for :func:`cli_message`)."""
+    import click
+
+    flags: set[str] = set()
+
+    def walk(cmd: click.Command) -> None:
+        for p in cmd.params:
+            flags.update(o for o in getattr(p, "opts", []) if o.startswith("--"))
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(typer.main.get_command(app))
+    return flags
+
+
+def cli_message(message: str) -> str:
+    r"""A library message for the command line: a parameter named in backticks (``\`reference\```)
+    becomes its flag (``--reference``) when a command has that flag; other backticks are dropped.
+
+    Library errors name Python parameters so a notebook user reads them as they are; the command
+    line maps them to the flags that set those parameters.
+    """
+    import re
+
+    if "`" not in message:
+        return message
+    flags = _all_flags()
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        flag = "--" + name.replace("_", "-")
+        return flag if flag in flags else name
+
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", sub, message).replace("`", "")
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     try:
         app()
     except UserError as exc:
-        fail(str(exc))
+        fail(cli_message(str(exc)))
     except KeyboardInterrupt:
         typer.secho(
             "interrupted: finished cells are saved; rerun with the same --out to resume.", err=True

@@ -38,9 +38,9 @@ def available_cpus() -> int:
 
 
 def _set_threads(n: int) -> None:
-    import torch
+    from memlens.training.devices import set_threads
 
-    torch.set_num_threads(max(1, n))
+    set_threads(max(1, n))
 
 
 _progress_queue: Any = None

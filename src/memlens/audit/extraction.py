@@ -6,7 +6,7 @@ first ``prefix`` tokens reproduces its next ``suffix`` tokens exactly. The *matc
 fraction of the ``suffix`` greedy tokens equal to the true ones, position by position (Pythia's
 memorization score: 32-token prefix, 32-token suffix; 1.0 means memorized). Extraction is only
 evidence of memorization where it beats held-out data of the same distribution, so
-:mod:`memlens.audit.run` reports both rates and their difference.
+:mod:`memlens.audit.recipe` reports both rates and their difference.
 
 Decoding is batched: every prompt has exactly ``prefix`` tokens (plus the BOS id that memlens
 puts before every text, see :mod:`memlens.models.hf`), so batches need no padding; one forward

@@ -1,4 +1,4 @@
-"""Rarity of a sample: TF-IDF over its tokens, and its zlib-compressed size.
+"""Rarity of a sample: TF-IDF over its tokens (zlib size: :func:`memlens.units.zlib_bytes`).
 
 TF-IDF rarity as defined by Morris et al. 2025 ("How much do language models memorize?",
 arXiv:2505.24832, Sec. on text)::
@@ -21,7 +21,6 @@ so every token has ``tf >= 1``.
 from __future__ import annotations
 
 import math
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 
@@ -87,12 +86,3 @@ def tfidf_rarity(
         else np.array([corpus.score(d, member=False) for d in others], dtype=np.float64)
     )
     return inside, outside
-
-
-def zlib_bytes(text: str) -> int:
-    """Size in bytes of the UTF-8 text compressed by ``zlib.compress`` at its default level.
-
-    The zlib entropy of Carlini et al. 2021 ("Extracting training data from large language
-    models"); multiply by 8 for bits.
-    """
-    return len(zlib.compress(text.encode("utf-8")))

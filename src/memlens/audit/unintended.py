@@ -10,19 +10,14 @@ the reference is a model of the same family trained on a superset, or the best a
 the answer depends on ``R``, so every result records which ``R`` was used. Summing ``mem_U`` over
 samples gives a lower bound on the dataset-level memorization.
 
-The capacity of the target is ``alpha * params`` bits; Morris et al. measure ``alpha`` between
-2.86 and 4.23 bits per parameter for GPT-2-style models and quote 3.64 as the headline figure.
+The capacity of the target is ``alpha * params`` bits (:func:`memlens.units.capacity_bits`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from memlens.bits import memorized_bits
-from memlens.errors import UserError
-
-DEFAULT_ALPHA = 3.64
-"""Bits of capacity per parameter, the headline figure of Morris et al. 2025."""
+from memlens.scoring import memorized_bits
 
 
 def unintended_bits(target_bits: np.ndarray, reference_bits: np.ndarray) -> np.ndarray:
@@ -40,10 +35,3 @@ def unintended_bits(target_bits: np.ndarray, reference_bits: np.ndarray) -> np.n
             f"target and reference code lengths differ in shape: {t.shape} vs {r.shape}"
         )
     return memorized_bits(r, t)
-
-
-def capacity_bits(n_params: int, alpha: float = DEFAULT_ALPHA) -> float:
-    """Capacity ``alpha * n_params`` in bits (Morris et al. 2025: alpha = 3.64 bits/parameter)."""
-    if not alpha > 0:
-        raise UserError(f"alpha must be a positive number of bits per parameter, got {alpha}.")
-    return float(alpha) * int(n_params)

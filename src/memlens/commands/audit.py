@@ -1,5 +1,5 @@
 """``memlens audit``: memorization audit of a trained causal LM (thin wrapper over
-:func:`memlens.audit.run.run_audit`)."""
+:func:`memlens.audit.recipe.run_audit`)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         top: int = typer.Option(10, "--top", help="Top memorized samples to list."),
         no_dedup: bool = typer.Option(False, "--no-dedup", help="Keep exact duplicates."),
     ) -> None:
-        from memlens.audit.run import AuditConfig, run_audit
+        from memlens.audit.recipe import AuditConfig, run_audit
 
         config = AuditConfig(
             model=model,

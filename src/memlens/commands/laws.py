@@ -1,6 +1,6 @@
 """``memlens laws``: fit the membership-inference scaling law, and the two experiments behind the
 sizing laws (MIA scaling, double descent). Thin layer over :mod:`memlens.laws` and
-:mod:`memlens.laws_experiments`."""
+:mod:`memlens.laws`."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train shapes x dataset sizes on uniform tokens, attack with the loss threshold against as
         many unseen sequences, and fit the MIA scaling law to the measured F1."""
-        from memlens.laws_experiments import mia_config, run_mia
+        from memlens.laws import mia_config, run_mia
         from memlens.store import default_out_dir, to_json
 
         config = mia_config(preset, seed=seed, max_steps=max_steps, threads=threads, device=device)
@@ -182,7 +182,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One shape, dataset sizes spanning capacity ratio 0.1-10 on a Markov source: held-out loss
         against capacity ratio, and where it peaks."""
-        from memlens.laws_experiments import double_descent_config, run_double_descent
+        from memlens.laws import double_descent_config, run_double_descent
         from memlens.store import default_out_dir, to_json
 
         config = double_descent_config(

@@ -3,7 +3,7 @@
 Two spellings, one group:
 
 * ``memlens mia --model M [--reference R ...] --members F --nonmembers G --out DIR`` runs the
-  attacks (:func:`memlens.mia.run.run`);
+  attacks (:func:`memlens.mia.recipe.run`);
 * ``memlens mia metrics --scores FILE [--fpr ...] [--json]`` evaluates scores computed elsewhere
   (:func:`memlens.mia.metrics.evaluate_attacks`).
 """
@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
             raise UserError("pass the target model with --model.")
         from rich.progress import Progress
 
-        from memlens.mia.run import MIAConfig, run
+        from memlens.mia.recipe import MIAConfig, run
         from memlens.store import default_out_dir
 
         config = MIAConfig(
@@ -247,7 +247,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Metrics for scores computed elsewhere (higher score = member; label 1 = member)."""
-        from memlens.mia.run import evaluate_scores_file
+        from memlens.mia.recipe import evaluate_scores_file
         from memlens.store import to_json
 
         result = evaluate_scores_file(

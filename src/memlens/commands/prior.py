@@ -1,4 +1,4 @@
-"""``memlens prior``: when is memorization optimal? (thin wrappers over :mod:`memlens.prior.run`).
+"""``memlens prior``: when is memorization optimal? (thin wrappers over :mod:`memlens.prior.recipe`).
 
 Cheng & Barber, "Is Memorization Helpful or Harmful? Prior Information Sets the Threshold",
 COLT 2026, arXiv:2602.09405.
@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 import typer
+
+from memlens.commands import options
 
 HELP = (
     "When is memorization (zero training error) optimal? Exact Bayesian linear theory "
@@ -75,64 +77,52 @@ def register(app: typer.Typer) -> None:
             0, "--n", help="Also compute exact finite-sample values on one design with n rows."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the finite-sample design."),
-        out: Path | None = typer.Option(
-            None, "--out", help="Run directory (default: memlens-runs/prior-theory-<time>)."
-        ),
-        as_json: bool = typer.Option(False, "--json", help="Print the table as JSON on stdout."),
+        out: options.Out = None,
+        as_json: options.Json = False,
     ) -> None:
-        from memlens.prior.run import TheoryConfig, run_theory
+        from memlens.prior.recipe import THEORY_ROWS, TheoryConfig, run
 
-        config = TheoryConfig(gamma, r2, sigma2, prior, spread, alpha, eta, eps, n, seed)
-        table, path = run_theory(config, out)
+        config = TheoryConfig(
+            gamma=gamma, r2=r2, sigma2=sigma2, prior=prior, spread=spread, alpha=alpha, eta=eta,
+            eps=eps, n=n, seed=seed,
+        )  # fmt: skip
+        result = run(config, out)
+        lim, fin = result.summary.limit, result.summary.finite
         if as_json:
-            typer.echo(json.dumps(table, indent=2))
+            typer.echo(json.dumps(result.summary.to_json(), indent=2))
             return
-        lim, fin = table["limit"], table.get("finite")
-        keys = [
-            "minnorm_risk", "bayes_risk", "ridge_opt_risk", "lambda_opt", "lambda_min",
-            "train_bayes", "train_bayes_lower", "train_bayes_upper", "J", "V",
-            "threshold_memorization", "threshold_overfitting", "lambda_sigma",
-            "sigma2_sign_change", "regime",
-        ]  # fmt: skip
-        rows = [(k, lim[k], fin[k] if fin else None) for k in keys]
-        headers = ("quantity", "limit") + ((f"exact, n={fin['n']}, d={fin['d']}",) if fin else ())
+        rows = [(k, getattr(lim, k), getattr(fin, k) if fin else None) for k in THEORY_ROWS]
+        headers = ("quantity", "limit") + ((f"exact, n={fin.n}, d={fin.d}",) if fin else ())
         _print_table(
-            f"{lim['prior']} prior, gamma={lim['gamma']:g}, r2={lim['r2']:.4g}, sigma2={lim['sigma2']:g}",
+            f"{lim.prior} prior, gamma={lim.gamma:g}, r2={lim.r2:.4g}, sigma2={lim.sigma2:g}",
             rows,
             headers,
         )
-        typer.echo(f"wrote {path}")
+        typer.echo(f"wrote {result.out_dir}")
 
     @prior_app.command("diagnose", help=DIAGNOSE_HELP, no_args_is_help=True)
     def diagnose(
         x: Path = typer.Option(..., "--X", help="Features: n x d (.npy, .csv or .parquet)."),
         y: Path = typer.Option(..., "--y", help="Responses: n values (.npy, .csv or .parquet)."),
-        out: Path | None = typer.Option(
-            None, "--out", help="Run directory (default: memlens-runs/prior-diagnose-<time>)."
-        ),
+        out: options.Out = None,
         no_center: bool = typer.Option(
             False, "--no-center", help="Fit without an intercept (do not center X and y)."
         ),
-        as_json: bool = typer.Option(
-            False, "--json", help="Print the diagnosis as JSON on stdout."
-        ),
+        as_json: options.Json = False,
     ) -> None:
-        from memlens.prior.run import run_diagnose
+        from memlens.prior.recipe import DIAGNOSIS_ROWS, DiagnoseConfig, run
 
-        table, path = run_diagnose(x, y, out, center=not no_center)
+        result = run(DiagnoseConfig(X=str(x), y=str(y), center=not no_center), out)
+        s = result.summary
         if as_json:
-            typer.echo(json.dumps(table, indent=2))
+            typer.echo(json.dumps(s.to_json(), indent=2))
             return
-        keys = [
-            "n", "d", "gamma", "lambda_opt", "lambda_min", "loo_opt", "loo_interp", "loo_null",
-            "gcv_lambda_opt", "train_opt", "train_interp", "sigma2_hat", "signal_var_hat", "snr",
-            "alpha_hat", "alpha_pvalue", "threshold_memorization", "threshold_overfitting",
-            "regime", "verdict",
-        ]  # fmt: skip
-        _print_table("prior diagnose", [(k, table[k]) for k in keys], ("quantity", "value"))
-        for k, v in table["answers"].items():
+        _print_table(
+            "prior diagnose", [(k, getattr(s, k)) for k in DIAGNOSIS_ROWS], ("quantity", "value")
+        )
+        for k, v in s.answers.items():
             typer.echo(f"{k.replace('_', ' ')}: {v}")
-        typer.echo(f"verdict: {table['summary']}")
-        typer.echo(f"wrote {path}")
+        typer.echo(f"verdict: {s.summary}")
+        typer.echo(f"wrote {result.out_dir}")
 
     app.add_typer(prior_app, name="prior")

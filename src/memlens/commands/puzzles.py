@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from memlens.commands import options
+
 HELP = (
     "Tower of Hanoi, Checker Jumping, River Crossing and Blocks World: exact solvers, a grader "
     "that separates illegal, truncated, refused, unsolvable and program answers, a sandbox for "
@@ -154,43 +156,16 @@ def register(app: typer.Typer) -> None:
         program: bool = typer.Option(
             False, "--program", help="Ask for a program that prints the moves."
         ),
-        out: Path | None = typer.Option(
-            None, "--out", help="Run directory (default: memlens-runs/puzzles-make-<time>)."
-        ),
+        out: options.Out = None,
     ) -> None:
         """Write prompts.jsonl: one question per instance over a grid of sizes."""
-        from memlens.puzzles.evaluate import make_items, parse_sizes
-        from memlens.store import RunDir, default_out_dir, write_text_atomic
+        from memlens.puzzles.recipe import MakeConfig, run
 
-        items = make_items(
-            puzzle.lower(),
-            parse_sizes(sizes),
-            k=k,
-            pegs=pegs,
-            stacks=stacks,
-            seeds=seeds,
-            program=program,
+        config = MakeConfig(
+            puzzle=puzzle, sizes=sizes, k=k, pegs=pegs, stacks=stacks, seeds=seeds, program=program
         )
-        config = {
-            "puzzle": puzzle,
-            "sizes": sizes,
-            "k": k,
-            "pegs": pegs,
-            "stacks": stacks,
-            "seeds": seeds,
-        }
-        run = RunDir(
-            out or default_out_dir("puzzles-make"),
-            "puzzles-make",
-            {**config, "program": program},
-            None,
-        )
-        path = write_text_atomic(
-            run.path / "prompts.jsonl", "".join(json.dumps(i) + "\n" for i in items)
-        )
-        run.write_manifest(n_items=len(items))
-        unsolvable = sum(1 for i in items if i["solvable"] is False)
-        typer.echo(f"{len(items)} prompts ({unsolvable} unsolvable) -> {path}")
+        s = run(config, out).summary
+        typer.echo(f"{s.n_items} prompts ({s.n_unsolvable} unsolvable) -> {s.prompts}")
         typer.echo(
             "add each model answer as a 'response' field, then: memlens puzzles eval FILE --out DIR"
         )
@@ -200,9 +175,7 @@ def register(app: typer.Typer) -> None:
         responses: Path = typer.Argument(
             ..., help="JSONL: instance spec (puzzle, n, knobs) and 'response'."
         ),
-        out: Path | None = typer.Option(
-            None, "--out", help="Run directory (default: memlens-runs/puzzles-eval-<time>)."
-        ),
+        out: options.Out = None,
         budget_tokens: int = typer.Option(
             64_000, "--budget-tokens", help="Output-token budget of the model."
         ),
@@ -222,33 +195,33 @@ def register(app: typer.Typer) -> None:
         """Grade every response; accuracy by size with budget flags, plots, per-item verdicts."""
         import sys
 
-        from memlens.puzzles.evaluate import evaluate
-        from memlens.store import default_out_dir
+        from memlens.commands._ui import progress_bars
+        from memlens.puzzles.recipe import EvalConfig, run
 
-        out = out or default_out_dir("puzzles-eval")
-        s = evaluate(
-            responses,
-            out,
+        config = EvalConfig(
+            responses=str(responses),
             budget_tokens=budget_tokens,
             tokens_per_move=tokens_per_move,
             overhead_tokens=overhead_tokens,
             limits=_limits(cpu, wall, memory, output_mb),
-            progress=sys.stdout.isatty(),
         )
-        within = s["accuracy_within_budget"]
+        with progress_bars(enabled=sys.stdout.isatty()) as progress:
+            result = run(config, out, progress=progress)
+        s = result.summary
+        within = s.accuracy_within_budget
         typer.echo(
-            f"items: {s['items']}   accuracy: {s['accuracy']:.3f}   program answers: {s['program_answers']}"
+            f"items: {s.items}   accuracy: {s.accuracy:.3f}   program answers: {s.program_answers}"
         )
         typer.echo(
-            f"over budget: {s['items_over_budget']} items"
+            f"over budget: {s.items_over_budget} items"
             + (f"   accuracy within budget: {within:.3f}" if within is not None else "")
         )
-        typer.echo("categories: " + ", ".join(f"{c} {v}" for c, v in s["categories"].items() if v))
-        for group, acc in s["by_group"].items():
-            fit = s["largest_n_within_budget"].get(group)
+        typer.echo("categories: " + ", ".join(f"{c} {v}" for c, v in s.categories.items() if v))
+        for group, acc in s.by_group.items():
+            fit = s.largest_n_within_budget.get(group)
             tail = f"   (largest n within budget: {fit['largest_n']})" if fit else ""
             typer.echo(f"{group}: " + " ".join(f"n={n}:{a:.2f}" for n, a in acc.items()) + tail)
-        typer.echo(f"wrote {out}")
+        typer.echo(f"wrote {result.out_dir}")
 
     @puzzles_app.command("budget", no_args_is_help=True)
     def budget(

@@ -1,5 +1,5 @@
 """``memlens sinks``: standard vs deduplicated vs MemSinks training at equal compute (thin wrapper
-over :func:`memlens.sinks.experiment.run`)."""
+over :func:`memlens.sinks.recipe.run`)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
             0, "--ray-gpus-per-cell", min=0, help="GPUs each Ray task asks for (fractions allowed)."
         ),
     ) -> None:
-        from memlens.sinks.experiment import get_preset, run, with_overrides
+        from memlens.sinks.recipe import get_preset, run, with_overrides
 
         cfg = with_overrides(
             get_preset(preset),

@@ -1,11 +1,13 @@
 """``memlens track`` and ``memlens grok``: training dynamics of memorization (thin wrappers over
-:mod:`memlens.dynamics` and :mod:`memlens.grok`)."""
+:mod:`memlens.track` and :mod:`memlens.track.grok`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+
+from memlens.commands.options import set_threads
 
 TRACK_HELP = (
     "When, and which, examples does a model memorize while it trains? Tracks code length, "
@@ -95,7 +97,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from memlens.errors import UserError
 
-        _set_threads(threads if threads is not None else (1 if preset is not None else 0))
+        set_threads(threads if threads is not None else (1 if preset is not None else 0))
         if (preset is None) == (model is None):
             raise UserError(
                 "give either --preset quick or --model with --train (not both, not neither)."
@@ -116,7 +118,7 @@ def register(app: typer.Typer) -> None:
                 raise UserError(
                     "--train, --track and --reference belong to --model mode, not to --preset."
                 )
-            from memlens.dynamics import QuickConfig, run_quick
+            from memlens.track import QuickConfig, run_quick
 
             cfg = QuickConfig(
                 seed=seed, threshold=threshold, points_per_decade=points_per_decade, **overrides
@@ -126,7 +128,7 @@ def register(app: typer.Typer) -> None:
         else:
             if train is None:
                 raise UserError("--model needs --train (the texts to fine-tune on).")
-            from memlens.dynamics_text import TextTrackConfig, run_text
+            from memlens.track.text import TextTrackConfig, run_text
 
             tcfg = TextTrackConfig(
                 model=model, train=train, track=track_texts, reference=reference, tokenizer=tokenizer,
@@ -165,10 +167,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from memlens.errors import UserError
 
-        _set_threads(threads)
+        set_threads(threads)
         if preset != "quick":
             raise UserError(f"unknown preset {preset!r}; the available preset is quick.")
-        from memlens.grok import GrokConfig, run_grok
+        from memlens.track.grok import GrokConfig, run_grok
 
         overrides = {
             k: v
@@ -186,18 +188,6 @@ def register(app: typer.Typer) -> None:
 
             result = run_grok(cfg, out, progress=report)
         _print_grok(result.summary, result.out_dir)
-
-
-def _set_threads(n: int) -> None:
-    """Tiny models train fastest on one thread (and do not fight other jobs for cores)."""
-    from memlens.errors import UserError
-
-    if n < 0:
-        raise UserError(f"--threads must be 0 (torch's default) or positive, got {n}.")
-    if n > 0:
-        import torch
-
-        torch.set_num_threads(n)
 
 
 class _progress:

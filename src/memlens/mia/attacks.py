@@ -2,9 +2,9 @@
 
 Every attack maps a batch of samples to one score per sample with the convention **higher score
 = more likely a member** (tested). All of them read the per-token numbers of
-:func:`memlens.bits.score_tokens` (log2-probabilities, and for Min-K%++ the mean and standard
+:func:`memlens.scoring.score_tokens` (log2-probabilities, and for Min-K%++ the mean and standard
 deviation of ``log2 p`` over the vocabulary, computed on the device); ``gradnorm`` reads
-:func:`memlens.bits.grad_norms`. Units are bits; rank-based metrics do not depend on the unit.
+:func:`memlens.scoring.grad_norms`. Units are bits; rank-based metrics do not depend on the unit.
 
 =============  ==============================================================  ==========================
 name           score (higher = member)                                         reference
@@ -12,7 +12,7 @@ name           score (higher = member)                                         r
 ``loss``       ``-(1/n) sum_t -log2 p(x_t)``: minus the mean code length        Yeom et al. 2018
                per predicted token
 ``zlib``       ``-NLL_bits(x) / zlib_bytes(x)``: code length over the           Carlini et al. 2021
-               zlib-compressed UTF-8 byte length (level 9)
+               zlib-compressed UTF-8 byte length (default level 6)
 ``ref``        ``NLL_bits(x | R) - NLL_bits(x | T)``: code length under a      Carlini et al. 2021;
                reference model R minus under the target T (whole sequences,     Morris et al. 2025
                so references with another tokenizer compare on the same text)
@@ -50,14 +50,14 @@ A new attack is one function::
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from memlens.bits import TokenScores
 from memlens.errors import UserError
+from memlens.scoring import TokenScores
+from memlens.units import zlib_bytes
 
 #: What an attack may need beyond the target's log-probabilities.
 NEEDS = {
@@ -75,7 +75,7 @@ class AttackInputs:
 
     Attributes
     ----------
-    target: the target model's :class:`~memlens.bits.TokenScores` (``[N, T-1]``), with
+    target: the target model's :class:`~memlens.scoring.TokenScores` (``[N, T-1]``), with
         ``stats=True`` when ``min_k_pp`` runs.
     texts: the N raw texts (for ``zlib``).
     target_bits: code length of each sample under the target in bits; defaults to
@@ -153,11 +153,6 @@ def lowest_k_mean(values: np.ndarray, n: np.ndarray, k: float) -> np.ndarray:
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(m > 0, total / np.maximum(m, 1), np.nan)
-
-
-def zlib_bytes(text: str) -> int:
-    """Length in bytes of ``zlib.compress(text.encode("utf-8"), 9)``."""
-    return len(zlib.compress(text.encode("utf-8"), 9))
 
 
 @register_attack("loss")

@@ -1,6 +1,6 @@
 """Metrics for membership-inference attacks, with conventions stated and tested.
 
-Conventions (memlens docs, science §4):
+Conventions (docs/concepts.md §4):
 
 * **Labels:** ``1`` = member (in the training set), ``0`` = non-member. One widely used benchmark
   once had its positive class reversed; memlens accepts ``member``/``nonmember`` strings and

@@ -220,7 +220,7 @@ class GPT(nn.Module):
     ) -> Tensor:
         """Final hidden states ``[K, B*T, d]`` (after ``ln_f``) for token ids ``[K, B, T]``.
 
-        The logits are ``hidden @ wteᵀ``; training uses :func:`memlens.fused.linear_cross_entropy`
+        The logits are ``hidden @ wteᵀ``; training uses :func:`memlens.training.linear_cross_entropy`
         on these instead of materializing them.
 
         ``doc_ids`` (``[K, B, T]``, optional) keeps attention inside each packed document.

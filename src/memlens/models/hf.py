@@ -1,31 +1,14 @@
-"""Load a causal language model (Hugging Face or a memlens GPT checkpoint) and score texts in bits.
+"""Load a causal language model (Hugging Face or a memlens GPT checkpoint) for scoring.
 
-This module is the door through which real models enter memlens. It does three things:
-
-1. :func:`load_causal_lm` loads ``AutoModelForCausalLM`` + ``AutoTokenizer`` with
-   ``from_pretrained`` from a local directory or a hub name (memlens never downloads at run time
-   by itself; a hub name works only where the hub or its cache is reachable), with a chosen
-   ``dtype`` and ``device``. A memlens GPT checkpoint (see :func:`save_gpt_checkpoint`) loads too
-   and is converted to the equivalent ``GPT2LMHeadModel`` so every model downstream is a Hugging
-   Face causal LM (KV-cached greedy decoding included).
-2. :func:`windowed_forward` wraps a forward so that sequences longer than the model's context are
-   scored with a sliding window (each window advances by ``stride`` tokens; every position after
-   the first window sees at least ``context - stride`` tokens of context).
-3. :func:`score_sequences` / :func:`score_texts` run the shared scoring pass
-   (:func:`memlens.bits.score_tokens`) over ragged sequences: sorted by length, right-padded per
-   batch, attention-masked, and returned in the caller's order.
-
-Bits per *text* (cross-tokenizer comparability)
------------------------------------------------
-The code length of a text under a model is ``NLL_bits(text) = -sum_i log2 p(t_i | t_<i)`` over the
-tokens ``t_1..t_n`` of the text under the model's *own* tokenizer (Morris et al. 2025, "How much
-do language models memorize?", arXiv:2505.24832). Because it is a code length for the text, not
-for a token sequence, it is comparable between models with different tokenizers (a target and a
-reference, say). Texts are encoded with ``add_special_tokens=False`` and one BOS id is prepended
-(the tokenizer's ``bos_token_id``, else its ``eos_token_id``, which is how GPT-2 marks a document
-start) so that every real token is predicted and the BOS itself is free. A tokenizer with neither
-codes the first token at ``log2 V`` bits (``V = len(tokenizer)``), a uniform code. No end-of-text
-token is charged. Units are bits throughout.
+This module is the door through which real models enter memlens.
+:func:`load_causal_lm` loads ``AutoModelForCausalLM`` + ``AutoTokenizer`` with ``from_pretrained``
+from a local directory or a hub name (memlens never downloads at run time by itself; a hub name
+works only where the hub or its cache is reachable), with a chosen ``dtype`` and ``device``. A
+memlens GPT checkpoint (see :func:`save_gpt_checkpoint`) loads too and is converted to the
+equivalent ``GPT2LMHeadModel`` so every model downstream is a Hugging Face causal LM (KV-cached
+greedy decoding included). Scoring a loaded model goes through :mod:`memlens.scoring`
+(:func:`~memlens.scoring.score_texts`, with the BOS convention that makes bits per text
+comparable across tokenizers).
 """
 
 from __future__ import annotations
@@ -33,20 +16,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 
-from memlens.bits import Forward, TokenScores, hf_forward, score_tokens
-from memlens.data.text import EncodedTexts
 from memlens.errors import UserError
+from memlens.scoring.core import Forward, hf_forward
+from memlens.training.devices import pick_device
 
 DTYPES: dict[str, torch.dtype | None] = {
     "auto": None,
@@ -70,21 +49,6 @@ def resolve_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     if key not in DTYPES:
         raise UserError(f"unknown dtype '{name}'; use one of auto, float32, bfloat16, float16.")
     return DTYPES[key]
-
-
-def resolve_device(name: str | torch.device | None) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; anything else must be a valid, present device."""
-    if isinstance(name, torch.device):
-        return name
-    if name is None or str(name).lower() == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(str(name))
-    except (RuntimeError, ValueError):
-        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' was requested but no CUDA device is available.")
-    return dev
 
 
 @dataclass
@@ -124,9 +88,11 @@ class CausalLM:
         return bos_token_id(self.tokenizer) if self.tokenizer is not None else None
 
     def forward(self, window_stride: int | None = None) -> Forward:
-        """The forward for :func:`memlens.bits.score_tokens`; windowed when ``window_stride`` is set."""
+        """The forward for :func:`memlens.scoring.score_tokens`; windowed when ``window_stride`` is set."""
         fwd = hf_forward(self.model)
         if window_stride is not None:
+            from memlens.scoring.ragged import windowed_forward
+
             if self.context_length is None:
                 raise UserError(
                     f"model {self.name} has no context limit, so a sliding window is not needed."
@@ -313,7 +279,7 @@ def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) 
     name = str(name_or_path)
     path = Path(name).expanduser()
     torch_dtype = resolve_dtype(dtype)
-    dev = resolve_device(device)
+    dev = pick_device(device)
     if path.is_dir():
         if (path / GPT_CHECKPOINT_FILE).exists():
             model = load_gpt_checkpoint(path).to_hf(0)
@@ -547,201 +513,3 @@ def load_gpt_checkpoint(path: str | os.PathLike[str]) -> Any:
             f"the weights in {path / GPT_WEIGHTS_FILE} do not match its {GPT_CHECKPOINT_FILE}."
         ) from None
     return model.eval()
-
-
-# -- scoring ---------------------------------------------------------------------------------------
-
-
-def windowed_forward(forward: Forward, context: int, stride: int) -> Forward:
-    """Wrap ``forward`` so sequences longer than ``context`` are scored with a sliding window.
-
-    The first window covers positions ``[0, context)``; each further window ends ``stride``
-    tokens later (the last one ends at ``T``) and contributes the logits of its last ``stride``
-    (or fewer) positions. Every position therefore sees either its whole prefix or at least
-    ``context - stride`` preceding tokens. Sequences that fit are passed through unchanged.
-    This is the strided evaluation of Hugging Face's perplexity guide.
-    """
-    if not 1 <= stride < context:
-        raise UserError(
-            f"window stride must be between 1 and context - 1 = {context - 1}, got {stride}."
-        )
-
-    def fwd(ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        T = ids.shape[-1]
-        if T <= context:
-            return forward(ids, attention_mask=attention_mask)
-        pieces = []
-        done, end = 0, context
-        while True:
-            start = end - context
-            am = attention_mask[..., start:end] if attention_mask is not None else None
-            logits = forward(ids[..., start:end], attention_mask=am)
-            pieces.append(logits[..., done - start :, :])
-            done = end
-            if end >= T:
-                break
-            end = min(end + stride, T)
-        return torch.cat(pieces, dim=-2)
-
-    return fwd
-
-
-def score_sequences(
-    forward: Forward | CausalLM,
-    sequences: Sequence[np.ndarray | Sequence[int]],
-    *,
-    batch_size: int = 32,
-    context_length: int | None = None,
-    window_stride: int | None = None,
-    device: str | torch.device | None = None,
-    stats: bool = False,
-    argmax: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> TokenScores:
-    """Score ragged token sequences with the shared pass, sorted by length to minimise padding.
-
-    Sequences are sorted by length, grouped into batches of ``batch_size``, right-padded to each
-    batch's longest, attention-masked and scored by :func:`memlens.bits.score_tokens`; results
-    come back in the input order as one :class:`~memlens.bits.TokenScores` of shape
-    ``[N, max_len - 1]`` (NaN/False beyond each sequence's length).
-
-    Parameters
-    ----------
-    forward: a forward, or a :class:`CausalLM` (its forward, context and device are used).
-    context_length: longest sequence the model accepts; a longer one raises :class:`UserError`
-        unless ``window_stride`` is given, in which case it is scored with a sliding window.
-    progress: called with the number of sequences finished after every batch.
-    """
-    who = "the model"
-    if isinstance(forward, CausalLM):
-        lm = forward
-        who = f"model {lm.name}"
-        context_length = context_length or lm.context_length
-        device = device or lm.device
-        forward = lm.forward(window_stride) if window_stride is not None else lm.forward()
-    elif window_stride is not None:
-        if context_length is None:
-            raise UserError("a sliding window needs the model's context length.")
-        forward = windowed_forward(forward, context_length, window_stride)
-    seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
-    N = len(seqs)
-    if N == 0:
-        raise UserError("there are no sequences to score.")
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    if lengths.min() < 1:
-        raise UserError("cannot score an empty sequence.")
-    longest = int(lengths.max())
-    if context_length is not None and window_stride is None and longest > context_length:
-        i = int(lengths.argmax())
-        raise UserError(
-            f"sequence {i} has {longest} tokens, longer than the context of {context_length} of {who}; "
-            "chunk the texts (--seq-len) or score with a sliding window (--window-stride)."
-        )
-    width = max(longest - 1, 1)
-    log2p = np.full((N, width), np.nan)
-    mask = np.zeros((N, width), dtype=bool)
-    mu = np.full((N, width), np.nan) if stats else None
-    sigma = np.full((N, width), np.nan) if stats else None
-    ent = np.full((N, width), np.nan) if stats else None
-    is_am = np.zeros((N, width), dtype=bool) if argmax else None
-    order = np.argsort(-lengths, kind="stable")
-    done = 0
-    for start in range(0, N, batch_size):
-        idx = order[start : start + batch_size]
-        T = max(int(lengths[idx].max()), 2)  # one token predicts nothing; pad to 2 for the engine
-        batch = np.zeros((len(idx), T), dtype=np.int64)
-        for r, i in enumerate(idx):
-            batch[r, : lengths[i]] = seqs[i]
-        sc = score_tokens(
-            forward,
-            torch.from_numpy(batch),
-            lengths=lengths[idx],
-            batch_size=len(idx),
-            device=device,
-            stats=stats,
-            argmax=argmax,
-            pass_attention_mask=True,
-        )
-        w = T - 1
-        log2p[idx, :w] = sc.log2p
-        mask[idx, :w] = sc.mask
-        if stats:
-            mu[idx, :w] = sc.mu_log2p
-            sigma[idx, :w] = sc.sigma_log2p
-            ent[idx, :w] = sc.entropy_bits
-        if argmax:
-            is_am[idx, :w] = sc.is_argmax
-        done += len(idx)
-        if progress is not None:
-            progress(done)
-    if np.isnan(log2p[mask]).any() or np.isinf(log2p[mask]).any():
-        raise UserError(
-            "the model produced NaN or infinite log-probabilities; check the checkpoint and --dtype."
-        )
-    return TokenScores(
-        log2p=log2p, mask=mask, mu_log2p=mu, sigma_log2p=sigma, entropy_bits=ent, is_argmax=is_am
-    )
-
-
-@dataclass
-class ScoredTexts(EncodedTexts):
-    """Per-text results of :func:`score_texts`: the :class:`~memlens.data.text.EncodedTexts`
-    that were scored (``tokens``, BOS first when the tokenizer has one; ``bos_token_id``;
-    ``first_token_bits``, 0 with a BOS, else ``log2 V``), plus
-
-    Attributes
-    ----------
-    bits: code length of each text in bits (``scores.nll_bits`` plus ``first_token_bits``).
-    scores: per-token results, column ``j`` predicting ``tokens[j + 1]``.
-    """
-
-    bits: np.ndarray
-    scores: TokenScores
-
-
-def score_texts(
-    lm: CausalLM,
-    texts: Sequence[str],
-    *,
-    batch_size: int = 32,
-    window_stride: int | None = None,
-    stats: bool = False,
-    argmax: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> ScoredTexts:
-    """Code length in bits of each text under ``lm`` (its own tokenizer), with per-token detail.
-
-    See the module docstring for the BOS convention that makes bits per text comparable across
-    tokenizers. A text longer than the model's context raises :class:`UserError` unless
-    ``window_stride`` is given.
-    """
-    from memlens.data.text import encode_texts
-
-    if lm.tokenizer is None:
-        raise UserError(
-            f"model {lm.name} has no tokenizer, so it cannot score text; pass --tokenizer."
-        )
-    enc = encode_texts(texts, lm.tokenizer)
-    scores = score_sequences(
-        lm,
-        enc.tokens,
-        batch_size=batch_size,
-        window_stride=window_stride,
-        stats=stats,
-        argmax=argmax,
-        progress=progress,
-    )
-    # A text of one token with no BOS predicts nothing: only its first-token code remains.
-    bits = scores.nll_bits + enc.first_token_bits
-    return ScoredTexts(
-        tokens=enc.tokens,
-        scores=scores,
-        bits=bits,
-        first_token_bits=enc.first_token_bits,
-        bos_token_id=enc.bos_token_id,
-    )
-
-
-def uniform_code_bits(vocab_size: int) -> float:
-    """``log2 V``: the uniform code length of one token, in bits."""
-    return math.log2(vocab_size)

@@ -125,7 +125,7 @@ class Population:
 
 def _two_level_spectrum(spread: float) -> np.ndarray:
     if not (math.isfinite(spread) and spread >= 1):
-        raise UserError(f"--spread must be a finite number >= 1, got {spread}.")
+        raise UserError(f"`spread` must be a finite number >= 1, got {spread}.")
     return np.array([2 * spread / (1 + spread), 2 / (1 + spread)])
 
 
@@ -153,12 +153,12 @@ def make_population(
     Each is scaled so that ``E||theta||^2_{Sigma_x} = r^2``.
     """
     if not (math.isfinite(r2) and r2 > 0):
-        raise UserError(f"--r2 must be a positive number, got {r2}.")
+        raise UserError(f"`r2` must be a positive number, got {r2}.")
     if kind == "isotropic":
         return Population((1.0,), (1.0,), (r2,), name=kind)
     if kind in ("aligned", "misaligned"):
         if not (math.isfinite(alpha) and alpha >= 0):
-            raise UserError(f"--alpha must be a finite number >= 0, got {alpha}.")
+            raise UserError(f"`alpha` must be a finite number >= 0, got {alpha}.")
         s = _two_level_spectrum(spread)
         w = s ** (alpha if kind == "aligned" else -alpha)
         w = w * r2 / np.sum(0.5 * s * w)
@@ -167,9 +167,9 @@ def make_population(
         )
     if kind == "lowrank":
         if not (0 < eta < 1):
-            raise UserError(f"--eta must lie strictly between 0 and 1, got {eta}.")
+            raise UserError(f"`eta` must lie strictly between 0 and 1, got {eta}.")
         if not (0 <= eps < 1):
-            raise UserError(f"--eps must lie in [0, 1), got {eps}.")
+            raise UserError(f"`eps` must lie in [0, 1), got {eps}.")
         w = (r2 * (1 - eps) / eta, r2 * eps / (1 - eta))
         return Population((eta, 1 - eta), (1.0, 1.0), w, name=kind, params={"eta": eta, "eps": eps})
     raise UserError(f"unknown prior {kind!r}; choose one of {', '.join(PRIOR_KINDS)}.")
@@ -177,13 +177,13 @@ def make_population(
 
 def _check_gamma(gamma: float) -> float:
     if not (math.isfinite(gamma) and gamma > 0):
-        raise UserError(f"--gamma must be a positive number, got {gamma}.")
+        raise UserError(f"`gamma` must be a positive number, got {gamma}.")
     return float(gamma)
 
 
 def _check_sigma2(sigma2: float) -> float:
     if not (math.isfinite(sigma2) and sigma2 >= 0):
-        raise UserError(f"--sigma2 must be a non-negative number, got {sigma2}.")
+        raise UserError(f"`sigma2` must be a non-negative number, got {sigma2}.")
     return float(sigma2)
 
 

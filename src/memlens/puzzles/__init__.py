@@ -1,4 +1,4 @@
-"""Reasoning puzzles as an evaluation, done right (science.md §7).
+"""Reasoning puzzles as an evaluation, done right (Concepts §7 (docs/concepts.md)).
 
 Four puzzles with exact rules and solvers -- :mod:`~memlens.puzzles.hanoi`,
 :mod:`~memlens.puzzles.checkers`, :mod:`~memlens.puzzles.river`, :mod:`~memlens.puzzles.blocks` --

@@ -4,7 +4,7 @@ A complete answer of ``L`` moves at ``t`` tokens per move needs about ``L * t`` 
 fixed overhead). Tower of Hanoi with ``n = 15`` has ``2**15 - 1 = 32,767`` moves, over 300k tokens
 at about 10 tokens a move -- beyond the output limits of the models in Shojaee et al. (2025), so
 their "collapse" there says nothing about reasoning (Opus and Lawsen 2025, arXiv:2506.09250;
-science.md §7). :func:`largest_n` gives the largest size whose full move list fits a budget;
+Concepts §7 (docs/concepts.md)). :func:`largest_n` gives the largest size whose full move list fits a budget;
 :func:`over_budget` flags an item whose expected answer does not fit.
 
 Units: tokens. ``tokens_per_move`` defaults to 10 (the rebuttal's estimate); measure it for a

@@ -14,7 +14,7 @@ length: each red must pass each blue, which only a jump does (``n**2`` jumps), a
 displacement ``2n(n + 1)`` = slides + 2 jumps gives ``2n`` slides. A grader therefore never sees a
 correct but longer answer here; a longer one must contain a backward move, which is illegal.
 
-References: Shojaee et al. (2025), "The Illusion of Thinking"; science.md §7.
+References: Shojaee et al. (2025), "The Illusion of Thinking"; Concepts §7 (docs/concepts.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Grading: replay an answer with the exact simulator and say what kind of answer it is.
 
 The published "collapse" of reasoning models on these puzzles mixed up different things
-(Opus and Lawsen 2025, arXiv:2506.09250; science.md §7). A grade separates them:
+(Opus and Lawsen 2025, arXiv:2506.09250; Concepts §7 (docs/concepts.md)). A grade separates them:
 
 =====================  =====================================================================
 category               meaning

@@ -25,7 +25,7 @@ and agent right, actor right and agent left) plus the boat side, ``O(n**3)`` sta
 ``2**(2n+1)``. The rules are invariant under relabelling pairs, so distances are the same; the
 path is mapped back to concrete names by always using the lowest-numbered pairs of each kind.
 :func:`solve_labeled` is the plain search over all ``2**(2n)`` bank subsets (a cross-check and
-the benchmark baseline). Minimal crossings (science.md §7, Opus and Lawsen 2025,
+the benchmark baseline). Minimal crossings (Concepts §7 (docs/concepts.md), Opus and Lawsen 2025,
 arXiv:2506.09250): k=2: n=1..3 -> 1, 5, 11, none for n >= 4; k=3: n=1..5 -> 1, 3, 5, 9, 11, none
 for n >= 6; k=4: n=1..7 -> 1, 1, 3, 5, 7, 9, 11.
 """

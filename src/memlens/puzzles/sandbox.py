@@ -73,9 +73,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from memlens.errors import UserError
+from pydantic import ConfigDict, Field
+
+from memlens.config import Config
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -88,8 +90,7 @@ STDERR_CAP = 64 * 1024
 BLOCKED_MARK = "memlens-sandbox: blocked "
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Config):
     """Resource limits for one sandboxed run.
 
     Attributes
@@ -111,29 +112,15 @@ class Limits:
         enforced per uid, so exactly only with ``unique_uid``).
     """
 
-    cpu_seconds: int = 5
-    wall_seconds: float = 10.0
-    memory_mb: int = 512
-    output_bytes: int = 8 * 1024 * 1024
-    file_bytes: int = 1024 * 1024
-    open_files: int = 64
-    processes: int = 1
-
-    def __post_init__(self) -> None:
-        for name in (
-            "cpu_seconds",
-            "memory_mb",
-            "output_bytes",
-            "file_bytes",
-            "open_files",
-            "processes",
-        ):
-            if getattr(self, name) < 1:
-                raise UserError(
-                    f"sandbox limit {name} must be at least 1, got {getattr(self, name)}."
-                )
-        if self.wall_seconds <= 0:
-            raise UserError(f"sandbox wall_seconds must be positive, got {self.wall_seconds}.")
+    what: ClassVar[str] = "sandbox limits"
+    model_config = ConfigDict(frozen=True)
+    cpu_seconds: int = Field(default=5, ge=1)
+    wall_seconds: float = Field(default=10.0, gt=0)
+    memory_mb: int = Field(default=512, ge=1)
+    output_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    file_bytes: int = Field(default=1024 * 1024, ge=1)
+    open_files: int = Field(default=64, ge=1)
+    processes: int = Field(default=1, ge=1)
 
 
 @dataclass

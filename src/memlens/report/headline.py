@@ -210,56 +210,6 @@ def _grok(run: Run) -> tuple[Headline, list[ExtraTable]]:
     return h, []
 
 
-def _prior_theory(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    h = _pick(
-        run.main,
-        [
-            ("prior", "limit.prior"),
-            ("γ = d/n", "limit.gamma"),
-            ("regime", "limit.regime"),
-            ("min-norm risk", "limit.minnorm_risk"),
-            ("Bayes risk", "limit.bayes_risk"),
-            ("optimal ridge risk", "limit.ridge_opt_risk"),
-            ("optimal λ", "limit.lambda_opt"),
-            ("memorization threshold 1/J", "limit.threshold_memorization"),
-            ("overfitting threshold V", "limit.threshold_overfitting"),
-        ],
-    )
-    return h, []
-
-
-def _prior_diagnose(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    h = _pick(
-        run.main,
-        [
-            ("verdict", "verdict"),
-            ("regime", "regime"),
-            ("n", "n"),
-            ("d", "d"),
-            ("optimal λ (LOO)", "lambda_opt"),
-            ("LOO risk at optimum", "loo_opt"),
-            ("LOO risk, interpolator", "loo_interp"),
-            ("noise variance σ²", "sigma2_hat"),
-            ("signal-to-noise", "snr"),
-        ],
-    )
-    return h, []
-
-
-def _puzzles_eval(run: Run) -> tuple[Headline, list[ExtraTable]]:
-    h = _pick(
-        run.main,
-        [
-            ("items", "items"),
-            ("accuracy", "accuracy"),
-            ("accuracy within budget", "accuracy_within_budget"),
-            ("items over budget", "items_over_budget"),
-            ("budget (tokens)", "budget.budget_tokens"),
-        ],
-    )
-    return h, []
-
-
 def _laws_fit_mia(run: Run) -> tuple[Headline, list[ExtraTable]]:
     r = run.main or {}
     h = _pick(r, [("form", "form"), ("rows", "n"), ("RMSE (F1)", "rmse")])
@@ -315,9 +265,6 @@ ADAPTERS: dict[str, Callable[[Run], tuple[Headline, list[ExtraTable]]]] = {
     "sinks": _sinks,
     "track": _track,
     "grok": _grok,
-    "prior-theory": _prior_theory,
-    "prior-diagnose": _prior_diagnose,
-    "puzzles-eval": _puzzles_eval,
     "laws-fit-mia": _laws_fit_mia,
     "laws-mia-experiment": _laws_mia_experiment,
     "laws-double-descent": _laws_double_descent,
@@ -351,10 +298,20 @@ def generic_headline(obj: Any, *, limit: int = 16) -> Headline:
 
 def headline(run: Run) -> tuple[Headline, list[ExtraTable]]:
     """The headline numbers and extra tables of ``run`` (never raises on odd JSON)."""
+    from memlens.results import summary_model
+
     adapter = ADAPTERS.get(run.kind)
+    model = summary_model(run.kind)
     h: Headline = []
     tables: list[ExtraTable] = []
-    if adapter is not None and isinstance(run.main, dict):
+    if model is not None and isinstance(run.main, dict):
+        try:
+            summary = model.model_validate(run.main)
+            h, tables = summary.headline(), summary.tables()
+        except Exception as exc:  # noqa: BLE001 - an odd result file must not sink the report
+            run.notes.append(f"headline numbers for {run.kind} failed ({exc}); showing raw values")
+            h, tables = [], []
+    elif adapter is not None and isinstance(run.main, dict):
         try:
             h, tables = adapter(run)
         except Exception as exc:  # noqa: BLE001 - an odd result file must not sink the report

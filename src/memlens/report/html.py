@@ -336,7 +336,7 @@ def write_report(
 
     out = Path(out)
     if out.is_dir():
-        raise UserError(f"--out {out} is a directory; give a file name such as report.html.")
+        raise UserError(f"`out` {out} is a directory; give a file name such as report.html.")
     page, n_plots = build_report(runs, title=title, max_rows=max_rows)
     try:
         write_text_atomic(out, page)

@@ -8,7 +8,7 @@ Train so that sequence-specific memorization lands in MLP units that can be drop
 * :mod:`memlens.sinks.train`: training with sequence IDs flowing with the batch, packed rows with
   document attention masks, and the masked forward used for scoring;
 * :mod:`memlens.sinks.localize`: per-neuron attribution and top-k vs random-k ablation;
-* :mod:`memlens.sinks.experiment`: standard vs deduplicated vs MemSinks training at equal compute
+* :mod:`memlens.sinks.recipe`: standard vs deduplicated vs MemSinks training at equal compute
   (``memlens sinks``).
 """
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memlens.bits import score_tokens
 from memlens.models.gpt import GPT
+from memlens.scoring import score_tokens
 from memlens.sinks.masks import SinkConfig, batch_masks, sequence_ids
 from memlens.sinks.train import masked_forward, pad_sequences
 

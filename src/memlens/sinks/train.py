@@ -7,7 +7,7 @@ attention is block-diagonal causal (a position sees only earlier positions of it
 and every position's MLP mask is its document's mask. No loss term is added: the loss is the
 ordinary next-token cross-entropy over positions whose target belongs to the same document.
 
-:func:`masked_forward` builds the forward that the scoring engine (:mod:`memlens.bits`) calls to
+:func:`masked_forward` builds the forward that the scoring engine (:mod:`memlens.scoring`) calls to
 evaluate a model in any sink mode (and with optional per-sequence ablations); it identifies each
 row's sequence by hashing the row's tokens, so it works under the engine's own batching.
 """
@@ -298,7 +298,10 @@ def masked_forward(
     ablate: dict[int, np.ndarray] | None = None,
     scale: np.ndarray | None = None,
 ) -> Callable[..., Tensor]:
-    """A forward for :func:`memlens.bits.score_tokens` that applies a sink mode and ablations.
+    """A forward for :func:`memlens.scoring.score_tokens` that applies a sink mode and ablations.
+
+    Rows are identified by hashing their tokens; with right padding, call the engine with
+    ``pass_attention_mask=True`` so the lengths are known.
 
     Parameters
     ----------
@@ -309,9 +312,6 @@ def masked_forward(
     ablate: optional ``{sequence ID: float [L, H] multiplier}``; a row whose sequence ID is a key
         has its MLP units multiplied by it as well (zeros ablate units).
     scale: optional float ``[L, H]`` multiplier for every row (e.g. one ablation for all rows).
-
-    Rows are identified by hashing their tokens; with right padding, call the engine with
-    ``pass_attention_mask=True`` so the lengths are known.
     """
     check_mode(mode)
     n_layer, hidden = model.config.n_layer, 4 * model.config.d_model

@@ -11,7 +11,7 @@ the same architecture, initialization and number of optimizer steps on rows of t
   to the same number of rows;
 * ``memsinks``: the ``standard`` stream, with MemSinks masks (:mod:`memlens.sinks.masks`).
 
-Every model is scored by the shared engine (:mod:`memlens.bits`); all losses are in **bits per
+Every model is scored by the shared engine (:mod:`memlens.scoring`); all losses are in **bits per
 token** (token-weighted means over predicted tokens):
 
 * ``val_loss``: loss on held-out sequences drawn fresh from the same source (capability);
@@ -347,7 +347,7 @@ def build_data(cfg: SinksConfig) -> SinksData:
 
 def score_set(model, sink, mode: str, seqs: list[np.ndarray], argmax: bool = False, scale_cfg=None):
     """Teacher-forced scores of ``seqs`` under ``model`` in a sink ``mode`` (shared engine)."""
-    from memlens.bits import score_tokens
+    from memlens.scoring import score_tokens
     from memlens.sinks.train import masked_forward, pad_sequences
 
     tokens, lengths = pad_sequences(seqs)

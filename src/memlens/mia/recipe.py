@@ -2,16 +2,16 @@
 
 The whole experiment, as a function a notebook can call::
 
-    from memlens.mia.run import MIAConfig, run
+    from memlens.mia.recipe import MIAConfig, run
     result = run(MIAConfig(model="path/to/model", references=["path/to/ref"],
                            members="train.jsonl", nonmembers="heldout.jsonl"), out="runs/mia")
     result["attacks"]["loss"]["auc"]
 
 Steps: read members and non-members (:func:`load_samples`), score every text once with the
-target through the shared scoring pass (:func:`memlens.models.hf.score_texts`, which wraps
-:func:`memlens.bits.score_tokens`; the lowercased texts ride in the same batched pass), score
+target through the shared scoring pass (:func:`memlens.scoring.score_texts`, which wraps
+:func:`memlens.scoring.score_tokens`; the lowercased texts ride in the same batched pass), score
 the texts with each reference model (code length in bits under its own tokenizer), compute
-per-sample gradient norms when ``gradnorm`` is asked for (:func:`memlens.bits.grad_norms`), run
+per-sample gradient norms when ``gradnorm`` is asked for (:func:`memlens.scoring.grad_norms`), run
 the attacks of :mod:`memlens.mia.attacks` and evaluate them with
 :func:`memlens.mia.metrics.evaluate_attacks` (one NaN policy for all attacks).
 
@@ -264,7 +264,7 @@ class MIAConfig:
     n_boot, level: bootstrap resamples and level of the AUC confidence interval.
     nan_policy: ``common`` (evaluate all attacks on the samples every attack scored) or ``error``.
     batch_size, window_stride, dtype, device, tokenizer: scoring settings
-        (:func:`memlens.models.hf.load_causal_lm`, :func:`memlens.models.hf.score_texts`).
+        (:func:`memlens.models.hf.load_causal_lm`, :func:`memlens.scoring.score_texts`).
     seed: bootstrap seed.
     """
 
@@ -328,8 +328,8 @@ def reference_names(paths: Sequence[str]) -> list[str]:
 
 
 def _take_rows(ts: Any, rows: slice) -> Any:
-    """Rows of a :class:`~memlens.bits.TokenScores`, trimmed to the longest kept sequence."""
-    from memlens.bits import TokenScores
+    """Rows of a :class:`~memlens.scoring.TokenScores`, trimmed to the longest kept sequence."""
+    from memlens.scoring import TokenScores
 
     width = max(int(ts.mask[rows].sum(axis=-1).max(initial=0)), 1)
 
@@ -366,9 +366,9 @@ def score_samples(
     reference; gradient norms are computed here unless given. Returns ``(scores, extras)``:
     score columns (higher = member) and per-sample ``target_bits`` / ``n_tokens``.
     """
-    from memlens.bits import grad_norms as engine_grad_norms
     from memlens.data.text import encode_texts
-    from memlens.models.hf import score_texts
+    from memlens.scoring import grad_norms as engine_grad_norms
+    from memlens.scoring import score_texts
 
     needs = A.requirements(attacks)
     n = len(texts)
@@ -440,7 +440,8 @@ def run(config: MIAConfig, out: str | Path, progress: Progress | None = None) ->
     """
     import pandas as pd
 
-    from memlens.models.hf import load_causal_lm, score_texts
+    from memlens.models.hf import load_causal_lm
+    from memlens.scoring import score_texts
     from memlens.store import RunDir
 
     config.validate()

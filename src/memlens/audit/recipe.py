@@ -8,7 +8,7 @@ al. 2023 for extraction):
    training texts and held-out texts of the same distribution (:func:`memlens.data.text.load_texts`:
    optional chunking into ``seq_len`` target tokens, exact deduplication with counts). Held-out
    texts that also occur in the training set are dropped (they are not held out).
-2. One batched scoring pass per model over all texts (:func:`memlens.models.hf.score_texts`,
+2. One batched scoring pass per model over all texts (:func:`memlens.scoring.score_texts`,
    sorted by length, padded, attention-masked): each text's code length in bits under the target
    and under the reference, each with its own tokenizer.
 3. Per sample: unintended memorization ``max(0, NLL_ref - NLL_target)`` bits, zlib size, TF-IDF
@@ -34,10 +34,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from memlens.audit.extraction import k_extraction
-from memlens.audit.rarity import TfidfCorpus, zlib_bytes
-from memlens.audit.unintended import DEFAULT_ALPHA, capacity_bits, unintended_bits
+from memlens.audit.rarity import TfidfCorpus
+from memlens.audit.unintended import unintended_bits
 from memlens.data.text import EncodedTexts, TextSet, load_texts
 from memlens.errors import UserError
+from memlens.units import PUBLISHED_ALPHA, capacity_bits, zlib_bytes
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)``."""
@@ -73,7 +74,7 @@ class AuditConfig(BaseModel):
     window_stride: int | None = None
     dtype: str = "auto"
     device: str = "auto"
-    alpha: float = DEFAULT_ALPHA
+    alpha: float = PUBLISHED_ALPHA
     top_k: int = 20
 
 
@@ -219,7 +220,7 @@ def audit_texts(
     suffix: int = 32,
     batch_size: int = 32,
     window_stride: int | None = None,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float = PUBLISHED_ALPHA,
     top_k: int = 20,
     progress: Progress | None = None,
     cache: StageCache | None = None,
@@ -237,7 +238,7 @@ def audit_texts(
     """
     import pandas as pd
 
-    from memlens.models.hf import score_texts
+    from memlens.scoring import score_texts
 
     lead = 1 if target.bos_token_id is not None else 0
     if target.context_length is not None and lead + prefix + suffix - 1 > target.context_length:

@@ -15,7 +15,7 @@ The experiment (:func:`run_grok`): all ``p * p`` pairs ``(a, b)``, a seeded ``tr
 them for training, the rest held out. The model embeds ``a`` and ``b`` (separate tables, summed),
 applies one ReLU layer and reads out ``p`` logits (:class:`ModAddMLP`); full-batch AdamW with
 weight decay ``weight_decay``. Every ``eval_every`` steps all pairs are scored through the shared
-scoring pass (:func:`memlens.bits.score_tokens`) as the token sequences ``[a, b, c]``,
+scoring pass (:func:`memlens.scoring.score_tokens`) as the token sequences ``[a, b, c]``,
 ``c = (a + b) mod p``; the model's forward puts its answer logits at position 1 (after it has
 seen ``a`` and ``b``) and uniform logits elsewhere. Recorded per evaluation: train and test
 accuracy (the answer is the argmax), mean code length of the answer in bits on train and on test
@@ -137,7 +137,7 @@ def modular_addition_split(p: int, train_fraction: float, seed: int) -> tuple[Te
 @torch.no_grad()
 def evaluate(model: ModAddMLP, seqs: Tensor, train_mask: Tensor) -> dict[str, float]:
     """Accuracy and mean answer code length (bits) on train and test pairs, via the scoring pass."""
-    from memlens.bits import score_tokens
+    from memlens.scoring import score_tokens
 
     was = model.training
     model.eval()

@@ -28,7 +28,6 @@ token so every real token is predicted.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-LN2 = math.log(2.0)
+from memlens.units import LN2
 
 Forward = Callable[..., Tensor]
 
@@ -215,11 +214,6 @@ def hf_forward(model: torch.nn.Module) -> Forward:
         return model(input_ids=ids, attention_mask=attention_mask, use_cache=False).logits
 
     return fwd
-
-
-def uniform_entropy_bits(seq_len: int, vocab_size: int) -> float:
-    """``H(x) = S * log2 V``: the entropy of one sequence of S uniform tokens over V, in bits."""
-    return seq_len * math.log2(vocab_size)
 
 
 def memorized_bits(entropy_bits: np.ndarray | float, nll_bits: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Each of the K models in a :class:`~memlens.models.gpt.GPT` stack trains on its own dataset (the
 datasets may differ in size). Every ``eval_every`` steps the trainer scores every model on its
-whole training set through the shared scoring engine (:mod:`memlens.bits`) and records the
+whole training set through the shared scoring engine (:mod:`memlens.scoring`) and records the
 memorization curve. A model is *saturated* when its memorized bits grew by less than
 ``plateau_tol`` (default 1%) over the last ``plateau_frac`` (default 20%) of its steps
 (Morris et al. 2025, arXiv:2505.24832, train "to saturation"; every capacity is a lower bound,
@@ -22,7 +22,7 @@ Recipe (chosen by measurement on two CPU cores, see README "The recipe, and the 
 it"): Adam (β = 0.9, 0.98, no weight decay, no dropout) at a high peak learning rate after a
 warm-up, mini-batches drawn as per-model random permutations (every sequence once per epoch),
 all dataset sizes of one shape trained as one batched stack of models, and the output layer
-fused with its cross-entropy (:mod:`memlens.fused`).
+fused with its cross-entropy (:mod:`memlens.training.fused`).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from memlens.bits import gpt_forward, memorized_bits, score_tokens
 from memlens.errors import UserError
-from memlens.fused import linear_cross_entropy
 from memlens.models.gpt import GPT
+from memlens.scoring.core import gpt_forward, memorized_bits, score_tokens
+from memlens.training.fused import linear_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -120,23 +120,6 @@ class TrainResult:
     saturated: list[bool]
     final_memorized_bits: list[float]
     final_nll_bits: list[np.ndarray]
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``"auto"``/None picks CUDA, then Apple MPS, then CPU."""
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or mps.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda was requested but no CUDA GPU is available.")
-    return dev
 
 
 class _Sampler:
@@ -288,7 +271,7 @@ def train_to_saturation(
         else:
             hidden = model.hidden(batch[..., :-1])
         # Sum of per-model mean losses: models share no parameter, so each gets its own gradient.
-        # The output layer and its cross-entropy are fused (memlens.fused): the [K, B*T, V] logits
+        # The output layer and its cross-entropy are fused (memlens.training.fused): the [K, B*T, V] logits
         # are never materialized, which makes a step 1.2-1.3x faster on a CPU.
         loss = linear_cross_entropy(hidden, model.wte, batch[..., 1:].reshape(K, -1))
         opt.zero_grad(set_to_none=True)

@@ -1,8 +1,9 @@
-"""Prompt sets over a grid of sizes, and whole evaluations of model responses.
+"""The puzzles recipes: prompt sets over a grid of sizes, and whole evaluations of responses.
 
-:func:`make_items` writes the questions (one JSON record per instance: the spec, the prompt,
-solvability and optimal length); a model's answers go back in the same records under
-``"response"``, and :func:`evaluate` grades them all into a run directory:
+:func:`run` with a :class:`MakeConfig` writes the questions (``prompts.jsonl``: one JSON record
+per instance: the spec, the prompt, solvability and optimal length; built by
+:func:`make_items`); a model's answers go back in the same records under ``"response"``, and
+:func:`run` with an :class:`EvalConfig` grades them all into a run directory:
 
 ``grades.csv`` / ``grades.jsonl``
     one row per response: category, correctness, first illegal move, reason, the expected
@@ -27,15 +28,19 @@ import hashlib
 import json
 import re
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field, field_validator
+
+from memlens.config import Config
 from memlens.errors import UserError
+from memlens.progress import ProgressFn, emit
 from memlens.puzzles import PUZZLES, from_spec, make_instance
 from memlens.puzzles.budget import DEFAULT_TOKENS_PER_MOVE, answer_tokens, largest_n, over_budget
 from memlens.puzzles.grade import CATEGORIES, grade_response
 from memlens.puzzles.sandbox import Limits
+from memlens.results import RunResult, Summary
 
 KNOBS = ("k", "pegs", "stacks")
 
@@ -79,7 +84,7 @@ def make_items(
     ``optimal_length``. No solution is included.
     """
     if seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}.")
+        raise UserError(f"`seeds` must be at least 1, got {seeds}.")
     items = []
     for n in sizes:
         for seed in range(seeds if puzzle == "blocks" else 1):
@@ -176,17 +181,133 @@ def grade_item(
     return row
 
 
-def evaluate(
-    responses: str | Path,
-    out: str | Path,
+class MakeConfig(Config):
+    """Inputs of ``memlens puzzles make``: a puzzle, sizes (``"1-8"``, ``"2,4,8"`` or a list),
+    its knobs (``k`` boat capacity, ``pegs``, ``stacks``), Blocks World instances per size
+    (``seeds``) and whether a program answer is asked for."""
+
+    what: ClassVar[str] = "puzzles make config"
+    puzzle: str
+    sizes: list[int]
+    k: int | None = None
+    pegs: int | None = None
+    stacks: int | None = None
+    seeds: int = 1
+    program: bool = False
+
+    @field_validator("puzzle")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        v = v.lower()
+        if v not in PUZZLES:
+            raise ValueError(f"unknown puzzle {v!r}; choose one of {', '.join(PUZZLES)}")
+        return v
+
+    @field_validator("sizes", mode="before")
+    @classmethod
+    def _sizes(cls, v: Any) -> Any:
+        return parse_sizes(v) if isinstance(v, str) else v
+
+
+class EvalConfig(Config):
+    """Inputs of ``memlens puzzles eval``: the responses file (JSONL), the model's output-token
+    budget, tokens per written move, fixed tokens around the move list and the sandbox limits
+    for program answers."""
+
+    what: ClassVar[str] = "puzzles eval config"
+    responses: str
+    budget_tokens: int = Field(default=64_000, ge=1)
+    tokens_per_move: float = Field(default=DEFAULT_TOKENS_PER_MOVE, gt=0)
+    overhead_tokens: int = Field(default=0, ge=0)
+    limits: Limits = Field(default_factory=Limits)
+
+
+class MakeSummary(Summary):
+    """What ``puzzles make`` wrote: ``prompts.jsonl`` and how many of its items are unsolvable."""
+
+    kind: ClassVar[str] = "puzzles-make"
+    file: ClassVar[str] = "make.json"
+    n_items: int
+    n_unsolvable: int
+    prompts: str
+
+    def headline(self) -> list[tuple[str, Any]]:
+        return [("items", self.n_items), ("unsolvable items", self.n_unsolvable)]
+
+
+class EvalSummary(Summary):
+    """``summary.json`` of ``puzzles eval``: accuracy overall and on the items whose full answer
+    fits the budget, category counts, the largest ``n`` within budget per group and accuracy by
+    size per group (``by_group[group][n]``)."""
+
+    kind: ClassVar[str] = "puzzles-eval"
+    file: ClassVar[str] = "summary.json"
+    items: int
+    accuracy: float
+    accuracy_within_budget: float | None = None
+    items_over_budget: int
+    accuracy_over_budget: float | None = None
+    categories: dict[str, int]
+    program_answers: int
+    budget: dict[str, float]
+    largest_n_within_budget: dict[str, dict[str, Any]]
+    by_group: dict[str, dict[str, float]]
+
+    def headline(self) -> list[tuple[str, Any]]:
+        return [
+            ("items", self.items), ("accuracy", self.accuracy),
+            ("accuracy within budget", self.accuracy_within_budget),
+            ("items over budget", self.items_over_budget),
+            ("budget (tokens)", self.budget.get("budget_tokens")),
+        ]  # fmt: skip
+
+
+def run(
+    config: MakeConfig | EvalConfig,
+    out: str | Path | None = None,
     *,
-    budget_tokens: int = 64_000,
-    tokens_per_move: float = DEFAULT_TOKENS_PER_MOVE,
-    overhead_tokens: int = 0,
-    limits: Limits | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Grade every record of a JSONL file into the run directory ``out``; return the summary.
+    progress: ProgressFn | None = None,
+) -> RunResult[MakeSummary] | RunResult[EvalSummary]:
+    """Run a puzzles recipe into the run directory ``out``.
+
+    A :class:`MakeConfig` writes ``prompts.jsonl`` (:class:`MakeSummary`); an :class:`EvalConfig`
+    grades every record of its responses file (:class:`EvalSummary`; each graded item is a
+    resumable cell, reported to ``progress`` as task ``"grading"``).
+    """
+    if isinstance(config, MakeConfig):
+        return _make(config, out)
+    if isinstance(config, EvalConfig):
+        return _evaluate(config, out, progress)
+    raise UserError(
+        f"the puzzles recipes run a MakeConfig or an EvalConfig, not {type(config).__name__}."
+    )
+
+
+def _make(config: MakeConfig, out: str | Path | None) -> RunResult[MakeSummary]:
+    from memlens.store import RunDir, default_out_dir, write_text_atomic
+
+    items = make_items(
+        config.puzzle, config.sizes, k=config.k, pegs=config.pegs, stacks=config.stacks,
+        seeds=config.seeds, program=config.program,
+    )  # fmt: skip
+    run_dir = RunDir(out or default_out_dir("puzzles-make"), "puzzles-make", config.to_dict(), None)
+    path = write_text_atomic(
+        run_dir.path / "prompts.jsonl", "".join(json.dumps(i) + "\n" for i in items)
+    )
+    summary = MakeSummary(
+        n_items=len(items),
+        n_unsolvable=sum(1 for i in items if i["solvable"] is False),
+        prompts=str(path),
+    )
+    run_dir.write_json(MakeSummary.file, summary.to_json())
+    run_dir.write_manifest(n_items=len(items))
+    return RunResult(summary, run_dir.path)
+
+
+def _evaluate(
+    config: EvalConfig, out: str | Path | None, progress: ProgressFn | None
+) -> RunResult[EvalSummary]:
+    """Grade every record of the responses file into the run directory ``out``.
 
     Records need ``puzzle``, ``n`` (and knobs), ``response``; optional ``program`` (``true``
     forces running the answer as a program; otherwise a program is run only when the text has
@@ -195,77 +316,43 @@ def evaluate(
     """
     import pandas as pd
 
-    from memlens.store import RunDir, write_text_atomic
+    from memlens.store import RunDir, default_out_dir, write_text_atomic
 
-    items = load_items(responses)
-    limits = limits or Limits()
-    if budget_tokens < 1 or not tokens_per_move > 0 or overhead_tokens < 0:
-        raise UserError(
-            "the budget and tokens per move must be positive and the overhead not negative."
-        )
-    digest = hashlib.sha256(Path(responses).read_bytes()).hexdigest()[:16]
-    config = {
-        "responses": str(responses),
-        "responses_sha256": digest,
-        "budget_tokens": budget_tokens,
-        "tokens_per_move": tokens_per_move,
-        "overhead_tokens": overhead_tokens,
-        "limits": asdict(limits),
-    }
-    run = RunDir(out, "puzzles-eval", config, seed=None)
-    run.write_manifest(status="running", n_items=len(items))
+    items = load_items(config.responses)
+    digest = hashlib.sha256(Path(config.responses).read_bytes()).hexdigest()[:16]
+    manifest_config = {**config.to_dict(), "responses_sha256": digest}
+    run_dir = RunDir(out or default_out_dir("puzzles-eval"), "puzzles-eval", manifest_config, None)
+    run_dir.write_manifest(status="running", n_items=len(items))
 
     rows = []
-    bar = _progress(progress, len(items))
     for i, item in enumerate(items):
         key = f"item{i:06d}"
-        row = run.load_cell(key)
+        row = run_dir.load_cell(key)
         if row is None:
             row = grade_item(
                 item,
-                budget_tokens=budget_tokens,
-                tokens_per_move=tokens_per_move,
-                overhead_tokens=overhead_tokens,
-                limits=limits,
+                budget_tokens=config.budget_tokens,
+                tokens_per_move=config.tokens_per_move,
+                overhead_tokens=config.overhead_tokens,
+                limits=config.limits,
             )
-            run.save_cell(key, row)
+            run_dir.save_cell(key, row)
         rows.append(row)
-        if bar is not None:
-            bar.advance()
-    if bar is not None:
-        bar.stop()
+        emit(progress, "grading", i + 1, len(items))
 
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "program"} for r in rows])
     for col in (*KNOBS, "seed", "first_illegal_move", "optimal_length", "output_tokens"):
         table[col] = pd.array([None if pd.isna(v) else int(v) for v in table[col]], dtype="Int64")
-    run.write_table("grades.csv", table)
-    write_text_atomic(run.path / "grades.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    run_dir.write_table("grades.csv", table)
+    write_text_atomic(run_dir.path / "grades.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     by_size = _by_size(table)
-    run.write_table("accuracy_by_size.csv", by_size)
-    summary = _summary(table, by_size, budget_tokens, tokens_per_move, overhead_tokens)
-    run.write_json("summary.json", summary)
-    run.save_figure("accuracy_by_size.png", _plot(by_size, budget_tokens, tokens_per_move))
-    run.write_manifest(status="done", n_items=len(items))
-    return summary
-
-
-class _Bar:
-    def __init__(self, total: int) -> None:
-        from rich.progress import Progress
-
-        self.progress = Progress(transient=True)
-        self.task = self.progress.add_task("grading", total=total)
-        self.progress.start()
-
-    def advance(self) -> None:
-        self.progress.advance(self.task)
-
-    def stop(self) -> None:
-        self.progress.stop()
-
-
-def _progress(enabled: bool, total: int) -> _Bar | None:
-    return _Bar(total) if enabled else None
+    run_dir.write_table("accuracy_by_size.csv", by_size)
+    budget, tpm, overhead = config.budget_tokens, config.tokens_per_move, config.overhead_tokens
+    summary = EvalSummary.model_validate(_summary(table, by_size, budget, tpm, overhead))
+    run_dir.write_json(EvalSummary.file, summary.to_json())
+    run_dir.save_figure("accuracy_by_size.png", _plot(by_size, budget, tpm))
+    run_dir.write_manifest(status="done", n_items=len(items))
+    return RunResult(summary, run_dir.path)
 
 
 def _by_size(table: Any) -> Any:

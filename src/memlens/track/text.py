@@ -9,12 +9,12 @@ The experiment behind ``memlens track --model DIR --train FILE [--track FILE] [-
    than once), ``unique`` (once) and ``heldout`` (never: the controls). Without ``--track`` a
    seeded sample of the training texts is tracked (and there are no held-out controls).
 3. Reference code lengths: with ``--reference`` each tracked text is scored once by the
-   reference model (:func:`memlens.models.hf.score_texts`, its own tokenizer, bits per text), and
+   reference model (:func:`memlens.scoring.score_texts`, its own tokenizer, bits per text), and
    unintended bits are ``max(0, NLL_ref - NLL_target)`` (Morris et al. 2025, arXiv:2505.24832);
    the answer depends on the reference, which is reported. Without a reference the memorization
    criterion is greedy extraction (Carlini et al. 2023).
 4. Fine-tune with a Hugging Face ``Trainer`` (constant learning rate, AdamW) on every training
-   text as often as it occurs, with :func:`memlens.dynamics.trainer_callback` observing the
+   text as often as it occurs, with :func:`memlens.track.trainer_callback` observing the
    tracked texts on a log-spaced schedule. Trainer checkpoints in ``hf-checkpoints/`` make a
    rerun with the same ``--out`` resume, and the tracker resumes from its stored parts.
 
@@ -33,16 +33,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from memlens.dynamics import (
-    Schedule,
-    Tracker,
-    TrackResult,
-    TrackSet,
-    _finish,
-    tfidf_rarity_tokens,
-    trainer_callback,
-)
 from memlens.errors import UserError
+from memlens.track.examples import TrackSet, tfidf_rarity_tokens
+from memlens.track.recipe import TrackResult, _finish
+from memlens.track.schedules import Schedule
+from memlens.track.tracker import Tracker
+from memlens.track.trainer import trainer_callback
 
 
 class TextTrackConfig(BaseModel):
@@ -138,7 +134,8 @@ def build_text_trackset(
     ref_bits = np.full(len(texts), np.nan)
     reference = "none (criterion: greedy extraction)"
     if cfg.reference is not None:
-        from memlens.models.hf import load_causal_lm, score_texts
+        from memlens.models.hf import load_causal_lm
+        from memlens.scoring import score_texts
 
         ref = load_causal_lm(cfg.reference, dtype="float32", device=cfg.device)
         if ref.tokenizer is None:
@@ -203,7 +200,7 @@ def run_text(
     """Fine-tune ``cfg.model`` on ``cfg.train`` while tracking memorization of the tracked texts.
 
     Everything is loaded and validated before the run directory is created, so bad input leaves
-    nothing behind. Writes the same files as :func:`memlens.dynamics.run_quick` (except the GPT
+    nothing behind. Writes the same files as :func:`memlens.track.run_quick` (except the GPT
     checkpoint: Trainer checkpoints live in ``hf-checkpoints/``).
     """
     from transformers import Trainer, TrainerCallback, TrainingArguments

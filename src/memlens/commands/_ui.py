@@ -1,0 +1,56 @@
+"""The one progress display of the command line: rich bars fed by :class:`ProgressEvent`.
+
+``with progress_bars(console) as progress: run(config, out, progress=progress)``: a bar appears
+for every task label the first time it reports, showing ``completed/total``, the event's note
+and the elapsed time. Bars are transient (they vanish when the run ends, leaving the summary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from memlens.progress import ProgressEvent, ProgressFn
+
+
+@contextlib.contextmanager
+def progress_bars(
+    console: Any | None = None, *, enabled: bool = True, transient: bool = True
+) -> Iterator[ProgressFn]:
+    """A progress callable drawing one rich bar per task (a no-op when not ``enabled``)."""
+    if not enabled:
+        yield lambda event: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[count]}"),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+    )
+    kwargs = {"console": console} if console is not None else {}
+    with Progress(*columns, transient=transient, **kwargs) as bars:
+        tasks: dict[str, Any] = {}
+
+        def update(event: ProgressEvent) -> None:
+            count = (
+                f"{event.completed:,.0f}/{event.total:,.0f}"
+                if event.total is not None
+                else f"{event.completed:,.0f}"
+            )
+            if event.task not in tasks:
+                tasks[event.task] = bars.add_task(
+                    event.task, total=event.total, count=count, note=event.note
+                )
+            bars.update(
+                tasks[event.task],
+                completed=event.completed,
+                total=event.total,
+                count=count,
+                note=event.note,
+            )
+
+        yield update

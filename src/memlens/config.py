@@ -1,0 +1,117 @@
+"""One way to validate a configuration: pydantic models whose bad values raise one sentence.
+
+Every run of memlens is described by a config, a :class:`Config` subclass (a pydantic model):
+plain data that round-trips to JSON and is saved in every run's ``manifest.json``. Values are
+validated at the door; a bad value raises :class:`~memlens.errors.UserError` with one sentence
+naming the field (``invalid capacity config (train.lr): Input should be greater than 0.``), both
+when a config is built in Python and when the command line builds it.
+
+:func:`build_config` merges, in order, a preset (a dict), a TOML or YAML file and keyword
+overrides (``None`` means "not given"), then validates.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from memlens.errors import UserError
+
+
+def validation_message(exc: ValidationError, what: str = "config") -> str:
+    """The first error of a pydantic ``ValidationError`` as one sentence."""
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err.get("loc", ())) or what
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ").rstrip(".")
+    return f"invalid {what} ({loc}): {msg}."
+
+
+class Config(BaseModel):
+    """Base of every memlens config: unknown keys refused, bad values raise :class:`UserError`.
+
+    Subclasses set :attr:`what` (used in messages, e.g. ``"capacity config"``).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+    what: ClassVar[str] = "config"
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise UserError(validation_message(exc, type(self).what)) from None
+
+    @classmethod
+    def validate_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Validate a dict (e.g. a manifest's ``config``), raising :class:`UserError` when bad."""
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise UserError(validation_message(exc, cls.what)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data (what the manifest records)."""
+        return self.model_dump(mode="json")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (or, with PyYAML installed, YAML) file holding a table of settings."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(
+            f"cannot read config file {path}: {getattr(exc, 'strerror', None) or exc}."
+        ) from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise UserError(
+                    f"reading {path} needs PyYAML (pip install pyyaml), or use a TOML file."
+                ) from None
+            loaded = yaml.safe_load(text) or {}
+        else:
+            loaded = tomllib.loads(text)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
+        raise UserError(f"cannot parse config file {path}: {exc}.") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"config file {path} must hold a table of settings.")
+    return loaded
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``update`` (``None`` values skipped; nested tables merged)."""
+    out = dict(base)
+    for key, value in update.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+C = TypeVar("C", bound=Config)
+
+
+def build_config(
+    cls: type[C],
+    preset: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    **overrides: Any,
+) -> C:
+    """Validate ``preset`` < ``config_file`` < ``overrides`` (later wins; ``None`` = not given)."""
+    data = dict(preset or {})
+    if config_file is not None:
+        data = merge(data, read_config_file(config_file))
+    data = merge(data, overrides)
+    return cls(**data)

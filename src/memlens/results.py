@@ -1,0 +1,79 @@
+"""The run contract: what every capability's ``run`` returns and writes.
+
+Every recipe has the signature ``run(config, out, *, progress=None, ...) -> RunResult[S]``:
+
+* ``config`` is a :class:`memlens.config.Config` (validated at the door);
+* ``out`` is the run directory (``None``: a fresh timestamped one); the library writes
+  everything in it (manifest, tables, plots, the main JSON) through :mod:`memlens.store`;
+* ``progress`` receives :class:`memlens.progress.ProgressEvent` values;
+* the result is a :class:`RunResult` holding the typed main JSON, a :class:`Summary` subclass
+  whose field names are the JSON keys. The producer, the command line's printer and the report
+  all read the same attributes, so a key is spelled once.
+
+:func:`summary_model` finds the :class:`Summary` class of a run kind (for the report).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Summary(BaseModel):
+    """Base of a capability's main JSON (``capacity.json``, ``audit.json`` ...).
+
+    Subclasses declare the fields (with units in their names or descriptions) and set
+    :attr:`kind` (the manifest's run kind) and :attr:`file` (the JSON's file name). Extra keys
+    are kept, so a newer field in an older run directory, or the reverse, still loads.
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    kind: ClassVar[str] = ""
+    file: ClassVar[str] = ""
+
+    def headline(self) -> list[tuple[str, Any]]:
+        """The few numbers a report shows first, as ``(label, value)`` pairs."""
+        return []
+
+    def tables(self) -> list[tuple[str, list[str], list[list[Any]]]]:
+        """Extra tables for a report, as ``(title, columns, rows)``."""
+        return []
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data (NaN kept as NaN; :mod:`memlens.store` writes it)."""
+        return self.model_dump(mode="python")
+
+
+S = TypeVar("S", bound=Summary)
+
+
+@dataclass
+class RunResult(Generic[S]):
+    """What a recipe returns: the typed summary, where it was written, what was reused."""
+
+    summary: S
+    out_dir: Path | None = None
+    reused: list[str] = field(default_factory=list)
+
+
+#: run kind -> "module:Class" of its Summary, imported on demand by :func:`summary_model` (the
+#: report). One line per kind, kept in alphabetical order.
+SUMMARIES: dict[str, str] = {
+    "prior-diagnose": "memlens.prior.recipe:DiagnosisSummary",
+    "prior-theory": "memlens.prior.recipe:TheorySummary",
+    "puzzles-eval": "memlens.puzzles.recipe:EvalSummary",
+    "puzzles-make": "memlens.puzzles.recipe:MakeSummary",
+}
+
+
+def summary_model(kind: str) -> type[Summary] | None:
+    """The :class:`Summary` subclass of a run kind, or ``None`` when memlens has none."""
+    target = SUMMARIES.get(kind)
+    if target is None:
+        return None
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,229 @@
+"""Scoring ragged sequences and texts with the shared pass.
+
+:func:`score_sequences` runs :func:`memlens.scoring.core.score_tokens` over sequences of different
+lengths (sorted by length, right-padded per batch, attention-masked, returned in the caller's
+order); :func:`windowed_forward` scores sequences longer than a model's context with a sliding
+window; :func:`score_texts` encodes texts with a model's own tokenizer (one BOS prepended, see
+:mod:`memlens.data.text`) and returns each text's code length in bits.
+
+Bits per *text* (cross-tokenizer comparability)
+-----------------------------------------------
+The code length of a text under a model is ``NLL_bits(text) = -sum_i log2 p(t_i | t_<i)`` over the
+tokens ``t_1..t_n`` of the text under the model's *own* tokenizer (Morris et al. 2025, "How much
+do language models memorize?", arXiv:2505.24832). Because it is a code length for the text, not
+for a token sequence, it is comparable between models with different tokenizers (a target and a
+reference, say). Texts are encoded with ``add_special_tokens=False`` and one BOS id is prepended
+(the tokenizer's ``bos_token_id``, else its ``eos_token_id``, which is how GPT-2 marks a document
+start) so that every real token is predicted and the BOS itself is free. A tokenizer with neither
+codes the first token at ``log2 V`` bits (``V = len(tokenizer)``), a uniform code. No end-of-text
+token is charged. Units are bits throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from memlens.data.text import EncodedTexts
+from memlens.errors import UserError
+from memlens.scoring.core import Forward, TokenScores, score_tokens
+
+if TYPE_CHECKING:
+    from memlens.models.hf import CausalLM
+
+
+def windowed_forward(forward: Forward, context: int, stride: int) -> Forward:
+    """Wrap ``forward`` so sequences longer than ``context`` are scored with a sliding window.
+
+    The first window covers positions ``[0, context)``; each further window ends ``stride``
+    tokens later (the last one ends at ``T``) and contributes the logits of its last ``stride``
+    (or fewer) positions. Every position therefore sees either its whole prefix or at least
+    ``context - stride`` preceding tokens. Sequences that fit are passed through unchanged.
+    This is the strided evaluation of Hugging Face's perplexity guide.
+    """
+    if not 1 <= stride < context:
+        raise UserError(
+            f"window stride must be between 1 and context - 1 = {context - 1}, got {stride}."
+        )
+
+    def fwd(ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        T = ids.shape[-1]
+        if T <= context:
+            return forward(ids, attention_mask=attention_mask)
+        pieces = []
+        done, end = 0, context
+        while True:
+            start = end - context
+            am = attention_mask[..., start:end] if attention_mask is not None else None
+            logits = forward(ids[..., start:end], attention_mask=am)
+            pieces.append(logits[..., done - start :, :])
+            done = end
+            if end >= T:
+                break
+            end = min(end + stride, T)
+        return torch.cat(pieces, dim=-2)
+
+    return fwd
+
+
+def score_sequences(
+    forward: Forward | CausalLM,
+    sequences: Sequence[np.ndarray | Sequence[int]],
+    *,
+    batch_size: int = 32,
+    context_length: int | None = None,
+    window_stride: int | None = None,
+    device: str | torch.device | None = None,
+    stats: bool = False,
+    argmax: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> TokenScores:
+    """Score ragged token sequences with the shared pass, sorted by length to minimise padding.
+
+    Sequences are sorted by length, grouped into batches of ``batch_size``, right-padded to each
+    batch's longest, attention-masked and scored by :func:`memlens.scoring.score_tokens`; results
+    come back in the input order as one :class:`~memlens.scoring.TokenScores` of shape
+    ``[N, max_len - 1]`` (NaN/False beyond each sequence's length).
+
+    Parameters
+    ----------
+    forward: a forward, or a :class:`CausalLM` (its forward, context and device are used).
+    context_length: longest sequence the model accepts; a longer one raises :class:`UserError`
+        unless ``window_stride`` is given, in which case it is scored with a sliding window.
+    progress: called with the number of sequences finished after every batch.
+    """
+    from memlens.models.hf import CausalLM
+
+    who = "the model"
+    if isinstance(forward, CausalLM):
+        lm = forward
+        who = f"model {lm.name}"
+        context_length = context_length or lm.context_length
+        device = device or lm.device
+        forward = lm.forward(window_stride) if window_stride is not None else lm.forward()
+    elif window_stride is not None:
+        if context_length is None:
+            raise UserError("a sliding window needs the model's context length.")
+        forward = windowed_forward(forward, context_length, window_stride)
+    seqs = [np.asarray(s, dtype=np.int64).reshape(-1) for s in sequences]
+    N = len(seqs)
+    if N == 0:
+        raise UserError("there are no sequences to score.")
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    if lengths.min() < 1:
+        raise UserError("cannot score an empty sequence.")
+    longest = int(lengths.max())
+    if context_length is not None and window_stride is None and longest > context_length:
+        i = int(lengths.argmax())
+        raise UserError(
+            f"sequence {i} has {longest} tokens, longer than the context of {context_length} of {who}; "
+            "chunk the texts (--seq-len) or score with a sliding window (--window-stride)."
+        )
+    width = max(longest - 1, 1)
+    log2p = np.full((N, width), np.nan)
+    mask = np.zeros((N, width), dtype=bool)
+    mu = np.full((N, width), np.nan) if stats else None
+    sigma = np.full((N, width), np.nan) if stats else None
+    ent = np.full((N, width), np.nan) if stats else None
+    is_am = np.zeros((N, width), dtype=bool) if argmax else None
+    order = np.argsort(-lengths, kind="stable")
+    done = 0
+    for start in range(0, N, batch_size):
+        idx = order[start : start + batch_size]
+        T = max(int(lengths[idx].max()), 2)  # one token predicts nothing; pad to 2 for the engine
+        batch = np.zeros((len(idx), T), dtype=np.int64)
+        for r, i in enumerate(idx):
+            batch[r, : lengths[i]] = seqs[i]
+        sc = score_tokens(
+            forward,
+            torch.from_numpy(batch),
+            lengths=lengths[idx],
+            batch_size=len(idx),
+            device=device,
+            stats=stats,
+            argmax=argmax,
+            pass_attention_mask=True,
+        )
+        w = T - 1
+        log2p[idx, :w] = sc.log2p
+        mask[idx, :w] = sc.mask
+        if stats:
+            mu[idx, :w] = sc.mu_log2p
+            sigma[idx, :w] = sc.sigma_log2p
+            ent[idx, :w] = sc.entropy_bits
+        if argmax:
+            is_am[idx, :w] = sc.is_argmax
+        done += len(idx)
+        if progress is not None:
+            progress(done)
+    if np.isnan(log2p[mask]).any() or np.isinf(log2p[mask]).any():
+        raise UserError(
+            "the model produced NaN or infinite log-probabilities; check the checkpoint and --dtype."
+        )
+    return TokenScores(
+        log2p=log2p, mask=mask, mu_log2p=mu, sigma_log2p=sigma, entropy_bits=ent, is_argmax=is_am
+    )
+
+
+@dataclass
+class ScoredTexts(EncodedTexts):
+    """Per-text results of :func:`score_texts`: the :class:`~memlens.data.text.EncodedTexts`
+    that were scored (``tokens``, BOS first when the tokenizer has one; ``bos_token_id``;
+    ``first_token_bits``, 0 with a BOS, else ``log2 V``), plus
+
+    Attributes
+    ----------
+    bits: code length of each text in bits (``scores.nll_bits`` plus ``first_token_bits``).
+    scores: per-token results, column ``j`` predicting ``tokens[j + 1]``.
+    """
+
+    bits: np.ndarray
+    scores: TokenScores
+
+
+def score_texts(
+    lm: CausalLM,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    window_stride: int | None = None,
+    stats: bool = False,
+    argmax: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ScoredTexts:
+    """Code length in bits of each text under ``lm`` (its own tokenizer), with per-token detail.
+
+    See the module docstring for the BOS convention that makes bits per text comparable across
+    tokenizers. A text longer than the model's context raises :class:`UserError` unless
+    ``window_stride`` is given.
+    """
+    from memlens.data.text import encode_texts
+
+    if lm.tokenizer is None:
+        raise UserError(
+            f"model {lm.name} has no tokenizer, so it cannot score text; pass --tokenizer."
+        )
+    enc = encode_texts(texts, lm.tokenizer)
+    scores = score_sequences(
+        lm,
+        enc.tokens,
+        batch_size=batch_size,
+        window_stride=window_stride,
+        stats=stats,
+        argmax=argmax,
+        progress=progress,
+    )
+    # A text of one token with no BOS predicts nothing: only its first-token code remains.
+    bits = scores.nll_bits + enc.first_token_bits
+    return ScoredTexts(
+        tokens=enc.tokens,
+        scores=scores,
+        bits=bits,
+        first_token_bits=enc.first_token_bits,
+        bos_token_id=enc.bos_token_id,
+    )

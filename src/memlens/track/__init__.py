@@ -1,0 +1,45 @@
+"""Training dynamics: which examples a model memorizes, and when, while it trains; and grokking.
+
+* :mod:`.tracker`: :class:`Tracker` scores a fixed set of examples (:class:`TrackSet`) at the
+  steps of a :class:`Schedule` through the shared scoring pass; :mod:`.observations` stores them;
+  :mod:`.analysis` and :mod:`.plots` read them.
+* :mod:`.trainer`: :func:`trainer_callback` drives a tracker from a Hugging Face ``Trainer``.
+* Recipes: :func:`run_quick` (the built-in synthetic experiment), :func:`run_text` (a Hugging Face
+  model fine-tuned on the user's texts), :func:`run_grok` (modular addition, memorization then
+  generalization).
+"""
+
+from memlens.track.analysis import analyze, first_true_step, forgetting_events, memorized_matrix
+from memlens.track.examples import TrackSet, tfidf_rarity_tokens
+from memlens.track.grok import GrokConfig, GrokResult, run_grok
+from memlens.track.observations import CRITERIA, Observations, load_observations
+from memlens.track.recipe import QuickConfig, TrackResult, epoch_batch, quick_data, run_quick
+from memlens.track.schedules import Schedule
+from memlens.track.text import TextTrackConfig, run_text
+from memlens.track.tracker import Tracker
+from memlens.track.trainer import trainer_callback
+
+__all__ = [
+    "CRITERIA",
+    "GrokConfig",
+    "GrokResult",
+    "Observations",
+    "QuickConfig",
+    "Schedule",
+    "TextTrackConfig",
+    "TrackResult",
+    "TrackSet",
+    "Tracker",
+    "analyze",
+    "epoch_batch",
+    "first_true_step",
+    "forgetting_events",
+    "load_observations",
+    "memorized_matrix",
+    "quick_data",
+    "run_grok",
+    "run_quick",
+    "run_text",
+    "tfidf_rarity_tokens",
+    "trainer_callback",
+]
