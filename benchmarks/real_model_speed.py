@@ -149,7 +149,8 @@ def main() -> None:
     from memlens.audit.extraction import greedy_continue
     from memlens.data.corpora import load_corpus
     from memlens.data.text import encode_texts
-    from memlens.models.hf import load_causal_lm, score_texts
+    from memlens.models.hf import load_causal_lm
+    from memlens.scoring import score_texts
     from memlens.models.loading import quiet_transformers
 
     peak0 = matmul_peak_gflops()

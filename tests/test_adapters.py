@@ -14,7 +14,8 @@ import torch
 import helpers_hf as H
 from memlens.errors import UserError
 from memlens.models.finetune import LoraSettings, finetune_lora
-from memlens.models.hf import load_causal_lm, score_texts
+from memlens.models.hf import load_causal_lm
+from memlens.scoring import score_texts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 from helpers_hf import one_thread_fixture  # noqa: E402, F401
@@ -161,7 +162,7 @@ def test_adapter_over_another_base_cli_one_sentence(adapted, tmp_path, capsys, m
     args = ["audit", "--model", other, "--train", root / "train.txt"]
     args += ["--heldout", root / "heldout.txt", "--out", tmp_path / "run"]
     code, _, err = cli(args, capsys, monkeypatch)
-    assert code == 2 and "needs a reference model" in err
+    assert code == 2 and "needs a --reference model" in err
 
 
 def test_finetune_lora_leaves_the_base_unchanged(adapted):

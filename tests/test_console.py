@@ -45,5 +45,6 @@ def test_audit_console_is_memlens_only(overfit, tmp_path, capsys, monkeypatch, a
         assert summary["train"]["n_extraction_eligible"] == 0
         (w,) = summary["warnings"]
         assert "no text has the 12 + 12 = 24 tokens extraction needs" in w
-        assert "--prefix" in w and "--suffix" in w
-        assert "warning: no text has the 12 + 12" in " ".join(out.split())
+        assert "`prefix` 7 and `suffix` 7" in w  # the library names parameters ...
+        flat = " ".join(out.split())  # ... and the command line their flags
+        assert "warning: no text has the 12 + 12" in flat and "--prefix 7 and --suffix 7" in flat

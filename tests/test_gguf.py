@@ -15,7 +15,8 @@ import helpers_gguf as G
 import helpers_hf as H
 from memlens.errors import UserError
 from memlens.models.gguf import find_gguf
-from memlens.models.hf import load_causal_lm, score_texts
+from memlens.models.hf import load_causal_lm
+from memlens.scoring import score_texts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 from helpers_hf import one_thread_fixture  # noqa: E402, F401

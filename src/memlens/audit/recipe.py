@@ -153,7 +153,7 @@ def _stage_key(stage: str, texts_digest: str, *settings: Any) -> str:
 def _validate(cfg: AuditConfig) -> None:
     if cfg.reference is None and cfg.adapter is None:
         raise UserError(
-            "the audit needs a reference model (it defaults to the base model only when an adapter is given)."
+            "the audit needs a `reference` model (it defaults to the base `model` only when an `adapter` is given)."
         )
     if cfg.prefix < 1 or cfg.suffix < 1:
         raise UserError(
@@ -417,7 +417,7 @@ def _extraction_warnings(
         f"no {which} has the {prefix} + {suffix} = {prefix + suffix} tokens extraction needs "
         f"(the longest has {longest}), so extraction was not measured{'' if len(short) == 2 else ' there'}; "
         f"choose a prefix and suffix adding up to at most {longest} "
-        f"(e.g. --prefix {half} --suffix {max(longest - half, 1)})."
+        f"(e.g. `prefix` {half} and `suffix` {max(longest - half, 1)})."
     ]
 
 

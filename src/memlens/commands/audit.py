@@ -185,8 +185,10 @@ def _print_summary(s: dict, out_dir: Path | None, reused_stages: list[str] | Non
                 text,
             )
         console.print(top)
+    from memlens.cli import cli_message
+
     for w in s.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        console.print(f"[yellow]warning:[/yellow] {cli_message(w)}")
     if reused_stages:
         console.print(
             f"reused {len(reused_stages)} finished stage(s) from an earlier run: "
