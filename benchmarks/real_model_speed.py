@@ -142,6 +142,11 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", help="float32 or bfloat16 (both sides)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--sweep",
+        action="store_true",
+        help="only time memlens's batched scoring over batch sizes, thread counts and dtypes",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -150,8 +155,8 @@ def main() -> None:
     from memlens.data.corpora import load_corpus
     from memlens.data.text import encode_texts
     from memlens.models.hf import load_causal_lm
-    from memlens.scoring import score_texts
     from memlens.models.loading import quiet_transformers
+    from memlens.scoring import score_texts
 
     peak0 = matmul_peak_gflops()
     lm = load_causal_lm("smollm2-135m", device=args.device, dtype=args.dtype)
@@ -163,6 +168,8 @@ def main() -> None:
     n_tokens = int((lengths - 1).sum())  # predicted tokens
     flops_score = forward_flops(lm, lengths)
 
+    if args.sweep:
+        return sweep(lm, texts, flops_score, n_tokens, peak0, args)
     with quiet_transformers():
         score_texts(lm, texts[:2], batch_size=2)  # warm-up both paths
         per_sample_scores(lm, enc.tokens[:2])
@@ -236,6 +243,43 @@ def main() -> None:
         f"agreement: max |bits diff| per token {per_tok.max():.1e}; identical greedy suffixes "
         f"{same}/{len(elig)}"
     )
+
+
+def sweep(lm, texts, flops, n_tokens, peak, args) -> None:
+    """What was tried on the batched scoring path: batch size x threads, and bfloat16."""
+    from memlens.models.hf import load_causal_lm
+    from memlens.scoring import score_texts
+
+    ref = None
+    print(f"{len(texts)} texts, {n_tokens} tokens; fp32 matmul peak {peak:.0f} GFLOP/s")
+    print(
+        f"{'dtype':9s}{'threads':>8s}{'batch':>6s}{'wall s':>8s}{'tokens/s':>10s}{'% peak':>8s}{'max |dbits|/tok':>16s}"
+    )
+    for dtype in ("float32", "bfloat16"):
+        model = (
+            lm
+            if dtype == "float32"
+            else load_causal_lm("smollm2-135m", device=args.device, dtype=dtype)
+        )
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for bs in (1, 4, 16, 64) if dtype == "float32" else (16,):
+                sub = texts if dtype == "float32" else texts[:4]
+                t0 = time.perf_counter()
+                sc = score_texts(model, sub, batch_size=bs)
+                t = time.perf_counter() - t0
+                n_tok = sum(len(x) - 1 for x in sc.tokens)
+                if ref is None:
+                    ref = sc.bits
+                diff = np.max(
+                    np.abs(sc.bits - ref[: len(sub)])
+                    / np.maximum([len(x) - 1 for x in sc.tokens], 1)
+                )
+                frac = flops * n_tok / n_tokens / t / 1e9 / peak
+                print(
+                    f"{dtype:9s}{threads:8d}{bs:6d}{t:8.1f}{n_tok / t:10.1f}{100 * frac:7.1f}%{diff:16.1e}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
