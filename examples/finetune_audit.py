@@ -19,8 +19,10 @@ they be extracted, and would an attacker detect them?* This script asks it of a 
    ref attack uses the base too), both as real command lines whose console output is shown.
 5. Where the planted texts rank among the training samples by unintended bits.
 
-Run: ``python examples/finetune_audit.py [--out examples-out/finetune-audit]``; about 25 minutes
-on two idle CPU cores (fine-tuning takes half). ``--skip-train`` reuses an adapter in ``--out``.
+Run: ``python examples/finetune_audit.py [--out examples-out/finetune-audit]``. Measured on a
+2-core machine shared with other jobs (load average 6-11): fine-tuning 52 min, audit 21 min,
+mia 17 min; an idle machine is several times faster. ``--skip-train`` reuses an adapter in
+``--out``; ``--report-only`` prints the ranking of the planted texts of an earlier run.
 """
 
 from __future__ import annotations
