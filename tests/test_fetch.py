@@ -160,6 +160,7 @@ def test_fetch_model_checks_the_pinned_hash(tmp_path, monkeypatch):
 def cli(args, capsys, monkeypatch):
     from memlens import cli as memlens_cli
 
+    capsys.readouterr()  # only the command's own output below
     monkeypatch.setattr(sys, "argv", ["memlens", *map(str, args)])
     with pytest.raises(SystemExit) as exc:
         memlens_cli.main()

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from helpers_hf import make_sentences, save_lm, tiny_gpt2, wordlevel_tokenizer, write_lines
 from memlens.errors import UserError
 from memlens.models.gpt import GPT, GPTConfig
-from memlens.privacy.dp import DPSettings, RowModel, per_sample_grads, row_loss, train_rows
 from memlens.privacy import DPAuditConfig, run
+from memlens.privacy.dp import DPSettings, RowModel, per_sample_grads, row_loss, train_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 from helpers_hf import one_thread_fixture  # noqa: E402, F401

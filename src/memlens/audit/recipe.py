@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from memlens.audit.rarity import TfidfCorpus
 from memlens.audit.summary import AuditSummary, SplitSummary
@@ -52,16 +52,20 @@ from memlens.units import PUBLISHED_ALPHA, capacity_bits, zlib_bytes
 class AuditConfig(Config):
     """Settings of one audit (saved in the run's manifest).
 
-    ``model`` and ``reference`` are local directories (or hub names); ``train`` and ``heldout``
-    any source of :func:`memlens.data.text.read_texts`. Lengths are in tokens of the target's
-    tokenizer; ``alpha`` in bits per parameter; ``top_k`` samples are listed in ``audit.json``.
+    ``model`` and ``reference`` are anything :func:`memlens.models.hf.load_causal_lm` accepts
+    (directories, GGUF files, fetched registry names, hub names); ``adapter`` a PEFT adapter over
+    ``model`` (merged at load), in which case ``reference`` defaults to the bare ``model``;
+    ``train`` and ``heldout`` any source of :func:`memlens.data.text.read_texts`. Lengths are in
+    tokens of the target's tokenizer; ``alpha`` in bits per parameter; ``top_k`` samples are
+    listed in ``audit.json``.
     """
 
     model_config = ConfigDict(frozen=True)
     what: ClassVar[str] = "audit config"
 
     model: str
-    reference: str
+    reference: str | None = None
+    adapter: str | None = None
     train: str
     heldout: str
     tokenizer: str | None = None
@@ -79,6 +83,15 @@ class AuditConfig(Config):
     device: str = "auto"
     alpha: float = Field(PUBLISHED_ALPHA, gt=0, allow_inf_nan=False)
     top_k: int = Field(20, ge=0)
+
+    @model_validator(mode="after")
+    def _reference_or_adapter(self) -> AuditConfig:
+        if self.reference is None and self.adapter is None:
+            raise ValueError(
+                "the audit needs a `reference` model (it defaults to the base `model` only when "
+                "an `adapter` is given)"
+            )
+        return self
 
 
 @dataclass
@@ -308,6 +321,7 @@ def audit_texts(
     tr, ho = df[df.split == "train"], df[df.split == "heldout"]
     s_train = _split_summary(tr, train, {})
     s_held = _split_summary(ho, heldout, heldout.meta)
+    warnings = _extraction_warnings(n_tok_t[:n_train], n_tok_t[n_train:], prefix, suffix)
     cap = capacity_bits(target.n_params, alpha)
     mem_tr = tr["unintended_bits"].to_numpy()
     positive = mem_tr > 0
@@ -362,6 +376,7 @@ def audit_texts(
         },
         duplicate_spearman=dup["rho"],
         duplicate_spearman_detail=dup,
+        warnings=warnings,
         top_memorized=[
             {
                 "sample": int(r.sample),
@@ -377,6 +392,28 @@ def audit_texts(
         ],
     )
     return AuditResult(summary=summary, samples=df, reused=reused)
+
+
+def _extraction_warnings(
+    n_train: np.ndarray, n_heldout: np.ndarray, prefix: int, suffix: int
+) -> list[str]:
+    """Say when a split has no text long enough for extraction, and what prefix/suffix would do."""
+    short = [
+        (name, int(n.max()))
+        for name, n in (("training", n_train), ("held-out", n_heldout))
+        if len(n) and int(n.max()) < prefix + suffix
+    ]
+    if not short:
+        return []
+    longest = max(n for _, n in short)
+    half = max(longest // 2, 1)
+    which = "text" if len(short) == 2 else f"{short[0][0]} text"
+    return [
+        f"no {which} has the {prefix} + {suffix} = {prefix + suffix} tokens extraction needs "
+        f"(the longest has {longest}), so extraction was not measured{'' if len(short) == 2 else ' there'}; "
+        f"choose a prefix and suffix adding up to at most {longest} "
+        f"(e.g. `prefix` {half} and `suffix` {max(longest - half, 1)})."
+    ]
 
 
 def _drop_overlap(train: TextSet, heldout: TextSet) -> TextSet:
@@ -485,11 +522,16 @@ def run(
     if (out / "manifest.json").exists():  # fail now, not after the work, if it holds another run
         RunDir(out, "audit", config.to_dict(), seed=None)
     target = load_causal_lm(
-        config.model, tokenizer=config.tokenizer, dtype=config.dtype, device=config.device
+        config.model,
+        tokenizer=config.tokenizer,
+        dtype=config.dtype,
+        device=config.device,
+        adapter=config.adapter,
     )
+    bare_base = config.reference is None  # with an adapter: the base before fine-tuning
     reference = load_causal_lm(
-        config.reference,
-        tokenizer=config.reference_tokenizer,
+        config.model if bare_base else config.reference,
+        tokenizer=config.tokenizer if bare_base else config.reference_tokenizer,
         dtype=config.dtype,
         device=config.device,
     )

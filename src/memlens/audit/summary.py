@@ -93,6 +93,7 @@ class AuditSummary(Summary):
     tfidf_spearman: Spearman of unintended bits with TF-IDF rarity over the training samples
         with positive memorization; duplicate_spearman: with the duplicate count.
     top_memorized: the most memorized training samples.
+    warnings: what the numbers cannot show (e.g. no text long enough for extraction), and why.
     """
 
     kind: ClassVar[str] = "audit"
@@ -115,6 +116,7 @@ class AuditSummary(Summary):
     duplicate_spearman: float | None = None
     duplicate_spearman_detail: Spearman = Spearman()
     top_memorized: list[TopSample] = []
+    warnings: list[str] = []
 
     def headline(self) -> list[tuple[str, Any]]:
         return [

@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
     @app.command("audit", help=HELP, no_args_is_help=True)
     def audit(
         model: options.Model,
-        reference: options.Reference,
+        reference: options.Reference = None,
+        adapter: options.Adapter = None,
         train: str = typer.Option(
             ...,
             "--train",
@@ -64,6 +65,7 @@ def register(app: typer.Typer) -> None:
             AuditConfig,
             model=model,
             reference=reference,
+            adapter=adapter,
             train=train,
             heldout=heldout,
             tokenizer=tokenizer,
@@ -97,9 +99,10 @@ def _print_summary(s: Any, out_dir: Path | None, reused_stages: list[str] | None
     from rich.table import Table
 
     console = Console()
-    table = Table(
-        title=f"memorization audit of {s.target['name']} (reference: {s.reference['name']})"
-    )
+    target = s.target["name"]
+    if s.target.get("adapter"):
+        target += f" + adapter {s.target['adapter']['path']} (merged)"
+    table = Table(title=f"memorization audit of {target} (reference: {s.reference['name']})")
     table.add_column("split")
     for col in (
         "n",
@@ -151,6 +154,10 @@ def _print_summary(s: Any, out_dir: Path | None, reused_stages: list[str] | None
                 text,
             )
         console.print(top)
+    from memlens.cli import cli_message
+
+    for w in s.warnings:
+        console.print(f"[yellow]warning:[/yellow] {cli_message(w)}")
     if reused_stages:
         console.print(
             f"reused {len(reused_stages)} finished stage(s) from an earlier run: "

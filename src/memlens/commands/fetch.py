@@ -66,4 +66,6 @@ def register(app: typer.Typer) -> None:
                 else:
                     fresh = force or not corpora.is_cached(name)
                     path = corpora.fetch_corpus(name, force=force)
-            console.print(f"{name}: {'fetched into' if fresh else 'already cached at'} {path}")
+            console.print(
+                f"{name}: {'fetched into' if fresh else 'already cached at'} {path}", soft_wrap=True
+            )

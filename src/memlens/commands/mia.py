@@ -119,6 +119,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         model: options.Model = None,
         reference: options.References = None,
+        adapter: options.Adapter = None,
         members: str = typer.Option(
             None,
             "--members",
@@ -172,6 +173,7 @@ def register(app: typer.Typer) -> None:
             MIAConfig,
             model=model,
             references=list(reference or []),
+            adapter=adapter,
             members=members,
             nonmembers=nonmembers,
             data=data,
@@ -192,7 +194,8 @@ def register(app: typer.Typer) -> None:
         )
         with progress_bars() as progress:
             result = run(config, out, progress=progress)
-        _summary(result.summary, f"memlens mia: {model}")
+        title = f"memlens mia: {model}" + (f" + adapter {adapter} (merged)" if adapter else "")
+        _summary(result.summary, title)
         typer.echo(f"wrote {result.out_dir}/mia.json, scores.parquet, roc.png")
 
     @mia_app.command("metrics")

@@ -50,7 +50,8 @@ Model = Annotated[
     str,
     typer.Option(
         "--model",
-        help="Target model: a local directory, a .gguf file, a memlens GPT checkpoint or a hub name.",
+        help="Target model: a directory, a .gguf file, a fetched name (smollm2-135m), a memlens GPT "
+        "checkpoint or a hub name.",
     ),
 ]
 Reference = Annotated[
@@ -66,6 +67,14 @@ References = Annotated[
         "--reference",
         "--references",
         help="Reference model (same family, trained on a superset, or the best available); repeatable.",
+    ),
+]
+Adapter = Annotated[
+    str | None,
+    typer.Option(
+        "--adapter",
+        help="PEFT/LoRA adapter directory over --model, merged into the weights at load "
+        "(--reference then defaults to the bare --model).",
     ),
 ]
 Tokenizer = Annotated[

@@ -85,7 +85,10 @@ class MIAConfig(_EvaluationSettings):
 
     Parameters
     ----------
-    model: target model directory (``save_pretrained``), memlens GPT checkpoint, or hub name.
+    model: target model: anything :func:`memlens.models.hf.load_causal_lm` accepts (directory,
+        GGUF file, fetched registry name, hub name).
+    adapter: a PEFT adapter over ``model``, merged at load; ``references`` then default to the
+        bare ``model`` (the base before fine-tuning).
     references: reference models for the ``ref`` attack (one score column per reference).
     members, nonmembers, data, text_column, label_column, split: the samples
         (:func:`~memlens.mia.samples.load_samples`).
@@ -103,6 +106,7 @@ class MIAConfig(_EvaluationSettings):
 
     model: str
     references: list[str] = []
+    adapter: str | None = None
     members: str | None = None
     nonmembers: str | None = None
     data: str | None = None
@@ -338,6 +342,8 @@ def run(
     from memlens.scoring import score_texts
     from memlens.store import RunDir, default_out_dir
 
+    if config.adapter is not None and not config.references:
+        config = config.model_copy(update={"references": [config.model]})  # the bare base
     attacks = select_attacks(config.attacks, len(config.references))
     samples = load_samples(
         members=config.members,
@@ -352,7 +358,11 @@ def run(
     if (out / "manifest.json").exists():  # fail now, not after the work, if it holds another run
         RunDir(out, "mia", manifest_config, config.seed)
     lm = load_causal_lm(
-        config.model, tokenizer=config.tokenizer, dtype=config.dtype, device=config.device
+        config.model,
+        tokenizer=config.tokenizer,
+        dtype=config.dtype,
+        device=config.device,
+        adapter=config.adapter,
     )
     if lm.tokenizer is None:
         raise UserError(f"model {config.model} has no tokenizer; pass `tokenizer`.")

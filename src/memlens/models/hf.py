@@ -76,6 +76,8 @@ class CausalLM:
     vocab_size: int
     n_params: int
     device_map: dict[str, str] | None = None  # module -> device when split by accelerate
+    checkpoint: dict[str, Any] | None = None  # e.g. a GGUF file's format and quantization
+    adapter: dict[str, Any] | None = None  # a PEFT adapter merged into the weights
 
     @property
     def bos_token_id(self) -> int | None:
@@ -111,6 +113,8 @@ class CausalLM:
             "tokenizer": type(self.tokenizer).__name__ if self.tokenizer is not None else None,
             "bos_token_id": self.bos_token_id,
             **({"device_map": self.device_map} if self.device_map is not None else {}),
+            **({"checkpoint": self.checkpoint} if self.checkpoint is not None else {}),
+            **({"adapter": self.adapter} if self.adapter is not None else {}),
         }
 
 
@@ -153,6 +157,7 @@ def load_causal_lm(
     device_map: str | dict[str, Any] | None = None,
     max_memory: dict[Any, Any] | None = None,
     offload_folder: str | os.PathLike[str] | None = None,
+    adapter: str | os.PathLike[str] | None = None,
 ) -> CausalLM:
     """Load a causal LM and its tokenizer for scoring.
 
@@ -160,8 +165,10 @@ def load_causal_lm(
     ----------
     name_or_path:
         A local directory written by ``save_pretrained`` (``config.json``), a memlens GPT
-        checkpoint directory (``memlens_gpt.json``, see :func:`save_gpt_checkpoint`), or a Hugging
-        Face hub name (needs the hub or its local cache).
+        checkpoint directory (``memlens_gpt.json``, see :func:`save_gpt_checkpoint`), a GGUF file
+        or a directory holding one (dequantized to float and cached, see
+        :mod:`memlens.models.gguf`), a fetched model of :mod:`memlens.models.zoo` by name
+        (``smollm2-135m``), or a Hugging Face hub name (needs the hub or its local cache).
     tokenizer:
         A tokenizer object, or a path/name to load one from; by default the model's own directory.
     dtype:
@@ -180,6 +187,9 @@ def load_causal_lm(
     offload_folder:
         With ``device_map``: where layers that fit nowhere are offloaded (default: a temporary
         directory removed with the model).
+    adapter:
+        A PEFT adapter directory (LoRA ...) trained over this model; it is checked against the
+        base and merged into the weights (:func:`memlens.models.adapters.apply_adapter`).
 
     Returns
     -------
@@ -192,16 +202,27 @@ def load_causal_lm(
     """
     from transformers.utils import logging as hf_logging
 
+    from memlens.models.loading import resolve_source
+
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Loading weights" bars in memlens output
     try:
+        source, checkpoint = resolve_source(name_or_path)  # registry names, GGUF files
         if isinstance(device, str) and device.lower() == "map" and device_map is None:
             device_map = "auto"
         if device_map is not None:
-            return _load_device_mapped(
-                name_or_path, tokenizer, dtype, device_map, max_memory, offload_folder
+            lm = _load_device_mapped(
+                source, tokenizer, dtype, device_map, max_memory, offload_folder
             )
-        return _load_causal_lm(name_or_path, tokenizer, dtype, device)
+        else:
+            lm = _load_causal_lm(source, tokenizer, dtype, device)
+        if checkpoint is not None:
+            lm.name, lm.source, lm.checkpoint = str(name_or_path), "gguf", checkpoint
+        if adapter is not None:
+            from memlens.models.adapters import apply_adapter
+
+            lm = apply_adapter(lm, adapter)
+        return lm
     finally:
         if bars:
             hf_logging.enable_progress_bar()
@@ -221,12 +242,22 @@ def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) 
                 model = model.to(torch_dtype)
             source = "memlens-gpt"
         elif (path / "config.json").exists():
+            from memlens.models.loading import load_error, missing_weights_error, quiet_transformers
+
             try:
-                model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype or "auto")
-            except (OSError, ValueError, KeyError) as exc:
-                raise UserError(
-                    f"could not load a causal LM from {path}: {_first_line(exc)}."
-                ) from None
+                with quiet_transformers():
+                    model, info = AutoModelForCausalLM.from_pretrained(
+                        path, dtype=torch_dtype or "auto", output_loading_info=True
+                    )
+            except Exception as exc:  # noqa: BLE001 - sorted into one sentence or re-raised
+                err = load_error(path, exc)
+                if err is None and isinstance(exc, (OSError, ValueError, KeyError)):
+                    err = UserError(f"could not load a causal LM from {path}: {_first_line(exc)}.")
+                if err is None:
+                    raise
+                raise err from None
+            if (err := missing_weights_error(path, info)) is not None:
+                raise err
             source = "huggingface"
         else:
             raise UserError(

@@ -115,10 +115,15 @@ def token_log2p(logits: Tensor, targets: Tensor) -> Tensor:
     return _pick_log2p(_log_softmax(logits), targets)
 
 
-def _reduce_logits(
+REDUCE_CHUNK = 1 << 24
+"""Logit elements reduced at once (64 MB in float32): the log-softmax and the Min-K%++ moments
+are taken in blocks of this size, so their temporaries never approach the size of the logits of
+a whole batch (a batch of 16 texts of 200 tokens over a 49152-token vocabulary has 157M)."""
+
+
+def _reduce_block(
     logits: Tensor, targets: Tensor, want_stats: bool, want_argmax: bool
 ) -> dict[str, Tensor]:
-    """Reduce logits ``[..., T', V]`` against ``targets [..., T']`` on the device."""
     logp = _log_softmax(logits)
     out = {"log2p": _pick_log2p(logp, targets)}
     if want_stats:
@@ -131,6 +136,35 @@ def _reduce_logits(
     if want_argmax:
         out["is_argmax"] = logits.argmax(-1) == targets
     return out
+
+
+def _reduce_logits(
+    logits: Tensor, targets: Tensor, want_stats: bool, want_argmax: bool
+) -> dict[str, Tensor]:
+    """Reduce logits ``[..., T', V]`` against ``targets [..., T']`` on the device, in blocks of
+    at most :data:`REDUCE_CHUNK` elements (whole rows when they fit, else pieces of a row)."""
+    if logits.numel() <= REDUCE_CHUNK:
+        return _reduce_block(logits, targets, want_stats, want_argmax)
+    *lead, Tp, V = logits.shape
+    x = logits.reshape(-1, Tp, V)  # a view: the leading axes of a [..., T', V] slice merge
+    y = targets.reshape(-1, Tp)
+    R = x.shape[0]
+    out: dict[str, Tensor] = {}
+    if Tp * V <= REDUCE_CHUNK:
+        step = max(1, REDUCE_CHUNK // (Tp * V))
+        blocks = [(slice(r, r + step), slice(None)) for r in range(0, R, step)]
+    else:
+        step = max(1, REDUCE_CHUNK // V)
+        blocks = [
+            (slice(r, r + 1), slice(t, t + step)) for r in range(R) for t in range(0, Tp, step)
+        ]
+    for rows, cols in blocks:
+        part = _reduce_block(x[rows, cols], y[rows, cols], want_stats, want_argmax)
+        for k, v in part.items():
+            if k not in out:
+                out[k] = torch.empty((R, Tp), dtype=v.dtype, device=v.device)
+            out[k][rows, cols] = v
+    return {k: v.reshape(*lead, Tp) for k, v in out.items()}
 
 
 @torch.inference_mode()

@@ -229,22 +229,21 @@ def greedy_continue(
     prompts = torch.as_tensor(prompts, dtype=torch.long)
     if device is None:
         device = next(model.parameters()).device
+    params = inspect.signature(model.forward).parameters
     # Only the last position's logits are needed: skip the LM head elsewhere when supported.
-    keep = (
-        {"logits_to_keep": 1}
-        if "logits_to_keep" in inspect.signature(model.forward).parameters
-        else {}
-    )
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    # transformers >= 5.2x names the KV cache ``cache`` (``past_key_values`` is deprecated there).
+    cache_arg = "cache" if "cache" in params else "past_key_values"
     outs = []
     for start in range(0, prompts.shape[0], batch_size):
         ids = prompts[start : start + batch_size].to(device)
         res = model(input_ids=ids, use_cache=True, **keep)
-        past = res.past_key_values
+        past = res[cache_arg]
         nxt = res.logits[:, -1].argmax(-1)
         gen = [nxt]
         for _ in range(n_new - 1):
-            res = model(input_ids=nxt[:, None], past_key_values=past, use_cache=True, **keep)
-            past = res.past_key_values
+            res = model(input_ids=nxt[:, None], use_cache=True, **{cache_arg: past}, **keep)
+            past = res[cache_arg]
             nxt = res.logits[:, -1].argmax(-1)
             gen.append(nxt)
         outs.append(torch.stack(gen, dim=1).cpu())

@@ -1,0 +1,189 @@
+"""GGUF checkpoints (llama.cpp, Ollama) as memlens models: dequantized once, cached as safetensors.
+
+A GGUF file packs a model's weights, mostly quantized (``Q4_1``, ``Q8_0``, ``Q4_K`` ...), with its
+config and tokenizer. memlens reads it through transformers' GGUF support (``from_pretrained(...,
+gguf_file=...)``, backed by the ``gguf`` package), which *dequantizes* every tensor to float: the
+model memlens scores is the float model the quantized weights stand for, exactly (each weight is
+``scale * q + min`` of its block, computed in float32), so code lengths are those of the
+quantized checkpoint up to float32 arithmetic.
+
+Dequantizing takes tens of seconds for a 135M-parameter model, so the float weights are written
+once into the cache as an ordinary Hugging Face directory (``config.json``, ``model.safetensors``,
+the tokenizer) under ``<cache>/gguf/<first 16 hex digits of the file's SHA-256>/``, with
+``memlens_gguf.json`` describing the source: file name and hash, architecture, the file type
+(e.g. ``Q4_1``), the count of tensors per storage type and the dtype of the dequantized weights.
+A second load reads that directory (seconds); an edited file has another hash and is converted
+anew. :func:`memlens.models.hf.load_causal_lm` calls :func:`resolve_gguf` first, so a ``.gguf``
+file, or a directory holding one, is accepted wherever a model is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from memlens.data.cache import cache_dir, fresh_dir, publish_dir, sha256_file
+from memlens.errors import UserError
+
+INFO_FILE = "memlens_gguf.json"
+SUFFIX = ".gguf"
+
+
+def find_gguf(path: str | os.PathLike[str]) -> Path | None:
+    """The GGUF file ``path`` names: the file itself, or the only ``.gguf`` in a directory that
+    has no ``config.json``; ``None`` when ``path`` is not a GGUF checkpoint."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p if p.suffix.lower() == SUFFIX else None
+    if p.is_dir() and not (p / "config.json").exists():
+        found = sorted(q for q in p.iterdir() if q.suffix.lower() == SUFFIX and q.is_file())
+        if len(found) > 1:
+            raise UserError(
+                f"{p} holds {len(found)} GGUF files ({', '.join(q.name for q in found[:3])}); "
+                "pass the one to load."
+            )
+        return found[0] if found else None
+    return None
+
+
+def read_gguf_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a GGUF file declares: architecture, name, file type (quantization) and the number of
+    tensors stored in each type. Raises :class:`UserError` when the file is not readable GGUF."""
+    import gguf
+
+    path = Path(path)
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (ValueError, OSError, KeyError, IndexError, TypeError) as exc:
+        raise UserError(f"{path} is not a readable GGUF file ({_first_line(exc)}).") from None
+
+    def field(key: str) -> Any:
+        f = reader.fields.get(key)
+        if f is None:
+            return None
+        try:
+            return f.contents()
+        except (ValueError, IndexError, TypeError):
+            return None
+
+    file_type = field("general.file_type")
+    try:
+        quant = gguf.LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
+    except (TypeError, ValueError):
+        quant = None
+    types = Counter(t.tensor_type.name for t in reader.tensors)
+    return {
+        "architecture": field("general.architecture"),
+        "model_name": field("general.name"),
+        "quantization": quant,
+        "tensor_types": dict(types.most_common()),
+        "n_tensors": len(reader.tensors),
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_gguf_loading():
+    """No progress bar and no advice to install ``kernels`` from transformers' GGUF reader:
+    memlens dequantizes on purpose and reports what it did in the model's description."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    from memlens.models.loading import quiet_transformers
+
+    before_tqdm = getattr(gguf_utils, "tqdm", None)
+    if before_tqdm is not None:
+        gguf_utils.tqdm = lambda it, *a, **k: it
+    try:
+        with quiet_transformers():
+            yield
+    finally:
+        if before_tqdm is not None:
+            gguf_utils.tqdm = before_tqdm
+
+
+def dequantize_gguf(
+    path: str | os.PathLike[str], out: str | os.PathLike[str], *, sha256: str | None = None
+) -> dict[str, Any]:
+    """Dequantize the GGUF file ``path`` into a Hugging Face directory ``out`` (float32
+    safetensors, config without the GGUF quantization entry, the tokenizer when the file has
+    one) and write ``memlens_gguf.json`` there; return its content."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    out = Path(out)
+    info = read_gguf_info(path)
+    arch = info["architecture"] or "unknown"
+    try:
+        with _quiet_gguf_loading():
+            model = AutoModelForCausalLM.from_pretrained(
+                path.parent, gguf_file=path.name, dtype=torch.float32
+            )
+    except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError, TypeError) as exc:
+        raise UserError(
+            f"transformers cannot load the GGUF file {path.name} (architecture '{arch}'): "
+            f"{_first_line(exc)}."
+        ) from None
+    packed = [n for n, m in model.named_modules() if type(m).__name__.startswith("Gguf")]
+    if packed:  # a future transformers that keeps blocks packed: memlens needs float weights
+        raise UserError(
+            f"transformers kept {len(packed)} layers of {path.name} quantized instead of dequantizing them."
+        )
+    try:
+        with _quiet_gguf_loading():
+            tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except (ValueError, KeyError, OSError, TypeError, NotImplementedError):
+        tok = None
+    # The weights are plain floats now: save them as an ordinary checkpoint, without the GGUF
+    # quantizer that transformers attached (and that refuses to serialize).
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    with _quiet_gguf_loading():
+        model.save_pretrained(out, safe_serialization=True)
+        if tok is not None:
+            tok.save_pretrained(out)
+    info |= {
+        "format": "gguf",
+        "file": path.name,
+        "sha256": sha256 or sha256_file(path),
+        "dequantized_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "tokenizer_from_gguf": tok is not None,
+    }
+    (out / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return info
+
+
+def resolve_gguf(
+    name_or_path: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None
+) -> tuple[Path, dict[str, Any]] | None:
+    """The cached float directory for a GGUF checkpoint, converting it on first use.
+
+    Returns ``(directory, info)`` when ``name_or_path`` is a ``.gguf`` file or a directory with
+    one (``info`` as in ``memlens_gguf.json`` plus ``path``), else ``None``.
+    """
+    import shutil
+
+    path = find_gguf(name_or_path)
+    if path is None:
+        return None
+    digest = sha256_file(path)
+    final = cache_dir(cache) / "gguf" / digest[:16]
+    if not (final / INFO_FILE).is_file():
+        tmp = fresh_dir(final)
+        try:
+            dequantize_gguf(path, tmp, sha256=digest)
+            publish_dir(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    info = json.loads((final / INFO_FILE).read_text(encoding="utf-8"))
+    return final, info | {"path": str(path), "cached_as": str(final)}
