@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from memlens.config import Config, merge, read_config_file
+from memlens.config import Config, merge, nest, read_config_file
 from memlens.errors import UserError
 from memlens.training import SaturationConfig
 from memlens.units import PUBLISHED_ALPHA, memorizable_bits, uniform_entropy_bits
@@ -247,12 +247,10 @@ def load_config(
             data.pop("n_sequences", None)
         data = merge(data, loaded)
         data.setdefault("preset", "custom")
-    train = {k: overrides.pop(k) for k in list(overrides) if k in TrainSettings.model_fields}
-    train = {k: v for k, v in train.items() if v is not None}
-    if "max_steps" in train and isinstance(data.get("shapes"), list):
+    overrides = nest(overrides, "train", TrainSettings.model_fields)
+    if "max_steps" in overrides.get("train", {}) and isinstance(data.get("shapes"), list):
         # one budget for every shape, as asked
         data["shapes"] = [{**s, "steps": None} if isinstance(s, dict) else s for s in data["shapes"]]
     if overrides.get("n_sequences") is not None:
         data.pop("capacity_multiples", None)
-    data = merge(data, {**overrides, "train": train})
-    return CapacityConfig(**data)
+    return CapacityConfig(**merge(data, overrides))
