@@ -25,9 +25,9 @@ from memlens.errors import UserError
 def validation_message(exc: ValidationError, what: str = "config") -> str:
     """The first error of a pydantic ``ValidationError`` as one sentence."""
     err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err.get("loc", ())) or what
+    loc = ".".join(str(x) for x in err.get("loc", ()))
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ").rstrip(".")
-    return f"invalid {what} ({loc}): {msg}."
+    return f"invalid {what} ({loc}): {msg}." if loc else f"invalid {what}: {msg}."
 
 
 class Config(BaseModel):
