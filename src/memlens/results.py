@@ -39,6 +39,10 @@ class Summary(BaseModel):
         """The few numbers a report shows first, as ``(label, value)`` pairs."""
         return []
 
+    def tables(self) -> list[tuple[str, list[str], list[list[Any]]]]:
+        """Extra tables a report shows, as ``(title, columns, rows)``."""
+        return []
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data (NaN kept as NaN; :mod:`memlens.store` writes it)."""
         return self.model_dump(mode="python")
@@ -58,7 +62,16 @@ class RunResult(Generic[S]):
 
 #: run kind -> "module:Class" of its Summary, imported on demand by :func:`summary_model` (the
 #: report). One line per kind, kept in alphabetical order.
-SUMMARIES: dict[str, str] = {}
+SUMMARIES: dict[str, str] = {
+    "capacity": "memlens.capacity.summary:CapacitySummary",
+    "grok": "memlens.track.summary:GrokSummary",
+    "laws-double-descent": "memlens.laws.summaries:DoubleDescentSummary",
+    "laws-fit-mia": "memlens.laws.summaries:FitMiaSummary",
+    "laws-mia-experiment": "memlens.laws.summaries:MiaExperimentSummary",
+    "laws-size": "memlens.laws.summaries:SizeReport",
+    "sinks": "memlens.sinks.summary:SinksSummary",
+    "track": "memlens.track.summary:TrackSummary",
+}
 
 
 def summary_model(kind: str) -> type[Summary] | None:

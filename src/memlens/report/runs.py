@@ -17,23 +17,17 @@ from typing import Any
 
 from memlens.errors import UserError
 
-# The main JSON result of each run type that memlens writes. Unknown kinds fall back to
-# ``<kind>.json``, then to the only JSON besides the manifest.
+# The main JSON result of each run type that memlens writes and that has no typed summary (kinds
+# with one name their file in ``Summary.file``, see memlens.results.SUMMARIES). Unknown kinds fall
+# back to ``<kind>.json``, then to the only JSON besides the manifest.
 MAIN_JSON = {
-    "capacity": "capacity.json",
     "audit": "audit.json",
     "mia": "mia.json",
     "mia-metrics": "mia.json",
-    "sinks": "sinks.json",
-    "track": "dynamics.json",
-    "grok": "grok.json",
     "prior-theory": "theory.json",
     "prior-diagnose": "diagnosis.json",
     "puzzles-eval": "summary.json",
     "puzzles-grade": "grade.json",
-    "laws-fit-mia": "fit_mia.json",
-    "laws-mia-experiment": "mia_experiment.json",
-    "laws-double-descent": "double_descent.json",
 }
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
@@ -132,7 +126,11 @@ def load_run(path: str | Path, *, max_rows: int = 20) -> Run:
 
 
 def _main_json_name(kind: str, jsons: dict[str, Any]) -> str | None:
-    for name in (MAIN_JSON.get(kind), f"{kind}.json", f"{kind.replace('-', '_')}.json"):
+    from memlens.results import summary_model
+
+    model = summary_model(kind)
+    typed = model.file if model is not None else None
+    for name in (typed, MAIN_JSON.get(kind), f"{kind}.json", f"{kind.replace('-', '_')}.json"):
         if name and name in jsons:
             return name
     if len(jsons) == 1:
