@@ -123,7 +123,9 @@ def test_smoke_end_to_end(smoke_run):
         assert (out / f).stat().st_size > 0
     assert "bits/param" in r.stdout
     # beside our slope: the published like-for-like fp32 figures (Morris et al. 2025, Table)
-    assert "Published fp32: slope 3.88, mean of per-model ratios 3.83." in " ".join(r.stdout.split())
+    assert "Published fp32: slope 3.88, mean of per-model ratios 3.83." in " ".join(
+        r.stdout.split()
+    )
     # predicted bits: min(alpha * P, N * (S - 1) * log2 V), the first token never memorized
     for m in result["models"]:
         for run in m["runs"]:
@@ -152,9 +154,7 @@ def test_rerun_returns_at_once_and_resume_reuses_cells(smoke_run, tmp_path):
     resumed = cap.run(cfg, part, workers=1).summary
     assert resumed.reused_cells == 1
     # the retrained shape gives the same numbers as the first time (deterministic under a seed)
-    assert resumed.alpha_bits_per_param == pytest.approx(
-        before["alpha_bits_per_param"], rel=1e-4
-    )
+    assert resumed.alpha_bits_per_param == pytest.approx(before["alpha_bits_per_param"], rel=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -281,7 +281,9 @@ def test_bf16_training_learns_like_fp32(tmp_path):
 def test_predicted_bits_charge_the_first_token():
     # V = 16, S = 4, N = 10: the data holds 10 * 4 * 4 = 160 bits, of which 10 * 3 * 4 = 120 can be
     # memorized; a model with more capacity than that is predicted to memorize 120, not 160
-    conf = cap.CapacityConfig(vocab_size=16, seq_len=4, n_sequences=[10], shapes=[{"n_layer": 1, "d_model": 8}])
+    conf = cap.CapacityConfig(
+        vocab_size=16, seq_len=4, n_sequences=[10], shapes=[{"n_layer": 1, "d_model": 8}]
+    )
     assert conf.bits_per_sequence() == 16.0 and conf.memorizable_bits_per_sequence() == 12.0
     assert cap.predicted_bits(3.64, 1000, 10 * conf.memorizable_bits_per_sequence()) == 120.0
     assert cap.predicted_bits(3.64, 10, 120.0) == pytest.approx(36.4)
@@ -293,7 +295,9 @@ def test_time_budget_stop_is_never_saturated(tmp_path):
     V, S, N = 16, 8, 2
     data = uniform_sequences(V, S, N, seed=0)[None]
     model = GPT(GPTConfig(V, S, 1, 32), n_models=1, generator=torch.Generator().manual_seed(0))
-    cfg = SaturationConfig(lr=1e-2, batch_size=2, max_steps=400, min_steps=1, eval_every=10, decay_frac=0.0)
+    cfg = SaturationConfig(
+        lr=1e-2, batch_size=2, max_steps=400, min_steps=1, eval_every=10, decay_frac=0.0
+    )
     res = train_to_saturation(
         model, data, [N], cfg, entropy_bits=S * 4.0, first_token_bits=4.0, time_budget_s=1e-3
     )
@@ -323,7 +327,12 @@ def test_bf16_console_shows_the_published_bf16_figures(tmp_path):
         "[train]\nmax_steps = 20\nmin_steps = 10\neval_every = 10\nprecision = 'bf16'\n"
     )
     s = cap.run(cap.load_config(None, conf), tmp_path / "r", workers=1).summary
-    assert s.published_alpha == {"headline": 3.64, "precision": "bf16", "slope": 3.60, "mean_per_model": 3.51}
+    assert s.published_alpha == {
+        "headline": 3.64,
+        "precision": "bf16",
+        "slope": 3.60,
+        "mean_per_model": 3.51,
+    }
     console = Console(record=True, width=200)
     print_summary(console, s, tmp_path / "r")
     assert "Published bf16: slope 3.60, mean of per-model ratios 3.51." in console.export_text()

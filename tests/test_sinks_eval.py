@@ -21,8 +21,8 @@ from memlens.sinks import (
     sequence_ids,
     train_model,
 )
-from memlens.sinks.localize import unit_attribution
 from memlens.sinks.evaluation import _extraction
+from memlens.sinks.localize import unit_attribution
 
 CFG = SinkConfig()
 

@@ -251,7 +251,10 @@ def test_library_names_parameters_and_the_cli_names_flags():
     with pytest.raises(UserError, match="give `params` \\(or `config`\\) as well"):
         laws.size(n_sequences=10, vocab_size=5)
     res = _cli("size", "--n-sequences", "10", "--vocab", "5")
-    assert "give --params (or --config) as well, or ask an inverse question with --target-f1." in res.stderr
+    assert (
+        "give --params (or --config) as well, or ask an inverse question with --target-f1."
+        in res.stderr
+    )
 
 
 def test_bad_configs(tmp_path):

@@ -250,7 +250,9 @@ def load_config(
     overrides = nest(overrides, "train", TrainSettings.model_fields)
     if "max_steps" in overrides.get("train", {}) and isinstance(data.get("shapes"), list):
         # one budget for every shape, as asked
-        data["shapes"] = [{**s, "steps": None} if isinstance(s, dict) else s for s in data["shapes"]]
+        data["shapes"] = [
+            {**s, "steps": None} if isinstance(s, dict) else s for s in data["shapes"]
+        ]
     if overrides.get("n_sequences") is not None:
         data.pop("capacity_multiples", None)
     return CapacityConfig(**merge(data, overrides))

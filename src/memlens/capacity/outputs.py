@@ -75,7 +75,13 @@ def plot_capacity(rd: Any, summary: CapacitySummary) -> None:
     xs = np.linspace(0, P.max() * 1.1, 50)
     ax.plot(xs, alpha * xs, "C0-", label=f"fit: {alpha:.2f} bits/param")
     slope = summary.published_alpha["slope"]
-    ax.plot(xs, slope * xs, "k--", lw=1, label=f"published {summary.precision} slope: {slope} bits/param")
+    ax.plot(
+        xs,
+        slope * xs,
+        "k--",
+        lw=1,
+        label=f"published {summary.precision} slope: {slope} bits/param",
+    )
     ax.set_xlabel("parameters")
     ax.set_ylabel("capacity (bits)")
     ax.set_title("Capacity vs parameters")

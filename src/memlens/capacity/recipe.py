@@ -169,10 +169,12 @@ def run(
     rd.write_manifest(status="running")
     start = time.perf_counter()
     keys = [
-        _cell_key(config, s, config.sizes_for(config.gpt_config(s).n_params))
-        for s in config.shapes
+        _cell_key(config, s, config.sizes_for(config.gpt_config(s).n_params)) for s in config.shapes
     ]
-    cells = [(k, train_shape, (config, s, i)) for i, (k, s) in enumerate(zip(keys, config.shapes, strict=True))]
+    cells = [
+        (k, train_shape, (config, s, i))
+        for i, (k, s) in enumerate(zip(keys, config.shapes, strict=True))
+    ]
 
     def save(key: str, result: dict[str, Any]) -> None:
         rd.save_cell(key, result)

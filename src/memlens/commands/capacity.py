@@ -73,7 +73,9 @@ def capacity(
         time_budget_s=time_budget_s,
     )  # fmt: skip
     console = Console(stderr=json_out)
-    scale = options.scale_kwargs(backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell)
+    scale = options.scale_kwargs(
+        backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+    )
     with progress_bars(console, enabled=not json_out, transient=False) as progress:
         result = cap.run(cfg, out, progress=progress, **scale)
     if json_out:
@@ -87,7 +89,16 @@ def print_summary(console: Any, s: Any, out_dir: Path | None) -> None:
     from rich.table import Table
 
     t = Table(title=f"Capacity (V={s.vocab_size}, S={s.seq_len}, {s.precision})")
-    for col in ("L", "d", "heads", "params", "N per run", "capacity bits", "bits/param", "saturated"):
+    for col in (
+        "L",
+        "d",
+        "heads",
+        "params",
+        "N per run",
+        "capacity bits",
+        "bits/param",
+        "saturated",
+    ):
         t.add_column(col, justify="right")
     for m in s.models:
         t.add_row(

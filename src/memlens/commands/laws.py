@@ -103,7 +103,9 @@ def register(app: typer.Typer) -> None:
         max_steps: int | None = typer.Option(
             None, "--max-steps", help="Override the preset's step budget."
         ),
-        device: str | None = typer.Option(None, "--device", help="cpu (default), cuda, mps or auto."),
+        device: str | None = typer.Option(
+            None, "--device", help="cpu (default), cuda, mps or auto."
+        ),
         threads: options.Threads = 1,
         as_json: options.Json = False,
         backend: options.Backend = "local",
@@ -118,7 +120,9 @@ def register(app: typer.Typer) -> None:
 
         options.set_threads(threads)
         cfg = mia_config(preset, config, seed=seed, max_steps=max_steps, device=device)
-        scale = options.scale_kwargs(backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell)
+        scale = options.scale_kwargs(
+            backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+        )
         result = _run(run_mia_experiment, cfg, out, as_json, scale)
         if result is not None:
             _print_mia(result.summary)
@@ -135,7 +139,9 @@ def register(app: typer.Typer) -> None:
         max_steps: int | None = typer.Option(
             None, "--max-steps", help="Override the preset's step budget."
         ),
-        device: str | None = typer.Option(None, "--device", help="cpu (default), cuda, mps or auto."),
+        device: str | None = typer.Option(
+            None, "--device", help="cpu (default), cuda, mps or auto."
+        ),
         threads: options.Threads = 1,
         as_json: options.Json = False,
         backend: options.Backend = "local",
@@ -150,7 +156,9 @@ def register(app: typer.Typer) -> None:
 
         options.set_threads(threads)
         cfg = double_descent_config(preset, config, seed=seed, max_steps=max_steps, device=device)
-        scale = options.scale_kwargs(backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell)
+        scale = options.scale_kwargs(
+            backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+        )
         result = _run(run_double_descent, cfg, out, as_json, scale)
         if result is not None:
             _print_dd(result.summary)

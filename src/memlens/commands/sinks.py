@@ -95,7 +95,9 @@ def register(app: typer.Typer) -> None:
             extraction_prefix=prefix,
             seed=seed,
         )
-        scale = options.scale_kwargs(backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell)
+        scale = options.scale_kwargs(
+            backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+        )
         with progress_bars() as progress:
             result = run(cfg, out, progress=progress, **scale)
         _print_summary(result.summary, result.out_dir)

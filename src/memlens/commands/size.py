@@ -91,7 +91,11 @@ def register(app: typer.Typer) -> None:
             64, "--seq-len", "-S", help="Tokens per sequence (the MIA law used 64)."
         ),
         vocab: int = typer.Option(
-            None, "--vocab", "--vocab-size", "-V", help="Vocabulary size, for the uniform S*log2(V) bound."
+            None,
+            "--vocab",
+            "--vocab-size",
+            "-V",
+            help="Vocabulary size, for the uniform S*log2(V) bound.",
         ),
         bits_per_token: float = typer.Option(
             None, "--bits-per-token", help="Measured entropy in bits/token, instead of log2(V)."

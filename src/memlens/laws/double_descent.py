@@ -232,7 +232,9 @@ def run(
     rd.write_table("runs.csv", pd.DataFrame(runs))
     rd.write_json(summary.file, summary.to_json())
     rd.save_figure("double_descent.png", plot_double_descent(summary))
-    rd.write_manifest(status="finished", cells=len(cells), reused_cells=len(done.reused), backend=backend)
+    rd.write_manifest(
+        status="finished", cells=len(cells), reused_cells=len(done.reused), backend=backend
+    )
     return RunResult(summary, rd.path, done.reused)
 
 

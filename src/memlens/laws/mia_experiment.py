@@ -206,7 +206,9 @@ def run(
     from memlens.store import RunDir, default_out_dir
 
     check_backend(backend, ray_address)
-    rd = RunDir(out or default_out_dir("laws-mia"), "laws-mia-experiment", config.to_dict(), config.seed)
+    rd = RunDir(
+        out or default_out_dir("laws-mia"), "laws-mia-experiment", config.to_dict(), config.seed
+    )
     rd.write_manifest(status="running")
     cells = mia_cells(config)
     start = time.perf_counter()
@@ -257,7 +259,9 @@ def run(
     rd.write_table("runs.csv", pd.DataFrame(runs))
     rd.write_json(summary.file, summary.to_json())
     rd.save_figure("mia_experiment.png", plot_mia_experiment(summary))
-    rd.write_manifest(status="finished", cells=len(cells), reused_cells=len(done.reused), backend=backend)
+    rd.write_manifest(
+        status="finished", cells=len(cells), reused_cells=len(done.reused), backend=backend
+    )
     return RunResult(summary, rd.path, done.reused)
 
 

@@ -184,7 +184,9 @@ PRESETS = ("smoke", "quick", "full")
 def _build(
     cls: type[_Common], preset: dict[str, Any], config_file: str | Path | None, overrides: Any
 ) -> Any:
-    return build_config(cls, preset, config_file, **nest(overrides, "train", TrainSettings.model_fields))
+    return build_config(
+        cls, preset, config_file, **nest(overrides, "train", TrainSettings.model_fields)
+    )
 
 
 def mia_config(

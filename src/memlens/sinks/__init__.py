@@ -14,7 +14,6 @@ Train so that sequence-specific memorization lands in MLP units that can be drop
 """
 
 from memlens.sinks.config import PRESETS, SinksConfig, get_preset, with_overrides
-
 from memlens.sinks.hf import SinkPatch, find_down_projections
 from memlens.sinks.masks import (
     MODES,

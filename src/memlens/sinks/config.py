@@ -61,7 +61,10 @@ class SinksConfig(Config):
     def _consistent(self) -> SinksConfig:
         if any(k < 1 for k in self.localize_ks):
             raise ValueError("localization k values must be at least 1")
-        if self.train_path is None and self.steps * self.batch_size <= self.n_repeated * self.repetitions:
+        if (
+            self.train_path is None
+            and self.steps * self.batch_size <= self.n_repeated * self.repetitions
+        ):
             raise ValueError(
                 f"{self.n_repeated} sequences x {self.repetitions} repetitions fill all "
                 f"{self.steps} x {self.batch_size} training rows; use more `steps` or fewer "
@@ -133,4 +136,6 @@ def get_preset(name: str) -> SinksConfig:
 
 def with_overrides(cfg: SinksConfig, **overrides: Any) -> SinksConfig:
     """``cfg`` with the non-``None`` overrides applied (validated again)."""
-    return SinksConfig(**{**cfg.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+    return SinksConfig(
+        **{**cfg.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    )

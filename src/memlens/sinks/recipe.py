@@ -248,8 +248,12 @@ def _summarize(cfg, data, sink, cells, loc, gcfg, tcfg, n_rows) -> SinksSummary:
             **data.meta,
         },
         model={**gcfg.to_dict(), "n_params": gcfg.n_params, "mlp_hidden": 4 * cfg.d_model},
-        sinks={**sink.to_dict(), "n_general": n_general, "n_sink": n_sink,
-               "sinks_on_per_sequence": k},  # fmt: skip
+        sinks={
+            **sink.to_dict(),
+            "n_general": n_general,
+            "n_sink": n_sink,
+            "sinks_on_per_sequence": k,
+        },  # fmt: skip
         compute={
             "steps": tcfg.max_steps,
             "batch_size": tcfg.batch_size,

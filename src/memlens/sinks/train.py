@@ -217,7 +217,10 @@ def train_model(
     for name, p in model.named_parameters():
         (decay if name.endswith(("_w", "wte")) else no_decay).append(p)
     optimizer = config.make_optimizer(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
     )
     tokens_all = torch.from_numpy(rows.tokens)
     doc_all = torch.from_numpy(rows.doc_index)

@@ -304,7 +304,11 @@ def run(
         rows.append({"step": 0, **evaluate(model, seqs, train_mask)})
 
     def patience_done(at: int) -> bool:
-        return bool(cfg.stop_patience) and reached_at is not None and at - reached_at >= cfg.stop_patience
+        return (
+            bool(cfg.stop_patience)
+            and reached_at is not None
+            and at - reached_at >= cfg.stop_patience
+        )
 
     def measure(info: Any) -> bool:
         nonlocal reached_at

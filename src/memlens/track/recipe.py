@@ -174,7 +174,12 @@ def run(
 
     dev = pick_device(config.device)
     train, examples, _ = quick_data(config)
-    rd = RunDir(out or default_out_dir("track"), "track", {"preset": "quick", **config.to_dict()}, config.seed)
+    rd = RunDir(
+        out or default_out_dir("track"),
+        "track",
+        {"preset": "quick", **config.to_dict()},
+        config.seed,
+    )
     rd.write_manifest(status="running")
     torch.manual_seed(config.seed)
     model = GPT(

@@ -193,7 +193,9 @@ def train(
     return step
 
 
-def next_token_loss(model: nn.Module, tokens: Tensor, autocast: torch.dtype | None = None) -> Tensor:
+def next_token_loss(
+    model: nn.Module, tokens: Tensor, autocast: torch.dtype | None = None
+) -> Tensor:
     """Sum over the K models of a GPT stack of each one's mean next-token cross-entropy (nats).
 
     ``tokens`` is ``[K, B, S]``. The output layer and the loss are fused

@@ -213,7 +213,9 @@ def train_to_saturation(
         raise ValueError("need one dataset size and one data slab per model")
     device = device or next(model.parameters()).device
     data = data.to(device)
-    batches = PermutationBatches(list(sizes), config.batch_size, torch.Generator().manual_seed(seed))
+    batches = PermutationBatches(
+        list(sizes), config.batch_size, torch.Generator().manual_seed(seed)
+    )
     model_index = torch.arange(K, device=device).view(K, 1)
     optimizer = config.make_optimizer(model.parameters())
     schedule = config.make_schedule(hold_frac=config.plateau_frac)
@@ -241,7 +243,9 @@ def train_to_saturation(
             c.nll_bits_per_token.append(float(per_seq[k].sum() / (sizes[k] * data.shape[-1])))
         for cb in callbacks or []:
             cb(model, info.step)
-        emit(progress, task, info.step, schedule.total, f"best {max(totals) / params:.2f} bits/param")
+        emit(
+            progress, task, info.step, schedule.total, f"best {max(totals) / params:.2f} bits/param"
+        )
         saturated = [
             info.step >= config.min_steps and c.saturated(config.plateau_frac, config.plateau_tol)
             for c in curves
