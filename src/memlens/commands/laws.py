@@ -92,92 +92,70 @@ def register(app: typer.Typer) -> None:
         if result.out_dir is not None:
             typer.echo(f"wrote {result.out_dir}/fit_mia.json, predictions.csv, fit_mia.png")
 
-    @laws_app.command("mia-experiment")
-    def mia_experiment(
-        preset: str = typer.Option(
-            "quick", "--preset", help="smoke (seconds), quick (minutes) or full."
-        ),
-        config: options.ConfigFile = None,
-        out: options.Out = None,
-        seed: options.Seed = None,
-        max_steps: int | None = typer.Option(
-            None, "--max-steps", help="Override the preset's step budget."
-        ),
-        device: str | None = typer.Option(
-            None, "--device", help="cpu (default), cuda, mps or auto."
-        ),
-        threads: options.Threads = 1,
-        as_json: options.Json = False,
-        backend: options.Backend = "local",
-        workers: options.Workers = None,
-        ray_address: options.RayAddress = None,
-        ray_cpus_per_cell: options.RayCpusPerCell = 1,
-        ray_gpus_per_cell: options.RayGpusPerCell = 0,
-    ) -> None:
-        """Train shapes x dataset sizes on uniform tokens, attack with the loss threshold against as
-        many unseen sequences, and fit the MIA scaling law to the measured F1."""
-        from memlens.laws import mia_config, run_mia_experiment
-
-        options.set_threads(threads)
-        cfg = mia_config(preset, config, seed=seed, max_steps=max_steps, device=device)
-        scale = options.scale_kwargs(
-            backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+    laws_app.command("mia-experiment")(
+        _experiment(
+            "mia", "Train shapes x dataset sizes on uniform tokens, attack with the loss threshold "
+            "against as many unseen sequences, and fit the MIA scaling law to the measured F1."
         )
-        result = _run(run_mia_experiment, cfg, out, as_json, scale)
-        if result is not None:
-            _print_mia(result.summary)
-            typer.echo(f"wrote {result.out_dir}/mia_experiment.json, runs.csv, mia_experiment.png")
-
-    @laws_app.command("double-descent")
-    def double_descent(
-        preset: str = typer.Option(
-            "quick", "--preset", help="smoke (seconds), quick (minutes) or full."
-        ),
-        config: options.ConfigFile = None,
-        out: options.Out = None,
-        seed: options.Seed = None,
-        max_steps: int | None = typer.Option(
-            None, "--max-steps", help="Override the preset's step budget."
-        ),
-        device: str | None = typer.Option(
-            None, "--device", help="cpu (default), cuda, mps or auto."
-        ),
-        threads: options.Threads = 1,
-        as_json: options.Json = False,
-        backend: options.Backend = "local",
-        workers: options.Workers = None,
-        ray_address: options.RayAddress = None,
-        ray_cpus_per_cell: options.RayCpusPerCell = 1,
-        ray_gpus_per_cell: options.RayGpusPerCell = 0,
-    ) -> None:
-        """One shape, dataset sizes spanning capacity ratio 0.1-10 on a Markov source: held-out loss
-        against capacity ratio, and where it peaks."""
-        from memlens.laws import double_descent_config, run_double_descent
-
-        options.set_threads(threads)
-        cfg = double_descent_config(preset, config, seed=seed, max_steps=max_steps, device=device)
-        scale = options.scale_kwargs(
-            backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+    )  # fmt: skip
+    laws_app.command("double-descent")(
+        _experiment(
+            "double-descent", "One shape, dataset sizes spanning capacity ratio 0.1-10 on a Markov "
+            "source: held-out loss against capacity ratio, and where it peaks."
         )
-        result = _run(run_double_descent, cfg, out, as_json, scale)
-        if result is not None:
-            _print_dd(result.summary)
-            typer.echo(f"wrote {result.out_dir}/double_descent.json, runs.csv, double_descent.png")
-
+    )  # fmt: skip
     app.add_typer(laws_app, name="laws", help=HELP)
 
 
-def _run(recipe: Any, cfg: Any, out: Path | None, as_json: bool, scale: dict[str, Any]) -> Any:
-    """Run a laws experiment with progress bars; with ``as_json`` print its JSON and return None."""
-    from memlens.commands._ui import progress_bars
-    from memlens.store import to_json
+def _experiment(which: str, doc: str) -> Any:
+    """The command of one laws experiment (both take the same options)."""
 
-    with progress_bars(enabled=not as_json) as progress:
-        result = recipe(cfg, out, progress=progress, **scale)
-    if as_json:
-        typer.echo(to_json(result.summary.to_json()))
-        return None
-    return result
+    def command(
+        preset: str = typer.Option(
+            "quick", "--preset", help="smoke (seconds), quick (minutes) or full."
+        ),
+        config: options.ConfigFile = None,
+        out: options.Out = None,
+        seed: options.Seed = None,
+        max_steps: int | None = typer.Option(
+            None, "--max-steps", help="Override the preset's step budget."
+        ),
+        device: str | None = typer.Option(
+            None, "--device", help="cpu (default), cuda, mps or auto."
+        ),
+        threads: options.Threads = 1,
+        as_json: options.Json = False,
+        backend: options.Backend = "local",
+        workers: options.Workers = None,
+        ray_address: options.RayAddress = None,
+        ray_cpus_per_cell: options.RayCpusPerCell = 1,
+        ray_gpus_per_cell: options.RayGpusPerCell = 0,
+    ) -> None:
+        from memlens import laws
+        from memlens.commands._ui import progress_bars
+        from memlens.store import to_json
+
+        build, recipe, printer, files = {
+            "mia": (laws.mia_config, laws.run_mia_experiment, _print_mia,
+                    "mia_experiment.json, runs.csv, mia_experiment.png"),
+            "double-descent": (laws.double_descent_config, laws.run_double_descent, _print_dd,
+                               "double_descent.json, runs.csv, double_descent.png"),
+        }[which]  # fmt: skip
+        options.set_threads(threads)
+        cfg = build(preset, config, seed=seed, max_steps=max_steps, device=device)
+        scale = options.scale_kwargs(
+            backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+        )
+        with progress_bars(enabled=not as_json) as progress:
+            result = recipe(cfg, out, progress=progress, **scale)
+        if as_json:
+            typer.echo(to_json(result.summary.to_json()))
+            return
+        printer(result.summary)
+        typer.echo(f"wrote {result.out_dir}/{files}")
+
+    command.__doc__ = doc
+    return command
 
 
 def _print_mia(s: Any) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from memlens.config import Config
 from memlens.progress import ProgressFn, emit
@@ -23,6 +23,16 @@ from memlens.track.plots import plot_group_curves, plot_heatmap
 from memlens.track.schedules import Schedule
 from memlens.track.summary import TrackSummary
 from memlens.track.tracker import Tracker
+
+
+def _threshold(v: float) -> float:
+    if not 0 < v <= 1:
+        raise ValueError(f"the memorization threshold must be in (0, 1], got {v}")
+    return v
+
+
+#: A memorization threshold: memorized when unintended bits >= threshold * reference bits.
+Threshold = Annotated[float, AfterValidator(_threshold)]
 
 
 class QuickConfig(Config):
@@ -59,7 +69,7 @@ class QuickConfig(Config):
     points_per_decade: int = Field(default=12, ge=1)
     prefix: int = Field(default=16, ge=1)
     suffix: int = Field(default=16, ge=1)
-    threshold: float = 0.5
+    threshold: Threshold = 0.5
     checkpoint_every: int = Field(default=500, ge=1)
     device: str = "cpu"
     seed: int = 0
@@ -69,13 +79,6 @@ class QuickConfig(Config):
     def _repeats(cls, v: int) -> int:
         if v < 2:
             raise ValueError(f"repeated sequences must be repeated at least twice, got {v}")
-        return v
-
-    @field_validator("threshold")
-    @classmethod
-    def _threshold(cls, v: float) -> float:
-        if not 0 < v <= 1:
-            raise ValueError(f"the memorization threshold must be in (0, 1], got {v}")
         return v
 
     @model_validator(mode="after")

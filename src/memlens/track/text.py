@@ -30,14 +30,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from memlens.config import Config
 from memlens.errors import UserError
 from memlens.progress import ProgressFn, emit
 from memlens.results import RunResult
 from memlens.track.examples import TrackSet, tfidf_rarity_tokens
-from memlens.track.recipe import _finish
+from memlens.track.recipe import Threshold, _finish
 from memlens.track.schedules import Schedule
 from memlens.track.summary import TrackSummary
 from memlens.track.tracker import Tracker
@@ -64,18 +64,11 @@ class TextTrackConfig(Config):
     weight_decay: float = Field(default=0.0, ge=0)
     prefix: int = Field(default=32, ge=1)
     suffix: int = Field(default=32, ge=1)
-    threshold: float = 0.5
+    threshold: Threshold = 0.5
     points_per_decade: int = Field(default=12, ge=1)
     checkpoint_every: int = Field(default=100, ge=1)
     device: str = "cpu"
     seed: int = 0
-
-    @field_validator("threshold")
-    @classmethod
-    def _threshold(cls, v: float) -> float:
-        if not 0 < v <= 1:
-            raise ValueError(f"the memorization threshold must be in (0, 1], got {v}")
-        return v
 
 
 def _check_context(tokens: list[np.ndarray], context: int | None, what: str) -> None:
