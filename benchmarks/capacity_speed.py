@@ -2,7 +2,9 @@
 
 One shape of the quick preset trains on its two datasets (1.0x and 1.3x of its expected capacity,
 uniform tokens), every side scored by the same engine (:mod:`memlens.scoring`) at the same
-cadence, single-threaded:
+cadence, single-threaded. Times are the CPU seconds of this process (``time.process_time``): on a
+machine shared with other jobs they do not count the time other processes took, and on an idle
+machine they equal wall time (one thread).
 
 1. **memlens**: :func:`memlens.training.train_to_saturation`, both datasets as one stack of K = 2
    models, the output layer fused with its cross-entropy, the quick recipe (Adam β = 0.9, 0.98,
@@ -63,7 +65,7 @@ def plain_loop(
     g = torch.Generator().manual_seed(seed)
     order, ptr = torch.randperm(N, generator=g), 0
     curve: list[tuple[int, float, float]] = []
-    start = time.perf_counter()
+    start = time.process_time()
     for step in range(steps):
         if permutations:  # every sequence once per epoch
             idx = []
@@ -86,10 +88,10 @@ def plain_loop(
         opt.step()
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             bits, _ = evaluate_memorization(model, data[None], [N], S * math.log2(V), math.log2(V))
-            curve.append((step + 1, time.perf_counter() - start, bits[0]))
+            curve.append((step + 1, time.process_time() - start, bits[0]))
             if target_bits is not None and bits[0] >= target_bits:
                 break
-            if cap_s is not None and time.perf_counter() - start > cap_s:
+            if cap_s is not None and time.process_time() - start > cap_s:
                 break
     return curve
 
@@ -143,13 +145,13 @@ def main() -> None:
 
     # 1. memlens: both datasets as one stack, fused output layer, the quick recipe
     model = GPT(cfg, n_models=len(sizes), generator=torch.Generator().manual_seed(a.seed))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     res = train_to_saturation(
         model, stack, sizes, t, entropy_bits=H, first_token_bits=math.log2(V), seed=a.seed
     )
-    t_mem = time.perf_counter() - t0
+    t_mem = time.process_time() - t0
     mem_bpp = [b / P for b in res.final_memorized_bits]
-    row(f"memlens, K={len(sizes)} models stacked", f"{t_mem:7.1f} s, {res.steps} steps, bits/param "
+    row(f"memlens, K={len(sizes)} models stacked", f"{t_mem:7.1f} CPU s, {res.steps} steps, bits/param "
         + " / ".join(f"{b:.3f}" for b in mem_bpp))  # fmt: skip
 
     # 2. the plain loop with the same recipe, one model after the other, the same steps
@@ -163,7 +165,7 @@ def main() -> None:
         for d in data
     ]  # fmt: skip
     t_plain = sum(c[-1][1] for c in plain)
-    row("plain loop, same recipe", f"{t_plain:7.1f} s, {res.steps} steps each, bits/param "
+    row("plain loop, same recipe", f"{t_plain:7.1f} CPU s, {res.steps} steps each, bits/param "
         + " / ".join(f"{c[-1][2] / P:.3f}" for c in plain))  # fmt: skip
     row("implementation speed-up", f"{t_plain / t_mem:.2f}x (memlens vs plain loop, same recipe)")
 
@@ -179,12 +181,12 @@ def main() -> None:
     reached = first_time_at(base, target)
     label = f"plain loop, Adam {a.baseline_lr:g} constant"
     if reached is not None:
-        row(label, f"{best / P:.3f} bits/param in {reached:7.1f} s ({best_step} steps)")
+        row(label, f"{best / P:.3f} bits/param in {reached:7.1f} CPU s ({best_step} steps)")
         row("recipe gain", f"{reached / first_time_at(tuned, target):.2f}x (plain loops, time to "
             f"{target / P:.3f} bits/param)")  # fmt: skip
     else:
         at = first_time_at(tuned, best)
-        row(label, f"best {best / P:.3f} bits/param after {base[-1][1]:7.1f} s "
+        row(label, f"best {best / P:.3f} bits/param after {base[-1][1]:7.1f} CPU s "
             f"({base[-1][0]} steps), never reached {target / P:.3f}")  # fmt: skip
         row("recipe gain", f">= {a.cap:.1f}x (lower bound: stopped at the cap)")
         if at:

@@ -197,7 +197,7 @@ class RunDir:
             if old is not None and (old.get("kind") != kind or old.get("config") != self.config):
                 raise UserError(
                     f"{self.path} already holds a {old.get('kind')} run with a different config; "
-                    "use a new --out directory or the same settings to resume."
+                    "use a new `out` directory or the same settings to resume."
                 )
 
     def manifest(self, **extra: Any) -> dict[str, Any]:
