@@ -1,10 +1,8 @@
 """Capacity lab speed: the implementation's speed-up and the recipe's gain, as two ratios, one run.
 
 One shape of the quick preset trains on its two datasets (1.0x and 1.3x of its expected capacity,
-uniform tokens), every side scored by the same engine (:mod:`memlens.scoring`) at the same
-cadence, single-threaded. Times are the CPU seconds of this process (``time.process_time``): on a
-machine shared with other jobs they do not count the time other processes took, and on an idle
-machine they equal wall time (one thread).
+uniform tokens), every side scored by the same engine (:mod:`memlens.scoring`) every 100 steps,
+single-threaded:
 
 1. **memlens**: :func:`memlens.training.train_to_saturation`, both datasets as one stack of K = 2
    models, the output layer fused with its cross-entropy, the quick recipe (Adam β = 0.9, 0.98,
@@ -12,13 +10,18 @@ machine they equal wall time (one thread).
    size 4, per-model epoch permutations).
 2. **plain loop, same recipe**: the loop people write (one model at a time, logits then
    ``F.cross_entropy``), with exactly that recipe: learning rate, schedule, batch, head size,
-   sampling, the same number of steps. *Implementation speed-up* = plain loop time / memlens time
-   for the same work (both models).
+   sampling and number of steps. *Implementation speed-up* = the plain loops' time for both
+   models / memlens's time.
 3. **plain loop, Adam at a constant 1e-3** (batch 128, random mini-batches: the untuned baseline),
    on the 1.0x dataset. *Recipe gain* = its time to reach the bits/param the tuned plain loop
    reaches on that dataset / the tuned plain loop's time to get there. If it does not get there
    within ``--cap`` times the tuned loop's time, the ratio is a lower bound (">="), and an exact
    ratio is printed at the best level it did reach.
+
+The three trainings are interleaved in blocks of 100 steps (memlens's evaluation callback advances
+the plain loops to the same step), so a machine shared with other jobs slows all of them alike;
+times are the CPU seconds each side spent (``time.process_time``, one thread: on an idle machine,
+wall time).
 
 Run: ``.venv/bin/python benchmarks/capacity_speed.py [--d 16 --layers 1 --steps 5400 --cap 4]``
 """
@@ -40,69 +43,73 @@ from memlens.training import evaluate_memorization, make_schedule, train_to_satu
 from memlens.units import PUBLISHED_ALPHA
 
 
-def plain_loop(
-    cfg: GPTConfig,
-    data: torch.Tensor,
-    *,
-    steps: int,
-    lr_at: Callable[[int], float],
-    batch: int,
-    permutations: bool,
-    eval_every: int,
-    seed: int,
-    target_bits: float | None = None,
-    cap_s: float | None = None,
-) -> list[tuple[int, float, float]]:
-    """Train one model on ``data [N, S]`` the plain way; return its curve ``(step, seconds, bits)``.
+class PlainLoop:
+    """One model trained the plain way on ``data [N, S]``, advanced block by block.
 
-    Stops after ``steps``, at ``target_bits`` (when given) or after ``cap_s`` seconds.
+    ``curve`` holds ``(step, CPU seconds spent so far, memorized bits)`` after every block.
     """
-    torch.manual_seed(seed)
-    model = GPT(cfg, n_models=1, generator=torch.Generator().manual_seed(seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr_at(0), betas=(0.9, 0.98))
-    N, S = data.shape
-    V = cfg.vocab_size
-    g = torch.Generator().manual_seed(seed)
-    order, ptr = torch.randperm(N, generator=g), 0
-    curve: list[tuple[int, float, float]] = []
-    start = time.process_time()
-    for step in range(steps):
-        if permutations:  # every sequence once per epoch
-            idx = []
-            while len(idx) < batch:
-                if ptr == N:
-                    order, ptr = torch.randperm(N, generator=g), 0
-                take = min(batch - len(idx), N - ptr)
-                idx += order[ptr : ptr + take].tolist()
-                ptr += take
-            idx = torch.tensor(idx)
-        else:
-            idx = torch.randint(0, N, (batch,), generator=g)
-        x = data[idx][None]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        logits = model(x[..., :-1])
-        loss = F.cross_entropy(logits.reshape(-1, V), x[..., 1:].reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            bits, _ = evaluate_memorization(model, data[None], [N], S * math.log2(V), math.log2(V))
-            curve.append((step + 1, time.process_time() - start, bits[0]))
-            if target_bits is not None and bits[0] >= target_bits:
-                break
-            if cap_s is not None and time.process_time() - start > cap_s:
-                break
-    return curve
 
+    def __init__(
+        self,
+        cfg: GPTConfig,
+        data: torch.Tensor,
+        lr_at: Callable[[int], float],
+        batch: int,
+        permutations: bool,
+        seed: int,
+    ) -> None:
+        torch.manual_seed(seed)
+        self.model = GPT(cfg, n_models=1, generator=torch.Generator().manual_seed(seed))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr_at(0), betas=(0.9, 0.98))
+        self.data, self.lr_at, self.batch, self.permutations = data, lr_at, batch, permutations
+        self.g = torch.Generator().manual_seed(seed)
+        self.order, self.ptr = torch.randperm(len(data), generator=self.g), 0
+        self.step, self.cpu = 0, 0.0
+        self.curve: list[tuple[int, float, float]] = []
 
-def row(label: str, text: str) -> None:
-    print(f"{label:<30}: {text}")
+    def rows(self) -> torch.Tensor:
+        N = len(self.data)
+        if not self.permutations:
+            return torch.randint(0, N, (self.batch,), generator=self.g)
+        idx: list[int] = []  # every sequence once per epoch
+        while len(idx) < self.batch:
+            if self.ptr == N:
+                self.order, self.ptr = torch.randperm(N, generator=self.g), 0
+            take = min(self.batch - len(idx), N - self.ptr)
+            idx += self.order[self.ptr : self.ptr + take].tolist()
+            self.ptr += take
+        return torch.tensor(idx)
+
+    def advance(self, to_step: int) -> None:
+        """Train up to ``to_step``, then measure memorized bits."""
+        t0 = time.process_time()
+        V = self.model.config.vocab_size
+        self.model.train()
+        while self.step < to_step:
+            x = self.data[self.rows()][None]
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr_at(self.step)
+            logits = self.model(x[..., :-1])
+            loss = F.cross_entropy(logits.reshape(-1, V), x[..., 1:].reshape(-1))
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            self.step += 1
+        N, S = self.data.shape
+        bits, _ = evaluate_memorization(
+            self.model, self.data[None], [N], S * math.log2(V), math.log2(V)
+        )
+        self.cpu += time.process_time() - t0
+        self.curve.append((self.step, self.cpu, bits[0]))
 
 
 def first_time_at(curve: list[tuple[int, float, float]], level: float) -> float | None:
-    """Seconds at the first evaluation with at least ``level`` bits."""
+    """CPU seconds at the first measurement with at least ``level`` bits."""
     return next((t for _, t, b in curve if b >= level), None)
+
+
+def row(label: str, text: str) -> None:
+    print(f"{label:<34}: {text}")
 
 
 def main() -> None:
@@ -116,20 +123,15 @@ def main() -> None:
     ap.add_argument("--baseline-batch", type=int, default=128)
     ap.add_argument("--cap", type=float, default=4.0, help="untuned loop's cap, x tuned time")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    torch.set_num_threads(1)
 
     quick = load_config("quick")
     shape = Shape(n_layer=a.layers, d_model=a.d)
     steps = a.steps or next(
-        (
-            quick.steps_for_shape(s)
-            for s in quick.shapes
-            if (s.n_layer, s.d_model) == (a.layers, a.d)
-        ),
+        (quick.steps_for_shape(s) for s in quick.shapes if (s.n_layer, s.d_model) == (a.layers, a.d)),
         quick.train.max_steps,
-    )
+    )  # fmt: skip
     cfg = GPTConfig(a.vocab, a.seq_len, a.layers, a.d, quick.n_head_for(shape))
     P, V, S = cfg.n_params, a.vocab, a.seq_len
     H = S * math.log2(V)
@@ -143,55 +145,70 @@ def main() -> None:
         f"decay {t.decay_frac:.0%} + hold {t.plateau_frac:.0%}, batch {t.batch_size}, {steps} steps"
     )
 
-    # 1. memlens: both datasets as one stack, fused output layer, the quick recipe
+    # the plain loops: the same recipe on each dataset, and the untuned one on the 1.0x dataset
+    sched = make_schedule(
+        "wsd", t.lr, steps, t.warmup_steps, decay_frac=t.decay_frac,
+        final_lr_frac=t.final_lr_frac, hold_frac=t.plateau_frac,
+    )  # fmt: skip
+    plain = [PlainLoop(cfg, d, sched.lr_at, t.batch_size, True, a.seed) for d in data]
+    untuned = PlainLoop(cfg, data[0], lambda s: a.baseline_lr, a.baseline_batch, False, a.seed)
+    in_callback = 0.0
+
+    def interleave(model: GPT, step: int) -> None:  # after every memlens evaluation
+        nonlocal in_callback
+        t0 = time.process_time()
+        for p in (*plain, untuned):
+            p.advance(step)
+        in_callback += time.process_time() - t0
+
     model = GPT(cfg, n_models=len(sizes), generator=torch.Generator().manual_seed(a.seed))
     t0 = time.process_time()
     res = train_to_saturation(
-        model, stack, sizes, t, entropy_bits=H, first_token_bits=math.log2(V), seed=a.seed
-    )
-    t_mem = time.process_time() - t0
-    mem_bpp = [b / P for b in res.final_memorized_bits]
-    row(f"memlens, K={len(sizes)} models stacked", f"{t_mem:7.1f} CPU s, {res.steps} steps, bits/param "
-        + " / ".join(f"{b:.3f}" for b in mem_bpp))  # fmt: skip
-
-    # 2. the plain loop with the same recipe, one model after the other, the same steps
-    sched = make_schedule(
-        "wsd", t.lr, res.steps, t.warmup_steps, decay_frac=t.decay_frac,
-        final_lr_frac=t.final_lr_frac, hold_frac=t.plateau_frac,
+        model, stack, sizes, t, entropy_bits=H, first_token_bits=math.log2(V), seed=a.seed,
+        callbacks=[interleave],
     )  # fmt: skip
-    plain = [
-        plain_loop(cfg, d, steps=res.steps, lr_at=sched.lr_at, batch=t.batch_size,
-                   permutations=True, eval_every=t.eval_every, seed=a.seed)
-        for d in data
-    ]  # fmt: skip
-    t_plain = sum(c[-1][1] for c in plain)
-    row("plain loop, same recipe", f"{t_plain:7.1f} CPU s, {res.steps} steps each, bits/param "
-        + " / ".join(f"{c[-1][2] / P:.3f}" for c in plain))  # fmt: skip
+    t_mem = time.process_time() - t0 - in_callback
+    t_plain = sum(p.cpu for p in plain)
+    row(
+        f"memlens, K={len(sizes)} models stacked",
+        f"{t_mem:7.1f} CPU s, {res.steps} steps, bits/param "
+        + " / ".join(f"{b / P:.3f}" for b in res.final_memorized_bits),
+    )
+    row(
+        "plain loop, same recipe",
+        f"{t_plain:7.1f} CPU s, {res.steps} steps each, bits/param "
+        + " / ".join(f"{p.curve[-1][2] / P:.3f}" for p in plain),
+    )
     row("implementation speed-up", f"{t_plain / t_mem:.2f}x (memlens vs plain loop, same recipe)")
 
-    # 3. the untuned plain loop on the 1.0x dataset, until it reaches the tuned loop's level
-    tuned = plain[0]
+    # the untuned loop goes on alone until it reaches the tuned loop's level (or its cap)
+    tuned = plain[0].curve
     target, t_tuned = tuned[-1][2], tuned[-1][1]
-    base = plain_loop(
-        cfg, data[0], steps=10**9, lr_at=lambda s: a.baseline_lr, batch=a.baseline_batch,
-        permutations=False, eval_every=t.eval_every, seed=a.seed, target_bits=target,
-        cap_s=a.cap * t_tuned,
-    )  # fmt: skip
-    best_step, t_best, best = max(base, key=lambda r: r[2])
-    reached = first_time_at(base, target)
+    while untuned.curve[-1][2] < target and untuned.cpu < a.cap * t_tuned:
+        untuned.advance(untuned.step + t.eval_every)
+    reached = first_time_at(untuned.curve, target)
+    best_step, t_best, best = max(untuned.curve, key=lambda r: r[2])
     label = f"plain loop, Adam {a.baseline_lr:g} constant"
     if reached is not None:
         row(label, f"{best / P:.3f} bits/param in {reached:7.1f} CPU s ({best_step} steps)")
-        row("recipe gain", f"{reached / first_time_at(tuned, target):.2f}x (plain loops, time to "
-            f"{target / P:.3f} bits/param)")  # fmt: skip
+        row(
+            "recipe gain",
+            f"{reached / first_time_at(tuned, target):.2f}x (plain loops, time to "
+            f"{target / P:.3f} bits/param)",
+        )
     else:
         at = first_time_at(tuned, best)
-        row(label, f"best {best / P:.3f} bits/param after {base[-1][1]:7.1f} CPU s "
-            f"({base[-1][0]} steps), never reached {target / P:.3f}")  # fmt: skip
+        row(
+            label,
+            f"best {best / P:.3f} bits/param after {untuned.cpu:7.1f} CPU s "
+            f"({untuned.step} steps), never reached {target / P:.3f}",
+        )
         row("recipe gain", f">= {a.cap:.1f}x (lower bound: stopped at the cap)")
         if at:
-            row(f"recipe gain at {best / P:.3f} bits/param", f"{t_best / at:.2f}x (untuned "
-                f"{t_best:.1f} s, tuned {at:.1f} s, both plain loops)")  # fmt: skip
+            row(
+                f"recipe gain at {best / P:.3f} bits/param",
+                f"{t_best / at:.2f}x (untuned {t_best:.1f} CPU s, tuned {at:.1f} CPU s)",
+            )
 
 
 if __name__ == "__main__":
