@@ -156,25 +156,23 @@ def test_laws_double_descent_ray_matches_local(ray_cluster, tmp_path, monkeypatc
 
 
 def test_sinks_ray_matches_local(ray_cluster, tmp_path, monkeypatch):
-    from memlens.sinks.recipe import ARMS, get_preset, run
+    from memlens.sinks import ARMS, get_preset, run
 
     cfg = get_preset("smoke")
-    local = run(cfg, tmp_path / "local", threads=1).summary
+    local = run(cfg, tmp_path / "local", workers=1).summary.to_json()
     seen: list[str] = []
-    on_ray = run(
-        cfg, tmp_path / "ray", backend="ray", progress=lambda arm, done, total: seen.append(arm)
-    )
-    summary = on_ray.summary
+    on_ray = run(cfg, tmp_path / "ray", backend="ray", progress=lambda e: seen.append(e.task))
+    summary = on_ray.summary.to_json()
     for key in (*ARMS, "memsinks_sinks_dropped", "claim", "localization"):
         assert summary[key] == local[key], key
     assert summary["compute"]["resumed"] == dict.fromkeys(ARMS, False)
-    assert set(seen) == set(ARMS)  # progress came back from every task
+    assert set(seen) == {f"training {arm}" for arm in ARMS}  # progress came back from every task
     for arm in ARMS:
         assert (tmp_path / "ray" / "models" / f"{arm}.safetensors").stat().st_size > 0
     monkeypatch.setattr("memlens.scale.run_cells", _no_run_cells)
     again = run(cfg, tmp_path / "ray", backend="ray").summary
-    assert again["compute"]["resumed"] == dict.fromkeys(ARMS, True)
-    assert again["claim"] == local["claim"]
+    assert again.compute["resumed"] == dict.fromkeys(ARMS, True)
+    assert again.claim == local["claim"]
 
 
 def test_ray_backend_bad_address_is_one_sentence(tmp_path):
