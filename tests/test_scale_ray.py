@@ -141,14 +141,22 @@ def test_laws_double_descent_ray_matches_local(ray_cluster, tmp_path, monkeypatc
     from memlens.laws import double_descent_config, run_double_descent
 
     config = double_descent_config("smoke", max_steps=STEPS, models_per_cell=1)
-    local = run_double_descent(config, tmp_path / "local", workers=1).summary
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # Ray tasks run with one thread per CPU asked for
+    try:
+        local = run_double_descent(config, tmp_path / "local", workers=1).summary
+    finally:
+        torch.set_num_threads(threads)
     on_ray = run_double_descent(config, tmp_path / "ray", backend="ray").summary
     assert len(local.runs) == len(on_ray.runs) == 3
     for a, b in zip(local.runs, on_ray.runs, strict=True):
         assert a.n_sequences == b.n_sequences
         assert b.test_bits_per_token == pytest.approx(a.test_bits_per_token, rel=1e-6)
         assert b.memorized_bits == pytest.approx(a.memorized_bits, rel=1e-6)
-    assert on_ray.peak == local.peak
+    assert on_ray.peak["peak_ratio"] == local.peak["peak_ratio"]
+    assert on_ray.peak["argmax_test_bits_per_token"] == pytest.approx(
+        local.peak["argmax_test_bits_per_token"], rel=1e-6
+    )
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert manifest["backend"] == "ray" and manifest["reused_cells"] == 0
     monkeypatch.setattr("memlens.scale.run_cells", _no_run_cells)
