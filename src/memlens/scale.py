@@ -22,6 +22,7 @@ and Ray tasks alike.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue as _queue
 from collections.abc import Callable, Sequence
@@ -205,14 +206,14 @@ def _run_ray(
         if address:
             _check_reachable(address)
         try:
+            # Ray's own start-up notices (token authentication, "Started a local Ray
+            # instance") are not memlens's output: only its errors reach the console
+            quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
             if address:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, **quiet)
             else:
                 ray.init(
-                    address="local",
-                    num_cpus=available_cpus(),
-                    include_dashboard=False,
-                    log_to_driver=False,
+                    address="local", num_cpus=available_cpus(), include_dashboard=False, **quiet
                 )
                 started_here = True
         except Exception as exc:  # noqa: BLE001 - Ray's connection errors vary by version
