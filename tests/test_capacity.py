@@ -165,6 +165,8 @@ def test_rerun_returns_at_once_and_resume_reuses_cells(smoke_run, tmp_path):
         (["--preset", "smoke", "--vocab", "1"], "vocab size"),
         (["--preset", "smoke", "--config", "/nonexistent/cap.toml"], "cannot read config"),
         (["--preset", "smoke", "--precision", "fp8"], "precision"),
+        # the library names the parameter, the command line its flag
+        (["--preset", "smoke", "--n-sequences", "a,b"], "--n-sequences must be comma-separated"),
     ],
 )
 def test_bad_input_one_sentence_exit_2(args, needle, tmp_path):
