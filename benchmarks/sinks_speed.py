@@ -46,7 +46,7 @@ def main() -> None:
     V, S, L, d, B = 128, 64, 2, 64, 32
     cfg = GPTConfig(V, S, L, d)
     rng = np.random.default_rng(0)
-    tc = SinkTrainConfig(steps=a.steps, batch_size=B, warmup_steps=1)
+    tc = SinkTrainConfig(max_steps=a.steps, batch_size=B, warmup_steps=1)
     print(
         f"GPT L={L} d={d} V={V}, rows of {S} tokens, batch {B}, {a.steps} steps, {a.threads} thread(s); best of 3"
     )
@@ -86,7 +86,7 @@ def main() -> None:
             model,
             r,
             np.arange(len(r)),
-            SinkTrainConfig(steps=steps, batch_size=B, warmup_steps=1),
+            SinkTrainConfig(max_steps=steps, batch_size=B, warmup_steps=1),
             SinkConfig(),
         )
 

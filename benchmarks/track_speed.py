@@ -29,6 +29,8 @@ import torch
 
 from memlens.models.gpt import GPT, GPTConfig
 from memlens.track import QuickConfig, Schedule, Tracker, epoch_batch, quick_data
+from memlens.training import next_token_loss
+from memlens.training import train as train_loop
 
 
 def naive_scores(model: GPT, tokens: list[np.ndarray], prefix: int, suffix: int, generate: bool):
@@ -76,18 +78,12 @@ def main() -> None:
     train, examples, _ = quick_data(cfg)
     torch.manual_seed(0)
     model = GPT(GPTConfig(cfg.vocab_size, cfg.seq_len, cfg.n_layer, cfg.d_model))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
-    model.train()
+    tcfg = cfg.train_config().model_copy(update={"max_steps": args.train_steps})
     t0 = time.perf_counter()
-    for step in range(args.train_steps):
-        batch = train[epoch_batch(len(train), cfg.batch_size, step, cfg.seed)][None]
-        logits = model(batch[..., :-1])
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch[..., 1:].reshape(-1)
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    train_loop(  # the quick preset's training (memlens.training), for a model to observe
+        model, tcfg, lambda step: train[epoch_batch(len(train), cfg.batch_size, step, cfg.seed)][None],
+        next_token_loss,
+    )  # fmt: skip
     step_s = (time.perf_counter() - t0) / args.train_steps
     model.eval()
 

@@ -118,7 +118,7 @@ def main() -> None:
 
     from transformers.utils import logging as hf_logging
 
-    from memlens.track.text import TextTrackConfig, run_text
+    from memlens.track import TextTrackConfig, run_text
 
     hf_logging.disable_progress_bar()
     rng = np.random.default_rng(args.seed)
@@ -147,10 +147,10 @@ def main() -> None:
         seed=args.seed,
     )  # fmt: skip
     res = run_text(cfg, d / "run")
-    for g, m in res.summary["groups"].items():
+    for g, m in res.summary.groups.items():
         print(
-            f"{g:8s} n={m['n']:3d} seen {m['training_occurrences']:.0f}x: memorized {m['fraction_memorized']:.2f}, "
-            f"median first step {m['median_first_memorized_step']}, mean unintended bits {m['mean_unintended_bits_final']:.1f}"
+            f"{g:8s} n={m.n:3d} seen {m.training_occurrences:.0f}x: memorized {m.fraction_memorized:.2f}, "
+            f"median first step {m.median_first_memorized_step}, mean unintended bits {m.mean_unintended_bits_final:.1f}"
         )
     print(
         f"\nsame run from the shell:\n  memlens track --model {d}/base --reference {d}/base --train {d}/finetune.txt "

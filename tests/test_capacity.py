@@ -14,7 +14,7 @@ from memlens import capacity as cap
 from memlens.data.synthetic import uniform_sequences
 from memlens.errors import UserError
 from memlens.models.gpt import GPT, GPTConfig
-from memlens.training import ModelCurve, TrainConfig, train_to_saturation
+from memlens.training import ModelCurve, SaturationConfig, train_to_saturation
 
 MEMLENS = [sys.executable, "-m", "memlens.cli"]
 
@@ -51,7 +51,7 @@ def test_trainer_memorizes_a_small_dataset_completely():
     torch.manual_seed(0)
     data = uniform_sequences(V, S, N, seed=0)[None]
     model = GPT(GPTConfig(V, S, 1, 32), n_models=1, generator=torch.Generator().manual_seed(0))
-    cfg = TrainConfig(
+    cfg = SaturationConfig(
         lr=1e-2, batch_size=6, max_steps=600, min_steps=200, eval_every=50, decay_frac=0.3
     )
     res = train_to_saturation(model, data, [N], cfg, entropy_bits=S * 4.0, first_token_bits=4.0)
@@ -65,7 +65,7 @@ def test_trainer_is_deterministic():
     def once():
         data = uniform_sequences(32, 8, 10, seed=1)[None].repeat(2, 1, 1)
         model = GPT(GPTConfig(32, 8, 1, 16), n_models=2, generator=torch.Generator().manual_seed(3))
-        cfg = TrainConfig(lr=1e-2, batch_size=4, max_steps=60, min_steps=10, eval_every=20)
+        cfg = SaturationConfig(lr=1e-2, batch_size=4, max_steps=60, min_steps=10, eval_every=20)
         return train_to_saturation(
             model, data, [10, 7], cfg, entropy_bits=40.0, first_token_bits=5.0, seed=4
         )
@@ -122,6 +122,17 @@ def test_smoke_end_to_end(smoke_run):
     for f in ("runs.csv", "curves.csv", "memorized_vs_dataset.png", "capacity_vs_params.png"):
         assert (out / f).stat().st_size > 0
     assert "bits/param" in r.stdout
+    # beside our slope: the published like-for-like fp32 figures (Morris et al. 2025, Table)
+    assert "Published fp32: slope 3.88, mean of per-model ratios 3.83." in " ".join(
+        r.stdout.split()
+    )
+    # predicted bits: min(alpha * P, N * (S - 1) * log2 V), the first token never memorized
+    for m in result["models"]:
+        for run in m["runs"]:
+            assert run["memorizable_bits"] == run["n_sequences"] * 15 * 6
+            assert run["predicted_bits"] == pytest.approx(
+                min(result["alpha_bits_per_param"] * m["params"], run["memorizable_bits"])
+            )
 
 
 def test_rerun_returns_at_once_and_resume_reuses_cells(smoke_run, tmp_path):
@@ -140,12 +151,10 @@ def test_rerun_returns_at_once_and_resume_reuses_cells(smoke_run, tmp_path):
     cells = sorted(p for p in (part / "cells").glob("L*.json"))
     cells[-1].unlink()
     cfg = cap.load_config("smoke")
-    resumed = cap.run(cfg, part, workers=1)
-    assert resumed["reused_cells"] == 1
+    resumed = cap.run(cfg, part, workers=1).summary
+    assert resumed.reused_cells == 1
     # the retrained shape gives the same numbers as the first time (deterministic under a seed)
-    assert resumed["alpha_bits_per_param"] == pytest.approx(
-        before["alpha_bits_per_param"], rel=1e-4
-    )
+    assert resumed.alpha_bits_per_param == pytest.approx(before["alpha_bits_per_param"], rel=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -156,6 +165,8 @@ def test_rerun_returns_at_once_and_resume_reuses_cells(smoke_run, tmp_path):
         (["--preset", "smoke", "--vocab", "1"], "vocab size"),
         (["--preset", "smoke", "--config", "/nonexistent/cap.toml"], "cannot read config"),
         (["--preset", "smoke", "--precision", "fp8"], "precision"),
+        # the library names the parameter, the command line its flag
+        (["--preset", "smoke", "--n-sequences", "a,b"], "--n-sequences must be comma-separated"),
     ],
 )
 def test_bad_input_one_sentence_exit_2(args, needle, tmp_path):
@@ -195,8 +206,8 @@ def test_custom_config_file(tmp_path):
     assert cfg.vocab_size == 32 and cfg.capacity_multiples is None and cfg.sizes_for(999) == [4, 8]
     with pytest.raises(UserError):
         cap.load_config(None, conf, seq_len=1)
-    res = cap.run(cfg, tmp_path / "r", workers=1)
-    assert [r["n_sequences"] for r in res["models"][0]["runs"]] == [4, 8]
+    res = cap.run(cfg, tmp_path / "r", workers=1).summary
+    assert [r.n_sequences for r in res.models[0].runs] == [4, 8]
     assert Path(tmp_path / "r" / "capacity.json").exists()
 
 
@@ -211,11 +222,11 @@ def test_head_dim_and_per_shape_steps(tmp_path):
     a, b = cfg.shapes
     assert cfg.n_head_for(a) == 4 and cfg.n_head_for(b) == 1  # explicit n_head wins
     assert cfg.steps_for_shape(a) == 30 and cfg.steps_for_shape(b) == 40
-    res = cap.run(cfg, tmp_path / "r", workers=1)
-    assert [m["n_head"] for m in res["models"]] == [4, 1]
-    assert [m["runs"][0]["steps"] for m in res["models"]] == [30, 40]
+    res = cap.run(cfg, tmp_path / "r", workers=1).summary
+    assert [m.n_head for m in res.models] == [4, 1]
+    assert [m.runs[0].steps for m in res.models] == [30, 40]
     # the head count changes the model, not its parameter count
-    assert res["models"][0]["params"] == GPTConfig(32, 8, 1, 16).n_params
+    assert res.models[0].params == GPTConfig(32, 8, 1, 16).n_params
     # the quick preset: head size 4 everywhere
     quick = cap.load_config("quick")
     assert all(quick.n_head_for(s) == s.d_model // 4 for s in quick.shapes)
@@ -261,9 +272,69 @@ def test_bf16_training_learns_like_fp32(tmp_path):
     bits = {}
     for precision in ("fp32", "bf16"):
         cfg = cap.load_config(None, conf, precision=precision)
-        res = cap.run(cfg, tmp_path / precision, workers=1)
-        assert res["precision"] == precision
-        run = res["models"][0]["runs"][0]
-        bits[precision] = run["memorized_bits"]
-        assert 0.6 * run["dataset_bits"] < run["memorized_bits"] < 0.95 * run["dataset_bits"]
+        res = cap.run(cfg, tmp_path / precision, workers=1).summary
+        assert res.precision == precision
+        run = res.models[0].runs[0]
+        bits[precision] = run.memorized_bits
+        assert 0.6 * run.dataset_bits < run.memorized_bits < 0.95 * run.dataset_bits
     assert bits["bf16"] == pytest.approx(bits["fp32"], rel=0.05) and bits["bf16"] != bits["fp32"]
+
+
+def test_predicted_bits_charge_the_first_token():
+    # V = 16, S = 4, N = 10: the data holds 10 * 4 * 4 = 160 bits, of which 10 * 3 * 4 = 120 can be
+    # memorized; a model with more capacity than that is predicted to memorize 120, not 160
+    conf = cap.CapacityConfig(
+        vocab_size=16, seq_len=4, n_sequences=[10], shapes=[{"n_layer": 1, "d_model": 8}]
+    )
+    assert conf.bits_per_sequence() == 16.0 and conf.memorizable_bits_per_sequence() == 12.0
+    assert cap.predicted_bits(3.64, 1000, 10 * conf.memorizable_bits_per_sequence()) == 120.0
+    assert cap.predicted_bits(3.64, 10, 120.0) == pytest.approx(36.4)
+
+
+def test_time_budget_stop_is_never_saturated(tmp_path):
+    # a budget of 1 ms stops training at the first evaluation: the result says so, and the run
+    # is not saturated even though its (tiny) dataset is memorized at once
+    V, S, N = 16, 8, 2
+    data = uniform_sequences(V, S, N, seed=0)[None]
+    model = GPT(GPTConfig(V, S, 1, 32), n_models=1, generator=torch.Generator().manual_seed(0))
+    cfg = SaturationConfig(
+        lr=1e-2, batch_size=2, max_steps=400, min_steps=1, eval_every=10, decay_frac=0.0
+    )
+    res = train_to_saturation(
+        model, data, [N], cfg, entropy_bits=S * 4.0, first_token_bits=4.0, time_budget_s=1e-3
+    )
+    assert res.stopped_by == "time_budget" and res.steps == 10 and res.saturated == [False]
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        "vocab_size = 16\nseq_len = 8\nn_sequences = [2]\ntime_budget_s = 0.001\n"
+        "shapes = [{n_layer = 1, d_model = 16}]\n[train]\nmax_steps = 400\nmin_steps = 1\neval_every = 10\n"
+    )
+    r = run_cli("capacity", "--config", str(conf), "--out", str(tmp_path / "r"), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "r" / "capacity.json").read_text())
+    run = s["models"][0]["runs"][0]
+    assert run["stopped_by"] == "time_budget" and run["saturated"] is False and run["steps"] == 10
+    assert s["stopped_by_time_budget"] == 1 and s["all_saturated"] is False
+    assert "stopped by the time budget" in " ".join(r.stdout.split())
+
+
+def test_bf16_console_shows_the_published_bf16_figures(tmp_path):
+    from rich.console import Console
+
+    from memlens.commands.capacity import print_summary
+
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        "vocab_size = 16\nseq_len = 4\nn_sequences = [2]\nshapes = [{n_layer = 1, d_model = 8}]\n"
+        "[train]\nmax_steps = 20\nmin_steps = 10\neval_every = 10\nprecision = 'bf16'\n"
+    )
+    s = cap.run(cap.load_config(None, conf), tmp_path / "r", workers=1).summary
+    assert s.published_alpha == {
+        "headline": 3.64,
+        "precision": "bf16",
+        "slope": 3.60,
+        "mean_per_model": 3.51,
+    }
+    console = Console(record=True, width=200)
+    print_summary(console, s, tmp_path / "r")
+    assert "Published bf16: slope 3.60, mean of per-model ratios 3.51." in console.export_text()

@@ -170,7 +170,7 @@ def test_tracker_matches_cross_entropy_and_kv_cached_greedy_decoding():
 
 
 def test_callback_for_memlens_trainer_tracks_one_model_of_a_stack():
-    from memlens.training import TrainConfig, train_to_saturation
+    from memlens.training import SaturationConfig, train_to_saturation
 
     V, S, N = 16, 8, 12
     data = torch.stack(
@@ -184,7 +184,7 @@ def test_callback_for_memlens_trainer_tracks_one_model_of_a_stack():
     )
     tr = Tracker(ex, schedule=Schedule.every(1), prefix=2, suffix=4, model_index=1)
     model = GPT(GPTConfig(V, S, 1, 16), n_models=2, generator=torch.Generator().manual_seed(0))
-    cfg = TrainConfig(
+    cfg = SaturationConfig(
         lr=1e-2, batch_size=N, max_steps=30, min_steps=30, warmup_steps=1, eval_every=10
     )
     res = train_to_saturation(
@@ -394,8 +394,8 @@ def test_quick_preset_interrupted_and_resumed_matches_uninterrupted(tiny_run, tm
     _, ref_out = tiny_run
     out = tmp_path / "run"
 
-    def interrupt(step, total):
-        if step == 70:
+    def interrupt(event):
+        if event.completed == 70:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -412,7 +412,7 @@ def test_track_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, monkey
     from memlens import cli
 
     for args, fragment in [
-        (["--preset", "quick", "--steps", "0"], "must be positive"),
+        (["--preset", "quick", "--steps", "0"], "invalid track config (steps)"),
         (["--preset", "full"], "unknown preset"),
         ([], "either --preset quick or --model"),
         (["--model", str(tmp_path / "nope"), "--train", "x.txt"], "does not exist"),

@@ -18,9 +18,9 @@ from memlens.track.grok import (
     ModAddMLP,
     evaluate,
     modular_addition_split,
-    run_grok,
     summarize,
 )
+from memlens.track.grok import run as run_grok
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +78,7 @@ def test_summary_known_answer():
             "weight_norm": [10.0, 9.0, 8.0, 7.0, 6.0],
         }
     )
-    s = summarize(curve, GrokConfig(p=7, train_fraction=0.5), n_train=25)
+    s = summarize(curve, GrokConfig(p=7, train_fraction=0.5), n_train=25).to_json()
     assert (s["step_train_acc_99"], s["step_test_acc_95"], s["step_test_acc_99"]) == (10, 30, 40)
     assert s["grok_delay_steps"] == 30 and s["grok_delay_ratio"] == 4.0
     assert s["test_acc_at_step_train_acc_99"] == 0.01
@@ -87,12 +87,16 @@ def test_summary_known_answer():
     assert s["weight_norm_at_train_acc_99"] == 9.0 and s["n_test"] == 49 - 25
     assert (s["train_acc_final"], s["test_acc_final"]) == (1.0, 0.995)
     never = curve.assign(test_acc=0.0)
-    assert summarize(never, GrokConfig(p=7, train_fraction=0.5), 25)["step_test_acc_99"] is None
+    assert summarize(never, GrokConfig(p=7, train_fraction=0.5), 25).step_test_acc_99 is None
 
 
 SMALL = dict(
     p=13, train_fraction=0.5, d_embed=16, d_hidden=32, max_steps=60, eval_every=10, flush_every=20
 )
+
+
+def curve(run) -> pd.DataFrame:
+    return pd.read_parquet(run.out_dir / "curve.parquet")
 
 
 def test_interrupted_run_resumes_to_the_same_curve(tmp_path):
@@ -102,17 +106,17 @@ def test_interrupted_run_resumes_to_the_same_curve(tmp_path):
         assert key in d
     for f in ("manifest.json", "curve.parquet", "grok_accuracy.png", "grok_bits.png"):
         assert (tmp_path / "full" / f).exists()
-    assert full.curve["step"].tolist() == [0, 10, 20, 30, 40, 50, 60]
+    assert curve(full)["step"].tolist() == [0, 10, 20, 30, 40, 50, 60]
 
-    def interrupt(step, row):
-        if step == 50:
+    def interrupt(event):
+        if event.completed == 50:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         run_grok(GrokConfig(**SMALL), tmp_path / "cut", progress=interrupt)
     assert not (tmp_path / "cut" / "grok.json").exists()
     resumed = run_grok(GrokConfig(**SMALL), tmp_path / "cut")
-    pd.testing.assert_frame_equal(resumed.curve, full.curve, rtol=1e-5)
+    pd.testing.assert_frame_equal(curve(resumed), curve(full), rtol=1e-5)
 
 
 def test_config_validation_and_cli_errors(tmp_path, capsys, monkeypatch):
@@ -147,6 +151,6 @@ def test_early_stop_and_a_finished_run_is_not_trained_further(tmp_path, monkeypa
     cfg = GrokConfig(**{**SMALL, "max_steps": 500, "stop_patience": 20})
     first = run_grok(cfg, tmp_path / "run")
     # test accuracy >= 0.99 from the first evaluation in the loop (step 10): stop 20 steps later
-    assert first.curve["step"].tolist() == [0, 10, 20, 30] and first.summary["stopped_early"]
+    assert curve(first)["step"].tolist() == [0, 10, 20, 30] and first.summary.stopped_early
     again = run_grok(cfg, tmp_path / "run")
-    assert again.curve["step"].tolist() == [0, 10, 20, 30]
+    assert curve(again)["step"].tolist() == [0, 10, 20, 30]

@@ -16,7 +16,7 @@ from memlens.laws import (
     double_descent_config,
     mia_config,
     run_double_descent,
-    run_mia,
+    run_mia_experiment,
 )
 
 runner = CliRunner()
@@ -64,19 +64,20 @@ def test_mia_f1_falls_from_near_one_toward_half_past_capacity(mia_run):
 
 def test_mia_experiment_resumes_from_cells(mia_run):
     out, s = mia_run
-    again = run_mia(mia_config("smoke"), out)
-    assert again["reused_cells"] == len(list((out / "cells").glob("*.json"))) >= 1
-    assert [r["f1"] for r in again["runs"]] == [r["f1"] for r in s["runs"]]
+    again = run_mia_experiment(mia_config("smoke"), out).summary
+    assert again.reused_cells == len(list((out / "cells").glob("*.json"))) >= 1
+    assert [r.f1 for r in again.runs] == [r["f1"] for r in s["runs"]]
 
 
 def test_mia_experiment_refuses_a_different_config_in_the_same_dir(mia_run):
     out, _ = mia_run
     with pytest.raises(UserError, match="different config"):
-        run_mia(mia_config("smoke", seed=1), out)
+        run_mia_experiment(mia_config("smoke", seed=1), out)
 
 
 def test_double_descent_smoke(tmp_path):
-    s = run_double_descent(double_descent_config("smoke"), tmp_path)
+    s = run_double_descent(double_descent_config("smoke"), tmp_path).summary.to_json()
+    s["runs"] = [dict(r) for r in s["runs"]]
     for name in ("manifest.json", "double_descent.json", "runs.csv", "double_descent.png"):
         assert (tmp_path / name).exists(), name
     runs = s["runs"]
@@ -92,8 +93,8 @@ def test_double_descent_smoke(tmp_path):
         assert r["test_bits_per_token"] > r["source_test_bits_per_token"] - 0.05
     assert runs[-1]["excess_test_bits_per_token"] < runs[0]["excess_test_bits_per_token"]
     assert "verdict" in s["peak"]
-    again = run_double_descent(double_descent_config("smoke"), tmp_path)
-    assert again["reused_cells"] >= 1
+    again = run_double_descent(double_descent_config("smoke"), tmp_path).summary
+    assert again.reused_cells >= 1
 
 
 def test_describe_peak_known_answers():

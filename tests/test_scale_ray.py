@@ -56,19 +56,19 @@ def failing_cell(x: int, progress) -> dict:
 
 def test_cells_come_back_in_order_with_progress(ray_cluster, tmp_path):
     seen: list[int] = []
-    progress: list[tuple[int, object]] = []
+    progress: list[object] = []
     # the first cell finishes last, so results arrive out of order
     cells = [(square_cell, (i, str(tmp_path))) for i in range(4)]
     out = run_cells(
         cells,
         backend="ray",
         on_result=lambda i, r: seen.append(i),
-        on_progress=lambda i, p: progress.append((i, p)),
+        progress=progress.append,
     )
     assert out == [{"x": i, "square": i * i} for i in range(4)]
     assert sorted(seen) == [0, 1, 2, 3] and seen[-1] == 0
     assert sorted(progress) == sorted(
-        [(i, ("started", i)) for i in range(4)] + [(i, ("done", i)) for i in range(4)]
+        [("started", i) for i in range(4)] + [("done", i) for i in range(4)]
     )
     assert ray.is_initialized()  # a Ray it did not start is left running
 
@@ -83,7 +83,9 @@ def test_capacity_smoke_ray_matches_local(ray_cluster, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Ray tasks run with one thread per CPU asked for
     try:
-        local = cap.run(cap.load_config("smoke", max_steps=STEPS), tmp_path / "local", workers=1)
+        local = cap.run(
+            cap.load_config("smoke", max_steps=STEPS), tmp_path / "local", workers=1
+        ).summary.to_json()
     finally:
         torch.set_num_threads(threads)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -113,53 +115,72 @@ def _no_run_cells(*args, **kwargs):
 
 
 def test_laws_mia_experiment_ray_matches_local(ray_cluster, tmp_path, monkeypatch):
-    from memlens.laws import mia_config, run_mia
+    from memlens.laws import mia_config, run_mia_experiment
+    from memlens.progress import ProgressEvent
 
     config = mia_config("smoke", max_steps=STEPS)
-    local = run_mia(config, tmp_path / "local")
-    progress: list[tuple] = []
-    finished: list[int] = []
-    on_ray = run_mia(
-        config,
-        tmp_path / "ray",
-        backend="ray",
-        progress=lambda *a: progress.append(a),
-        on_cell=lambda i, n, done: finished.append(i),
-    )
-    assert len(local["runs"]) == len(on_ray["runs"]) == 4
-    for a, b in zip(local["runs"], on_ray["runs"], strict=True):
-        assert (a["n_sequences"], a["f1"]) == (b["n_sequences"], b["f1"])
-        assert b["memorized_bits"] == pytest.approx(a["memorized_bits"], rel=1e-6)
-    assert sorted(finished) == list(range(1, len(finished) + 1)) and finished
-    assert progress and all(len(p) == 3 for p in progress)  # (label, step, total) relayed
+    local = run_mia_experiment(config, tmp_path / "local", workers=1).summary
+    progress: list[ProgressEvent] = []
+    on_ray = run_mia_experiment(config, tmp_path / "ray", backend="ray", progress=progress.append)
+    assert len(local.runs) == len(on_ray.summary.runs) == 4
+    for a, b in zip(local.runs, on_ray.summary.runs, strict=True):
+        assert (a.n_sequences, a.f1) == (b.n_sequences, b.f1)
+        assert b.memorized_bits == pytest.approx(a.memorized_bits, rel=1e-6)
+    # progress events came back from the Ray tasks: the step budget of each cell
+    assert progress and all(isinstance(e, ProgressEvent) for e in progress)
+    assert {e.total for e in progress} == {STEPS}
     # a rerun reuses every stored cell without touching Ray
     monkeypatch.setattr("memlens.scale.run_cells", _no_run_cells)
-    again = run_mia(config, tmp_path / "ray", backend="ray")
-    assert again["reused_cells"] == len(finished)
+    again = run_mia_experiment(config, tmp_path / "ray", backend="ray").summary
+    assert again.reused_cells == len(list((tmp_path / "ray" / "cells").glob("*.json"))) > 0
     with pytest.raises(UserError, match="unknown backend"):
-        run_mia(config, tmp_path / "other", backend="dask")
+        run_mia_experiment(config, tmp_path / "other", backend="dask")
+
+
+def test_laws_double_descent_ray_matches_local(ray_cluster, tmp_path, monkeypatch):
+    from memlens.laws import double_descent_config, run_double_descent
+
+    config = double_descent_config("smoke", max_steps=STEPS, models_per_cell=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # Ray tasks run with one thread per CPU asked for
+    try:
+        local = run_double_descent(config, tmp_path / "local", workers=1).summary
+    finally:
+        torch.set_num_threads(threads)
+    on_ray = run_double_descent(config, tmp_path / "ray", backend="ray").summary
+    assert len(local.runs) == len(on_ray.runs) == 3
+    for a, b in zip(local.runs, on_ray.runs, strict=True):
+        assert a.n_sequences == b.n_sequences
+        assert b.test_bits_per_token == pytest.approx(a.test_bits_per_token, rel=1e-6)
+        assert b.memorized_bits == pytest.approx(a.memorized_bits, rel=1e-6)
+    assert on_ray.peak["peak_ratio"] == local.peak["peak_ratio"]
+    assert on_ray.peak["argmax_test_bits_per_token"] == pytest.approx(
+        local.peak["argmax_test_bits_per_token"], rel=1e-6
+    )
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert manifest["backend"] == "ray" and manifest["reused_cells"] == 0
+    monkeypatch.setattr("memlens.scale.run_cells", _no_run_cells)
+    assert run_double_descent(config, tmp_path / "ray", backend="ray").summary.reused_cells == 3
 
 
 def test_sinks_ray_matches_local(ray_cluster, tmp_path, monkeypatch):
-    from memlens.sinks.recipe import ARMS, get_preset, run
+    from memlens.sinks import ARMS, get_preset, run
 
     cfg = get_preset("smoke")
-    local = run(cfg, tmp_path / "local", threads=1).summary
+    local = run(cfg, tmp_path / "local", workers=1).summary.to_json()
     seen: list[str] = []
-    on_ray = run(
-        cfg, tmp_path / "ray", backend="ray", progress=lambda arm, done, total: seen.append(arm)
-    )
-    summary = on_ray.summary
+    on_ray = run(cfg, tmp_path / "ray", backend="ray", progress=lambda e: seen.append(e.task))
+    summary = on_ray.summary.to_json()
     for key in (*ARMS, "memsinks_sinks_dropped", "claim", "localization"):
         assert summary[key] == local[key], key
     assert summary["compute"]["resumed"] == dict.fromkeys(ARMS, False)
-    assert set(seen) == set(ARMS)  # progress came back from every task
+    assert set(seen) == {f"training {arm}" for arm in ARMS}  # progress came back from every task
     for arm in ARMS:
         assert (tmp_path / "ray" / "models" / f"{arm}.safetensors").stat().st_size > 0
     monkeypatch.setattr("memlens.scale.run_cells", _no_run_cells)
     again = run(cfg, tmp_path / "ray", backend="ray").summary
-    assert again["compute"]["resumed"] == dict.fromkeys(ARMS, True)
-    assert again["claim"] == local["claim"]
+    assert again.compute["resumed"] == dict.fromkeys(ARMS, True)
+    assert again.claim == local["claim"]
 
 
 def test_ray_backend_bad_address_is_one_sentence(tmp_path):

@@ -121,7 +121,7 @@ def test_user_texts_are_packed_and_trained(tmp_path, tokenizer):
     [
         (["--preset", "nope"], "unknown preset 'nope'"),
         (["--p-gen", "1.5"], "p_gen must be strictly between 0 and 1"),
-        (["--repetitions", "1"], "--repetitions must be at least 2"),
+        (["--repetitions", "1"], "(repetitions): Input should be greater than or equal to 2"),
         (["--n-repeated", "100", "--repetitions", "100"], "fill all"),
         (["--train", "no-such-file.txt"], "does not exist"),
         (["--d-model", "1"], "sink units"),

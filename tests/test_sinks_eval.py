@@ -21,8 +21,8 @@ from memlens.sinks import (
     sequence_ids,
     train_model,
 )
+from memlens.sinks.evaluation import _extraction
 from memlens.sinks.localize import unit_attribution
-from memlens.sinks.recipe import _extraction
 
 CFG = SinkConfig()
 
@@ -39,7 +39,7 @@ def memorizer():
     order = np.concatenate([np.arange(160), np.repeat(np.arange(160, 168), 20)])
     np.random.default_rng(0).shuffle(order)
     model = GPT(GPTConfig(24, 16, 1, 32), 1, generator=torch.Generator().manual_seed(0))
-    tc = SinkTrainConfig(steps=40, batch_size=8, lr=2e-2, warmup_steps=5)
+    tc = SinkTrainConfig(max_steps=40, batch_size=8, lr=2e-2, warmup_steps=5)
     train_model(model, rows_of_equal_docs(docs, order), np.arange(len(order)), tc, CFG)
     return model, rep, held
 

@@ -242,7 +242,7 @@ def test_each_position_gets_its_documents_mask_and_training_respects_it():
         model,
         rows,
         np.array([0]),
-        SinkTrainConfig(steps=1, batch_size=1, weight_decay=0.0, warmup_steps=1),
+        SinkTrainConfig(max_steps=1, batch_size=1, weight_decay=0.0, warmup_steps=1),
         CFG,
     )
     docs_in_row = np.unique(rows.doc_index[0][rows.doc_index[0] >= 0])

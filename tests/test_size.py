@@ -227,7 +227,7 @@ BAD = [
     (["--params", "1e6", "--n-sequences", "10"], "vocabulary size"),
     (["--params", "1e6", "--target-f1", "0.5"], "above 0.5"),
     (["--params", "1e6", "--n-sequences", "10", "--tokens", "640", "--vocab", "5"], "not both"),
-    (["--n-sequences", "10", "--vocab", "5"], "--params"),
+    (["--n-sequences", "10", "--vocab", "5"], "`params`"),
 ]
 
 
@@ -244,6 +244,17 @@ def test_bad_input_is_one_sentence_and_exit_2(i):
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("error:") and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_library_names_parameters_and_the_cli_names_flags():
+    # the library speaks to a notebook user (parameter names), the command line to a shell user
+    with pytest.raises(UserError, match="give `params` \\(or `config`\\) as well"):
+        laws.size(n_sequences=10, vocab_size=5)
+    res = _cli("size", "--n-sequences", "10", "--vocab", "5")
+    assert (
+        "give --params (or --config) as well, or ask an inverse question with --target-f1."
+        in res.stderr
+    )
 
 
 def test_bad_configs(tmp_path):

@@ -116,6 +116,16 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def nest(overrides: Mapping[str, Any], section: str, fields: Any) -> dict[str, Any]:
+    """``overrides`` with the keys named in ``fields`` moved into a ``section`` table (``None``
+    values dropped), e.g. a command's ``lr=...`` into ``{"train": {"lr": ...}}``."""
+    out = {k: v for k, v in overrides.items() if k not in fields}
+    inner = {k: v for k, v in overrides.items() if k in fields and v is not None}
+    if inner:
+        out[section] = inner
+    return out
+
+
 C = TypeVar("C", bound=Config)
 
 

@@ -40,7 +40,7 @@ class Summary(BaseModel):
         return []
 
     def tables(self) -> list[tuple[str, list[str], list[list[Any]]]]:
-        """Extra tables for a report, as ``(title, columns, rows)``."""
+        """Extra tables a report shows, as ``(title, columns, rows)``."""
         return []
 
     def to_json(self) -> dict[str, Any]:
@@ -64,7 +64,13 @@ class RunResult(Generic[S]):
 #: report). One line per kind, kept in alphabetical order.
 SUMMARIES: dict[str, str] = {
     "audit": "memlens.audit.summary:AuditSummary",
+    "capacity": "memlens.capacity.summary:CapacitySummary",
     "dp-audit": "memlens.privacy.summary:DPAuditSummary",
+    "grok": "memlens.track.summary:GrokSummary",
+    "laws-double-descent": "memlens.laws.summaries:DoubleDescentSummary",
+    "laws-fit-mia": "memlens.laws.summaries:FitMiaSummary",
+    "laws-mia-experiment": "memlens.laws.summaries:MiaExperimentSummary",
+    "laws-size": "memlens.laws.summaries:SizeReport",
     "mia": "memlens.mia.summary:MIASummary",
     "mia-metrics": "memlens.mia.summary:MIAMetricsSummary",
     "prior-diagnose": "memlens.prior.recipe:DiagnosisSummary",
@@ -74,6 +80,8 @@ SUMMARIES: dict[str, str] = {
     "shadow-attack": "memlens.shadow.summary:ShadowAttackSummary",
     "shadow-memorization": "memlens.shadow.summary:MemorizationSummary",
     "shadow-train": "memlens.shadow.summary:ShadowTrainSummary",
+    "sinks": "memlens.sinks.summary:SinksSummary",
+    "track": "memlens.track.summary:TrackSummary",
 }
 
 

@@ -1,8 +1,9 @@
 """Running the cells of a sweep: in this process, in worker processes, or as Ray tasks.
 
-A *cell* is a picklable ``(function, args)`` pair whose result is a JSON-serializable dict; the
-sweep stores each result as soon as it arrives (see :class:`memlens.store.RunDir`), so an
-interrupted sweep loses only the cells in flight.
+A *cell* is a picklable ``(function, args)`` pair whose result is a JSON-serializable dict;
+:func:`run_stored_cells` is what every sweep calls: it loads the cells a run directory already
+holds (:class:`memlens.store.RunDir`), runs the missing ones with :func:`run_cells` and stores
+each result as soon as it arrives, so an interrupted sweep loses only the cells in flight.
 
 * ``local`` with ``workers=1``: cells run one after another in this process.
 * ``local`` with ``workers>1``: cells run in spawned worker processes, each pinned to
@@ -13,21 +14,26 @@ interrupted sweep loses only the cells in flight.
   extra: ``pip install memlens[ray]``.
 
 Results are returned in the order of the cells, whatever the backend, and a cell computes the
-same numbers on every backend (seeds are part of its arguments).
+same numbers on every backend (seeds are part of its arguments). A cell reports progress by
+calling its ``progress`` keyword with :class:`memlens.progress.ProgressEvent` values (any
+picklable value travels); they reach the caller's ``progress`` unchanged, from worker processes
+and Ray tasks alike.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import queue as _queue
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from memlens.errors import UserError
 
 Cell = tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]
 OnResult = Callable[[int, dict[str, Any]], None]
-OnProgress = Callable[[int, Any], None]
+Relay = Callable[[Any], None]
 
 
 def available_cpus() -> int:
@@ -52,14 +58,12 @@ def _worker_init(threads: int, q: Any) -> None:
     _progress_queue = q
 
 
-def _call_in_worker(
-    index: int, fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]
-) -> dict[str, Any]:
+def _call_in_worker(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> dict[str, Any]:
     q = _progress_queue
 
     def report(payload: Any) -> None:
         if q is not None:
-            q.put((index, payload))
+            q.put(payload)
 
     return fn(*args, progress=report)
 
@@ -87,7 +91,7 @@ def run_cells(
     backend: str = "local",
     workers: int | None = None,
     on_result: OnResult | None = None,
-    on_progress: OnProgress | None = None,
+    progress: Relay | None = None,
     ray_address: str | None = None,
     ray_num_cpus: float = 1,
     ray_num_gpus: float = 0,
@@ -95,23 +99,20 @@ def run_cells(
     """Run ``cells`` and return their results in order.
 
     Each cell function must accept a keyword ``progress`` (a callable taking one picklable
-    payload) and return a dict. ``on_result(i, result)`` is called in this process as each cell
-    finishes (use it to save the cell); ``on_progress(i, payload)`` relays progress reports.
+    payload, normally a :class:`~memlens.progress.ProgressEvent`) and return a dict.
+    ``on_result(i, result)`` is called in this process as each cell finishes (use it to save the
+    cell); ``progress(payload)`` receives the cells' progress reports in this process.
     """
     if backend == "ray":
-        return _run_ray(cells, on_result, ray_address, ray_num_cpus, ray_num_gpus, on_progress)
+        return _run_ray(cells, on_result, ray_address, ray_num_cpus, ray_num_gpus, progress)
     if backend != "local":
         raise UserError(f"unknown backend {backend!r}; choose local or ray.")
     n_workers = min(len(cells), workers or available_cpus())
     results: list[dict[str, Any] | None] = [None] * len(cells)
     if n_workers <= 1:
+        relay = progress if progress is not None else (lambda payload: None)
         for i, (fn, args) in enumerate(cells):
-
-            def report(payload: Any, i: int = i) -> None:
-                if on_progress is not None:
-                    on_progress(i, payload)
-
-            results[i] = fn(*args, progress=report)
+            results[i] = fn(*args, progress=relay)
             if on_result is not None:
                 on_result(i, results[i])
         return results  # type: ignore[return-value]
@@ -128,31 +129,31 @@ def run_cells(
             max_workers=n_workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, q)
         ) as pool:
             futures = {
-                pool.submit(_call_in_worker, i, fn, args): i for i, (fn, args) in enumerate(cells)
+                pool.submit(_call_in_worker, fn, args): i for i, (fn, args) in enumerate(cells)
             }
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                _drain(q, on_progress)
+                _drain(q, progress)
                 for f in done:
                     i = futures[f]
                     results[i] = f.result()
                     if on_result is not None:
                         on_result(i, results[i])
-            _drain(q, on_progress)
+            _drain(q, progress)
     finally:
         manager.shutdown()
     return results  # type: ignore[return-value]
 
 
-def _drain(q: Any, on_progress: OnProgress | None) -> None:
+def _drain(q: Any, progress: Relay | None) -> None:
     while True:
         try:
-            i, payload = q.get_nowait()
+            payload = q.get_nowait()
         except (_queue.Empty, EOFError, OSError):
             return
-        if on_progress is not None:
-            on_progress(i, payload)
+        if progress is not None:
+            progress(payload)
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -172,17 +173,17 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
         ) from None
 
 
-def _drain_ray(q: Any, on_progress: OnProgress | None) -> None:
-    if q is None or on_progress is None:
+def _drain_ray(q: Any, progress: Relay | None) -> None:
+    if q is None or progress is None:
         return
     from ray.util.queue import Empty
 
     while True:
         try:
-            i, payload = q.get_nowait()
+            payload = q.get_nowait()
         except Empty:
             return
-        on_progress(i, payload)
+        progress(payload)
 
 
 def _run_ray(
@@ -191,7 +192,7 @@ def _run_ray(
     address: str | None,
     num_cpus: float,
     num_gpus: float,
-    on_progress: OnProgress | None = None,
+    progress: Relay | None = None,
 ) -> list[dict[str, Any]]:
     try:
         import ray
@@ -205,14 +206,14 @@ def _run_ray(
         if address:
             _check_reachable(address)
         try:
+            # Ray's own start-up notices (token authentication, "Started a local Ray
+            # instance") are not memlens's output: only its errors reach the console
+            quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
             if address:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, **quiet)
             else:
                 ray.init(
-                    address="local",
-                    num_cpus=available_cpus(),
-                    include_dashboard=False,
-                    log_to_driver=False,
+                    address="local", num_cpus=available_cpus(), include_dashboard=False, **quiet
                 )
                 started_here = True
         except Exception as exc:  # noqa: BLE001 - Ray's connection errors vary by version
@@ -222,14 +223,14 @@ def _run_ray(
     from ray.util.queue import Queue
 
     def _task(
-        fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], threads: int, i: int, q: Any
+        fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], threads: int, q: Any
     ) -> dict[str, Any]:
         _set_threads(threads)
 
         def report(payload: Any) -> None:
             if q is not None:
                 try:
-                    q.put_nowait((i, payload))
+                    q.put_nowait(payload)
                 except Exception:  # noqa: BLE001 - progress is best effort, the result is not
                     pass
 
@@ -238,15 +239,15 @@ def _run_ray(
     results: list[dict[str, Any] | None] = [None] * len(cells)
     try:
         # progress reports travel through a queue actor that takes no CPU from the cells
-        q = Queue(actor_options={"num_cpus": 0}) if on_progress is not None else None
+        q = Queue(actor_options={"num_cpus": 0}) if progress is not None else None
         remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_task)
         threads = max(1, int(num_cpus))
-        refs = [remote.remote(fn, args, threads, i, q) for i, (fn, args) in enumerate(cells)]
+        refs = [remote.remote(fn, args, threads, q) for fn, args in cells]
         index = {r: i for i, r in enumerate(refs)}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
-            _drain_ray(q, on_progress)
+            _drain_ray(q, progress)
             for r in done:
                 i = index[r]
                 try:
@@ -258,8 +259,71 @@ def _run_ray(
                     raise
                 if on_result is not None:
                     on_result(i, results[i])
-        _drain_ray(q, on_progress)
+        _drain_ray(q, progress)
     finally:
         if started_here:
             ray.shutdown()
     return results  # type: ignore[return-value]
+
+
+# -- resumable sweeps ------------------------------------------------------------------------------
+
+StoredCell = tuple[str, Callable[..., dict[str, Any]], tuple[Any, ...]]
+
+
+@dataclass
+class StoredCells:
+    """What :func:`run_stored_cells` returns: every cell's result in order, and which were reused."""
+
+    results: list[dict[str, Any]]
+    reused: list[str] = field(default_factory=list)
+
+
+def run_stored_cells(
+    rd: Any,
+    cells: Sequence[StoredCell],
+    *,
+    load: Callable[[str], dict[str, Any] | None] | None = None,
+    save: Callable[[str, dict[str, Any]], None] | None = None,
+    progress: Relay | None = None,
+    backend: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    ray_num_cpus: float = 1,
+    ray_num_gpus: float = 0,
+) -> StoredCells:
+    """The sweep's cells, resumed: stored ones loaded, the missing ones run and stored on arrival.
+
+    Parameters
+    ----------
+    rd: the run directory (:class:`memlens.store.RunDir`).
+    cells: ``(key, function, args)`` per cell; the key names the stored result.
+    load, save: how a cell is read and stored (default ``rd.load_cell`` / ``rd.save_cell``; a
+        sweep whose cells carry more than JSON, e.g. model weights, passes its own).
+    progress: receives the running cells' progress events.
+    backend, workers, ray_*: where the missing cells run (:func:`run_cells`). A sweep with
+        nothing left to run starts no worker and no Ray.
+    """
+    load = load or rd.load_cell
+    save = save or rd.save_cell
+    results: list[dict[str, Any] | None] = [load(key) for key, _, _ in cells]
+    todo = [i for i, r in enumerate(results) if r is None]
+    reused = [cells[i][0] for i in range(len(cells)) if results[i] is not None]
+
+    def store(j: int, result: dict[str, Any]) -> None:
+        i = todo[j]
+        save(cells[i][0], result)
+        results[i] = result
+
+    if todo:
+        run_cells(
+            [(cells[i][1], cells[i][2]) for i in todo],
+            backend=backend,
+            workers=workers,
+            on_result=store,
+            progress=progress,
+            ray_address=ray_address,
+            ray_num_cpus=ray_num_cpus,
+            ray_num_gpus=ray_num_gpus,
+        )
+    return StoredCells(results, reused)  # type: ignore[arg-type]

@@ -7,7 +7,8 @@ Every memlens command writes one directory::
     ...               tables (CSV/Parquet), JSON results and PNG plots
 
 All writes go to a temporary file in the same directory first and are renamed into place, so an
-interrupted run never leaves a half-written result behind.
+interrupted run never leaves a half-written result behind. Records that grow during a run (a
+tracker's observations, a training curve) go to a :class:`PartStore`: one Parquet part per flush.
 """
 
 from __future__ import annotations
@@ -262,3 +263,51 @@ class RunDir:
 
     def save_figure(self, name: str, fig: Any) -> Path:
         return save_figure_atomic(fig, self.path / name)
+
+
+class PartStore:
+    """An append-only store of Parquet parts, ``<directory>/part-<first>-<last>.parquet``.
+
+    Each flush of a growing record (a tracker's observations, a training curve) is one part, written
+    atomically, named by the first and last step it holds (12 digits each) and optionally carrying
+    JSON metadata. A crash loses at most what was not flushed yet; :meth:`read` returns the parts
+    oldest first (so a step recorded twice, before and after a resume, can keep its latest record)
+    and skips a part it cannot read.
+    """
+
+    META_KEY = b"memlens"
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def write(self, table: Any, first: int, last: int, meta: Any = None) -> Path:
+        """Write ``table`` (a pyarrow Table or a pandas DataFrame) as the part for steps
+        ``first``..``last``, with ``meta`` (JSON-serializable) in its schema metadata."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not isinstance(table, pa.Table):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        if meta is not None:
+            table = table.replace_schema_metadata({self.META_KEY: to_json(meta).encode()})
+        path = self.directory / f"part-{int(first):012d}-{int(last):012d}.parquet"
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+        return path
+
+    def read(self) -> list[tuple[Any, Any]]:
+        """``(pyarrow Table, meta or None)`` for every readable part, oldest first."""
+        import pyarrow.parquet as pq
+
+        files = sorted(
+            self.directory.glob("part-*.parquet"), key=lambda f: (f.stat().st_mtime_ns, f.name)
+        )
+        parts = []
+        for f in files:
+            try:
+                table = pq.read_table(f)
+            except Exception:  # noqa: BLE001 - a torn part from a crash (atomic writes: unlikely)
+                continue
+            raw = (table.schema.metadata or {}).get(self.META_KEY)
+            parts.append((table, json.loads(raw) if raw is not None else None))
+        return parts

@@ -1,76 +1,63 @@
 """Capacity sweep configuration: model shapes, dataset sizes, training settings and presets.
 
-Configs are pydantic models validated at the door; :func:`load_config` merges a preset, a TOML/YAML
-file and keyword overrides and raises :class:`~memlens.errors.UserError` on bad input.
+Configs are :class:`memlens.config.Config` models validated at the door; :func:`load_config` merges
+a preset, a TOML/YAML file and keyword overrides and raises :class:`~memlens.errors.UserError` on
+bad input.
 """
 
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from memlens.config import Config, merge, nest, read_config_file
 from memlens.errors import UserError
+from memlens.training import SaturationConfig
+from memlens.units import PUBLISHED_ALPHA, memorizable_bits, uniform_entropy_bits
 
-PUBLISHED_ALPHA = 3.64  # bits/param, the headline figure of Morris et al. 2025
-
-# Published 16-model table (capacity in bits, fp32) is summarized in docs; the paper grid:
+# The grid of Morris et al. 2025's 16 models (their fp32 table is summarized in docs).
 PAPER_LAYERS = (1, 2, 4, 8)
 PAPER_WIDTHS = (32, 64, 128, 256)
 
 
-class Shape(BaseModel):
+class Shape(Config):
     """One model shape: ``n_layer`` blocks of width ``d_model`` with ``n_head`` heads.
 
     ``n_head = 0`` derives the head count from the sweep's ``head_dim``; ``steps`` (optional)
     overrides the sweep's step budget for this shape.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    what: ClassVar[str] = "model shape"
     n_layer: int = Field(ge=1)
     d_model: int = Field(ge=1)
     n_head: int = Field(default=0, ge=0)
     steps: int | None = Field(default=None, ge=1)
 
 
-class TrainSettings(BaseModel):
-    """Optimizer and stopping settings (see :class:`memlens.training.TrainConfig`)."""
+class TrainSettings(SaturationConfig):
+    """The capacity lab's optimizer, schedule and stopping settings (:class:`SaturationConfig`
+    with this lab's defaults)."""
 
-    model_config = ConfigDict(extra="forbid")
     lr: float = Field(default=1e-2, gt=0)
     batch_size: int = Field(default=64, ge=1)
     max_steps: int = Field(default=6000, ge=1)
-    min_steps: int = Field(default=500, ge=1)
-    warmup_steps: int = Field(default=100, ge=0)
     decay_frac: float = Field(default=0.3, ge=0, lt=0.8)
-    final_lr_frac: float = Field(default=0.1, ge=0, le=1)
-    beta2: float = Field(default=0.98, gt=0, lt=1)
-    eval_every: int = Field(default=250, ge=1)
-    plateau_frac: float = Field(default=0.2, gt=0, lt=1)
-    plateau_tol: float = Field(default=0.01, gt=0)
-
-    def to_train_config(self, max_steps: int | None = None, precision: str = "fp32") -> Any:
-        """The :class:`memlens.training.TrainConfig` for these settings (``max_steps`` overrides)."""
-        from memlens.training import TrainConfig
-
-        fields = self.model_dump()
-        if max_steps is not None:
-            fields["max_steps"] = max_steps
-        return TrainConfig(**fields, precision=precision)
 
 
-class CapacityConfig(BaseModel):
+class CapacityConfig(Config):
     """A capacity sweep: model shapes × dataset sizes on uniform tokens.
 
     Dataset sizes are given either explicitly (``n_sequences``, the same list for every shape) or
     as multiples of each shape's *expected* capacity (``capacity_multiples``): N is chosen so that
-    the dataset holds ``m * alpha_prior * params`` bits.
+    the dataset holds ``m * alpha_prior * params`` bits. ``train.precision`` is the training and
+    scoring precision; ``time_budget_s`` (optional) caps each shape's wall time.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    what: ClassVar[str] = "capacity config"
+
     preset: str = "custom"
     vocab_size: int = Field(default=2048)
     seq_len: int = Field(default=64)
@@ -82,10 +69,9 @@ class CapacityConfig(BaseModel):
     steps_exponent: float = Field(default=1.0, ge=0, le=2)
     head_dim: int = Field(default=0, ge=0)
     train: TrainSettings = TrainSettings()
-    precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = 0
     device: str = "auto"
-    time_budget_s: float | None = None
+    time_budget_s: float | None = Field(default=None, gt=0)
 
     @field_validator("vocab_size")
     @classmethod
@@ -123,6 +109,10 @@ class CapacityConfig(BaseModel):
                 raise ValueError(f"d_model {s.d_model} is not divisible by n_head {s.n_head}")
         return self
 
+    @property
+    def precision(self) -> str:
+        return self.train.precision
+
     def n_head_for(self, shape: Shape) -> int:
         """Heads of a shape: its own ``n_head``, else ``d_model / head_dim``, else GPTConfig's
         automatic choice (head size 16 when ``d_model`` allows it, otherwise one head)."""
@@ -159,8 +149,18 @@ class CapacityConfig(BaseModel):
         scaled = self.train.max_steps * ratio**self.steps_exponent
         return max(self.train.max_steps, int(round(scaled / 100.0)) * 100)
 
+    def train_config(self, shape: Shape) -> TrainSettings:
+        """The training settings of one shape (its own step budget)."""
+        return self.train.model_copy(update={"max_steps": self.steps_for_shape(shape)})
+
     def bits_per_sequence(self) -> float:
-        return self.seq_len * math.log2(self.vocab_size)
+        """``S * log2 V``: the entropy of one uniform sequence, in bits."""
+        return uniform_entropy_bits(self.seq_len, self.vocab_size)
+
+    def memorizable_bits_per_sequence(self) -> float:
+        """``(S - 1) * log2 V``: the most a model can memorize of one sequence (the first token is
+        coded uniformly and never memorized), in bits."""
+        return memorizable_bits(self.seq_len, self.vocab_size)
 
     def sizes_for(self, params: int) -> list[int]:
         """Dataset sizes (sequences) for a model with ``params`` parameters."""
@@ -228,60 +228,31 @@ def _preset(name: str) -> dict[str, Any]:
 PRESETS = ("smoke", "quick", "paper")
 
 
-def _validation_message(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err.get("loc", ())) or "config"
-    msg = err.get("msg", "invalid value").removeprefix("Value error, ")
-    return f"invalid capacity config ({loc}): {msg}."
-
-
 def load_config(
     preset: str | None = "quick", config_file: str | Path | None = None, **overrides: Any
 ) -> CapacityConfig:
-    """Build a :class:`CapacityConfig` from a preset, a TOML/YAML file and keyword overrides.
+    """Build a :class:`CapacityConfig`: a preset < a TOML/YAML file < keyword overrides.
 
-    ``overrides`` with value ``None`` are ignored. Raises :class:`UserError` on bad input.
+    Overrides named like a training setting (``lr``, ``max_steps``, ``precision`` ...) go to
+    ``train``; ``None`` means "not given". A file or override giving ``n_sequences`` replaces the
+    preset's ``capacity_multiples``; a ``max_steps`` override replaces per-shape step budgets.
+    Raises :class:`UserError` on bad input.
     """
-    base: dict[str, Any] = _preset(preset) if preset else {}
+    data: dict[str, Any] = _preset(preset) if preset else {}
     if config_file is not None:
-        path = Path(config_file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(
-                f"cannot read config file {path}: {getattr(exc, 'strerror', None) or exc}."
-            ) from None
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml  # type: ignore[import-untyped]
-
-                loaded = yaml.safe_load(text) or {}
-            else:
-                loaded = tomllib.loads(text)
-        except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
-            raise UserError(f"cannot parse config file {path}: {exc}.") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"config file {path} must hold a table of settings.")
-        train = {**base.get("train", {}), **loaded.pop("train", {})}
-        base = {**base, **loaded, "train": train}
+        loaded = read_config_file(config_file)
         if "n_sequences" in loaded:
-            base.pop("capacity_multiples", None)
+            data.pop("capacity_multiples", None)
         if "capacity_multiples" in loaded:
-            base.pop("n_sequences", None)
-        base.setdefault("preset", "custom")
-    train_over = {k: overrides.pop(k) for k in list(overrides) if k in TrainSettings.model_fields}
-    if train_over.get("max_steps") is not None:  # one budget for every shape, as asked
-        shapes = base.get("shapes")
-        if isinstance(shapes, list):
-            base["shapes"] = [{**s, "steps": None} if isinstance(s, dict) else s for s in shapes]
-    base["train"] = {
-        **base.get("train", {}),
-        **{k: v for k, v in train_over.items() if v is not None},
-    }
-    base.update({k: v for k, v in overrides.items() if v is not None})
+            data.pop("n_sequences", None)
+        data = merge(data, loaded)
+        data.setdefault("preset", "custom")
+    overrides = nest(overrides, "train", TrainSettings.model_fields)
+    if "max_steps" in overrides.get("train", {}) and isinstance(data.get("shapes"), list):
+        # one budget for every shape, as asked
+        data["shapes"] = [
+            {**s, "steps": None} if isinstance(s, dict) else s for s in data["shapes"]
+        ]
     if overrides.get("n_sequences") is not None:
-        base.pop("capacity_multiples", None)
-    try:
-        return CapacityConfig.model_validate(base)
-    except ValidationError as exc:
-        raise UserError(_validation_message(exc)) from None
+        data.pop("capacity_multiples", None)
+    return CapacityConfig(**merge(data, overrides))

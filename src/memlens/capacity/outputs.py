@@ -6,39 +6,28 @@ from typing import Any
 
 import numpy as np
 
-from memlens.capacity.config import PUBLISHED_ALPHA
+from memlens.capacity.summary import CapacitySummary
 
 
-def write_outputs(rd: Any, summary: dict[str, Any], models: list[dict[str, Any]]) -> None:
-    """Write capacity.json, runs.csv, curves.csv and the two plots."""
+def write_outputs(rd: Any, summary: CapacitySummary, cells: list[dict[str, Any]]) -> None:
+    """Write capacity.json, runs.csv, curves.csv (from the cells' curves) and the two plots."""
     import pandas as pd
 
     rows, curve_rows = [], []
-    for m in models:
-        for r in m["runs"]:
+    for m, cell in zip(summary.models, cells, strict=True):
+        shape = {"n_layer": m.n_layer, "d_model": m.d_model, "params": m.params}
+        for r in m.runs:
             rows.append(
-                {
-                    "n_layer": m["n_layer"],
-                    "d_model": m["d_model"],
-                    "params": m["params"],
-                    "n_sequences": r["n_sequences"],
-                    "dataset_bits": r["dataset_bits"],
-                    "memorized_bits": r["memorized_bits"],
-                    "predicted_bits": min(
-                        summary["alpha_bits_per_param"] * m["params"], r["dataset_bits"]
-                    ),
-                    "steps": r["steps"],
-                    "saturated": r["saturated"],
-                    "seconds": r["seconds"],
-                }
-            )
+                {**shape, **r.model_dump(include={"n_sequences", "dataset_bits",
+                 "memorizable_bits", "memorized_bits", "predicted_bits", "steps", "saturated",
+                 "stopped_by", "seconds"})}
+            )  # fmt: skip
+        for r in cell["runs"]:
             c = r["curve"]
             for j in range(len(c["step"])):
                 curve_rows.append(
                     {
-                        "n_layer": m["n_layer"],
-                        "d_model": m["d_model"],
-                        "params": m["params"],
+                        **shape,
                         "n_sequences": r["n_sequences"],
                         "step": c["step"][j],
                         "seconds": c["seconds"][j],
@@ -48,31 +37,30 @@ def write_outputs(rd: Any, summary: dict[str, Any], models: list[dict[str, Any]]
                 )
     rd.write_table("runs.csv", pd.DataFrame(rows))
     rd.write_table("curves.csv", pd.DataFrame(curve_rows))
-    rd.write_json("capacity.json", summary)
-    plot_capacity(rd, summary, models)
+    rd.write_json(summary.file, summary.to_json())
+    plot_capacity(rd, summary)
 
 
-def plot_capacity(rd: Any, summary: dict[str, Any], models: list[dict[str, Any]]) -> None:
+def plot_capacity(rd: Any, summary: CapacitySummary) -> None:
     """Memorized vs dataset bits per shape (with plateau and H(X) diagonal); capacity vs params."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    alpha = summary["alpha_bits_per_param"]
+    models = summary.models
+    alpha = summary.alpha_bits_per_param
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(models))))
-    xmax = max(r["dataset_bits"] for m in models for r in m["runs"]) * 1.1
+    xmax = max(r.dataset_bits for m in models for r in m.runs) * 1.1
     ax.plot([0, xmax], [0, xmax], "k:", lw=1, label="H(X) (all data memorized)")
     for m, col in zip(models, colors, strict=True):
-        xs = [r["dataset_bits"] for r in m["runs"]]
-        ys = [r["memorized_bits"] for r in m["runs"]]
-        ax.plot(
-            xs, ys, "o-", color=col, label=f"L={m['n_layer']} d={m['d_model']} ({m['params']:,})"
-        )
-        ax.axhline(m["capacity_bits"], color=col, lw=0.8, ls="--")
-        for x, y, r in zip(xs, ys, m["runs"], strict=True):
-            if not r["saturated"]:
+        xs = [r.dataset_bits for r in m.runs]
+        ys = [r.memorized_bits for r in m.runs]
+        ax.plot(xs, ys, "o-", color=col, label=f"L={m.n_layer} d={m.d_model} ({m.params:,})")
+        ax.axhline(m.capacity_bits, color=col, lw=0.8, ls="--")
+        for x, y, r in zip(xs, ys, m.runs, strict=True):
+            if not r.saturated:
                 ax.plot([x], [y], "x", color="red", ms=8)
     ax.set_xlabel("dataset bits H(X)")
     ax.set_ylabel("memorized bits")
@@ -81,12 +69,19 @@ def plot_capacity(rd: Any, summary: dict[str, Any], models: list[dict[str, Any]]
     rd.save_figure("memorized_vs_dataset.png", fig)
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    P = np.array([m["params"] for m in models], dtype=float)
-    C = np.array([m["capacity_bits"] for m in models], dtype=float)
+    P = np.array([m.params for m in models], dtype=float)
+    C = np.array([m.capacity_bits for m in models], dtype=float)
     ax.scatter(P, C, c="C0", zorder=3, label="measured capacity")
     xs = np.linspace(0, P.max() * 1.1, 50)
     ax.plot(xs, alpha * xs, "C0-", label=f"fit: {alpha:.2f} bits/param")
-    ax.plot(xs, PUBLISHED_ALPHA * xs, "k--", lw=1, label=f"published: {PUBLISHED_ALPHA} bits/param")
+    slope = summary.published_alpha["slope"]
+    ax.plot(
+        xs,
+        slope * xs,
+        "k--",
+        lw=1,
+        label=f"published {summary.precision} slope: {slope} bits/param",
+    )
     ax.set_xlabel("parameters")
     ax.set_ylabel("capacity (bits)")
     ax.set_title("Capacity vs parameters")

@@ -5,30 +5,32 @@ Reproduces the experiment of Morris et al. 2025, "How much do language models me
 training set is memorization:
 
 1. For each model shape and each dataset size N, draw N sequences of S tokens uniformly from V.
-   A sequence holds ``H(x) = S * log2 V`` bits (the first token is coded uniformly and can never
-   count as memorized).
+   A sequence holds ``H(x) = S * log2 V`` bits, of which at most ``(S - 1) * log2 V`` can be
+   memorized (the first token is coded uniformly and can never count as memorized).
 2. Train the model to saturation (all dataset sizes of one shape train together as one batched
-   stack of models, see :mod:`memlens.training`).
+   stack of models, :func:`memlens.training.train_to_saturation`).
 3. Memorized bits of a run = ``sum_x max(0, H(x) - NLL_bits(x | model))``.
 4. Capacity of a shape = max over N of memorized bits; α = least-squares slope of capacity on
    parameter count through the origin (plus each model's own ratio). Predicted memorization of a
-   run: ``min(α * P, H(dataset))``.
+   run: ``min(α * P, N * (S - 1) * log2 V)``.
 
 Every capacity is a lower bound (gradient descent need not find the best model): each run
-records whether it saturated.
+records whether it saturated, and whether the time budget stopped it.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from memlens.capacity.config import CapacityConfig, Shape
 from memlens.capacity.fit import summarize
 from memlens.capacity.outputs import write_outputs
+from memlens.capacity.summary import CapacitySummary
+from memlens.progress import ProgressFn, emit
+from memlens.results import RunResult
 
 
 def _cell_key(config: CapacityConfig, shape: Shape, sizes: list[int]) -> str:
@@ -39,25 +41,31 @@ def _cell_key(config: CapacityConfig, shape: Shape, sizes: list[int]) -> str:
         "S": config.seq_len,
         "shape": shape.model_dump(),
         "sizes": sizes,
-        "train": config.train.model_dump(),
+        "train": config.train_config(shape).model_dump(),
         "n_head": config.n_head_for(shape),
-        "steps": config.steps_for_shape(shape),
-        "precision": config.precision,
+        "time_budget_s": config.time_budget_s,
         "seed": config.seed,
     }
     return f"L{shape.n_layer}-d{shape.d_model}-{config_hash(ident)}"
+
+
+def shape_label(config: CapacityConfig, shape: Shape) -> str:
+    """The progress label of a shape, e.g. ``L=1 d=16 h=4 (12,528 params)``."""
+    params = config.gpt_config(shape).n_params
+    return f"L={shape.n_layer} d={shape.d_model} h={config.n_head_for(shape)} ({params:,} params)"
 
 
 def train_shape(
     config: CapacityConfig,
     shape: Shape,
     shape_index: int,
-    device: str | None = None,
-    progress: Callable[[Any], None] | None = None,
+    *,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Train one shape on all its dataset sizes at once; return the cell's result dict.
+    """Train one shape on all its dataset sizes at once; return the cell's result (JSON-ready).
 
-    ``progress`` (optional) receives ``(step, best memorized bits so far)`` after each evaluation.
+    ``progress`` receives a :class:`~memlens.progress.ProgressEvent` after every evaluation
+    (steps done; note: the best memorized bits per parameter so far).
     """
     import torch
 
@@ -65,7 +73,7 @@ def train_shape(
     from memlens.models.gpt import GPT
     from memlens.training import pick_device, train_to_saturation
 
-    dev = pick_device(device or config.device)
+    dev = pick_device(config.device)
     gcfg = config.gpt_config(shape)
     P = gcfg.n_params
     sizes = config.sizes_for(P)
@@ -82,20 +90,17 @@ def train_shape(
     )
     gen = torch.Generator().manual_seed(base_seed)
     model = GPT(gcfg, n_models=K, generator=gen).to(dev)
-    tcfg = config.train.to_train_config(
-        max_steps=config.steps_for_shape(shape), precision=config.precision
-    )
-    h_seq = config.bits_per_sequence()
     res = train_to_saturation(
         model,
         data,
         sizes,
-        tcfg,
-        entropy_bits=h_seq,
+        config.train_config(shape),
+        entropy_bits=config.bits_per_sequence(),
         first_token_bits=math.log2(config.vocab_size),
         seed=base_seed,
         device=dev,
-        progress=(lambda step, totals: progress((step, max(totals)))) if progress else None,
+        progress=progress,
+        task=shape_label(config, shape),
         time_budget_s=config.time_budget_s,
     )
     runs = []
@@ -104,10 +109,12 @@ def train_shape(
         runs.append(
             {
                 "n_sequences": n,
-                "dataset_bits": n * h_seq,
+                "dataset_bits": n * config.bits_per_sequence(),
+                "memorizable_bits": n * config.memorizable_bits_per_sequence(),
                 "memorized_bits": res.final_memorized_bits[k],
                 "steps": res.steps,
                 "saturated": bool(res.saturated[k]),
+                "stopped_by": res.stopped_by,
                 "seconds": res.seconds,
                 "curve": {
                     "step": c.steps,
@@ -128,124 +135,65 @@ def train_shape(
         # the capacity is the max over N; it is saturated when every run of the shape is
         "saturated": all(r["saturated"] for r in runs),
         "runs": runs,
-        "seconds": res.seconds,
     }
 
 
 def run(
     config: CapacityConfig,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
-    console: Any | None = None,
+    progress: ProgressFn | None = None,
     backend: str = "local",
     workers: int | None = None,
     ray_address: str | None = None,
-    ray_cpus_per_cell: float = 1,
-    ray_gpus_per_cell: float = 0,
-) -> dict[str, Any]:
-    """Run (or resume) a capacity sweep into ``out`` and return ``capacity.json``'s content.
+    ray_num_cpus: float = 1,
+    ray_num_gpus: float = 0,
+) -> RunResult[CapacitySummary]:
+    """Run (or resume) a capacity sweep into ``out`` and return its :class:`CapacitySummary`.
 
     Each shape is one cell (all its dataset sizes train together); cells run on ``backend``
-    (``local``: one worker process per core by default; ``ray``: one Ray task per cell, see
-    :mod:`memlens.scale`; each task asks Ray for ``ray_cpus_per_cell`` CPUs and
-    ``ray_gpus_per_cell`` GPUs, fractions allowed). Finished cells are stored at once and reused when the same command is
-    rerun with the same ``out``; a finished sweep returns at once.
+    (``local``: ``workers`` processes, one per CPU core by default; ``ray``: one Ray task per
+    cell, each asking for ``ray_num_cpus`` CPUs and ``ray_num_gpus`` GPUs, fractions allowed; see
+    :mod:`memlens.scale`). Finished cells are stored at once and reused when the run is repeated
+    with the same ``out``; a finished sweep returns at once. ``out=None`` writes to a fresh
+    timestamped directory. Writes ``manifest.json``, ``capacity.json``, ``runs.csv``,
+    ``curves.csv`` and two plots.
     """
-    from memlens.scale import check_backend, run_cells
-    from memlens.store import RunDir
+    from memlens.scale import check_backend, run_stored_cells
+    from memlens.store import RunDir, default_out_dir
 
     check_backend(backend, ray_address)
-    rd = RunDir(out, "capacity", config.model_dump(), config.seed)
-    previous_wall = 0.0
+    rd = RunDir(out or default_out_dir("capacity"), "capacity", config.to_dict(), config.seed)
     old = rd.load_cell("_wall")
-    if old:
-        previous_wall = float(old.get("wall_seconds", 0.0))
+    previous_wall = float(old.get("wall_seconds", 0.0)) if old else 0.0
     rd.write_manifest(status="running")
     start = time.perf_counter()
-    params = [config.gpt_config(s).n_params for s in config.shapes]
     keys = [
-        _cell_key(config, s, config.sizes_for(p))
-        for s, p in zip(config.shapes, params, strict=True)
+        _cell_key(config, s, config.sizes_for(config.gpt_config(s).n_params)) for s in config.shapes
     ]
-    results: list[dict[str, Any] | None] = [rd.load_cell(k) for k in keys]
-    reused = sum(r is not None for r in results)
-    todo = [i for i, r in enumerate(results) if r is None]
-    if console is not None and reused:
-        console.print(f"resuming: {reused} of {len(keys)} shapes already finished in {rd.path}")
+    cells = [
+        (k, train_shape, (config, s, i))
+        for i, (k, s) in enumerate(zip(keys, config.shapes, strict=True))
+    ]
 
-    def save(j: int, r: dict[str, Any]) -> None:
-        i = todo[j]
-        rd.save_cell(keys[i], r)
-        results[i] = r
+    def save(key: str, result: dict[str, Any]) -> None:
+        rd.save_cell(key, result)
         rd.save_cell("_wall", {"wall_seconds": previous_wall + time.perf_counter() - start})
 
-    cells = [(train_shape, (config, config.shapes[i], i)) for i in todo]
-    if todo:
-        with _progress(
-            console, config, [config.shapes[i] for i in todo], [params[i] for i in todo]
-        ) as on_progress:
-            run_cells(
-                cells,
-                backend=backend,
-                workers=workers,
-                on_result=save,
-                on_progress=on_progress,
-                ray_address=ray_address,
-                ray_num_cpus=ray_cpus_per_cell,
-                ray_num_gpus=ray_gpus_per_cell,
-            )
-
-    finished = [r for r in results if r is not None]
+    for key, shape in zip(keys, config.shapes, strict=True):
+        if rd.load_cell(key) is None:  # one bar per shape to train, in the sweep's order
+            emit(progress, shape_label(config, shape), 0, config.steps_for_shape(shape))
+    done = run_stored_cells(
+        rd, cells, save=save, progress=progress, backend=backend, workers=workers,
+        ray_address=ray_address, ray_num_cpus=ray_num_cpus, ray_num_gpus=ray_num_gpus,
+    )  # fmt: skip
     wall = previous_wall + time.perf_counter() - start
     rd.save_cell("_wall", {"wall_seconds": wall})
-    summary = summarize(config, finished, wall_seconds=wall)
-    summary["reused_cells"] = reused
-    summary["backend"] = backend
-    write_outputs(rd, summary, finished)
-    rd.write_manifest(status="finished", reused_cells=reused, cells=len(keys), backend=backend)
-    return summary
-
-
-class _progress:
-    """Rich progress bars, one per shape, fed by progress reports from the cells."""
-
-    def __init__(
-        self, console: Any | None, config: CapacityConfig, shapes: list[Shape], params: list[int]
-    ):
-        self.console, self.config, self.shapes, self.params = console, config, shapes, params
-        self.prog = None
-
-    def __enter__(self) -> Callable[[int, Any], None]:
-        if self.console is None:
-            return lambda i, payload: None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.prog = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("step {task.completed:>6.0f}"),
-            TextColumn("{task.fields[bpp]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-        )
-        self.prog.__enter__()
-        self.tasks = [
-            self.prog.add_task(
-                f"[bold]L={s.n_layer} d={s.d_model} h={self.config.n_head_for(s)}[/] ({p:,} params)",
-                total=self.config.steps_for_shape(s),
-                bpp="",
-            )
-            for s, p in zip(self.shapes, self.params, strict=True)
-        ]
-
-        def update(i: int, payload: Any) -> None:
-            step, best = payload
-            self.prog.update(
-                self.tasks[i], completed=step, bpp=f"best {best / self.params[i]:.2f} bits/param"
-            )
-
-        return update
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.prog is not None:
-            self.prog.__exit__(*exc)
+    summary = summarize(
+        config, done.results, wall_seconds=wall, reused_cells=len(done.reused), backend=backend
+    )
+    write_outputs(rd, summary, done.results)
+    rd.write_manifest(
+        status="finished", reused_cells=len(done.reused), cells=len(keys), backend=backend
+    )
+    return RunResult(summary, rd.path, done.reused)

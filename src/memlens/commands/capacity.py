@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from memlens.commands import options
 
 
 def register(app: typer.Typer) -> None:
@@ -12,19 +15,13 @@ def register(app: typer.Typer) -> None:
 
 
 def capacity(
-    preset: str = typer.Option(
-        "quick", help="smoke (<60 s), quick (default, <10 min), paper (GPU)."
-    ),
-    config: Path | None = typer.Option(
-        None, "--config", help="TOML or YAML file overriding the preset."
-    ),
-    out: Path | None = typer.Option(
-        None, "--out", help="Run directory (default: a timestamped one)."
-    ),
-    seed: int | None = typer.Option(None, help="Seed for data, initialization and batches."),
-    precision: str | None = typer.Option(None, help="fp32 or bf16."),
-    device: str | None = typer.Option(None, help="auto, cpu, cuda or mps."),
-    vocab: int | None = typer.Option(None, "--vocab", help="Vocabulary size V."),
+    preset: options.Preset = "quick",
+    config: options.ConfigFile = None,
+    out: options.Out = None,
+    seed: options.Seed = None,
+    precision: str | None = typer.Option(None, "--precision", help="fp32 or bf16."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    vocab: int | None = typer.Option(None, "--vocab", "--vocab-size", help="Vocabulary size V."),
     seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length S."),
     n_sequences: str | None = typer.Option(
         None,
@@ -37,77 +34,61 @@ def capacity(
     head_dim: int | None = typer.Option(
         None, "--head-dim", help="Attention head size (n_head = d_model / head_dim); 0: auto."
     ),
-    backend: str = typer.Option("local", help="local or ray."),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Local worker processes (default: one per CPU core)."
+    time_budget_s: float | None = typer.Option(
+        None, "--time-budget-s", help="Wall-clock cap per shape, in seconds."
     ),
-    ray_address: str | None = typer.Option(
-        None, "--ray-address", help="Join an existing Ray cluster."
-    ),
-    ray_cpus_per_cell: float = typer.Option(
-        1, "--ray-cpus-per-cell", min=0, help="CPUs each Ray task (one shape) asks for."
-    ),
-    ray_gpus_per_cell: float = typer.Option(
-        0,
-        "--ray-gpus-per-cell",
-        min=0,
-        help="GPUs each Ray task asks for (0.25: four shapes per GPU).",
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Print capacity.json to stdout."),
+    threads: options.Threads = 0,
+    backend: options.Backend = "local",
+    workers: options.Workers = None,
+    ray_address: options.RayAddress = None,
+    ray_cpus_per_cell: options.RayCpusPerCell = 1,
+    ray_gpus_per_cell: options.RayGpusPerCell = 0,
+    json_out: options.Json = False,
 ) -> None:
     """Train small GPTs on uniform random tokens to saturation and measure bits per parameter.
 
     Memorized bits per run = Σ max(0, H(x) − NLL_bits(x)); capacity = max over dataset sizes;
     α = least-squares slope of capacity on parameters (Morris et al. 2025, arXiv:2505.24832).
+    Presets: smoke (<60 s), quick (default, <10 min), paper (GPU).
     """
     from rich.console import Console
 
     from memlens import capacity as cap
+    from memlens.commands._ui import progress_bars
     from memlens.errors import UserError
-    from memlens.store import default_out_dir, to_json
+    from memlens.store import to_json
 
-    if backend not in ("local", "ray"):
-        raise UserError(f"unknown backend {backend!r}; choose local or ray.")
+    options.set_threads(threads)
     sizes = None
     if n_sequences is not None:
         try:
             sizes = [int(x) for x in n_sequences.split(",") if x.strip()]
         except ValueError:
             raise UserError(
-                f"--n-sequences must be comma-separated integers, got {n_sequences!r}."
+                f"`n_sequences` must be comma-separated integers, got {n_sequences!r}."
             ) from None
-    overrides = {
-        "seed": seed,
-        "precision": precision,
-        "device": device,
-        "vocab_size": vocab,
-        "seq_len": seq_len,
-        "max_steps": max_steps,
-        "head_dim": head_dim,
-    }
-    if sizes is not None:
-        overrides["n_sequences"] = sizes
-    if preset is None and config is None:
-        preset = "quick"
-    cfg = cap.load_config(preset, config, **overrides)
-    console = Console(stderr=json_out)
-    out_dir = out or default_out_dir("capacity")
-    result = cap.run(
-        cfg, out_dir, console=console, backend=backend, workers=workers, ray_address=ray_address,
-        ray_cpus_per_cell=ray_cpus_per_cell, ray_gpus_per_cell=ray_gpus_per_cell,
+    cfg = cap.load_config(
+        preset, config, seed=seed, precision=precision, device=device, vocab_size=vocab,
+        seq_len=seq_len, max_steps=max_steps, head_dim=head_dim, n_sequences=sizes,
+        time_budget_s=time_budget_s,
     )  # fmt: skip
+    console = Console(stderr=json_out)
+    scale = options.scale_kwargs(
+        backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+    )
+    with progress_bars(console, enabled=not json_out, transient=False) as progress:
+        result = cap.run(cfg, out, progress=progress, **scale)
     if json_out:
-        typer.echo(to_json(result))
+        typer.echo(to_json(result.summary.to_json()))
         return
-    print_summary(console, result, out_dir)
+    print_summary(console, result.summary, result.out_dir)
 
 
-def print_summary(console, result: dict, out_dir: Path) -> None:
+def print_summary(console: Any, s: Any, out_dir: Path | None) -> None:
+    """The table of shapes, α beside the published like-for-like figures, time and where."""
     from rich.table import Table
 
-    t = Table(
-        title=f"Capacity (V={result['vocab_size']}, S={result['seq_len']}, {result['precision']})"
-    )
+    t = Table(title=f"Capacity (V={s.vocab_size}, S={s.seq_len}, {s.precision})")
     for col in (
         "L",
         "d",
@@ -119,29 +100,29 @@ def print_summary(console, result: dict, out_dir: Path) -> None:
         "saturated",
     ):
         t.add_column(col, justify="right")
-    for m in result["models"]:
+    for m in s.models:
         t.add_row(
-            str(m["n_layer"]),
-            str(m["d_model"]),
-            str(m.get("n_head", "")),
-            f"{m['params']:,}",
-            "/".join(str(r["n_sequences"]) for r in m["runs"]),
-            f"{m['capacity_bits']:,.0f}",
-            f"{m['bits_per_param']:.2f}",
-            "yes" if m["saturated"] else "[red]no[/]",
+            str(m.n_layer),
+            str(m.d_model),
+            str(m.n_head),
+            f"{m.params:,}",
+            "/".join(str(r.n_sequences) for r in m.runs),
+            f"{m.capacity_bits:,.0f}",
+            f"{m.bits_per_param:.2f}",
+            "yes" if m.saturated else "[red]no[/]",
         )
     console.print(t)
+    p = s.published_alpha
     console.print(
-        f"α = [bold]{result['alpha_bits_per_param']:.2f}[/] bits/param ({result['alpha_method']}; "
-        f"± {result['alpha_se']:.2f} s.e.); mean of per-model ratios {result['alpha_mean_per_model']:.2f}. "
-        f"Published: 3.64 headline, 3.83 fp32 mean."
+        f"α = [bold]{s.alpha_bits_per_param:.2f}[/] bits/param ({s.alpha_method}; "
+        f"± {s.alpha_se:.2f} s.e.); mean of per-model ratios {s.alpha_mean_per_model:.2f}. "
+        f"Published {s.precision}: slope {p['slope']:.2f}, mean of per-model ratios "
+        f"{p['mean_per_model']:.2f}."
     )
-    console.print(
-        f"training time {result['wall_seconds']:.0f} s"
-        + (
-            f" ({result['reused_cells']} shapes reused from an earlier run)"
-            if result.get("reused_cells")
-            else ""
+    if s.stopped_by_time_budget:
+        console.print(
+            f"[yellow]{s.stopped_by_time_budget} run(s) stopped by the time budget "
+            f"({s.time_budget_s:g} s per shape): not saturated, so their bits are lower bounds.[/]"
         )
-        + f"; results in {out_dir}"
-    )
+    reused = f" ({s.reused_cells} shapes reused from an earlier run)" if s.reused_cells else ""
+    console.print(f"training time {s.wall_seconds:.0f} s{reused}; results in {out_dir}")

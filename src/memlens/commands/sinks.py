@@ -1,11 +1,14 @@
 """``memlens sinks``: standard vs deduplicated vs MemSinks training at equal compute (thin wrapper
-over :func:`memlens.sinks.recipe.run`)."""
+over :func:`memlens.sinks.run`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from memlens.commands import options
 
 HELP = (
     "Can memorization of repeated sequences be trained into removable MLP units? Trains standard, "
@@ -20,22 +23,17 @@ def register(app: typer.Typer) -> None:
     @app.command("sinks", help=HELP)
     def sinks(
         preset: str = typer.Option("quick", "--preset", help="smoke (seconds) or quick (minutes)."),
-        out: Path | None = typer.Option(
-            None,
-            "--out",
-            help="Run directory (default: memlens-runs/sinks-<time>); rerun to resume.",
-        ),
+        out: options.Out = None,
         train: str | None = typer.Option(
             None,
             "--train",
+            "--train-path",
             help="Your texts instead of the synthetic source: .txt (one per line), .jsonl, .csv, .parquet or a dataset.",
         ),
         tokenizer: str | None = typer.Option(
             None, "--tokenizer", help="Tokenizer directory for --train (default: UTF-8 bytes)."
         ),
-        text_column: str = typer.Option(
-            "text", "--text-column", help="Text field of --train tables."
-        ),
+        text_column: options.TextColumn = "text",
         n_repeated: int | None = typer.Option(
             None, "--n-repeated", help="Sequences that are repeated."
         ),
@@ -66,27 +64,18 @@ def register(app: typer.Typer) -> None:
         prefix: int | None = typer.Option(
             None, "--prefix", help="Extraction prompt length (default half a sequence)."
         ),
-        seed: int | None = typer.Option(
-            None, "--seed", help="Seed for data, initialization and order."
-        ),
-        threads: int = typer.Option(
-            1, "--threads", help="Torch CPU threads (tiny models: 1 is fastest on shared cores)."
-        ),
-        backend: str = typer.Option(
-            "local", "--backend", help="local or ray (the arms as parallel Ray tasks)."
-        ),
-        ray_address: str | None = typer.Option(
-            None, "--ray-address", help="Join an existing Ray cluster (default: start a local one)."
-        ),
-        ray_cpus_per_cell: float = typer.Option(
-            1, "--ray-cpus-per-cell", min=0, help="CPUs each Ray task asks for."
-        ),
-        ray_gpus_per_cell: float = typer.Option(
-            0, "--ray-gpus-per-cell", min=0, help="GPUs each Ray task asks for (fractions allowed)."
-        ),
+        seed: options.Seed = None,
+        threads: options.Threads = 1,
+        backend: options.Backend = "local",
+        workers: options.Workers = None,
+        ray_address: options.RayAddress = None,
+        ray_cpus_per_cell: options.RayCpusPerCell = 1,
+        ray_gpus_per_cell: options.RayGpusPerCell = 0,
     ) -> None:
-        from memlens.sinks.recipe import get_preset, run, with_overrides
+        from memlens.commands._ui import progress_bars
+        from memlens.sinks import get_preset, run, with_overrides
 
+        options.set_threads(threads)
         cfg = with_overrides(
             get_preset(preset),
             train_path=train,
@@ -106,37 +95,21 @@ def register(app: typer.Typer) -> None:
             extraction_prefix=prefix,
             seed=seed,
         )
-        result = _run_with_progress(
-            run, cfg, out, threads, backend=backend, ray_address=ray_address,
-            ray_cpus_per_cell=ray_cpus_per_cell, ray_gpus_per_cell=ray_gpus_per_cell,
-        )  # fmt: skip
+        scale = options.scale_kwargs(
+            backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+        )
+        with progress_bars() as progress:
+            result = run(cfg, out, progress=progress, **scale)
         _print_summary(result.summary, result.out_dir)
 
 
-def _run_with_progress(run, cfg, out, threads, **scale):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-        TimeElapsedColumn(), transient=True,
-    ) as bar:  # fmt: skip
-        tasks: dict[str, int] = {}
-
-        def progress(arm: str, done: int, total: int) -> None:
-            if arm not in tasks:
-                tasks[arm] = bar.add_task(f"training {arm}", total=total)
-            if done % 10 == 0 or done == total:
-                bar.update(tasks[arm], completed=done)
-
-        return run(cfg, out, progress=progress, threads=threads, **scale)
-
-
-def _print_summary(s: dict, out_dir: Path) -> None:
+def _print_summary(s: Any, out_dir: Path | None) -> None:
+    """Print a :class:`memlens.sinks.SinksSummary`."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"MemSinks, preset {s['preset']}: losses in bits per token")
+    table = Table(title=f"MemSinks, preset {s.preset}: losses in bits per token")
     table.add_column("model", no_wrap=True)
     for col in ("val loss", "repeated", "mem gap", "extracted", "held-out"):
         table.add_column(col, justify="right")
@@ -149,19 +122,19 @@ def _print_summary(s: dict, out_dir: Path) -> None:
         "memsinks_sinks_dropped_unscaled": "  dropped, no rescale",
     }
     for name, label in labels.items():
-        r = s[name]
-        e = r["extraction"]
+        r = getattr(s, name)
+        e = r.extraction
         table.add_row(
             label,
-            f"{r['val_loss']:.4f}",
-            f"{r['repeated_loss']:.4f}",
-            f"{r['mem_gap']:+.4f}",
+            f"{r.val_loss:.4f}",
+            f"{r.repeated_loss:.4f}",
+            f"{r.mem_gap:+.4f}",
             f"{e['repeated_rate']:.3f}",
             f"{e['heldout_rate']:.3f}",
         )
     console.print(table)
-    c = s["claim"]
-    floor = s["data"].get("heldout_source_floor_bits_per_token")
+    c = s.claim
+    floor = s.data.get("heldout_source_floor_bits_per_token")
     if floor is not None:
         console.print(f"true source on the held-out sequences: {floor:.4f} bits per token")
     verdict = "holds" if c["holds"] else "does not hold"
@@ -170,7 +143,7 @@ def _print_summary(s: dict, out_dir: Path) -> None:
         f"val loss {c['val_loss_ratio_dropped_to_standard']:.4f}x standard's. Published claim "
         f"(>= 50% closed, val within 2%): {verdict} here."
     )
-    loc = s["localization"]
+    loc = s.localization
     if "standard" in loc:
         lt = Table(
             title="localization: share of the memorization gap removed by ablating k MLP units"
@@ -190,11 +163,11 @@ def _print_summary(s: dict, out_dir: Path) -> None:
                     "-" if share is None else f"{share:.2f}",
                 )
         console.print(lt)
-    secs = s["compute"]["train_seconds"]
+    secs = s.compute["train_seconds"]
     console.print(
         "training seconds: "
         + ", ".join(f"{k} {v:.0f}" for k, v in secs.items())
-        + f"; this invocation {s['seconds_total_this_invocation']:.0f} s"
+        + f"; this invocation {s.seconds_total_this_invocation:.0f} s"
     )
     console.print(
         f"wrote {out_dir}/sinks.json, arms.csv, sinks_summary.png, sinks_curves.png, sinks_localization.png"

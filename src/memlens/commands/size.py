@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from memlens.commands import options
+
 HELP = (
     "Before training: capacity bits (alpha * params), dataset bits, capacity ratio and regime, "
     "tokens per parameter and the predicted membership-inference F1 (corrected law of Morris et "
@@ -89,7 +91,11 @@ def register(app: typer.Typer) -> None:
             64, "--seq-len", "-S", help="Tokens per sequence (the MIA law used 64)."
         ),
         vocab: int = typer.Option(
-            None, "--vocab", "-V", help="Vocabulary size, for the uniform S*log2(V) bound."
+            None,
+            "--vocab",
+            "--vocab-size",
+            "-V",
+            help="Vocabulary size, for the uniform S*log2(V) bound.",
         ),
         bits_per_token: float = typer.Option(
             None, "--bits-per-token", help="Measured entropy in bits/token, instead of log2(V)."
@@ -108,12 +114,15 @@ def register(app: typer.Typer) -> None:
             "-c",
             help="A Hugging Face config.json (parameter count) or a memlens capacity.json (measured alpha).",
         ),  # fmt: skip
-        as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+        as_json: options.Json = False,
+        out: Path | None = typer.Option(
+            None, "--out", help="Also write size.json and manifest.json to this directory."
+        ),
     ) -> None:
-        from memlens.laws import size
+        from memlens.laws import SizeConfig, run_size
         from memlens.store import to_json
 
-        rep = size(
+        question = SizeConfig(
             params=params,
             n_sequences=n_sequences,
             tokens=tokens,
@@ -122,8 +131,9 @@ def register(app: typer.Typer) -> None:
             bits_per_token=bits_per_token,
             alpha=alpha,
             target_f1=target_f1,
-            config=config,
+            config=str(config) if config is not None else None,
         )
+        rep = run_size(question, out).summary
         if as_json:
             typer.echo(to_json(rep.to_dict()))
         else:

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from memlens.commands.options import set_threads
+from memlens.commands import options
 
 TRACK_HELP = (
     "When, and which, examples does a model memorize while it trains? Tracks code length, "
@@ -48,12 +49,8 @@ def register(app: typer.Typer) -> None:
             help="Texts to track (same formats); texts in --train are grouped repeated/unique by their "
             "count there, the others are held-out controls. Default: a sample of --train.",
         ),
-        reference: str | None = typer.Option(
-            None, "--reference", help="Reference model for unintended bits (text mode)."
-        ),
-        out: Path | None = typer.Option(
-            None, "--out", help="Run directory (default: memlens-runs/track-<time>)."
-        ),
+        reference: options.Reference = None,
+        out: options.Out = None,
         steps: int | None = typer.Option(
             None, "--steps", help="Optimizer steps (preset default: 3000; text: 200)."
         ),
@@ -76,28 +73,24 @@ def register(app: typer.Typer) -> None:
         batch_size: int | None = typer.Option(
             None, "--batch-size", help="Training batch size (quick: 32, text: 8)."
         ),
-        seq_len: int | None = typer.Option(
-            None, "--seq-len", help="Text mode: cut texts into pieces of this many tokens."
-        ),
+        seq_len: options.SeqLen = None,
         max_track: int = typer.Option(
             512, "--max-track", help="Text mode: at most this many tracked texts."
         ),
-        text_column: str = typer.Option(
-            "text", "--text-column", help="Text field of .jsonl/.csv/.parquet/datasets."
-        ),
-        tokenizer: str | None = typer.Option(
-            None, "--tokenizer", help="Tokenizer (default: the model's)."
-        ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+        text_column: options.TextColumn = "text",
+        tokenizer: options.Tokenizer = None,
+        device: options.Device = "cpu",
         threads: int | None = typer.Option(
             None,
             "--threads",
+            min=0,
             help="CPU threads for torch (default: 1 for --preset, torch's default for --model).",
         ),
     ) -> None:
+        from memlens.commands._ui import progress_bars
         from memlens.errors import UserError
 
-        set_threads(threads if threads is not None else (1 if preset is not None else 0))
+        options.set_threads(threads if threads is not None else (1 if preset is not None else 0))
         if (preset is None) == (model is None):
             raise UserError(
                 "give either --preset quick or --model with --train (not both, not neither)."
@@ -121,22 +114,23 @@ def register(app: typer.Typer) -> None:
             from memlens.track import QuickConfig, run_quick
 
             cfg = QuickConfig(
-                seed=seed, threshold=threshold, points_per_decade=points_per_decade, **overrides
-            )
-            with _progress("training (quick preset)") as bar:
-                result = run_quick(cfg, out, device=device, progress=bar)
+                seed=seed, threshold=threshold, points_per_decade=points_per_decade,
+                device=device, **overrides,
+            )  # fmt: skip
+            recipe = run_quick
         else:
             if train is None:
                 raise UserError("--model needs --train (the texts to fine-tune on).")
-            from memlens.track.text import TextTrackConfig, run_text
+            from memlens.track import TextTrackConfig, run_text
 
-            tcfg = TextTrackConfig(
+            cfg = TextTrackConfig(
                 model=model, train=train, track=track_texts, reference=reference, tokenizer=tokenizer,
                 text_column=text_column, seq_len=seq_len, max_track=max_track, seed=seed,
                 threshold=threshold, points_per_decade=points_per_decade, device=device, **overrides,
             )  # fmt: skip
-            with _progress("fine-tuning") as bar:
-                result = run_text(tcfg, out, progress=bar)
+            recipe = run_text
+        with progress_bars() as progress:
+            result = recipe(cfg, out, progress=progress)
         _print_track(result.summary, result.out_dir)
 
     @app.command("grok", help=GROK_HELP)
@@ -144,9 +138,7 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option(
             "quick", "--preset", help="Built-in experiment: quick (p = 97, MLP)."
         ),
-        out: Path | None = typer.Option(
-            None, "--out", help="Run directory (default: memlens-runs/grok-<time>)."
-        ),
+        out: options.Out = None,
         p: int | None = typer.Option(None, "--p", help="Modulus (quick: 97)."),
         train_fraction: float | None = typer.Option(
             None, "--train-fraction", help="Fraction of pairs to train on (quick: 0.4)."
@@ -161,73 +153,41 @@ def register(app: typer.Typer) -> None:
             help="Step budget (quick: 4000; stops 200 steps after test accuracy 0.99).",
         ),
         seed: int = typer.Option(0, "--seed", help="Seed for the split and the initialization."),
-        threads: int = typer.Option(
-            1, "--threads", help="CPU threads for torch (0: torch's default)."
-        ),
+        threads: options.Threads = 1,
     ) -> None:
+        from memlens.commands._ui import progress_bars
         from memlens.errors import UserError
 
-        set_threads(threads)
+        options.set_threads(threads)
         if preset != "quick":
             raise UserError(f"unknown preset {preset!r}; the available preset is quick.")
-        from memlens.track.grok import GrokConfig, run_grok
+        from memlens.track import GrokConfig, run_grok
 
         overrides = {
-            k: v
-            for k, v in {
-                "p": p, "train_fraction": train_fraction, "weight_decay": weight_decay, "lr": lr,
-                "max_steps": steps,
-            }.items()
-            if v is not None
+            "p": p, "train_fraction": train_fraction, "weight_decay": weight_decay, "lr": lr,
+            "max_steps": steps,
         }  # fmt: skip
-        cfg = GrokConfig(seed=seed, **overrides)
-        with _progress("training (grok)") as bar:
-
-            def report(step: int, row: dict) -> None:
-                bar(step, cfg.max_steps, f"train {row['train_acc']:.3f} test {row['test_acc']:.3f}")
-
-            result = run_grok(cfg, out, progress=report)
+        cfg = GrokConfig(seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+        with progress_bars() as progress:
+            result = run_grok(cfg, out, progress=progress)
         _print_grok(result.summary, result.out_dir)
-
-
-class _progress:
-    """A rich progress bar as a ``progress(done, total, note="")`` callable."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    def __enter__(self):  # noqa: ANN204
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), transient=True,
-        )  # fmt: skip
-        self.p.__enter__()
-        self.task = self.p.add_task(self.label, total=None, note="")
-        return self
-
-    def __call__(self, done: int, total: int, note: str = "") -> None:
-        self.p.update(self.task, completed=done, total=total, note=note)
-
-    def __exit__(self, *exc):  # noqa: ANN002, ANN204
-        return self.p.__exit__(*exc)
 
 
 def _fmt(v, spec: str = ".3f") -> str:  # noqa: ANN001
     return "-" if v is None else format(v, spec)
 
 
-def _print_track(s: dict, out_dir: Path | None) -> None:
+def _print_track(s: Any, out_dir: Path | None) -> None:
+    """Print a :class:`memlens.track.TrackSummary`."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    crit = s["criterion"]
+    crit = s.criterion
     thr = f" >= {crit['threshold']} x reference bits" if crit["threshold"] is not None else ""
     table = Table(
-        title=f"memorization during training ({s['final_step']} steps; criterion: {crit['name']}{thr})",
+        title=f"memorization during training ({s.final_step} steps; criterion: {crit['name']}{thr})",
         box=box.SIMPLE_HEAD,
         caption="seen: occurrences in training; memorized, extracted: fractions at the last step; "
         "1st step: median first memorized step; forgot: forgetting events; bits: mean unintended bits",
@@ -236,19 +196,19 @@ def _print_track(s: dict, out_dir: Path | None) -> None:
     table.add_column("group", no_wrap=True)
     for col in ("n", "seen", "memorized", "1st step", "forgot", "bits", "extracted"):
         table.add_column(col, justify="right", no_wrap=True)
-    for g, m in s["groups"].items():
+    for g, m in s.groups.items():
         table.add_row(
             g,
-            str(m["n"]),
-            _fmt(m["training_occurrences"], ".0f") + "x",
-            _fmt(m["fraction_memorized"]),
-            _fmt(m["median_first_memorized_step"], ".0f"),
-            str(m["forgetting_events"]),
-            _fmt(m["mean_unintended_bits_final"], ".1f"),
-            _fmt(m["extraction_rate_final"]),
+            str(m.n),
+            _fmt(m.training_occurrences, ".0f") + "x",
+            _fmt(m.fraction_memorized),
+            _fmt(m.median_first_memorized_step, ".0f"),
+            str(m.forgetting_events),
+            _fmt(m.mean_unintended_bits_final, ".1f"),
+            _fmt(m.extraction_rate_final),
         )
     console.print(table)
-    ct = s["continued_training"]
+    ct = s.continued_training
     te = ct.get("training_examples")
     if te is not None:
         key = "mean_unintended_bits" if "mean_unintended_bits" in te else "fraction_memorized"
@@ -257,36 +217,37 @@ def _print_track(s: dict, out_dir: Path | None) -> None:
             f"continued training, step {ct['from_step']} -> {ct['to_step']}: training examples' {key.replace('_', ' ')} "
             f"{a:.3f} -> {b:.3f} ({'increases' if ct['increases'] else 'does not increase'})"
         )
-    c = s["cost"]
+    c = s.cost
     console.print(
         f"tracker: {c['n_observations']} observations of {c['n_examples']} examples, "
         f"{c['score_seconds']:.1f} s scoring vs {c['train_seconds']:.1f} s training "
         f"(overhead {_fmt(c['overhead_fraction'], '.1%')})"
     )
-    console.print(f"reference: {s['reference']}")
+    console.print(f"reference: {s.reference}")
     if out_dir is not None:
         console.print(
             f"wrote {out_dir}/dynamics.json, examples.parquet, heatmap.png, group_curves.png"
         )
 
 
-def _print_grok(s: dict, out_dir: Path | None) -> None:
+def _print_grok(s: Any, out_dir: Path | None) -> None:
+    """Print a :class:`memlens.track.GrokSummary`."""
     from rich.console import Console
 
     console = Console()
     console.print(
-        f"{s['task']}: {s['n_train']} training pairs ({s['train_fraction']:.0%}), {s['n_test']} test pairs, "
-        f"{s['steps']} steps"
+        f"{s.task}: {s.n_train} training pairs ({s.train_fraction:.0%}), {s.n_test} test pairs, "
+        f"{s.steps} steps"
     )
     console.print(
-        f"train accuracy >= 0.99 at step {_fmt(s['step_train_acc_99'], 'd')} "
-        f"(test accuracy then {_fmt(s['test_acc_at_step_train_acc_99'])}); "
-        f"test accuracy >= 0.95 at step {_fmt(s['step_test_acc_95'], 'd')}, >= 0.99 at step {_fmt(s['step_test_acc_99'], 'd')}"
+        f"train accuracy >= 0.99 at step {_fmt(s.step_train_acc_99, 'd')} "
+        f"(test accuracy then {_fmt(s.test_acc_at_step_train_acc_99)}); "
+        f"test accuracy >= 0.95 at step {_fmt(s.step_test_acc_95, 'd')}, >= 0.99 at step {_fmt(s.step_test_acc_99, 'd')}"
     )
     console.print(
-        f"final accuracy: train {s['train_acc_final']:.4f}, test {s['test_acc_final']:.4f}; "
-        f"memorization gap peak {s['memorization_gap_bits_peak']:.2f} bits/answer at step {s['step_memorization_gap_peak']}, "
-        f"final {s['memorization_gap_bits_final']:.3f}; weight norm {s['weight_norm_initial']:.1f} -> {s['weight_norm_final']:.1f}"
+        f"final accuracy: train {s.train_acc_final:.4f}, test {s.test_acc_final:.4f}; "
+        f"memorization gap peak {s.memorization_gap_bits_peak:.2f} bits/answer at step {s.step_memorization_gap_peak}, "
+        f"final {s.memorization_gap_bits_final:.3f}; weight norm {s.weight_norm_initial:.1f} -> {s.weight_norm_final:.1f}"
     )
     if out_dir is not None:
         console.print(f"wrote {out_dir}/grok.json, curve.parquet, grok_accuracy.png, grok_bits.png")

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from memlens.laws.settings import TrainSettings
-
-
-def _train_config(t: TrainSettings) -> Any:
-    return t.to_train_config()
-
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:
     return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,25 +1,27 @@
-"""**Double descent** (:func:`run_double_descent`): one shape, dataset sizes spanning a range of
+"""**Double descent** (:func:`run`): one shape, dataset sizes spanning a range of
 capacity ratios (dataset bits / ``alpha * params``) on a seeded Markov source whose entropy is
 exact (:class:`memlens.data.synthetic.MarkovSource`; uniform tokens have nothing to
 generalize). Every model trains for the same step budget; we record held-out code length per
 token on fresh samples against the source's entropy rate, and where its peak lands.
 
-Resumable: every finished cell is saved in the run directory and reused on rerun.
+Resumable: every finished cell is saved in the run directory and reused on rerun; cells run on
+the local or the Ray backend (:func:`memlens.scale.run_stored_cells`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memlens.laws.cells import _cell_key, _chunks, _stack, _train_config
-from memlens.laws.settings import DoubleDescentConfig, Progress
-from memlens.training.devices import threads as _threads
+from memlens.laws.cells import _cell_key, _chunks, _stack
+from memlens.laws.settings import DoubleDescentConfig
+from memlens.laws.summaries import DoubleDescentSummary
+from memlens.progress import ProgressFn
+from memlens.results import RunResult
 
 
 def _source(config: DoubleDescentConfig) -> Any:
@@ -62,7 +64,7 @@ def dd_cells(config: DoubleDescentConfig) -> list[dict[str, Any]]:
 
 
 def run_dd_cell(
-    config: DoubleDescentConfig, cell: dict[str, Any], progress: Progress | None = None
+    config: DoubleDescentConfig, cell: dict[str, Any], *, progress: ProgressFn | None = None
 ) -> dict[str, Any]:
     """Train one cell's models on the Markov source and measure train and held-out code lengths."""
     import torch
@@ -87,11 +89,9 @@ def run_dd_cell(
     test_code = src.code_length_bits(test.numpy(), include_first=False)
     gen = torch.Generator().manual_seed(base + idx[0])
     model = GPT(gcfg, n_models=K, generator=gen).to(dev)
-    label = f"N={','.join(map(str, sizes))}"
-    cb = (lambda step, _t: progress(label, step, config.train.max_steps)) if progress else None
     res = train_to_saturation(
-        model, data, sizes, _train_config(config.train), entropy_bits=H,
-        first_token_bits=math.log2(V), seed=base + idx[0], device=dev, progress=cb,
+        model, data, sizes, config.train, entropy_bits=H, first_token_bits=math.log2(V),
+        seed=base + idx[0], device=dev, progress=progress, task=f"N={','.join(map(str, sizes))}",
     )  # fmt: skip
     model.eval()
     st = score_tokens(
@@ -155,39 +155,44 @@ def describe_peak(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_double_descent(
+def run(
     config: DoubleDescentConfig,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
-    progress: Progress | None = None,
-    on_cell: Callable[[int, int, bool], None] | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) the double-descent experiment into ``out``; return ``double_descent.json``.
+    progress: ProgressFn | None = None,
+    backend: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    ray_num_cpus: float = 1,
+    ray_num_gpus: float = 0,
+) -> RunResult[DoubleDescentSummary]:
+    """Run (or resume) the double-descent experiment into ``out``.
 
-    Writes ``manifest.json``, ``cells/*.json``, ``runs.csv``, ``double_descent.json`` and
+    Cells (groups of up to ``models_per_cell`` dataset sizes) run on ``backend`` (``local``:
+    ``workers`` processes, one per CPU core by default; ``ray``: one Ray task per cell). Writes
+    ``manifest.json``, ``cells/*.json``, ``runs.csv``, ``double_descent.json`` and
     ``double_descent.png`` (held-out and train code length per token against capacity ratio,
     ratio 1 and the source's entropy rate marked; memorized bits on the right).
     """
     import pandas as pd
 
-    from memlens.store import RunDir
+    from memlens.scale import check_backend, run_stored_cells
+    from memlens.store import RunDir, default_out_dir
 
-    rd = RunDir(out, "laws-double-descent", config.model_dump(), config.seed)
+    check_backend(backend, ray_address)
+    rd = RunDir(
+        out or default_out_dir("laws-double-descent"), "laws-double-descent", config.to_dict(),
+        config.seed,
+    )  # fmt: skip
     rd.write_manifest(status="running")
     cells = dd_cells(config)
     start = time.perf_counter()
-    results, reused = [], 0
-    with _threads(config.threads):
-        for i, cell in enumerate(cells):
-            r = rd.load_cell(cell["key"])
-            if r is None:
-                r = run_dd_cell(config, cell, progress)
-                rd.save_cell(cell["key"], r)
-            else:
-                reused += 1
-            if on_cell is not None:
-                on_cell(i + 1, len(cells), r is not None)
-            results.append(r)
+    done = run_stored_cells(
+        rd, [(c["key"], run_dd_cell, (config, c)) for c in cells], progress=progress,
+        backend=backend, workers=workers, ray_address=ray_address, ray_num_cpus=ray_num_cpus,
+        ray_num_gpus=ray_num_gpus,
+    )  # fmt: skip
+    results = done.results
     runs = sorted((run for r in results for run in r["runs"]), key=lambda r: r["capacity_ratio"])
     P = cells[0]["params"]
     # The capacity these models actually reached: max over dataset sizes of memorized bits (the
@@ -203,45 +208,45 @@ def run_double_descent(
             f"; measured against the capacity these models reached ({measured:,.0f} bits = "
             f"{measured / P:.2f} bits/param) the peak is at ratio {runs[j]['measured_capacity_ratio']:.3g}"
         )
-    summary = {
-        "experiment": "double descent on a seeded Markov source (Morris et al. 2025, arXiv:2505.24832)",
-        "capacity": f"alpha * params = {config.alpha} * {P:,} = {config.alpha * P:,.0f} bits",
-        "capacity_ratio": "dataset bits (exact code length under the source) / capacity bits",
-        "loss": "held-out code length per predicted token (bits), fresh samples from the source; "
+    summary = DoubleDescentSummary(
+        experiment="double descent on a seeded Markov source (Morris et al. 2025, arXiv:2505.24832)",
+        capacity=f"alpha * params = {config.alpha} * {P:,} = {config.alpha * P:,.0f} bits",
+        capacity_ratio="dataset bits (exact code length under the source) / capacity bits",
+        loss="held-out code length per predicted token (bits), fresh samples from the source; "
         "the first token is not predicted",
-        "vocab_size": config.vocab_size,
-        "seq_len": config.seq_len,
-        "shape": {**config.shape.model_dump(), "params": P},
-        "source": {
-            **config.source.model_dump(),
-            "entropy_rate_bits": results[0]["entropy_rate_bits"],
-        },
-        "preset": config.preset,
-        "seed": config.seed,
-        "measured_capacity_bits": measured,
-        "measured_bits_per_param": measured / P,
-        "peak": peak,
-        "all_saturated": all(r["saturated"] for r in runs),
-        "train_seconds": sum(r["seconds"] for r in results),
-        "wall_seconds_this_invocation": time.perf_counter() - start,
-        "reused_cells": reused,
-        "runs": runs,
-    }
+        vocab_size=config.vocab_size,
+        seq_len=config.seq_len,
+        shape={**config.shape.model_dump(), "params": P},
+        source={**config.source.model_dump(), "entropy_rate_bits": results[0]["entropy_rate_bits"]},
+        preset=config.preset,
+        seed=config.seed,
+        measured_capacity_bits=measured,
+        measured_bits_per_param=measured / P,
+        peak=peak,
+        all_saturated=all(r["saturated"] for r in runs),
+        train_seconds=sum(r["seconds"] for r in results),
+        wall_seconds_this_invocation=time.perf_counter() - start,
+        reused_cells=len(done.reused),
+        runs=runs,
+    )
     rd.write_table("runs.csv", pd.DataFrame(runs))
-    rd.write_json("double_descent.json", summary)
+    rd.write_json(summary.file, summary.to_json())
     rd.save_figure("double_descent.png", plot_double_descent(summary))
-    rd.write_manifest(status="finished", cells=len(cells), reused_cells=reused)
-    return summary
+    rd.write_manifest(
+        status="finished", cells=len(cells), reused_cells=len(done.reused), backend=backend
+    )
+    return RunResult(summary, rd.path, done.reused)
 
 
-def plot_double_descent(summary: dict[str, Any]) -> Any:
+def plot_double_descent(summary: DoubleDescentSummary) -> Any:
     """Held-out and train loss (bits/token) and memorized bits against capacity ratio."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = summary["runs"]
+    runs = [r.model_dump() for r in summary.runs]
+    summary = summary.model_dump()
     x = [r["capacity_ratio"] for r in runs]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
     a1.plot(x, [r["test_bits_per_token"] for r in runs], "o-", color="C3", label="held-out")

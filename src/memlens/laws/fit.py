@@ -10,10 +10,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
+from memlens.config import Config
 from memlens.errors import UserError
 from memlens.laws.formulas import (
     CORRECTED,
@@ -27,6 +29,9 @@ from memlens.laws.formulas import (
     mia_f1,
     mia_f1_ceiling,
 )
+from memlens.laws.summaries import FitMiaSummary
+from memlens.progress import ProgressFn
+from memlens.results import RunResult
 
 
 @dataclass
@@ -297,3 +302,35 @@ def plot_mia_fit(result: Mapping[str, Any], ax: Any = None, title: str | None = 
 
 def _label(name: str, c: MiaLawConstants) -> str:
     return f"{name}: c1={c.c1:.3g}, c2={c.c2:.3g}, c3={c.c3:.4g}"
+
+
+class FitMiaConfig(Config):
+    """What ``memlens laws fit-mia`` fits: a table, the alpha for its ``params`` column, a level."""
+
+    what: ClassVar[str] = "fit-mia config"
+
+    file: str
+    alpha: float = Field(default=PUBLISHED_ALPHA, gt=0)
+    level: float = Field(default=0.95, gt=0, lt=1)
+
+
+def run(
+    config: FitMiaConfig, out: str | Path | None = None, *, progress: ProgressFn | None = None
+) -> RunResult[FitMiaSummary]:
+    """Fit the MIA law to ``config.file`` (:func:`fit_mia_table`); with ``out``, also write
+    ``fit_mia.json``, ``predictions.csv``, ``fit_mia.png`` and ``manifest.json`` there (a fit takes
+    a second, so ``None`` writes no run directory)."""
+    summary = FitMiaSummary(**fit_mia_table(config.file, alpha=config.alpha, level=config.level))
+    if out is None:
+        return RunResult(summary)
+    import pandas as pd
+
+    from memlens.store import RunDir
+
+    rd = RunDir(out, FitMiaSummary.kind, config.to_dict(), None)
+    rd.write_json(FitMiaSummary.file, summary.to_json())
+    rd.write_table("predictions.csv", pd.DataFrame(summary.predictions))
+    title = f"MIA law fit: {Path(config.file).name}"
+    rd.save_figure("fit_mia.png", plot_mia_fit(summary.to_json(), title=title))
+    rd.write_manifest(status="finished")
+    return RunResult(summary, rd.path)

@@ -123,7 +123,7 @@ def bits_per_sequence(
     if bits_per_token is not None:
         return S * _positive(bits_per_token, "bits per token")
     if vocab_size is None:
-        raise UserError("give the vocabulary size (--vocab) or a measured --bits-per-token.")
+        raise UserError("give the vocabulary size `vocab_size` or a measured `bits_per_token`.")
     V = _positive(vocab_size, "the vocabulary size")
     if V < 2:
         raise UserError(f"the vocabulary size must be at least 2, got {vocab_size}.")
@@ -220,7 +220,7 @@ def ratio_for_f1(target_f1: float, constants: MiaLawConstants = CORRECTED) -> fl
     try:
         t = float(target_f1)
     except (TypeError, ValueError):
-        raise UserError(f"--target-f1 must be a number, got {target_f1!r}.") from None
+        raise UserError(f"`target_f1` must be a number, got {target_f1!r}.") from None
     if not math.isfinite(t) or t <= 0.5 or t > 1.0:
         raise UserError(
             f"target F1 must be above 0.5 (the chance level the law only approaches) and at most 1, got {target_f1}."

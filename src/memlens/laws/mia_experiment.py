@@ -1,6 +1,6 @@
 """The two experiments behind memlens's sizing laws (Morris et al. 2025, arXiv:2505.24832).
 
-**Membership-inference scaling** (:func:`run_mia`): for a grid of GPT shapes and dataset sizes on
+**Membership-inference scaling** (:func:`run`): for a grid of GPT shapes and dataset sizes on
 uniform random tokens, train each model to saturation with the capacity lab's trainer
 (:func:`memlens.training.train_to_saturation`; all dataset sizes of a cell train as one batched
 stack), attack it with the loss threshold (:func:`memlens.mia.attacks.loss_attack`, higher score =
@@ -13,25 +13,27 @@ corrected published constants. Capacity is ``alpha * params`` with ``alpha = 3.6
 so the fitted constants are comparable with the published ones; the measured bits/param of every
 shape is reported too.
 
-Resumable: every finished cell is saved in the run directory and reused on rerun.
+Resumable: every finished cell is saved in the run directory and reused on rerun; cells run on
+the local or the Ray backend (:func:`memlens.scale.run_stored_cells`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from memlens.errors import UserError
-from memlens.laws.cells import _cell_key, _chunks, _slice_scores, _stack, _train_config
+from memlens.laws.cells import _cell_key, _chunks, _slice_scores, _stack
 from memlens.laws.fit import fit_mia_law
 from memlens.laws.formulas import CORRECTED, LAW_FORM, LAW_NOTE, MiaLawConstants, mia_f1
-from memlens.laws.settings import MiaExperimentConfig, Progress
-from memlens.training.devices import threads as _threads
+from memlens.laws.settings import MiaExperimentConfig
+from memlens.laws.summaries import MiaExperimentSummary
+from memlens.progress import ProgressFn
+from memlens.results import RunResult
 
 
 def mia_cells(config: MiaExperimentConfig) -> list[dict[str, Any]]:
@@ -72,7 +74,7 @@ def mia_cells(config: MiaExperimentConfig) -> list[dict[str, Any]]:
 
 
 def run_mia_cell(
-    config: MiaExperimentConfig, cell: dict[str, Any], progress: Progress | None = None
+    config: MiaExperimentConfig, cell: dict[str, Any], *, progress: ProgressFn | None = None
 ) -> dict[str, Any]:
     """Train one cell's models, attack each, and return its JSON-ready result."""
     import torch
@@ -108,18 +110,17 @@ def run_mia_cell(
     )
     gen = torch.Generator().manual_seed(base + cell["size_index"][0])
     model = GPT(gcfg, n_models=K, generator=gen).to(dev)
-    label = f"L={shape.n_layer} d={shape.d_model} N={','.join(map(str, sizes))}"
-    cb = (lambda step, _totals: progress(label, step, config.train.max_steps)) if progress else None
     res = train_to_saturation(
         model,
         members,
         sizes,
-        _train_config(config.train),
+        config.train,
         entropy_bits=h_seq,
         first_token_bits=math.log2(V),
         seed=base + cell["size_index"][0],
         device=dev,
-        progress=cb,
+        progress=progress,
+        task=f"L={shape.n_layer} d={shape.d_model} N={','.join(map(str, sizes))}",
     )
     model.eval()
     fwd = gpt_forward(model)
@@ -163,49 +164,6 @@ def run_mia_cell(
     return {"key": cell["key"], "runs": runs, "seconds": res.seconds}
 
 
-def _mia_cell_task(
-    config: MiaExperimentConfig, cell: dict[str, Any], progress: Callable[[Any], None]
-) -> dict[str, Any]:
-    """:func:`run_mia_cell` as a :func:`memlens.scale.run_cells` cell (progress as one payload)."""
-    return run_mia_cell(config, cell, lambda label, step, total: progress((label, step, total)))
-
-
-def _run_mia_scaled(
-    rd: Any,
-    config: MiaExperimentConfig,
-    cells: list[dict[str, Any]],
-    progress: Progress | None,
-    on_cell: Callable[[int, int, bool], None] | None,
-    **scale: Any,
-) -> tuple[list[dict[str, Any]], int]:
-    """The unfinished cells through :func:`memlens.scale.run_cells`, each saved as it arrives."""
-    from memlens.scale import run_cells
-
-    if scale.get("backend") not in ("local", "ray"):
-        raise UserError(f"unknown backend {scale.get('backend')!r}; choose local or ray.")
-    results: list[Any] = [rd.load_cell(c["key"]) for c in cells]
-    todo = [i for i, r in enumerate(results) if r is None]
-    finished = len(cells) - len(todo)
-
-    def save(j: int, r: dict[str, Any]) -> None:
-        nonlocal finished
-        rd.save_cell(cells[todo[j]]["key"], r)
-        results[todo[j]] = r
-        finished += 1
-        if on_cell is not None:
-            on_cell(finished, len(cells), True)
-
-    relay = (lambda _j, payload: progress(*payload)) if progress is not None else None
-    if todo:  # a finished run does not start Ray
-        run_cells(
-            [(_mia_cell_task, (config, cells[i])) for i in todo],
-            on_result=save,
-            on_progress=relay,
-            **scale,
-        )
-    return results, len(cells) - len(todo)
-
-
 def fit_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Fit the MIA law to the runs' (capacity bits, n_sequences, F1); ``fit: None`` if too few."""
     cap = np.array([r["capacity_bits"] for r in runs], dtype=float)
@@ -222,55 +180,44 @@ def fit_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"fit": out}
 
 
-def run_mia(
+def run(
     config: MiaExperimentConfig,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
-    progress: Progress | None = None,
-    on_cell: Callable[[int, int, bool], None] | None = None,
+    progress: ProgressFn | None = None,
     backend: str = "local",
+    workers: int | None = None,
     ray_address: str | None = None,
-    ray_cpus_per_cell: float = 1,
-    ray_gpus_per_cell: float = 0,
-) -> dict[str, Any]:
-    """Run (or resume) the MIA scaling experiment into ``out``; return ``mia_experiment.json``.
+    ray_num_cpus: float = 1,
+    ray_num_gpus: float = 0,
+) -> RunResult[MiaExperimentSummary]:
+    """Run (or resume) the MIA scaling experiment into ``out``.
 
-    ``backend="ray"`` runs the unfinished cells as Ray tasks (:func:`memlens.scale.run_cells`;
-    ``ray_address`` joins a cluster, else a local Ray is started); every cell seeds itself, so the
-    numbers are the local backend's.
-
-    Writes ``manifest.json``, ``cells/*.json`` (one per finished cell), ``runs.csv``,
-    ``mia_experiment.json`` (runs, fitted law with CIs, published constants) and
-    ``mia_experiment.png``. A rerun with the same config and ``out`` reuses finished cells.
+    Cells run on ``backend`` (``local``: ``workers`` processes, one per CPU core by default;
+    ``ray``: one Ray task per cell, see :func:`memlens.scale.run_stored_cells`); every cell seeds
+    itself, so the numbers do not depend on where it ran. Writes ``manifest.json``,
+    ``cells/*.json`` (one per finished cell), ``runs.csv``, ``mia_experiment.json`` (runs, fitted
+    law with CIs, published constants) and ``mia_experiment.png``. A rerun with the same config
+    and ``out`` reuses finished cells.
     """
     import pandas as pd
 
-    from memlens.scale import check_backend
-    from memlens.store import RunDir
+    from memlens.scale import check_backend, run_stored_cells
+    from memlens.store import RunDir, default_out_dir
 
     check_backend(backend, ray_address)
-    rd = RunDir(out, "laws-mia-experiment", config.model_dump(), config.seed)
+    rd = RunDir(
+        out or default_out_dir("laws-mia"), "laws-mia-experiment", config.to_dict(), config.seed
+    )
     rd.write_manifest(status="running")
     cells = mia_cells(config)
     start = time.perf_counter()
-    results, reused = [], 0
-    if backend != "local":
-        results, reused = _run_mia_scaled(
-            rd, config, cells, progress, on_cell, backend=backend, ray_address=ray_address,
-            ray_num_cpus=ray_cpus_per_cell, ray_num_gpus=ray_gpus_per_cell,
-        )  # fmt: skip
-    else:
-        with _threads(config.threads):
-            for i, cell in enumerate(cells):
-                r = rd.load_cell(cell["key"])
-                if r is None:
-                    r = run_mia_cell(config, cell, progress)
-                    rd.save_cell(cell["key"], r)
-                else:
-                    reused += 1
-                if on_cell is not None:
-                    on_cell(i + 1, len(cells), r is not None)
-                results.append(r)
+    done = run_stored_cells(
+        rd, [(c["key"], run_mia_cell, (config, c)) for c in cells], progress=progress,
+        backend=backend, workers=workers, ray_address=ray_address, ray_num_cpus=ray_num_cpus,
+        ray_num_gpus=ray_num_gpus,
+    )  # fmt: skip
+    results = done.results
     runs = [run for r in results for run in r["runs"]]
     runs.sort(key=lambda r: (r["params"], r["n_sequences"]))
     fitted = fit_runs(runs)
@@ -286,37 +233,39 @@ def run_mia(
         s["all_saturated"] = s["all_saturated"] and r["saturated"]
     for s in per_shape.values():
         s["measured_bits_per_param"] = s["max_memorized_bits"] / s["params"]
-    summary = {
-        "experiment": "MIA scaling law on uniform tokens (Morris et al. 2025, arXiv:2505.24832)",
-        "attack": "loss threshold (score = -mean NLL bits/token, higher = member); F1 at the threshold "
+    summary = MiaExperimentSummary(
+        experiment="MIA scaling law on uniform tokens (Morris et al. 2025, arXiv:2505.24832)",
+        attack="loss threshold (score = -mean NLL bits/token, higher = member); F1 at the threshold "
         "maximizing balanced accuracy (oracle), AUC via scikit-learn",
-        "nonmembers": "as many fresh sequences from the same uniform source as members",
-        "capacity": f"alpha * params with alpha = {config.alpha} bits/param",
-        "first_token": "coded at log2(V) bits; never counted as memorized",
-        "form": LAW_FORM,
-        "law_note": LAW_NOTE,
-        "vocab_size": config.vocab_size,
-        "seq_len": config.seq_len,
-        "bits_per_sequence": config.bits_per_sequence(),
-        "preset": config.preset,
-        "seed": config.seed,
+        nonmembers="as many fresh sequences from the same uniform source as members",
+        capacity=f"alpha * params with alpha = {config.alpha} bits/param",
+        first_token="coded at log2(V) bits; never counted as memorized",
+        form=LAW_FORM,
+        law_note=LAW_NOTE,
+        vocab_size=config.vocab_size,
+        seq_len=config.seq_len,
+        bits_per_sequence=config.bits_per_sequence(),
+        preset=config.preset,
+        seed=config.seed,
         **fitted,
-        "published_constants": CORRECTED.to_dict(),
-        "shapes": per_shape,
-        "all_saturated": all(r["saturated"] for r in runs),
-        "train_seconds": sum(r["seconds"] for r in results),
-        "wall_seconds_this_invocation": time.perf_counter() - start,
-        "reused_cells": reused,
-        "runs": runs,
-    }
+        published_constants=CORRECTED.to_dict(),
+        shapes=per_shape,
+        all_saturated=all(r["saturated"] for r in runs),
+        train_seconds=sum(r["seconds"] for r in results),
+        wall_seconds_this_invocation=time.perf_counter() - start,
+        reused_cells=len(done.reused),
+        runs=runs,
+    )
     rd.write_table("runs.csv", pd.DataFrame(runs))
-    rd.write_json("mia_experiment.json", summary)
+    rd.write_json(summary.file, summary.to_json())
     rd.save_figure("mia_experiment.png", plot_mia_experiment(summary))
-    rd.write_manifest(status="finished", cells=len(cells), reused_cells=reused)
-    return summary
+    rd.write_manifest(
+        status="finished", cells=len(cells), reused_cells=len(done.reused), backend=backend
+    )
+    return RunResult(summary, rd.path, done.reused)
 
 
-def plot_mia_experiment(summary: dict[str, Any]) -> Any:
+def plot_mia_experiment(summary: MiaExperimentSummary) -> Any:
     """Left: F1 and AUC against capacity ratio (ratio 1 marked). Right: F1 against |D|/Capacity
     with the fitted law and the corrected published law."""
     import matplotlib
@@ -324,7 +273,7 @@ def plot_mia_experiment(summary: dict[str, Any]) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = summary["runs"]
+    runs = [r.model_dump() for r in summary.runs]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
     shapes = sorted({(r["n_layer"], r["d_model"], r["params"]) for r in runs}, key=lambda s: s[2])
     colors = plt.cm.viridis(np.linspace(0, 0.85, max(1, len(shapes))))
@@ -348,8 +297,8 @@ def plot_mia_experiment(summary: dict[str, Any]) -> Any:
     a1.legend(fontsize=6, loc="lower left")
     xs = np.array([r["sequences_per_capacity_bit"] for r in runs])
     grid = np.geomspace(xs.min() / 3, xs.max() * 3, 300)
-    if summary.get("fit"):
-        c = MiaLawConstants(**summary["fit"]["constants"])
+    if summary.fit:
+        c = MiaLawConstants(**summary.fit["constants"])
         a2.plot(grid, np.minimum(1, mia_f1(grid, 1.0, c)), "C0-",
                 label=f"fitted: c1={c.c1:.3g}, c2={c.c2:.3g}, c3={c.c3:.4g}")  # fmt: skip
     a2.plot(grid, np.minimum(1, mia_f1(grid, 1.0, CORRECTED)), "k--", lw=1,

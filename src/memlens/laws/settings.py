@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from memlens.capacity import Shape
 from memlens.capacity import TrainSettings as _CapacityTrainSettings
+from memlens.config import Config, build_config, nest
 from memlens.errors import UserError
-from memlens.units import PUBLISHED_ALPHA
-
-Progress = Callable[[str, int, int], None]  # (label, step, max_steps)
+from memlens.units import PUBLISHED_ALPHA, uniform_entropy_bits
 
 
 class TrainSettings(_CapacityTrainSettings):
@@ -25,8 +24,9 @@ class TrainSettings(_CapacityTrainSettings):
     eval_every: int = Field(default=500, ge=1)
 
 
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Common(Config):
+    """Settings shared by the two experiments: the data's V and S, alpha, training, cells."""
+
     preset: str = "custom"
     vocab_size: int = Field(default=256, ge=2)
     seq_len: int = Field(default=32, ge=2)
@@ -35,7 +35,6 @@ class _Common(BaseModel):
     models_per_cell: int = Field(default=4, ge=1)
     seed: int = 0
     device: str = "cpu"
-    threads: int = Field(default=1, ge=0)
 
 
 class MiaExperimentConfig(_Common):
@@ -43,11 +42,11 @@ class MiaExperimentConfig(_Common):
 
     ``capacity_multiples`` sets each dataset's size relative to the shape's nominal capacity:
     ``N = ceil(m * alpha * params / (S * log2 V))`` sequences, so ``m`` is the capacity ratio
-    (dataset bits / capacity bits). ``threads`` (0 = PyTorch's default) is the intra-op thread
-    count; these models are too small to gain from several threads and 1 avoids oversubscribing
-    a shared machine.
+    (dataset bits / capacity bits). All sizes of one shape train as stacks of up to
+    ``models_per_cell`` models (a cell each).
     """
 
+    what: ClassVar[str] = "MIA experiment config"
     shapes: list[Shape]
     capacity_multiples: list[float]
 
@@ -60,17 +59,17 @@ class MiaExperimentConfig(_Common):
         return self
 
     def bits_per_sequence(self) -> float:
-        return self.seq_len * math.log2(self.vocab_size)
+        return uniform_entropy_bits(self.seq_len, self.vocab_size)
 
     def sizes_for(self, params: int) -> list[int]:
         h = self.bits_per_sequence()
         return [max(1, math.ceil(m * self.alpha * params / h)) for m in self.capacity_multiples]
 
 
-class SourceSettings(BaseModel):
+class SourceSettings(Config):
     """A seeded first-order Markov source (:class:`memlens.data.synthetic.MarkovSource`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    what: ClassVar[str] = "source settings"
     branching: int = Field(default=4, ge=1)
     concentration: float = Field(default=1.0, gt=0)
     seed: int = 0
@@ -79,6 +78,7 @@ class SourceSettings(BaseModel):
 class DoubleDescentConfig(_Common):
     """One shape, dataset sizes at the given capacity ratios, on a Markov source."""
 
+    what: ClassVar[str] = "double-descent config"
     shape: Shape
     capacity_ratios: list[float]
     source: SourceSettings = SourceSettings()
@@ -181,28 +181,25 @@ def _dd_preset(name: str) -> dict[str, Any]:
 PRESETS = ("smoke", "quick", "full")
 
 
-def _build(cls: type[BaseModel], base: dict[str, Any], overrides: dict[str, Any]) -> Any:
-    base = dict(base)
-    train_over = {k: overrides.pop(k) for k in list(overrides) if k in TrainSettings.model_fields}
-    base["train"] = {
-        **base.get("train", {}),
-        **{k: v for k, v in train_over.items() if v is not None},
-    }
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return cls.model_validate(base)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err.get("loc", ())) or "config"
-        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
-        raise UserError(f"invalid experiment config ({loc}): {msg}.") from None
+def _build(
+    cls: type[_Common], preset: dict[str, Any], config_file: str | Path | None, overrides: Any
+) -> Any:
+    return build_config(
+        cls, preset, config_file, **nest(overrides, "train", TrainSettings.model_fields)
+    )
 
 
-def mia_config(preset: str = "quick", **overrides: Any) -> MiaExperimentConfig:
-    """A :class:`MiaExperimentConfig` from a preset (smoke, quick, full) and overrides."""
-    return _build(MiaExperimentConfig, _mia_preset(preset), overrides)
+def mia_config(
+    preset: str = "quick", config_file: str | Path | None = None, **overrides: Any
+) -> MiaExperimentConfig:
+    """A :class:`MiaExperimentConfig`: a preset (smoke, quick, full) < a TOML/YAML file <
+    overrides (training settings such as ``max_steps`` go to ``train``; ``None``: not given)."""
+    return _build(MiaExperimentConfig, _mia_preset(preset), config_file, overrides)
 
 
-def double_descent_config(preset: str = "quick", **overrides: Any) -> DoubleDescentConfig:
-    """A :class:`DoubleDescentConfig` from a preset (smoke, quick, full) and overrides."""
-    return _build(DoubleDescentConfig, _dd_preset(preset), overrides)
+def double_descent_config(
+    preset: str = "quick", config_file: str | Path | None = None, **overrides: Any
+) -> DoubleDescentConfig:
+    """A :class:`DoubleDescentConfig`: a preset (smoke, quick, full) < a TOML/YAML file <
+    overrides (training settings such as ``max_steps`` go to ``train``; ``None``: not given)."""
+    return _build(DoubleDescentConfig, _dd_preset(preset), config_file, overrides)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from memlens.config import Config
 from memlens.errors import UserError
 from memlens.laws.formulas import (
     CORRECTED,
@@ -31,6 +31,9 @@ from memlens.laws.formulas import (
     ratio_for_f1,
     regime,
 )
+from memlens.laws.summaries import SizeReport
+from memlens.progress import ProgressFn
+from memlens.results import RunResult
 
 SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "mistral", "qwen2", "gpt_neox")
 
@@ -76,7 +79,7 @@ def params_from_hf_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if mtype not in SUPPORTED_MODEL_TYPES:
         raise UserError(
             f"cannot count parameters of model_type {mtype!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)} "
-            "(or pass --params)."
+            "(or pass `params`)."
         )
     if mtype == "gpt2":
         v = _ints(cfg, V=("vocab_size",), d=("n_embd", "hidden_size"), L=("n_layer", "num_hidden_layers"),
@@ -129,7 +132,7 @@ def params_from_hf_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read ``--config``: a Hugging Face ``config.json`` or a memlens ``capacity.json``.
+    """Read a Hugging Face ``config.json`` or a memlens ``capacity.json``.
 
     Returns ``{"kind": "hf", ...params_from_hf_config...}`` or
     ``{"kind": "capacity", "alpha", "all_saturated", "n_models", ...}`` (the measured alpha of a
@@ -182,46 +185,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class SizeReport:
-    """Everything ``memlens size`` reports (JSON-ready through :meth:`to_dict`)."""
-
-    alpha: float
-    alpha_source: str
-    seq_len: int
-    params: float | None = None
-    capacity_bits: float | None = None
-    n_sequences: float | None = None
-    tokens: float | None = None
-    vocab_size: int | None = None
-    bits_per_sequence: float | None = None
-    bits_source: str | None = None
-    dataset_bits: float | None = None
-    capacity_ratio: float | None = None
-    regime: str | None = None
-    tokens_per_param: float | None = None
-    predicted_mia_f1: float | None = None
-    predicted_mia_f1_unclipped: float | None = None
-    sequences_per_capacity_bit: float | None = None
-    inverse: dict[str, Any] | None = None
-    config: dict[str, Any] | None = None
-    law: dict[str, Any] = field(default_factory=dict)
-    regime_thresholds: dict[str, float] = field(default_factory=lambda: dict(REGIME_THRESHOLDS))
-    regime_rule: str = REGIME_DOC
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for k, v in out.items():
-            if isinstance(v, float) and math.isinf(v):
-                out[k] = None
-        for k in ("params", "n_sequences", "tokens"):
-            v = out[k]
-            if isinstance(v, float) and v.is_integer():
-                out[k] = int(v)
-        return out
-
-
 def size(
     *,
     params: float | None = None,
@@ -263,7 +226,7 @@ def size(
         if cfg_info["kind"] == "hf":
             if params is not None and float(params) != cfg_info["params"]:
                 raise UserError(
-                    f"--params {params} contradicts the {cfg_info['params']:,} parameters counted in "
+                    f"`params` {params} contradicts the {cfg_info['params']:,} parameters counted in "
                     f"{cfg_info['path']}; pass only one of them."
                 )
             params = cfg_info["params"]
@@ -271,7 +234,7 @@ def size(
                 vocab_size = cfg_info["vocab_size"]
         else:
             if alpha is not None:
-                raise UserError("pass either --alpha or a capacity.json --config, not both.")
+                raise UserError("pass either `alpha` or a capacity.json `config`, not both.")
             alpha = cfg_info["alpha"]
             alpha_source = f"measured in {cfg_info['path']}"
             if cfg_info.get("all_saturated") is False:
@@ -289,7 +252,7 @@ def size(
     alpha = _positive(alpha, "alpha (bits per parameter)")
     S = int(_positive(seq_len, "the sequence length"))
     if n_sequences is not None and tokens is not None:
-        raise UserError("give the dataset size as --n-sequences or --tokens, not both.")
+        raise UserError("give the dataset size as `n_sequences` or `tokens`, not both.")
     if tokens is not None:
         tokens = _positive(tokens, "the number of tokens")
         n_sequences = tokens / S
@@ -300,24 +263,26 @@ def size(
         params = _positive(params, "the parameter count")
     if params is None and n_sequences is None:
         raise UserError(
-            "give a model size (--params or --config) and/or a dataset size (--n-sequences or --tokens)."
+            "give a model size (`params` or `config`) and/or a dataset size (`n_sequences` or `tokens`)."
         )
     if target_f1 is None and (params is None or n_sequences is None):
-        missing = "--params (or --config)" if params is None else "--n-sequences (or --tokens)"
-        raise UserError(f"give {missing} as well, or ask an inverse question with --target-f1.")
+        missing = "`params` (or `config`)" if params is None else "`n_sequences` (or `tokens`)"
+        raise UserError(f"give {missing} as well, or ask an inverse question with `target_f1`.")
     if (
         bits_per_token is None
         and vocab_size is None
         and params is not None
         and n_sequences is not None
     ):
-        raise UserError("give the vocabulary size (--vocab) or a measured --bits-per-token.")
+        raise UserError("give the vocabulary size `vocab_size` or a measured `bits_per_token`.")
     if S != 64:
         warnings.append(
             "the MIA law was calibrated on 64-token sequences; F1 for other lengths is an extrapolation."
         )
 
     rep = SizeReport(
+        regime_thresholds=dict(REGIME_THRESHOLDS),
+        regime_rule=REGIME_DOC,
         alpha=alpha,
         alpha_source=alpha_source,
         seq_len=S,
@@ -341,7 +306,7 @@ def size(
         rep.bits_source = (
             f"measured entropy, {bits_per_token} bits/token"
             if bits_per_token is not None
-            else "uniform upper bound S*log2(V) (loose for text: pass --bits-per-token)"
+            else "uniform upper bound S*log2(V) (loose for text: pass a measured bits per token)"
         )
         rep.dataset_bits = n_sequences * rep.bits_per_sequence
     if rep.capacity_bits is not None and n_sequences is not None:
@@ -371,3 +336,35 @@ def size(
             inv["min_tokens"] = inv["min_n_sequences"] * S
         rep.inverse = inv
     return rep
+
+
+class SizeConfig(Config):
+    """The question ``memlens size`` answers (the arguments of :func:`size`)."""
+
+    what: ClassVar[str] = "size question"
+
+    params: float | None = None
+    n_sequences: float | None = None
+    tokens: float | None = None
+    seq_len: int = 64
+    vocab_size: int | None = None
+    bits_per_token: float | None = None
+    alpha: float | None = None
+    target_f1: float | None = None
+    config: str | None = None
+
+
+def run(
+    config: SizeConfig, out: str | Path | None = None, *, progress: ProgressFn | None = None
+) -> RunResult[SizeReport]:
+    """Answer a :class:`SizeConfig` (:func:`size`); with ``out``, also write ``size.json`` and
+    ``manifest.json`` there (an instant answer needs no run directory, so ``None`` writes none)."""
+    rep = size(**config.model_dump())
+    if out is None:
+        return RunResult(rep)
+    from memlens.store import RunDir
+
+    rd = RunDir(out, SizeReport.kind, config.to_dict(), None)
+    rd.write_json(SizeReport.file, rep.to_dict())
+    rd.write_manifest(status="finished")
+    return RunResult(rep, rd.path)

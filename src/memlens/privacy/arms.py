@@ -202,11 +202,11 @@ def train_arm(
     tokens = torch.from_numpy(rows)
     if epsilon is None and is_gpt:
         # The shared training loop, for a fixed budget of the same number of steps.
-        from memlens.training import TrainConfig, train_to_saturation
+        from memlens.training import SaturationConfig, train_to_saturation
         from memlens.units import uniform_entropy_bits
 
         steps = cfg.epochs * steps_per_epoch
-        tc = TrainConfig(
+        tc = SaturationConfig(
             lr=cfg.lr,
             batch_size=min(cfg.batch_size, N),
             max_steps=steps,
@@ -225,7 +225,7 @@ def train_arm(
             first_token_bits=math.log2(V),
             seed=cfg.seed,
             device=device,
-            progress=(lambda s, _b: progress(s, steps)) if progress else None,
+            progress=(lambda e: progress(int(e.completed), steps)) if progress else None,
         )
         model.eval()
         nll = res.final_nll_bits[0]

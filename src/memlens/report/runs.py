@@ -17,21 +17,11 @@ from typing import Any
 
 from memlens.errors import UserError
 
-# The main JSON result of each run type without a typed Summary (memlens.results.SUMMARIES gives
-# the rest). Unknown kinds fall back to ``<kind>.json``, then to the only JSON besides the
-# manifest.
+# The main JSON result of each run type that memlens writes and that has no typed summary (kinds
+# with one name their file in ``Summary.file``, see memlens.results.SUMMARIES). Unknown kinds fall
+# back to ``<kind>.json``, then to the only JSON besides the manifest.
 MAIN_JSON = {
-    "capacity": "capacity.json",
-    "audit": "audit.json",
-    "mia": "mia.json",
-    "mia-metrics": "mia.json",
-    "sinks": "sinks.json",
-    "track": "dynamics.json",
-    "grok": "grok.json",
     "puzzles-grade": "grade.json",
-    "laws-fit-mia": "fit_mia.json",
-    "laws-mia-experiment": "mia_experiment.json",
-    "laws-double-descent": "double_descent.json",
 }
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")

@@ -90,9 +90,9 @@ class ShadowTrainConfig(Config):
         return GPTConfig(vocab_size, self.seq_len, self.n_layer, self.d_model, self.n_head)
 
     def train_config(self) -> Any:
-        from memlens.training import TrainConfig
+        from memlens.training import SaturationConfig
 
-        return TrainConfig(
+        return SaturationConfig(
             lr=self.lr,
             batch_size=self.batch_size,
             max_steps=self.steps,

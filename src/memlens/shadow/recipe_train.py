@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from memlens.errors import UserError
-from memlens.progress import ProgressFn, emit
+from memlens.progress import ProgressFn
 from memlens.results import RunResult
 from memlens.shadow.config import ShadowTrainConfig
 from memlens.shadow.summary import ShadowTrainSummary
@@ -184,17 +184,13 @@ def train(
         rd.save_cell(f"stack-{i}", info)
         stacks[i].update(info)
 
-    def relay(j: int, payload: Any) -> None:
-        if isinstance(payload, dict):
-            emit(progress, f"stack {cell_of[j]}", int(payload["step"]), int(payload["total"]))
-
     if cells:
         run_cells(
             cells,
             backend=config.backend,
             workers=config.workers,
             on_result=save,
-            on_progress=relay,
+            progress=progress,
             ray_address=config.ray_address,
         )
 

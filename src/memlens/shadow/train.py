@@ -34,7 +34,7 @@ def train_stack(
     """Train one stack and score the whole pool with it.
 
     ``job`` holds: ``index``, ``models`` (ids), ``gpt`` (a GPTConfig dict), ``train`` (a
-    TrainConfig dict), ``tokens [N, S]``, ``lengths [N]``, ``rows`` (per model, the pool rows it
+    SaturationConfig dict), ``tokens [N, S]``, ``lengths [N]``, ``rows`` (per model, the pool rows it
     trains on), ``seed``, ``device``, ``score_batch``, ``first_token_bits`` and
     ``entropy_bits [N]`` (or None). Returns the stack's weights (a state dict of CPU tensors),
     its signals and per-token scores on all N examples, and timings.
@@ -42,13 +42,14 @@ def train_stack(
     import torch
 
     from memlens.models.gpt import GPT, GPTConfig
+    from memlens.progress import emit
     from memlens.scoring import gpt_forward, score_tokens
     from memlens.shadow.signals import signals_from_scores
-    from memlens.training import TrainConfig, pick_device, train_to_saturation
+    from memlens.training import SaturationConfig, pick_device, train_to_saturation
 
     device = pick_device(job["device"])
     cfg = GPTConfig(**job["gpt"])
-    tcfg = TrainConfig(**job["train"])
+    tcfg = SaturationConfig(**job["train"])
     tokens = torch.as_tensor(np.asarray(job["tokens"]), dtype=torch.long)
     rows = [np.asarray(r, dtype=np.int64) for r in job["rows"]]
     Ks = len(rows)
@@ -65,9 +66,8 @@ def train_stack(
     model = GPT(cfg, n_models=Ks, generator=gen).to(device)
     t0 = time.perf_counter()
 
-    def report(step: int, _bits: list[float]) -> None:
-        if progress is not None:
-            progress({"stack": job["index"], "step": step, "total": tcfg.max_steps})
+    def report(event: Any) -> None:  # the stack's own task name, relayed from any worker
+        emit(progress, f"stack {job['index']}", event.completed, tcfg.max_steps)
 
     res = train_to_saturation(
         model,

@@ -8,10 +8,12 @@ Train so that sequence-specific memorization lands in MLP units that can be drop
 * :mod:`memlens.sinks.train`: training with sequence IDs flowing with the batch, packed rows with
   document attention masks, and the masked forward used for scoring;
 * :mod:`memlens.sinks.localize`: per-neuron attribution and top-k vs random-k ablation;
-* :mod:`memlens.sinks.recipe`: standard vs deduplicated vs MemSinks training at equal compute
-  (``memlens sinks``).
+* :mod:`memlens.sinks.recipe`: :func:`run`, standard vs deduplicated vs MemSinks training at equal
+  compute (``memlens sinks``), with its config (:mod:`.config`), data (:mod:`.data`), evaluation
+  (:mod:`.evaluation`), typed result (:mod:`.summary`) and plots (:mod:`.plots`).
 """
 
+from memlens.sinks.config import PRESETS, SinksConfig, get_preset, with_overrides
 from memlens.sinks.hf import SinkPatch, find_down_projections
 from memlens.sinks.masks import (
     MODES,
@@ -23,6 +25,8 @@ from memlens.sinks.masks import (
     sequence_ids,
     sink_subsets,
 )
+from memlens.sinks.recipe import ARMS, run
+from memlens.sinks.summary import SinksSummary
 from memlens.sinks.train import (
     PackedRows,
     SinkTrainConfig,
@@ -33,20 +37,27 @@ from memlens.sinks.train import (
 )
 
 __all__ = [
+    "ARMS",
     "MODES",
+    "PRESETS",
     "PackedRows",
     "SinkConfig",
     "SinkPatch",
     "SinkTrainConfig",
+    "SinksConfig",
+    "SinksSummary",
     "batch_masks",
     "find_down_projections",
+    "get_preset",
     "masked_forward",
     "mode_mask",
     "own_masks",
     "pack_documents",
     "rows_of_equal_docs",
+    "run",
     "sequence_id",
     "sequence_ids",
     "sink_subsets",
     "train_model",
+    "with_overrides",
 ]

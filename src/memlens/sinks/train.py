@@ -17,16 +17,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
 from memlens.errors import UserError
 from memlens.models.gpt import GPT
+from memlens.progress import ProgressFn, emit
 from memlens.sinks.masks import SinkConfig, batch_masks, check_mode, own_masks, sequence_ids
+from memlens.training import StepInfo, TrainConfig, train
 
 
 @dataclass
@@ -131,46 +135,17 @@ def rows_of_equal_docs(tokens: np.ndarray, order: Sequence[int]) -> PackedRows:
     )
 
 
-@dataclass(frozen=True)
-class SinkTrainConfig:
-    """Optimization for :func:`train_model` (AdamW, linear warm-up, cosine decay).
+class SinkTrainConfig(TrainConfig):
+    """Optimization for :func:`train_model`: :class:`memlens.training.TrainConfig` with this
+    experiment's defaults (AdamW with weight decay 0.1 on matrices, linear warm-up then a cosine
+    decay to 10% of ``lr``, global gradient-norm clip 1.0)."""
 
-    Parameters
-    ----------
-    steps: optimizer steps.
-    batch_size: rows per step.
-    lr, min_lr_frac: peak learning rate and the final one as a fraction of it.
-    warmup_steps: linear warm-up length.
-    weight_decay: decoupled weight decay on matrices (not on biases, norms or position
-        embeddings).
-    beta1, beta2: Adam betas.
-    grad_clip: global gradient-norm clip (0 disables).
-    """
-
-    steps: int = 1000
-    batch_size: int = 32
-    lr: float = 3e-3
-    min_lr_frac: float = 0.1
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.98
-    grad_clip: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise UserError("steps, batch size and learning rate must be positive.")
-
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        t = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
-        return self.lr * (
-            self.min_lr_frac + (1 - self.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    schedule: Literal["constant", "wsd", "cosine"] = "cosine"
+    max_steps: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    warmup_steps: int = Field(default=50, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    grad_clip: float = Field(default=1.0, ge=0)
 
 
 def row_masks(
@@ -209,22 +184,25 @@ def lm_loss(logits: Tensor, tokens: Tensor, doc_index: Tensor | None) -> Tensor:
 def train_model(
     model: GPT,
     rows: PackedRows,
-    schedule: np.ndarray,
+    order: np.ndarray,
     config: SinkTrainConfig,
     sink: SinkConfig | None = None,
     *,
     seed: int = 0,
     callback: Callable[[int], None] | None = None,
     callback_every: int = 0,
-    progress: Callable[[int, float], None] | None = None,
+    progress: ProgressFn | None = None,
+    task: str = "training",
 ) -> dict:
-    """Train a single-model :class:`GPT` on ``rows`` in the order ``schedule`` (row indices).
+    """Train a single-model :class:`GPT` on ``rows`` in the order ``order`` (row indices).
 
-    Step ``s`` uses rows ``schedule[s*B : (s+1)*B]`` (wrapping around). With ``sink`` the
-    MemSinks masks of each row's documents are applied (Ghosal et al. 2025); without it this is
-    standard training. Packed rows get the document attention mask and positions restarting at
-    0 in every document. ``callback(step)`` runs every
-    ``callback_every`` steps. Returns ``{"steps", "seconds", "train_loss_bits"}`` (the mean
+    Step ``s`` uses rows ``order[s*B : (s+1)*B]`` (wrapping around), through the one training
+    loop (:func:`memlens.training.train`). With ``sink`` the MemSinks masks of each row's documents
+    are applied (Ghosal et al. 2025); without it this is standard training. Packed rows get the
+    document attention mask and positions restarting at 0 in every document. Weight decay applies
+    to the weight matrices and the token embedding only. ``callback(step)`` runs every
+    ``callback_every`` steps; ``progress`` receives a :class:`~memlens.progress.ProgressEvent`
+    for ``task`` every 10 steps. Returns ``{"steps", "seconds", "train_loss_bits"}`` (the mean
     training loss, bits per token, in 20 equal windows of the run).
     """
     if model.n_models != 1:
@@ -238,57 +216,51 @@ def train_model(
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (decay if name.endswith(("_w", "wte")) else no_decay).append(p)
-    opt = torch.optim.AdamW(
+    optimizer = config.make_optimizer(
         [
             {"params": decay, "weight_decay": config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        betas=(config.beta1, config.beta2),
-        foreach=True,
+        ]
     )
     tokens_all = torch.from_numpy(rows.tokens)
     doc_all = torch.from_numpy(rows.doc_index)
     pos_all = torch.from_numpy(np.ascontiguousarray(rows.positions))
-    B = config.batch_size
-    schedule = np.asarray(schedule, dtype=np.int64)
+    B, steps = config.batch_size, config.max_steps
+    order = np.asarray(order, dtype=np.int64)
     windows = np.zeros(20)
     counts = np.zeros(20)
-    start = time.perf_counter()
-    model.train()
-    for step in range(config.steps):
-        at = np.arange(step * B, (step + 1) * B) % len(schedule)
-        r = schedule[at]
+
+    def batch_at(step: int) -> tuple[Tensor, Tensor | None, list[Tensor] | None, Tensor | None]:
+        r = order[np.arange(step * B, (step + 1) * B) % len(order)]
         x = tokens_all[r]
         di = doc_all[r] if padded else None
         masks = row_masks(rows, r, sink, n_layer, hidden) if sink is not None else None
-        for group in opt.param_groups:
-            group["lr"] = config.lr_at(step)
         pos = pos_all[r][None] if packed else None
+        return x, di, masks, pos
+
+    def loss_of(model: GPT, batch: tuple) -> Tensor:
+        x, di, masks, pos = batch
         logits = model(
             x[None], doc_ids=di[None] if packed else None, mlp_masks=masks, position_ids=pos
         )
-        loss = lm_loss(logits[0], x, di)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        w = min(19, step * 20 // config.steps)
-        lv = float(loss.detach())
-        if not math.isfinite(lv):
-            raise UserError("training diverged (NaN or infinite loss); lower the learning rate.")
-        windows[w] += lv
+        return lm_loss(logits[0], x, di)
+
+    def observe(info: StepInfo) -> None:
+        w = min(19, (info.step - 1) * 20 // steps)
+        windows[w] += float(info.loss.detach())
         counts[w] += 1
-        if callback is not None and callback_every and (step + 1) % callback_every == 0:
-            callback(step + 1)
+        if callback is not None and callback_every and info.step % callback_every == 0:
+            callback(info.step)
             model.train()
-        if progress is not None:
-            progress(step + 1, lv / math.log(2))
+        if info.step % 10 == 0 or info.last:
+            emit(progress, task, info.step, steps)
+
+    start = time.perf_counter()
+    train(model, config, batch_at, loss_of, optimizer=optimizer, observers=[observe])
     model.eval()
     with np.errstate(invalid="ignore"):
         curve = (windows / np.maximum(counts, 1) / math.log(2)).tolist()
-    return {"steps": config.steps, "seconds": time.perf_counter() - start, "train_loss_bits": curve}
+    return {"steps": steps, "seconds": time.perf_counter() - start, "train_loss_bits": curve}
 
 
 def masked_forward(

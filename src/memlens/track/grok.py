@@ -22,29 +22,30 @@ accuracy (the answer is the argmax), mean code length of the answer in bits on t
 pairs, the memorization gap ``test bits - train bits`` (Ghosal et al. 2025's held-out minus
 training loss, here per answer; total gap bits = gap * n_train) and the parameter L2 norm.
 
-The curve is stored append-only (one Parquet part per ``flush_every`` steps, with a checkpoint of
-model and optimizer), so an interrupted run resumes from its last flush.
+Training is :func:`memlens.training.train` (constant schedule, full batch). The curve is stored
+append-only (one Parquet part per ``flush_every`` steps in a :class:`memlens.store.PartStore`,
+with a checkpoint of model and optimizer), so an interrupted run resumes from its last flush.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from memlens.errors import UserError
+from memlens.config import Config
+from memlens.progress import ProgressFn, emit
+from memlens.results import RunResult
+from memlens.track.summary import GrokSummary
 
 
-@dataclass(frozen=True)
-class GrokConfig:
+class GrokConfig(Config):
     """Settings of the modular-addition experiment (the ``quick`` preset is the default).
 
     Parameters
@@ -60,41 +61,61 @@ class GrokConfig:
     seed: seeds the split and the initialization.
     """
 
+    what: ClassVar[str] = "grok config"
+
     p: int = 97
     train_fraction: float = 0.4
-    d_embed: int = 128
-    d_hidden: int = 256
-    lr: float = 1e-2
+    d_embed: int = Field(default=128, ge=1)
+    d_hidden: int = Field(default=256, ge=1)
+    lr: float = Field(default=1e-2, gt=0)
     weight_decay: float = 1.0
-    beta1: float = 0.9
-    beta2: float = 0.98
-    max_steps: int = 4000
-    eval_every: int = 10
-    stop_patience: int = 200
-    flush_every: int = 250
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.98, ge=0, lt=1)
+    max_steps: int = Field(default=4000, ge=1)
+    eval_every: int = Field(default=10, ge=1)
+    stop_patience: int = Field(default=200, ge=0)
+    flush_every: int = Field(default=250, ge=1)
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        if self.p < 2:
-            raise UserError(f"the modulus p must be at least 2, got {self.p}.")
-        if not 0 < self.train_fraction < 1:
-            raise UserError(
-                f"the training fraction must be strictly between 0 and 1, got {self.train_fraction}."
-            )
+    @field_validator("p")
+    @classmethod
+    def _p(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError(f"the modulus p must be at least 2, got {v}")
+        return v
+
+    @field_validator("train_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0 < v < 1:
+            raise ValueError(f"the training fraction must be strictly between 0 and 1, got {v}")
+        return v
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _wd(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError(f"the weight decay must be non-negative, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _split(self) -> GrokConfig:
         n_train = int(round(self.train_fraction * self.p * self.p))
         if n_train < 1 or n_train >= self.p * self.p:
-            raise UserError(
-                f"a training fraction of {self.train_fraction} leaves no training or no test pairs for p = {self.p}."
+            raise ValueError(
+                f"a training fraction of {self.train_fraction} leaves no training or no test pairs "
+                f"for p = {self.p}"
             )
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise UserError("the learning rate must be positive and the weight decay non-negative.")
-        if self.max_steps < 1 or self.eval_every < 1 or self.flush_every < 1:
-            raise UserError("max_steps, eval_every and flush_every must be at least 1.")
-        if self.d_embed < 1 or self.d_hidden < 1:
-            raise UserError("the model widths must be at least 1.")
+        return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def train_config(self) -> Any:
+        """Full-batch AdamW at a constant learning rate (:class:`memlens.training.TrainConfig`)."""
+        from memlens.training import TrainConfig
+
+        return TrainConfig(
+            schedule="constant", lr=self.lr, max_steps=self.max_steps, batch_size=1,
+            beta1=self.beta1, beta2=self.beta2, weight_decay=self.weight_decay,
+        )  # fmt: skip
 
 
 class ModAddMLP(nn.Module):
@@ -159,13 +180,19 @@ def evaluate(model: ModAddMLP, seqs: Tensor, train_mask: Tensor) -> dict[str, fl
     return out
 
 
+def answer_loss(model: ModAddMLP, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """Mean cross-entropy (nats) of the answers ``c`` given ``(a, b)``: the training loss."""
+    a, b, c = batch
+    return nn.functional.cross_entropy(model.answer_logits(a, b), c)
+
+
 def first_step_at_least(steps: np.ndarray, values: np.ndarray, level: float) -> int | None:
     """The first step whose value is ``>= level`` (``None`` when never)."""
     hit = np.flatnonzero(values >= level)
     return int(steps[hit[0]]) if len(hit) else None
 
 
-def summarize(curve: Any, cfg: GrokConfig, n_train: int) -> dict[str, Any]:
+def summarize(curve: Any, cfg: GrokConfig, n_train: int) -> GrokSummary:
     """``grok.json``: final accuracies, the steps at which 99% (and 95%) are first reached, gaps."""
     steps = curve["step"].to_numpy()
     tr, te = curve["train_acc"].to_numpy(), curve["test_acc"].to_numpy()
@@ -176,7 +203,7 @@ def summarize(curve: Any, cfg: GrokConfig, n_train: int) -> dict[str, Any]:
     s_te95 = first_step_at_least(steps, te, 0.95)
     i_peak = int(np.argmax(gap))
     at = lambda s: float(wn[np.searchsorted(steps, s)]) if s is not None else None  # noqa: E731
-    return {
+    return GrokSummary(**{
         "task": f"(a + b) mod {cfg.p}",
         "p": cfg.p,
         "train_fraction": cfg.train_fraction,
@@ -211,92 +238,63 @@ def summarize(curve: Any, cfg: GrokConfig, n_train: int) -> dict[str, Any]:
             "memorization_gap_bits": "mean code length of the answer on test pairs minus on training pairs, bits per answer",
             "memorization_gap_total_bits": "memorization gap times the number of training pairs",
         },
-    }
+    })  # fmt: skip
 
 
 def _load_curve(parts: Path) -> Any:
+    """Every stored evaluation, one row per step (a step recorded twice keeps its latest row)."""
     import pandas as pd
 
-    files = sorted(parts.glob("part-*.parquet"), key=lambda f: (f.stat().st_mtime_ns, f.name))
-    frames = []
-    for f in files:
-        try:
-            frames.append(pd.read_parquet(f))
-        except Exception:  # a torn part from a crash; atomic writes make this unlikely
-            continue
+    from memlens.store import PartStore
+
+    frames = [t.to_pandas() for t, _ in PartStore(parts).read()]
     if not frames:
         return None
     df = pd.concat(frames, ignore_index=True)
     return df.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
 
 
-@dataclass
-class GrokResult:
-    summary: dict[str, Any]
-    curve: Any
-    out_dir: Path | None = None
-
-
-def run_grok(
-    cfg: GrokConfig,
-    out_dir: str | os.PathLike[str] | None = None,
+def run(
+    config: GrokConfig,
+    out: str | os.PathLike[str] | None = None,
     *,
-    progress: Callable[[int, dict[str, float]], None] | None = None,
-) -> GrokResult:
+    progress: ProgressFn | None = None,
+) -> RunResult[GrokSummary]:
     """Train :class:`ModAddMLP` on a fraction of ``(a + b) mod p`` and record grokking.
 
     Writes ``grok.json`` (see :func:`summarize`), ``curve.parquet`` (every evaluation), the
     append-only ``curve/part-*.parquet``, ``grok_accuracy.png``, ``grok_bits.png`` and
-    ``manifest.json``. A rerun with the same ``out_dir`` and settings resumes.
+    ``manifest.json``. A rerun with the same ``out`` and settings resumes. ``progress`` receives
+    a :class:`~memlens.progress.ProgressEvent` after every evaluation (note: the accuracies).
     """
     import pandas as pd
 
-    from memlens.store import RunDir, atomic_path, default_out_dir
+    from memlens.store import PartStore, RunDir, default_out_dir
+    from memlens.track.plots import plot_grok_accuracy, plot_grok_bits
+    from memlens.training import every, load_checkpoint, save_checkpoint, train
 
-    run = RunDir(out_dir or default_out_dir("grok"), "grok", cfg.to_dict(), cfg.seed)
-    run.write_manifest(status="running")
-    parts = run.path / "curve"
-    parts.mkdir(exist_ok=True)
-    ckpt = run.path / "checkpoint.pt"
+    cfg = config
+    rd = RunDir(out or default_out_dir("grok"), "grok", cfg.to_dict(), cfg.seed)
+    rd.write_manifest(status="running")
+    parts = PartStore(rd.path / "curve")
+    ckpt = rd.path / "checkpoint.pt"
 
     seqs, train_mask = modular_addition_split(cfg.p, cfg.train_fraction, cfg.seed)
     n_train = int(train_mask.sum())
     torch.manual_seed(cfg.seed)
     model = ModAddMLP(cfg.p, cfg.d_embed, cfg.d_hidden)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2)
-    )
-    step = 0
+    tcfg = cfg.train_config()
+    opt = tcfg.make_optimizer(model.parameters())
+    step = load_checkpoint(ckpt, model, opt)
     rows: list[dict[str, float]] = []
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-    prev = _load_curve(parts)
+    prev = _load_curve(parts.directory)
     if prev is not None:
         prev = prev[prev["step"] <= step]
-    a_tr, b_tr, c_tr = seqs[train_mask].unbind(dim=1)
+    batch = seqs[train_mask].unbind(dim=1)  # a, b, c: the full batch
 
-    def flush() -> None:
-        nonlocal rows
-        if rows:
-            df = pd.DataFrame(rows)
-            with atomic_path(
-                parts / f"part-{int(df['step'].iloc[0]):09d}-{int(df['step'].iloc[-1]):09d}.parquet"
-            ) as tmp:
-                df.to_parquet(tmp, index=False)
-            rows = []
-        with atomic_path(ckpt) as tmp:
-            torch.save(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp
-            )
-
-    t0 = time.perf_counter()
-    reached_at: int | None = None
+    reached_at: int | None = None  # first step of the current streak of test accuracy >= 0.99
     if prev is not None and len(prev):
         ok = prev["test_acc"].to_numpy() >= 0.99
-        # the start of the current run of evaluations with test accuracy >= 0.99
         if ok[-1]:
             k = len(ok) - 1
             while k > 0 and ok[k - 1]:
@@ -304,117 +302,59 @@ def run_grok(
             reached_at = int(prev["step"].iloc[k])
     else:
         rows.append({"step": 0, **evaluate(model, seqs, train_mask)})
-    finished = (
-        cfg.stop_patience and reached_at is not None and step - reached_at >= cfg.stop_patience
-    )
-    model.train()
-    try:
-        while step < cfg.max_steps and not finished:
-            loss = nn.functional.cross_entropy(model.answer_logits(a_tr, b_tr), c_tr)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                if not math.isfinite(loss.item()):
-                    raise UserError(
-                        "training diverged (NaN or infinite loss); lower the learning rate."
-                    )
-                r = {"step": step, **evaluate(model, seqs, train_mask)}
-                rows.append(r)
-                if progress is not None:
-                    progress(step, r)
-                reached_at = (reached_at or step) if r["test_acc"] >= 0.99 else None
-                if (
-                    cfg.stop_patience
-                    and reached_at is not None
-                    and step - reached_at >= cfg.stop_patience
-                ):
-                    break
-            if step % cfg.flush_every == 0:
-                flush()
-    except KeyboardInterrupt:
-        flush()
-        raise
-    flush()
+
+    def patience_done(at: int) -> bool:
+        return (
+            bool(cfg.stop_patience)
+            and reached_at is not None
+            and at - reached_at >= cfg.stop_patience
+        )
+
+    def measure(info: Any) -> bool:
+        nonlocal reached_at
+        r = {"step": info.step, **evaluate(model, seqs, train_mask)}
+        rows.append(r)
+        note = f"train {r['train_acc']:.3f} test {r['test_acc']:.3f}"
+        emit(progress, "training (grok)", info.step, cfg.max_steps, note)
+        reached_at = (reached_at or info.step) if r["test_acc"] >= 0.99 else None
+        return patience_done(info.step)
+
+    def flush(at: int) -> None:
+        nonlocal rows
+        if rows:
+            parts.write(pd.DataFrame(rows), rows[0]["step"], rows[-1]["step"])
+            rows = []
+        save_checkpoint(ckpt, model, opt, at)
+
+    t0 = time.perf_counter()
+    if patience_done(step):  # a finished run is not trained further
+        flush(step)
+    else:
+        step = train(
+            model, tcfg, lambda s: batch, answer_loss, optimizer=opt, start_step=step,
+            observers=[every(cfg.eval_every, measure)], check_every=cfg.eval_every,
+            checkpoint=flush, checkpoint_every=cfg.flush_every,
+        )  # fmt: skip
     seconds = time.perf_counter() - t0
-    curve = _load_curve(parts)
+    curve = _load_curve(parts.directory)
     summary = summarize(curve, cfg, n_train)
-    summary["model"] = {
+    summary.model = {
         "kind": "embeddings(a) + embeddings(b) -> ReLU layer -> linear readout",
         "d_embed": cfg.d_embed,
         "d_hidden": cfg.d_hidden,
         "n_params": sum(q.numel() for q in model.parameters()),
     }
-    summary["optimizer"] = {
+    summary.optimizer = {
         "name": "AdamW, full batch",
         "lr": cfg.lr,
         "weight_decay": cfg.weight_decay,
         "betas": [cfg.beta1, cfg.beta2],
     }
-    summary["seconds_this_session"] = seconds
-    summary["stopped_early"] = step < cfg.max_steps
-    run.write_table("curve.parquet", curve)
-    run.save_figure("grok_accuracy.png", plot_accuracy(curve, summary))
-    run.save_figure("grok_bits.png", plot_bits(curve, summary))
-    run.write_json("grok.json", summary)
-    run.write_manifest(status="finished")
-    return GrokResult(summary, curve, run.path)
-
-
-def plot_accuracy(curve: Any, summary: dict[str, Any]) -> Any:
-    """Train and test accuracy against step (log axis), with the 99% steps marked."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    s = curve["step"].to_numpy()
-    ax.plot(s, curve["train_acc"], label="train")
-    ax.plot(s, curve["test_acc"], label="test")
-    for key, style in (("step_train_acc_99", ":"), ("step_test_acc_99", "--")):
-        if summary.get(key) is not None:
-            ax.axvline(summary[key], color="grey", ls=style, lw=1, label=f"{key} = {summary[key]}")
-    ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("step")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(
-        f"grokking: {summary['task']}, {summary['train_fraction']:.0%} of pairs for training"
-    )
-    ax.legend(loc="center left")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def plot_bits(curve: Any, summary: dict[str, Any]) -> Any:
-    """Answer code length (bits) on train and test, the memorization gap, and the weight norm."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    s = curve["step"].to_numpy()
-    ax.plot(s, curve["train_bits"], label="train bits/answer")
-    ax.plot(s, curve["test_bits"], label="test bits/answer")
-    ax.plot(s, curve["gap_bits"], label="memorization gap (test - train)")
-    ax.axhline(math.log2(summary["p"]), color="grey", ls=":", lw=1, label="uniform: log2 p")
-    ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("step")
-    ax.set_ylabel("bits")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    ax2.plot(s, curve["weight_norm"], color="C3")
-    ax2.set_xscale("symlog", linthresh=10)
-    ax2.set_xlim(left=0)
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("parameter L2 norm")
-    ax2.grid(alpha=0.3)
-    fig.suptitle("memorization then generalization")
-    fig.tight_layout()
-    return fig
+    summary.seconds_this_session = seconds
+    summary.stopped_early = step < cfg.max_steps
+    rd.write_table("curve.parquet", curve)
+    rd.save_figure("grok_accuracy.png", plot_grok_accuracy(curve, summary.to_json()))
+    rd.save_figure("grok_bits.png", plot_grok_bits(curve, summary.to_json()))
+    rd.write_json(summary.file, summary.to_json())
+    rd.write_manifest(status="finished")
+    return RunResult(summary, rd.path)

@@ -1,11 +1,10 @@
-"""Observations of a tracker (one column per observed step) and their append-only Parquet store:
-every flush becomes one part file written atomically, so a crash loses at most the observations
-since the last flush.
+"""Observations of a tracker (one column per observed step) and their append-only Parquet store
+(:class:`memlens.store.PartStore`): every flush becomes one part file written atomically, so a
+crash loses at most the observations since the last flush.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from memlens.errors import UserError
+from memlens.store import PartStore
 from memlens.track.examples import TrackSet
-
-_PART_META = b"memlens_observations"  # schema metadata key of a part file
 
 
 @dataclass
@@ -101,10 +99,8 @@ def _concat(parts: list[Observations]) -> Observations:
 
 
 def _write_part(parts_dir: Path, obs: Observations) -> Path:
+    """One :class:`PartStore` part: a row per (step, example), the per-step times as metadata."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from memlens.store import atomic_path
 
     N, n = obs.code_bits.shape
     table = pa.table(
@@ -121,11 +117,7 @@ def _write_part(parts_dir: Path, obs: Observations) -> Path:
         {"step": int(s), "score_seconds": float(a), "train_seconds": float(b)}
         for s, a, b in zip(obs.steps, obs.score_seconds, obs.train_seconds, strict=True)
     ]
-    table = table.replace_schema_metadata({_PART_META: json.dumps(meta).encode()})
-    path = parts_dir / f"part-{int(obs.steps[0]):012d}-{int(obs.steps[-1]):012d}.parquet"
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return path
+    return PartStore(parts_dir).write(table, obs.steps[0], obs.steps[-1], meta)
 
 
 def load_observations(
@@ -135,18 +127,12 @@ def load_observations(
     import pyarrow.parquet as pq
 
     directory = Path(directory)
-    files = sorted(
-        (directory / "parts").glob("part-*.parquet"), key=lambda f: (f.stat().st_mtime_ns, f.name)
-    )
     if n_examples is None:
         n_examples = len(pq.read_table(directory / "examples.parquet", columns=["example"]))
     parts = []
-    for f in files:
-        try:
-            t = pq.read_table(f)
-        except Exception:  # a torn file from a crash: atomic writes make this unlikely
+    for t, meta in PartStore(directory / "parts").read():
+        if meta is None:
             continue
-        meta = json.loads(t.schema.metadata[_PART_META])
         steps = np.array([m["step"] for m in meta], dtype=np.int64)
         n = len(steps)
         cols = {

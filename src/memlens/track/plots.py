@@ -1,7 +1,9 @@
-"""Plots of a tracked run: the per-example heatmap and the per-group curves."""
+"""Plots of a tracked run (the per-example heatmap and the per-group curves) and of grokking (the
+accuracy and bits curves)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -94,5 +96,66 @@ def plot_group_curves(analysis: dict[str, Any]) -> Any:
     crit = analysis["criterion"]
     thr = f", threshold {crit['threshold']}" if crit["threshold"] is not None else ""
     fig.suptitle(f"memorization by group (criterion: {crit['name']}{thr})")
+    fig.tight_layout()
+    return fig
+
+
+# -- grokking ---------------------------------------------------------------------------------------
+
+
+def plot_grok_accuracy(curve: Any, summary: dict[str, Any]) -> Any:
+    """Train and test accuracy against step (log axis), with the 99% steps marked."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    s = curve["step"].to_numpy()
+    ax.plot(s, curve["train_acc"], label="train")
+    ax.plot(s, curve["test_acc"], label="test")
+    for key, style in (("step_train_acc_99", ":"), ("step_test_acc_99", "--")):
+        if summary.get(key) is not None:
+            ax.axvline(summary[key], color="grey", ls=style, lw=1, label=f"{key} = {summary[key]}")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(
+        f"grokking: {summary['task']}, {summary['train_fraction']:.0%} of pairs for training"
+    )
+    ax.legend(loc="center left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_grok_bits(curve: Any, summary: dict[str, Any]) -> Any:
+    """Answer code length (bits) on train and test, the memorization gap, and the weight norm."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    s = curve["step"].to_numpy()
+    ax.plot(s, curve["train_bits"], label="train bits/answer")
+    ax.plot(s, curve["test_bits"], label="test bits/answer")
+    ax.plot(s, curve["gap_bits"], label="memorization gap (test - train)")
+    ax.axhline(math.log2(summary["p"]), color="grey", ls=":", lw=1, label="uniform: log2 p")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax2.plot(s, curve["weight_norm"], color="C3")
+    ax2.set_xscale("symlog", linthresh=10)
+    ax2.set_xlim(left=0)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("parameter L2 norm")
+    ax2.grid(alpha=0.3)
+    fig.suptitle("memorization then generalization")
     fig.tight_layout()
     return fig

@@ -8,24 +8,34 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from memlens.errors import UserError
+from memlens.config import Config
+from memlens.progress import ProgressFn, emit
+from memlens.results import RunResult
 from memlens.track.analysis import analyze, first_true_step, forgetting_events, memorized_matrix
 from memlens.track.examples import TrackSet, tfidf_rarity_tokens
 from memlens.track.plots import plot_group_curves, plot_heatmap
 from memlens.track.schedules import Schedule
+from memlens.track.summary import TrackSummary
 from memlens.track.tracker import Tracker
 
 
-@dataclass(frozen=True)
-class QuickConfig:
+def _threshold(v: float) -> float:
+    if not 0 < v <= 1:
+        raise ValueError(f"the memorization threshold must be in (0, 1], got {v}")
+    return v
+
+
+#: A memorization threshold: memorized when unintended bits >= threshold * reference bits.
+Threshold = Annotated[float, AfterValidator(_threshold)]
+
+
+class QuickConfig(Config):
     """The ``memlens track --preset quick`` experiment.
 
     A first-order Markov source (``vocab_size`` tokens, ``branching`` successors per token) gives
@@ -34,56 +44,60 @@ class QuickConfig:
     Ghosal et al. 2025: a few sequences repeated many times inside a larger corpus). Tracked:
     every repeated sequence, ``n_track_unique`` of the unique ones and ``n_heldout`` fresh
     sequences of the same source that are never trained on. Unintended bits use the exact source
-    code length; the first token is charged ``log2 V`` under both model and source.
+    code length; the first token is charged ``log2 V`` under both model and source. Training:
+    AdamW (β = 0.9, 0.98, no weight decay), ``warmup_steps`` of linear warm-up then a constant
+    ``lr``, batches of ``batch_size`` rows from epoch-wise permutations.
     """
 
-    vocab_size: int = 64
-    branching: int = 4
-    concentration: float = 1.0
-    seq_len: int = 32
-    n_unique: int = 2048
-    n_repeated: int = 64
+    what: ClassVar[str] = "track config"
+
+    vocab_size: int = Field(default=64, ge=2)
+    branching: int = Field(default=4, ge=1)
+    concentration: float = Field(default=1.0, gt=0)
+    seq_len: int = Field(default=32, ge=2)
+    n_unique: int = Field(default=2048, ge=1)
+    n_repeated: int = Field(default=64, ge=1)
     repeats: int = 16
-    n_track_unique: int = 256
-    n_heldout: int = 256
-    n_layer: int = 2
-    d_model: int = 64
-    lr: float = 3e-3
-    warmup_steps: int = 50
-    batch_size: int = 32
-    steps: int = 3000
-    points_per_decade: int = 12
-    prefix: int = 16
-    suffix: int = 16
-    threshold: float = 0.5
-    checkpoint_every: int = 500
+    n_track_unique: int = Field(default=256, ge=1)
+    n_heldout: int = Field(default=256, ge=1)
+    n_layer: int = Field(default=2, ge=1)
+    d_model: int = Field(default=64, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    warmup_steps: int = Field(default=50, ge=0)
+    batch_size: int = Field(default=32, ge=1)
+    steps: int = Field(default=3000, ge=1)
+    points_per_decade: int = Field(default=12, ge=1)
+    prefix: int = Field(default=16, ge=1)
+    suffix: int = Field(default=16, ge=1)
+    threshold: Threshold = 0.5
+    checkpoint_every: int = Field(default=500, ge=1)
+    device: str = "cpu"
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise UserError("steps, batch size and learning rate must be positive.")
-        if self.n_unique < 1 or self.n_repeated < 1 or self.repeats < 2:
-            raise UserError(
-                "the quick preset needs unique sequences and repeated ones (repeats >= 2)."
-            )
+    @field_validator("repeats")
+    @classmethod
+    def _repeats(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError(f"repeated sequences must be repeated at least twice, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _extraction_fits(self) -> QuickConfig:
         if self.prefix + self.suffix > self.seq_len:
-            raise UserError(
-                f"extraction prefix {self.prefix} + suffix {self.suffix} exceed the sequence length {self.seq_len}."
+            raise ValueError(
+                f"extraction prefix {self.prefix} + suffix {self.suffix} exceed the sequence "
+                f"length {self.seq_len}"
             )
-        if not 0 < self.threshold <= 1:
-            raise UserError(f"the memorization threshold must be in (0, 1], got {self.threshold}.")
+        return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def train_config(self) -> Any:
+        """The :class:`memlens.training.TrainConfig` of this run."""
+        from memlens.training import TrainConfig
 
-
-@dataclass
-class TrackResult:
-    """What a track run produced: the ``dynamics.json`` summary and where it was written."""
-
-    summary: dict[str, Any]
-    out_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+        return TrainConfig(
+            schedule="constant", lr=self.lr, warmup_steps=self.warmup_steps,
+            max_steps=self.steps, batch_size=self.batch_size,
+        )  # fmt: skip
 
 
 def quick_data(cfg: QuickConfig) -> tuple[torch.Tensor, TrackSet, Any]:
@@ -141,111 +155,89 @@ def epoch_batch(n_rows: int, batch_size: int, step: int, seed: int) -> torch.Ten
     return torch.tensor(idx, dtype=torch.long)
 
 
-def _save_checkpoint(
-    path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int
-) -> None:
-    from memlens.store import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
-
-
-def _load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    return int(state["step"])
-
-
-def run_quick(
-    cfg: QuickConfig,
-    out_dir: str | os.PathLike[str] | None = None,
+def run(
+    config: QuickConfig,
+    out: str | os.PathLike[str] | None = None,
     *,
-    device: str | None = "cpu",
-    progress: Callable[[int, int], None] | None = None,
-) -> TrackResult:
+    progress: ProgressFn | None = None,
+) -> RunResult[TrackSummary]:
     """Train a small GPT on the :class:`QuickConfig` data and track memorization as it trains.
 
-    Writes ``dynamics.json``, ``examples.parquet`` (per-example first memorized step and final
-    bits), the tracker's append-only ``track/parts/*.parquet``, ``heatmap.png``,
-    ``group_curves.png``, a training checkpoint (for resuming) and ``manifest.json``. Rerunning
-    with the same ``out_dir`` and settings resumes from the last checkpoint.
+    Training is :func:`memlens.training.train` (the fused next-token loss of a GPT), with the
+    tracker as its observer. Writes ``dynamics.json``, ``examples.parquet`` (per-example first
+    memorized step and final bits), the tracker's append-only ``track/parts/*.parquet``,
+    ``heatmap.png``, ``group_curves.png``, a training checkpoint (for resuming) and
+    ``manifest.json``. Rerunning with the same ``out`` and settings resumes from the last
+    checkpoint. ``progress`` receives a :class:`~memlens.progress.ProgressEvent` every step.
     """
     from memlens.models.gpt import GPT, GPTConfig
     from memlens.store import RunDir, default_out_dir
-    from memlens.training import pick_device
+    from memlens.training import load_checkpoint, next_token_loss, pick_device, save_checkpoint
+    from memlens.training import train as train_loop
 
-    dev = pick_device(device)
-    train, examples, _ = quick_data(cfg)
-    run = RunDir(
-        out_dir or default_out_dir("track"), "track", {"preset": "quick", **cfg.to_dict()}, cfg.seed
+    dev = pick_device(config.device)
+    train, examples, _ = quick_data(config)
+    rd = RunDir(
+        out or default_out_dir("track"),
+        "track",
+        {"preset": "quick", **config.to_dict()},
+        config.seed,
     )
-    run.write_manifest(status="running")
-    torch.manual_seed(cfg.seed)
+    rd.write_manifest(status="running")
+    torch.manual_seed(config.seed)
     model = GPT(
-        GPTConfig(cfg.vocab_size, cfg.seq_len, cfg.n_layer, cfg.d_model),
-        generator=torch.Generator().manual_seed(cfg.seed),
+        GPTConfig(config.vocab_size, config.seq_len, config.n_layer, config.d_model),
+        generator=torch.Generator().manual_seed(config.seed),
     ).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
-    ckpt = run.path / "checkpoint.pt"
-    step = _load_checkpoint(ckpt, model, opt) if ckpt.exists() else 0
+    tcfg = config.train_config()
+    opt = tcfg.make_optimizer(model.parameters())
+    ckpt = rd.path / "checkpoint.pt"
+    start_step = load_checkpoint(ckpt, model, opt)
     tracker = Tracker(
         examples,
-        run.path / "track",
-        schedule=Schedule.log(cfg.points_per_decade),
-        prefix=cfg.prefix,
-        suffix=cfg.suffix,
+        rd.path / "track",
+        schedule=Schedule.log(config.points_per_decade),
+        prefix=config.prefix,
+        suffix=config.suffix,
         batch_size=256,
     )
     train = train.to(dev)
     loss_bits: list[tuple[int, float]] = []
     t_start = time.perf_counter()
     tracker.start()
-    tracker.observe(model, step)
-    model.train()
-    try:
-        while step < cfg.steps:
-            batch = train[epoch_batch(len(train), cfg.batch_size, step, cfg.seed).to(dev)][None]
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
-            logits = model(batch[..., :-1])
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), batch[..., 1:].reshape(-1)
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if tracker.observe(model, step):
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise UserError(
-                        "training diverged (NaN or infinite loss); lower the learning rate."
-                    )
-                loss_bits.append((step, value / math.log(2)))
-            if step % cfg.checkpoint_every == 0:
-                _save_checkpoint(ckpt, model, opt, step)
-            if progress is not None:
-                progress(step, cfg.steps)
-    except KeyboardInterrupt:
+    tracker.observe(model, start_step)
+
+    def batch_at(step: int) -> torch.Tensor:
+        return train[epoch_batch(len(train), config.batch_size, step, config.seed).to(dev)][None]
+
+    def observe(info: Any) -> None:
+        if tracker.observe(model, info.step):
+            loss_bits.append((info.step, info.loss.item() / math.log(2)))
+        emit(progress, "training (quick preset)", info.step, config.steps)
+
+    def checkpoint(step: int) -> None:
         tracker.flush()
-        _save_checkpoint(ckpt, model, opt, step)
-        raise
+        save_checkpoint(ckpt, model, opt, step)
+
+    step = train_loop(
+        model, tcfg, batch_at, next_token_loss, optimizer=opt, start_step=start_step,
+        observers=[observe], check_every=50, checkpoint=checkpoint,
+        checkpoint_every=config.checkpoint_every,
+    )  # fmt: skip
     tracker.observe(model, step, force=True)
     tracker.close()
-    _save_checkpoint(ckpt, model, opt, step)
     summary = _finish(
-        run, tracker, cfg.threshold, "bits",
+        rd, tracker, config.threshold, "bits",
         training={
             "steps": step,
             "wall_seconds_this_session": time.perf_counter() - t_start,
-            "model": {"n_layer": cfg.n_layer, "d_model": cfg.d_model, "n_params": model.config.n_params},
+            "model": {"n_layer": config.n_layer, "d_model": config.d_model, "n_params": model.config.n_params},
             "train_rows": len(train),
-            "epochs": step * cfg.batch_size / len(train),
+            "epochs": step * config.batch_size / len(train),
             "batch_loss_bits_per_token_this_session": [[s, v] for s, v in loss_bits],
         },
     )  # fmt: skip
-    return TrackResult(summary, run.path)
+    return RunResult(summary, rd.path)
 
 
 def _finish(
@@ -255,7 +247,7 @@ def _finish(
     criterion: str,
     training: dict[str, Any],
     **manifest: Any,
-) -> dict[str, Any]:
+) -> TrackSummary:
     """Analyses, plots, tables, ``dynamics.json`` and the final manifest of a track run."""
     obs = tracker.observations()
     ex = tracker.examples
@@ -272,7 +264,7 @@ def _finish(
     run.write_table("examples.parquet", per)
     run.save_figure("heatmap.png", plot_heatmap(obs, ex, analysis, tracker.eligible))
     run.save_figure("group_curves.png", plot_group_curves(analysis))
-    summary = {**analysis, "cost": tracker.cost(), "training": training}
-    run.write_json("dynamics.json", summary)
+    summary = TrackSummary(**analysis, cost=tracker.cost(), training=training)
+    run.write_json(summary.file, summary.to_json())
     run.write_manifest(status="finished", **manifest)
     return summary

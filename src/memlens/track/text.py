@@ -27,24 +27,27 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
+from memlens.config import Config
 from memlens.errors import UserError
+from memlens.progress import ProgressFn, emit
+from memlens.results import RunResult
 from memlens.track.examples import TrackSet, tfidf_rarity_tokens
-from memlens.track.recipe import TrackResult, _finish
+from memlens.track.recipe import Threshold, _finish
 from memlens.track.schedules import Schedule
+from memlens.track.summary import TrackSummary
 from memlens.track.tracker import Tracker
 from memlens.track.trainer import trainer_callback
 
 
-class TextTrackConfig(BaseModel):
+class TextTrackConfig(Config):
     """Settings of a text tracking run (saved in the manifest). Lengths are in target tokens."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    what: ClassVar[str] = "track config"
 
     model: str
     train: str
@@ -53,34 +56,19 @@ class TextTrackConfig(BaseModel):
     tokenizer: str | None = None
     text_column: str = "text"
     split: str | None = None
-    seq_len: int | None = None
-    max_track: int = 512
-    steps: int = 200
-    lr: float = 5e-4
-    batch_size: int = 8
-    weight_decay: float = 0.0
-    prefix: int = 32
-    suffix: int = 32
-    threshold: float = 0.5
-    points_per_decade: int = 12
-    checkpoint_every: int = 100
+    seq_len: int | None = Field(default=None, ge=1)
+    max_track: int = Field(default=512, ge=1)
+    steps: int = Field(default=200, ge=1)
+    lr: float = Field(default=5e-4, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    prefix: int = Field(default=32, ge=1)
+    suffix: int = Field(default=32, ge=1)
+    threshold: Threshold = 0.5
+    points_per_decade: int = Field(default=12, ge=1)
+    checkpoint_every: int = Field(default=100, ge=1)
     device: str = "cpu"
     seed: int = 0
-
-
-def _validate(cfg: TextTrackConfig) -> None:
-    if cfg.steps < 1:
-        raise UserError(f"--steps must be at least 1, got {cfg.steps}.")
-    if cfg.batch_size < 1 or cfg.lr <= 0:
-        raise UserError("--batch-size and --lr must be positive.")
-    if cfg.max_track < 1:
-        raise UserError(f"--max-track must be at least 1, got {cfg.max_track}.")
-    if not 0 < cfg.threshold <= 1:
-        raise UserError(f"--threshold must be in (0, 1], got {cfg.threshold}.")
-    if cfg.prefix < 1 or cfg.suffix < 1:
-        raise UserError(
-            f"--prefix and --suffix must be at least 1 token, got {cfg.prefix} and {cfg.suffix}."
-        )
 
 
 def _check_context(tokens: list[np.ndarray], context: int | None, what: str) -> None:
@@ -90,7 +78,7 @@ def _check_context(tokens: list[np.ndarray], context: int | None, what: str) -> 
     if longest > context:
         raise UserError(
             f"a {what} text has {longest} tokens (with BOS), longer than the model's context of {context}; "
-            "cut texts with --seq-len."
+            "cut texts with `seq_len`."
         )
 
 
@@ -191,28 +179,29 @@ def _collator(pad_id: int) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     return collate
 
 
-def run_text(
+def run(
     cfg: TextTrackConfig,
-    out_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
     *,
-    progress: Callable[[int, int], None] | None = None,
-) -> TrackResult:
+    progress: ProgressFn | None = None,
+) -> RunResult[TrackSummary]:
     """Fine-tune ``cfg.model`` on ``cfg.train`` while tracking memorization of the tracked texts.
 
-    Everything is loaded and validated before the run directory is created, so bad input leaves
-    nothing behind. Writes the same files as :func:`memlens.track.run_quick` (except the GPT
-    checkpoint: Trainer checkpoints live in ``hf-checkpoints/``).
+    The user's model trains in a Hugging Face ``Trainer`` (constant learning rate, AdamW),
+    observed by :func:`memlens.track.trainer_callback`. Everything is loaded and validated before
+    the run directory is created, so bad input leaves nothing behind. Writes the same files as
+    :func:`memlens.track.run_quick` (except the GPT checkpoint: Trainer checkpoints live in
+    ``hf-checkpoints/``). ``progress`` receives a :class:`~memlens.progress.ProgressEvent` per step.
     """
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from memlens.models.hf import load_causal_lm
     from memlens.store import RunDir, default_out_dir
 
-    _validate(cfg)
     lm = load_causal_lm(cfg.model, tokenizer=cfg.tokenizer, dtype="float32", device=cfg.device)
     if lm.tokenizer is None:
         raise UserError(
-            f"model {cfg.model} has no tokenizer to read text with; pass one with --tokenizer."
+            f"model {cfg.model} has no tokenizer to read text with; pass one as `tokenizer`."
         )
     examples, rows, _ = build_text_trackset(cfg, lm)
     if (
@@ -220,13 +209,13 @@ def run_text(
         and not (examples.lengths - examples.n_lead >= cfg.prefix + cfg.suffix).any()
     ):
         raise UserError(
-            f"no tracked text has {cfg.prefix + cfg.suffix} tokens for extraction and there is no --reference; "
-            "use a shorter --prefix/--suffix or give a reference model."
+            f"no tracked text has {cfg.prefix + cfg.suffix} tokens for extraction and there is no "
+            "`reference`; use a shorter `prefix` and `suffix` or give a reference model."
         )
     pad = lm.tokenizer.pad_token_id
     pad_id = int(pad) if isinstance(pad, int) else 0
 
-    run = RunDir(out_dir or default_out_dir("track"), "track", cfg.model_dump(), cfg.seed)
+    run = RunDir(out or default_out_dir("track"), "track", cfg.model_dump(), cfg.seed)
     run.write_manifest(status="running", target=lm.describe())
     tracker = Tracker(
         examples,
@@ -259,8 +248,7 @@ def run_text(
 
     class _Progress(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            if progress is not None:
-                progress(state.global_step, state.max_steps)
+            emit(progress, "fine-tuning", state.global_step, state.max_steps)
 
     trainer = Trainer(
         model=lm.model,
@@ -284,7 +272,7 @@ def run_text(
         hf_logging.enable_progress_bar()
     loss = float(out.training_loss)
     if not math.isfinite(loss):
-        raise UserError("training diverged (NaN or infinite loss); lower --lr.")
+        raise UserError("training diverged (NaN or infinite loss); lower the learning rate `lr`.")
     summary = _finish(
         run,
         tracker,
@@ -300,4 +288,4 @@ def run_text(
         },
         target=lm.describe(),
     )
-    return TrackResult(summary, Path(run.path))
+    return RunResult(summary, run.path)

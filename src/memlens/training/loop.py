@@ -1,341 +1,249 @@
-"""Training K same-shaped GPTs at once, to saturation of memorized bits.
+"""The one training loop of memlens.
 
-Each of the K models in a :class:`~memlens.models.gpt.GPT` stack trains on its own dataset (the
-datasets may differ in size). Every ``eval_every`` steps the trainer scores every model on its
-whole training set through the shared scoring engine (:mod:`memlens.scoring`) and records the
-memorization curve. A model is *saturated* when its memorized bits grew by less than
-``plateau_tol`` (default 1%) over the last ``plateau_frac`` (default 20%) of its steps
-(Morris et al. 2025, arXiv:2505.24832, train "to saturation"; every capacity is a lower bound,
-so we say whether the plateau was reached).
+Everything memlens trains goes through :func:`train`: the capacity lab and the laws experiments
+(K stacked GPTs, :mod:`memlens.training.saturation`), the tracked quick run
+(:mod:`memlens.track.recipe`), grokking (:mod:`memlens.track.grok`) and memorization sinks
+(:mod:`memlens.sinks.train`). What differs between them is passed in:
 
-Schedule (a warmup-stable-decay schedule with an honest plateau check at the end):
+* ``batch_at(step)``: the batch of optimizer step ``step`` (any object ``loss_of`` understands);
+* ``loss_of(model, batch)``: a scalar loss tensor (e.g. :func:`next_token_loss`);
+* a :class:`TrainConfig`: AdamW settings, the named learning-rate schedule
+  (:mod:`memlens.training.schedules`), the step budget and gradient clipping;
+* observers, called after every step with a :class:`StepInfo` (they evaluate, record, report
+  progress; one returning ``True`` stops training), and a ``checkpoint(step)`` hook, called every
+  ``checkpoint_every`` steps, at the end and when the run is interrupted (Ctrl-C), so a rerun
+  resumes from ``start_step``.
 
-1. *stable*: linear warm-up, then a constant learning rate until ``1 - decay_frac - plateau_frac``
-   of the budget is used, or earlier if every curve is flat (grew < ``plateau_tol / 4`` over the
-   last half of the steps);
-2. *decay*: linear decay to ``final_lr_frac * lr`` over a further ``decay_frac`` share;
-3. *hold*: training continues at the final learning rate for the last ``plateau_frac`` share of
-   the steps. A model is *saturated* when its memorized bits grew by less than ``plateau_tol``
-   over those last steps: the issue's criterion, measured while still training.
-
-Recipe (chosen by measurement on two CPU cores, see README "The recipe, and the evidence for
-it"): Adam (β = 0.9, 0.98, no weight decay, no dropout) at a high peak learning rate after a
-warm-up, mini-batches drawn as per-model random permutations (every sequence once per epoch),
-all dataset sizes of one shape trained as one batched stack of models, and the output layer
-fused with its cross-entropy (:mod:`memlens.training.fused`).
+One step is: batch, learning rate, loss, ``zero_grad``, backward, optional clip, optimizer step.
+A user's own Hugging Face ``Trainer`` is observed with :func:`memlens.track.trainer_callback`
+instead.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
-from torch import Tensor
+from pydantic import Field
+from torch import Tensor, nn
 
+from memlens.config import Config
 from memlens.errors import UserError
-from memlens.models.gpt import GPT
-from memlens.scoring.core import gpt_forward, memorized_bits, score_tokens
 from memlens.training.fused import linear_cross_entropy
+from memlens.training.schedules import Schedule, make_schedule
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimization settings shared by the K models.
+class TrainConfig(Config):
+    """Optimization settings of :func:`train`: AdamW, a named schedule, a budget, a clip.
 
     Parameters
     ----------
-    lr: peak Adam learning rate.
+    schedule: ``constant``, ``wsd`` (warm-up, stable, linear decay over ``decay_frac`` of the
+        steps to ``final_lr_frac * lr``) or ``cosine`` (to ``final_lr_frac * lr``); every
+        schedule starts with ``warmup_steps`` of linear warm-up (:mod:`.schedules`).
+    lr: peak learning rate.
+    max_steps: optimizer steps.
     batch_size: sequences per model per step.
-    max_steps: step budget; training stops earlier once every model is saturated.
-    min_steps: never stop before this many steps.
-    warmup_steps: linear warm-up length.
-    decay_frac: share of the steps used for the linear learning-rate decay (0: constant LR).
-    final_lr_frac: learning rate after the decay, as a fraction of ``lr``.
-    beta1, beta2, eps, weight_decay: Adam(W) settings.
-    eval_every: steps between memorization measurements.
-    plateau_frac, plateau_tol: saturated when bits grew < ``plateau_tol`` (relative) over the
-        last ``plateau_frac`` of the steps.
-    precision: "fp32" or "bf16" (autocast for the forward/backward; optimizer state stays fp32).
-    grad_clip: per-model gradient-norm clip (0 disables).
+    beta1, beta2, eps: Adam's settings.
+    weight_decay: decoupled weight decay (AdamW, Loshchilov & Hutter 2019); 0 is plain Adam.
+    grad_clip: gradient-norm clip, per model of a K-model stack (0 disables).
+    precision: ``fp32``, or ``bf16`` (the model body autocast to bfloat16; the fused output
+        layer and the optimizer state stay in fp32).
     """
 
-    lr: float = 3e-3
-    batch_size: int = 64
-    max_steps: int = 20_000
-    min_steps: int = 500
-    warmup_steps: int = 100
-    decay_frac: float = 0.0
-    final_lr_frac: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    eval_every: int = 250
-    plateau_frac: float = 0.2
-    plateau_tol: float = 0.01
-    precision: str = "fp32"
-    grad_clip: float = 0.0
+    what: ClassVar[str] = "training config"
 
-    def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise UserError(f"precision must be fp32 or bf16, got {self.precision!r}.")
-        if self.max_steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise UserError("max_steps, batch_size and lr must be positive.")
+    schedule: Literal["constant", "wsd", "cosine"] = "constant"
+    lr: float = Field(default=3e-3, gt=0)
+    max_steps: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    warmup_steps: int = Field(default=0, ge=0)
+    decay_frac: float = Field(default=0.0, ge=0, lt=1)
+    final_lr_frac: float = Field(default=0.1, ge=0, le=1)
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.98, ge=0, lt=1)
+    eps: float = Field(default=1e-8, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float = Field(default=0.0, ge=0)
+    precision: Literal["fp32", "bf16"] = "fp32"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def make_schedule(self, hold_frac: float = 0.0) -> Schedule:
+        """This config's learning-rate schedule over ``max_steps``."""
+        return make_schedule(
+            self.schedule, self.lr, self.max_steps, self.warmup_steps,
+            decay_frac=self.decay_frac, final_lr_frac=self.final_lr_frac, hold_frac=hold_frac,
+        )  # fmt: skip
+
+    def make_optimizer(self, params: Iterable[Any]) -> torch.optim.Optimizer:
+        """AdamW over ``params`` (tensors, or param groups with their own ``weight_decay``)."""
+        return torch.optim.AdamW(
+            params,
+            lr=self.lr,
+            betas=(self.beta1, self.beta2),
+            eps=self.eps,
+            weight_decay=self.weight_decay,
+            foreach=True,
+        )
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.precision == "bf16" else None
 
 
 @dataclass
-class ModelCurve:
-    """The memorization curve of one model: (step, seconds, memorized bits, mean NLL bits/token)."""
+class StepInfo:
+    """What an observer sees after an optimizer step."""
 
-    steps: list[int] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    memorized_bits: list[float] = field(default_factory=list)
-    nll_bits_per_token: list[float] = field(default_factory=list)
+    step: int  # optimizer steps done
+    total: int  # the current budget (a ``wsd`` schedule may shorten it)
+    loss: Tensor  # this step's loss (``.item()`` synchronizes with the device)
 
-    def saturated(self, frac: float, tol: float) -> bool:
-        """Memorized bits grew < ``tol`` (relative) over the last ``frac`` of the steps."""
-        if len(self.steps) < 3 or self.memorized_bits[-1] <= 0:
-            return False
-        last = self.steps[-1]
-        ref_step = last * (1.0 - frac)
-        # the latest measurement at or before (1 - frac) * last
-        earlier = [b for s, b in zip(self.steps, self.memorized_bits, strict=True) if s <= ref_step]
-        if not earlier:
-            return False
-        return (self.memorized_bits[-1] - earlier[-1]) < tol * self.memorized_bits[-1]
+    @property
+    def last(self) -> bool:
+        return self.step >= self.total
 
 
-@dataclass
-class TrainResult:
-    steps: int
-    seconds: float
-    curves: list[ModelCurve]
-    saturated: list[bool]
-    final_memorized_bits: list[float]
-    final_nll_bits: list[np.ndarray]
+Observer = Callable[[StepInfo], bool | None]
 
 
-class _Sampler:
-    """Per-model random permutations over datasets of different sizes."""
+def every(n: int, fn: Observer, *, at_end: bool = True) -> Observer:
+    """An observer calling ``fn`` every ``n`` steps (and at the last step when ``at_end``)."""
 
-    def __init__(self, sizes: list[int], batch_size: int, generator: torch.Generator) -> None:
-        self.sizes = sizes
-        self.batch = batch_size
-        self.g = generator
-        self.perms = [torch.randperm(n, generator=generator) for n in sizes]
-        self.ptr = [0] * len(sizes)
+    def observe(info: StepInfo) -> bool | None:
+        if info.step % n == 0 or (at_end and info.last):
+            return fn(info)
+        return None
 
-    def next(self) -> Tensor:
-        rows = []
-        for k, n in enumerate(self.sizes):
-            need, parts = self.batch, []
-            while need > 0:
-                if self.ptr[k] >= n:
-                    self.perms[k] = torch.randperm(n, generator=self.g)
-                    self.ptr[k] = 0
-                take = min(need, n - self.ptr[k])
-                parts.append(self.perms[k][self.ptr[k] : self.ptr[k] + take])
-                self.ptr[k] += take
-                need -= take
-            rows.append(torch.cat(parts))
-        return torch.stack(rows)  # [K, B]
+    return observe
 
 
-def evaluate_memorization(
-    model: GPT,
-    data: Tensor,
-    sizes: list[int],
-    entropy_bits: float | np.ndarray,
-    first_token_bits: float,
-    batch_size: int = 256,
-    autocast_dtype: torch.dtype | None = None,
-) -> tuple[list[float], list[np.ndarray]]:
-    """Memorized bits of each model on its own training set, via the shared scoring pass.
-
-    ``data`` is ``[K, N_max, S]`` (model k uses its first ``sizes[k]`` rows); ``entropy_bits``
-    is ``H(x)`` per sequence under the true source (a scalar for uniform data, or ``[K, N_max]``).
-    Returns per-model total memorized bits ``sum_x max(0, H(x) - NLL_bits(x))`` and per-model
-    per-sequence code lengths ``NLL_bits(x)`` (first token charged ``first_token_bits``).
-    """
-    was_training = model.training
-    model.eval()
-    n_max = max(sizes)
-    scores = score_tokens(
-        gpt_forward(model), data[:, :n_max], batch_size=batch_size, autocast_dtype=autocast_dtype
-    )
-    model.train(was_training)
-    nll = scores.nll_bits + first_token_bits  # [K, N_max]
-    H = np.broadcast_to(np.asarray(entropy_bits, dtype=np.float64), nll.shape)
-    totals, per_seq = [], []
-    for k, n in enumerate(sizes):
-        per_seq.append(nll[k, :n].copy())
-        totals.append(float(memorized_bits(H[k, :n], nll[k, :n]).sum()))
-    return totals, per_seq
-
-
-Callback = Callable[[GPT, int], None]
-
-
-def train_to_saturation(
-    model: GPT,
-    data: Tensor,
-    sizes: list[int],
+def train(
+    model: nn.Module,
     config: TrainConfig,
+    batch_at: Callable[[int], Any],
+    loss_of: Callable[[nn.Module, Any], Tensor],
     *,
-    entropy_bits: float | np.ndarray,
-    first_token_bits: float,
-    seed: int = 0,
-    device: torch.device | None = None,
-    callbacks: list[Callback] | None = None,
-    progress: Callable[[int, list[float]], None] | None = None,
-    time_budget_s: float | None = None,
-) -> TrainResult:
-    """Train the K models of ``model`` on their datasets until every one is saturated.
+    optimizer: torch.optim.Optimizer | None = None,
+    schedule: Schedule | None = None,
+    start_step: int = 0,
+    observers: Sequence[Observer] = (),
+    check_every: int = 1,
+    checkpoint: Callable[[int], None] | None = None,
+    checkpoint_every: int = 0,
+) -> int:
+    """Train ``model`` from ``start_step`` until the schedule's budget or an observer stops it.
 
     Parameters
     ----------
-    model: a :class:`GPT` stack with ``K = len(sizes)`` models.
-    data: ``[K, N_max, S]`` token ids; model k trains on ``data[k, :sizes[k]]``.
-    sizes: dataset size (sequences) per model.
-    config: optimization settings.
-    entropy_bits: ``H(x)`` per sequence (scalar or ``[K, N_max]``), in bits.
-    first_token_bits: bits charged for each sequence's first token (``log2 V`` for uniform data).
-    callbacks: called as ``cb(model, step)`` after every evaluation.
-    progress: called as ``progress(step, memorized_bits_per_model)`` after every evaluation.
-    time_budget_s: optional wall-clock cap; the run stops (unsaturated runs say so).
+    model: any module (a memlens GPT stack, an MLP, ...).
+    config: optimizer, schedule, budget and clip settings.
+    batch_at: ``batch_at(step)`` returns the batch of optimizer step ``step`` (0-based).
+    loss_of: ``loss_of(model, batch)`` returns the scalar loss to minimize.
+    optimizer: default ``config.make_optimizer(model.parameters())``; pass one to use parameter
+        groups or a state loaded from a checkpoint.
+    schedule: default ``config.make_schedule()``.
+    start_step: steps already done (resuming).
+    observers: called after every step; any returning ``True`` stops training after that step.
+    check_every: check the loss is finite every this many steps (and at the last one).
+    checkpoint: ``checkpoint(step)`` saves what a rerun needs; called every ``checkpoint_every``
+        steps (0: never), when the budget is done or an observer stops training, and on Ctrl-C
+        (then the interrupt propagates).
 
     Returns
     -------
-    TrainResult with each model's memorization curve and saturation flag.
+    The number of optimizer steps done.
     """
-    K = model.n_models
-    if len(sizes) != K or data.shape[0] != K:
-        raise ValueError("need one dataset size and one data slab per model")
-    device = device or next(model.parameters()).device
-    data = data.to(device)
-    g = torch.Generator().manual_seed(seed)
-    sampler = _Sampler(list(sizes), config.batch_size, g)
-    params = list(model.parameters())
-    opt = torch.optim.Adam(
-        params,
-        lr=config.lr,
-        betas=(config.beta1, config.beta2),
-        eps=config.eps,
-        weight_decay=config.weight_decay,
-        foreach=True,
-    )
-    autocast_dtype = torch.bfloat16 if config.precision == "bf16" else None
-    curves = [ModelCurve() for _ in range(K)]
-    done = [False] * K
-    model_index = torch.arange(K, device=device).view(K, 1)
-    start = time.perf_counter()
-    step = 0
-    per_seq: list[np.ndarray] = []
-    # Phase boundaries, in steps; the stable phase may end early when every curve plateaus.
-    hold_frac = config.plateau_frac if config.decay_frac > 0 else 0.0
-    stable_frac = 1.0 - config.decay_frac - hold_frac
-    stable_end = int(config.max_steps * stable_frac)
-    total = config.max_steps
-
-    def end_stable(at: int) -> None:
-        nonlocal stable_end, total
-        stable_end = at
-        decay_len = int(round(at * config.decay_frac / stable_frac))
-        total = int(round((at + decay_len) / (1.0 - hold_frac)))
-
-    def lr_at(s: int) -> float:
-        if s < config.warmup_steps:
-            return config.lr * (s + 1) / config.warmup_steps
-        if config.decay_frac <= 0 or s < stable_end:
-            return config.lr
-        decay_len = max(1, int(round(stable_end * config.decay_frac / stable_frac)))
-        t = min(1.0, (s - stable_end) / decay_len)
-        return config.lr * (1.0 - t * (1.0 - config.final_lr_frac))
-
+    optimizer = optimizer or config.make_optimizer(model.parameters())
+    schedule = schedule or config.make_schedule()
+    step = start_step
     model.train()
-    while step < total:
-        idx = sampler.next().to(device)  # [K, B]
-        batch = data[model_index, idx]  # [K, B, S]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        if autocast_dtype is not None:
-            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
-                hidden = model.hidden(batch[..., :-1])
-        else:
-            hidden = model.hidden(batch[..., :-1])
-        # Sum of per-model mean losses: models share no parameter, so each gets its own gradient.
-        # The output layer and its cross-entropy are fused (memlens.training.fused): the [K, B*T, V] logits
-        # are never materialized, which makes a step 1.2-1.3x faster on a CPU.
-        loss = linear_cross_entropy(hidden, model.wte, batch[..., 1:].reshape(K, -1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            _clip_per_model(params, K, config.grad_clip)
-        opt.step()
-        step += 1
-        if not math.isfinite(loss.item() if step % config.eval_every == 0 else 0.0):
-            raise UserError("training diverged (NaN or infinite loss); lower the learning rate.")
-
-        if step % config.eval_every == 0 or step == total:
-            totals, per_seq = evaluate_memorization(
-                model, data, sizes, entropy_bits, first_token_bits, autocast_dtype=autocast_dtype
-            )
-            elapsed = time.perf_counter() - start
-            for k in range(K):
-                c = curves[k]
-                c.steps.append(step)
-                c.seconds.append(elapsed)
-                c.memorized_bits.append(totals[k])
-                n_tok = sizes[k] * data.shape[-1]
-                c.nll_bits_per_token.append(float(per_seq[k].sum() / n_tok))
-                done[k] = step >= config.min_steps and c.saturated(
-                    config.plateau_frac, config.plateau_tol
+    try:
+        while step < schedule.total:
+            batch = batch_at(step)
+            lr = schedule.lr_at(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = loss_of(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                clip_gradients(model, config.grad_clip)
+            optimizer.step()
+            step += 1
+            info = StepInfo(step, schedule.total, loss)
+            if (step % check_every == 0 or info.last) and not math.isfinite(loss.item()):
+                raise UserError(
+                    "training diverged (NaN or infinite loss); lower the learning rate `lr`."
                 )
-            for cb in callbacks or []:
-                cb(model, step)
-            if progress is not None:
-                progress(step, totals)
-            if config.decay_frac > 0:
-                # A constant-LR curve is too noisy to call a plateau early (measured: it stopped
-                # a quick-preset shape at 2.6 bits/param); decay early only on a strict plateau.
-                strict = [
-                    step >= config.min_steps and c.saturated(0.5, config.plateau_tol / 4)
-                    for c in curves
-                ]
-                if step < stable_end and all(strict):
-                    end_stable(step)  # the constant-LR phase has plateaued: decay now
-                done = [False] * K  # with a decay, saturation is judged at the end only
-            elif all(done):
+            stop = [bool(observe(info)) for observe in observers]
+            if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+                checkpoint(step)
+            if any(stop):
                 break
-            if time_budget_s is not None and elapsed > time_budget_s:
-                break
+    except KeyboardInterrupt:
+        if checkpoint is not None:
+            checkpoint(step)
+        raise
+    if checkpoint is not None:
+        checkpoint(step)
+    return step
 
-    seconds = time.perf_counter() - start
-    saturated = [c.saturated(config.plateau_frac, config.plateau_tol) for c in curves]
-    return TrainResult(
-        steps=step,
-        seconds=seconds,
-        curves=curves,
-        saturated=saturated,
-        final_memorized_bits=[c.memorized_bits[-1] if c.memorized_bits else 0.0 for c in curves],
-        final_nll_bits=per_seq,
-    )
+
+def next_token_loss(
+    model: nn.Module, tokens: Tensor, autocast: torch.dtype | None = None
+) -> Tensor:
+    """Sum over the K models of a GPT stack of each one's mean next-token cross-entropy (nats).
+
+    ``tokens`` is ``[K, B, S]``. The output layer and the loss are fused
+    (:func:`memlens.training.fused.linear_cross_entropy`): the ``[K, B*(S-1), V]`` logits are never
+    materialized. With ``autocast`` (``torch.bfloat16``) the model body runs in that dtype.
+    """
+    K = tokens.shape[0]
+    if autocast is not None:
+        with torch.autocast(device_type=tokens.device.type, dtype=autocast):
+            hidden = model.hidden(tokens[..., :-1])
+    else:
+        hidden = model.hidden(tokens[..., :-1])
+    return linear_cross_entropy(hidden, model.wte, tokens[..., 1:].reshape(K, -1))
 
 
 @torch.no_grad()
-def _clip_per_model(params: list[Tensor], K: int, max_norm: float) -> None:
+def clip_gradients(model: nn.Module, max_norm: float) -> None:
+    """Clip the gradient norm to ``max_norm``: of each model of a K-model stack separately (models
+    share no parameter, so each is clipped as if trained alone), or of the whole ``model``."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    K = getattr(model, "n_models", 1)
+    if K == 1:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
     sq = torch.zeros(K, device=params[0].device)
     for p in params:
-        if p.grad is not None:
-            sq += p.grad.reshape(K, -1).float().square().sum(1)
+        sq += p.grad.reshape(K, -1).float().square().sum(1)
     scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
     for p in params:
-        if p.grad is not None:
-            p.grad.mul_(scale.view(K, *([1] * (p.dim() - 1))).to(p.grad.dtype))
+        p.grad.mul_(scale.view(K, *([1] * (p.dim() - 1))).to(p.grad.dtype))
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: Any, step: int) -> None:
+    """Save model, optimizer and step atomically (read back with :func:`load_checkpoint`)."""
+    from memlens.store import atomic_path
+
+    with atomic_path(path) as tmp:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, optimizer: Any) -> int:
+    """Restore a :func:`save_checkpoint` into ``model`` and ``optimizer``; return its step (0 when
+    there is no checkpoint). Loaded with ``weights_only=True``: nothing is unpickled."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
