@@ -149,7 +149,10 @@ def test_track_cli_text_errors(text_files, tmp_path, capsys, monkeypatch):
             ["--train", str(root / "train.txt"), "--prefix", "40", "--suffix", "40"],
             "no tracked text has 80 tokens",
         ),
-        (["--train", str(root / "train.txt"), "--threshold", "2"], "threshold must be in (0, 1], got 2.0"),
+        (
+            ["--train", str(root / "train.txt"), "--threshold", "2"],
+            "threshold must be in (0, 1], got 2.0",
+        ),
     ]
     for extra, fragment in cases:
         out = tmp_path / "out"
