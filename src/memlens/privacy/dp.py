@@ -28,6 +28,13 @@ small memlens GPT, two rows at a time for GPT-2 small).
 Each row's loss is its mean next-token cross-entropy over its own predicted tokens (padding
 after a row's length is ignored; rows are right-padded, and causal attention never lets a real
 token see padding), in nats, as Opacus and the clipping norm expect.
+
+**The loop.** :func:`train_rows` trains through memlens's one training loop,
+:func:`memlens.training.train`: :class:`PoissonBatches` is its ``batch_at`` (Opacus's Poisson
+loader read in step order), the ``constant`` schedule its learning rate, Adam (wrapped in the
+``DPOptimizer``) its optimizer, and :func:`private_backward` its ``backward`` hook, which fills
+``p.grad_sample`` where a plain step would call ``loss.backward()``; the loop's
+``optimizer.step()`` is then Opacus's (clip, noise, scale, account, Adam).
 """
 
 from __future__ import annotations

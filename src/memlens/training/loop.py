@@ -2,8 +2,8 @@
 
 Everything memlens trains goes through :func:`train`: the capacity lab and the laws experiments
 (K stacked GPTs, :mod:`memlens.training.saturation`), the tracked quick run
-(:mod:`memlens.track.recipe`), grokking (:mod:`memlens.track.grok`) and memorization sinks
-(:mod:`memlens.sinks.train`). What differs between them is passed in:
+(:mod:`memlens.track.recipe`), grokking (:mod:`memlens.track.grok`), memorization sinks
+(:mod:`memlens.sinks.train`) and DP-SGD (:func:`memlens.privacy.dp.train_rows`). What differs between them is passed in:
 
 * ``batch_at(step)``: the batch of optimizer step ``step`` (any object ``loss_of`` understands);
 * ``loss_of(model, batch)``: a scalar loss tensor (e.g. :func:`next_token_loss`);
