@@ -137,8 +137,9 @@ def test_one_dp_step_of_the_loop_equals_a_hand_computation(batch_size, seed, B):
             noise_generator=torch.Generator().manual_seed(9),
         )  # fmt: skip
         trainable = dict(module.named_parameters())
+        backward = private_backward(opt, trainable, physical=3)
         steps = train(module, TrainConfig(lr=lr, max_steps=1), batches, batch_loss,
-                      optimizer=opt, backward=private_backward(opt, trainable, physical=3))  # fmt: skip
+                      optimizer=opt, backward=backward)  # fmt: skip
     assert steps == 1
 
     rows = _poisson_rows_by_hand(N, q, seed)

@@ -3,7 +3,8 @@
 Everything memlens trains goes through :func:`train`: the capacity lab and the laws experiments
 (K stacked GPTs, :mod:`memlens.training.saturation`), the tracked quick run
 (:mod:`memlens.track.recipe`), grokking (:mod:`memlens.track.grok`), memorization sinks
-(:mod:`memlens.sinks.train`) and DP-SGD (:func:`memlens.privacy.dp.train_rows`). What differs between them is passed in:
+(:mod:`memlens.sinks.train`) and DP-SGD (:func:`memlens.privacy.dp.train_rows`). What differs
+between them is passed in:
 
 * ``batch_at(step)``: the batch of optimizer step ``step`` (any object ``loss_of`` understands);
 * ``loss_of(model, batch)``: a scalar loss tensor (e.g. :func:`next_token_loss`);
@@ -187,8 +188,8 @@ def train(
             optimizer.step()
             step += 1
             info = StepInfo(step, schedule.total, loss)
-            checked = loss is not None and (step % check_every == 0 or info.last)
-            if checked and not math.isfinite(loss.item()):
+            checked = step % check_every == 0 or info.last
+            if loss is not None and checked and not math.isfinite(loss.item()):
                 raise UserError(
                     "training diverged (NaN or infinite loss); lower the learning rate `lr`."
                 )
