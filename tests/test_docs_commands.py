@@ -251,3 +251,24 @@ def test_readme_links_point_to_files():
     missing = sorted({t for t in local if not (ROOT / t).exists()})
     assert not missing, f"README.md links to missing files: {missing}"
     assert any(t.startswith("docs/") and t.endswith(".md") for t in local)
+
+
+def test_api_pages_read_colon_items_as_numpy():
+    """The Griffe extension of the API pages (docs/_griffe/colon_items.py), on a hand-made case."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "colon_items", ROOT / "docs" / "_griffe" / "colon_items.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = (
+        "See :class:`~memlens.store.RunDir` and :func:`run_cells`.\n\n"
+        "Parameters\n----------\nrd: the run directory.\nload, save: how a cell\n    is read.\n"
+        "x : int\n    An int.\n\nNotes\n-----\nkey: not an item here.\n"
+    )
+    assert module.normalize(doc) == (
+        "See `RunDir` and `run_cells`.\n\n"
+        "Parameters\n----------\nrd\n    the run directory.\nload, save\n    how a cell\n"
+        "    is read.\nx : int\n    An int.\n\nNotes\n-----\nkey: not an item here."
+    )
