@@ -272,3 +272,12 @@ def test_api_pages_read_colon_items_as_numpy():
         "Parameters\n----------\nrd\n    the run directory.\nload, save\n    how a cell\n"
         "    is read.\nx : int\n    An int.\n\nNotes\n-----\nkey: not an item here."
     )
+
+
+def test_readme_lists_every_command():
+    """The README's table of commands names every top-level command the CLI registers."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = [line for line in text.splitlines() if line.startswith("| `memlens ")]
+    listed = {m for line in table for m in re.findall(r"`memlens ([\w-]+)", line)}
+    commands = set(typer.main.get_command(app).commands)
+    assert commands <= listed, f"README.md's table lacks {sorted(commands - listed)}"
