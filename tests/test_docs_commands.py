@@ -163,15 +163,14 @@ def snippet_names(code: str) -> set[str]:
 
 
 def snippet_problems(text: str) -> list[str]:
+    """One line per ``memlens`` name in the Python snippets of ``text`` that does not exist."""
     problems = []
     for code in python_blocks(text):
         for name in sorted(snippet_names(code)):
             try:
-                obj = _resolve(name)
+                _resolve(name)
             except (ImportError, AttributeError) as exc:
                 problems.append(f"{name}: {exc}")
-                continue
-            del obj
     return problems
 
 
