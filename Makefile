@@ -22,9 +22,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # The documentation site (MkDocs Material, API pages from the docstrings) into site/; --strict
-# makes a broken link or a missing API page fail the build.
+# makes a broken link, a missing API page or a docstring warning fail the build (no --quiet: a
+# warning is printed where it is seen).
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -10,7 +10,7 @@ vocabulary 49152; the GGUF ``Q4_1`` file dequantized to float32), fetched with
 Both sides compute the same things, checked to agree:
 
 1. scoring: the code length in bits of every text. memlens: one batched pass
-   (:func:`memlens.models.hf.score_texts`: sorted by length, padded per batch, attention-masked);
+   (:func:`memlens.scoring.score_texts`: sorted by length, padded per batch, attention-masked);
    baseline: one forward per text (what a per-sample evaluation loop does).
 2. extraction: ``--suffix`` greedy tokens after each text's first ``--prefix`` tokens. memlens:
    batched KV-cached greedy decoding (:func:`memlens.scoring.extraction.k_extraction`); baseline:

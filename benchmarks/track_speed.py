@@ -7,7 +7,7 @@ same 576 tracked examples of 32 tokens. Three ways to record code length and gre
   off the argmax of the suffix positions (exactly equivalent to greedy decoding, see
   :mod:`memlens.track`);
 * naive A: one forward per example, then a Python loop over its tokens (how a widely used MIA
-  benchmark scores, science.md section 4), extraction from the same argmax;
+  benchmark scores, docs/concepts.md section 4), extraction from the same argmax;
 * naive B: naive A plus extraction by actually decoding greedily, one example at a time, one
   token at a time (no KV cache).
 

@@ -1,17 +1,23 @@
 """The pages cannot drift from the code: every ``memlens`` command shown in the docs parses.
 
-Scans README.md and docs/**/*.md for command lines inside fenced code blocks: ``$ memlens ...``
+Scans README.md, CHANGELOG.md and docs/**/*.md for command lines inside fenced code blocks: ``$ memlens ...``
 in console sessions, and ``memlens ...`` at the start of a line in ``bash``/``sh``/``shell``
 blocks (continuation lines ending in a backslash are joined; ``# comments``, pipes and
 redirections are cut). Each is parsed by the real command line's parser (click, under typer):
 the subcommand must exist and every flag shown must be one the CLI accepts. Values are not
 checked (a placeholder such as ``FILE`` is fine), only the command and its flags.
+
+Two more checks keep the pages honest: every ``memlens`` name a Python snippet imports or uses
+(``from memlens.x import y``, ``memlens.x.y``, ``x.y`` after ``from memlens import x``) exists, and
+every relative link of README.md (which the docs build does not see) points to a file that exists.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,13 +25,13 @@ import typer
 
 from memlens.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
 SHELL_LANGS = {"bash", "sh", "shell", "zsh"}  # in console blocks only "$ " lines are commands
 
 
 def doc_files() -> list[Path]:
-    files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
     return [f for f in files if f.is_file()]
 
 
@@ -94,6 +100,80 @@ def check(cmd: str) -> str | None:
     return None
 
 
+def page_problems(path: Path) -> list[str]:
+    """One line per command of the page at ``path`` that the CLI does not accept."""
+    return [
+        f"{path.name}:{line}: {why}  ({cmd})"
+        for line, cmd in command_lines(path.read_text(encoding="utf-8"))
+        if (why := check(cmd)) is not None
+    ]
+
+
+def python_blocks(text: str) -> list[str]:
+    """The code of every ``python`` fenced block (``>>>`` prompts removed)."""
+    out: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if m and m.group(3).lower() in ("python", "py", "pycon"):
+            fence, body = m.group(2), []
+            i += 1
+            while i < len(lines) and not lines[i].strip().startswith(fence):
+                body.append(re.sub(r"^\s*(>>>|\.\.\.) ?", "", lines[i]))
+                i += 1
+            out.append("\n".join(body))
+        i += 1
+    return out
+
+
+def _resolve(dotted: str) -> object:
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def snippet_names(code: str) -> set[str]:
+    """Dotted ``memlens`` names a snippet imports or uses (comments and strings ignored)."""
+    code = re.sub(r"#.*", "", code)
+    code = re.sub(r"(\"[^\"\n]*\"|'[^'\n]*')", '""', code)
+    names: set[str] = set()
+    alias: dict[str, str] = {}
+    for m in re.finditer(r"^\s*from\s+(memlens[\w.]*)\s+import\s+\(?([^)]+?)\)?\s*$", code, re.M):
+        for item in m.group(2).replace("\n", " ").split(","):
+            name, _, as_name = item.strip().partition(" as ")
+            if name.strip():
+                alias[(as_name or name).strip()] = f"{m.group(1)}.{name.strip()}"
+    for m in re.finditer(r"^\s*import\s+(memlens[\w.]*)(?:\s+as\s+(\w+))?", code, re.M):
+        alias[m.group(2) or "memlens"] = m.group(1) if m.group(2) else "memlens"
+    names.update(alias.values())
+    names.update(re.findall(r"(?<![\w.])(memlens(?:\.\w+)+)", code))
+    for m in re.finditer(r"(?<![\w.])(\w+)\.(\w+)", code):
+        base = alias.get(m.group(1))
+        if base is not None and m.group(1) != "memlens":
+            names.add(f"{base}.{m.group(2)}")
+    return names
+
+
+def snippet_problems(text: str) -> list[str]:
+    """One line per ``memlens`` name in the Python snippets of ``text`` that does not exist."""
+    problems = []
+    for code in python_blocks(text):
+        for name in sorted(snippet_names(code)):
+            try:
+                _resolve(name)
+            except (ImportError, AttributeError) as exc:
+                problems.append(f"{name}: {exc}")
+    return problems
+
+
 def test_checker_catches_a_flag_the_cli_does_not_have():
     assert check("memlens capacity --preset smoke --out runs/x") is None
     assert "no option --no-such-flag" in check("memlens capacity --no-such-flag 3")
@@ -107,11 +187,130 @@ def test_checker_catches_a_flag_the_cli_does_not_have():
     assert command_lines("memlens capacity --bogus\n```\nmemlens trainer : 3.2\n```\n") == []
 
 
+def test_a_page_with_a_removed_flag_fails(tmp_path):
+    """The page-level check, on a fake page whose console session uses a flag the CLI lacks."""
+    good = tmp_path / "good.md"
+    good.write_text(
+        "# Page\n\n```console\n$ memlens capacity --preset smoke --out runs/x\nwrote runs/x\n```\n",
+        encoding="utf-8",
+    )
+    assert page_problems(good) == []
+    stale = tmp_path / "stale.md"
+    stale.write_text(
+        "# Page\n\nText.\n\n```console\n$ memlens capacity --preset smoke \\\n"
+        "    --learning-rate-schedule cosine --out runs/x\nwrote runs/x\n```\n\n"
+        "```bash\nmemlens audit --model m --no-such-flag --train t --heldout h\n```\n",
+        encoding="utf-8",
+    )
+    problems = page_problems(stale)
+    assert len(problems) == 2
+    assert "stale.md:6: memlens capacity has no option --learning-rate-schedule" in problems[0]
+    assert "stale.md:12: memlens audit has no option --no-such-flag" in problems[1]
+
+
+def test_snippet_checker_catches_a_name_memlens_no_longer_has():
+    code = (
+        "from memlens.capacity import load_config, run  # the recipe\n"
+        "from memlens import shadow\n"
+        "shadow.run(shadow.ShadowTrainConfig(pool='p.jsonl'), 'out')\n"
+        "memlens.scoring.score_texts\n"
+    )
+    assert snippet_names(code) == {
+        "memlens.capacity",
+        "memlens.capacity.load_config",
+        "memlens.capacity.run",
+        "memlens.shadow",
+        "memlens.shadow.run",
+        "memlens.shadow.ShadowTrainConfig",
+        "memlens.scoring.score_texts",
+    }
+    assert snippet_problems(f"```python\n{code}```\n") == []
+    stale = "```python\nfrom memlens.models.hf import load_causal_lm, score_texts\n```\n"
+    [problem] = snippet_problems(stale)
+    assert problem.startswith("memlens.models.hf.score_texts")
+
+
 @pytest.mark.parametrize("path", doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_command_in_the_docs_parses(path):
-    problems = [
-        f"{path.relative_to(ROOT)}:{line}: {why}  ({cmd})"
-        for line, cmd in command_lines(path.read_text(encoding="utf-8"))
-        if (why := check(cmd)) is not None
-    ]
+    problems = page_problems(path)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_memlens_name_in_the_python_snippets_exists(path):
+    problems = snippet_problems(path.read_text(encoding="utf-8"))
+    assert not problems, f"{path.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+def test_readme_links_point_to_files():
+    """README.md is not part of the docs build, so its relative links are checked here."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and t.split("#")[0]]
+    assert local, "README.md links to no page"
+    missing = sorted({t for t in local if not (ROOT / t).exists()})
+    assert not missing, f"README.md links to missing files: {missing}"
+    assert any(t.startswith("docs/") and t.endswith(".md") for t in local)
+
+
+def test_api_pages_read_colon_items_as_numpy():
+    """The Griffe extension of the API pages (docs/_griffe/colon_items.py), on a hand-made case."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "colon_items", ROOT / "docs" / "_griffe" / "colon_items.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = (
+        "See :class:`~memlens.store.RunDir` and :func:`run_cells`.\n\n"
+        "Parameters\n----------\nrd: the run directory.\nload, save: how a cell\n    is read.\n"
+        "x : int\n    An int.\n\nNotes\n-----\nkey: not an item here.\n"
+    )
+    assert module.normalize(doc) == (
+        "See `RunDir` and `run_cells`.\n\n"
+        "Parameters\n----------\nrd\n    the run directory.\nload, save\n    how a cell\n"
+        "    is read.\nx : int\n    An int.\n\nNotes\n-----\nkey: not an item here."
+    )
+
+
+def test_readme_lists_every_command():
+    """The README's table of commands names every top-level command the CLI registers."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = [line for line in text.splitlines() if line.startswith("| `memlens ")]
+    listed = {m for line in table for m in re.findall(r"`memlens ([\w-]+)", line)}
+    commands = set(typer.main.get_command(app).commands)
+    assert commands <= listed, f"README.md's table lacks {sorted(commands - listed)}"
+
+
+def test_api_reference_covers_every_public_entry_point():
+    """Every package with ``__all__`` has a ``::: memlens.<package>`` block in docs/api/ (which
+    renders its ``__all__``); a name in ``__all__`` that a submodule of the same name hides
+    (``memlens.laws.size``) needs its own block; every ``:::`` target exists."""
+    import pkgutil
+    import types
+
+    import memlens
+
+    blocks = set()
+    for page in (ROOT / "docs" / "api").glob("*.md"):
+        blocks |= set(re.findall(r"^::: ([\w.]+)", page.read_text(encoding="utf-8"), re.M))
+    for target in blocks:
+        _resolve(target)
+    missing = []
+    for info in pkgutil.iter_modules(memlens.__path__):
+        if info.name in ("cli", "commands"):
+            continue
+        name = f"memlens.{info.name}"
+        module = importlib.import_module(name)
+        public = getattr(module, "__all__", None)
+        if public is None:
+            continue
+        if name not in blocks:
+            missing.append(name)
+        for attr in public:
+            obj = getattr(module, attr)
+            hidden = f"{name}.{attr}" in sys.modules and not isinstance(obj, types.ModuleType)
+            if hidden and f"{obj.__module__}.{obj.__qualname__}" not in blocks:
+                missing.append(f"{name}.{attr}")
+    assert not missing, f"no API page renders {missing}"

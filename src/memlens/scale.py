@@ -301,7 +301,7 @@ def run_stored_cells(
     load, save: how a cell is read and stored (default ``rd.load_cell`` / ``rd.save_cell``; a
         sweep whose cells carry more than JSON, e.g. model weights, passes its own).
     progress: receives the running cells' progress events.
-    backend, workers, ray_*: where the missing cells run (:func:`run_cells`). A sweep with
+    backend, workers, ray_address, ray_num_cpus, ray_num_gpus: where the missing cells run (:func:`run_cells`). A sweep with
         nothing left to run starts no worker and no Ray.
     """
     load = load or rd.load_cell

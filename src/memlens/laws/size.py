@@ -200,10 +200,14 @@ def size(
 ) -> SizeReport:
     """Where a model and dataset sit: capacity, capacity ratio, regime and predicted MIA F1.
 
+    Capacity ``= alpha * params`` bits; dataset bits ``= n_sequences * bits_per_sequence``;
+    capacity ratio = dataset / capacity; MIA F1 from the corrected law of Morris et al. 2025
+    (arXiv:2505.24832; the printed law tends to 1.006, see :data:`LAW_NOTE`), clipped to 1.
+
     Parameters
     ----------
     params: parameter count (or take it from a Hugging Face ``config``).
-    n_sequences / tokens: dataset size in sequences, or in tokens (``n = tokens / seq_len``).
+    n_sequences, tokens: dataset size in sequences, or in tokens (``n = tokens / seq_len``).
     seq_len: tokens per sequence (the MIA law was calibrated on 64).
     vocab_size: for the uniform upper bound ``S * log2 V`` bits per sequence (default: the HF
         config's vocabulary).
@@ -213,10 +217,6 @@ def size(
         smallest dataset (for this model) whose predicted MIA F1 is at most ``target_f1``.
     config: a Hugging Face ``config.json`` (parameter count, vocabulary) or a memlens
         ``capacity.json`` (measured alpha).
-
-    Capacity ``= alpha * params`` bits; dataset bits ``= n_sequences * bits_per_sequence``;
-    capacity ratio = dataset / capacity; MIA F1 from the corrected law of Morris et al. 2025
-    (arXiv:2505.24832; the printed law tends to 1.006, see :data:`LAW_NOTE`), clipped to 1.
     """
     warnings: list[str] = []
     cfg_info = None

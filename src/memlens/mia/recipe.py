@@ -83,7 +83,7 @@ class _EvaluationSettings(Config):
 class MIAConfig(_EvaluationSettings):
     """Settings of one ``memlens mia`` run (saved in the manifest).
 
-    Parameters
+    Attributes
     ----------
     model: target model: anything :func:`memlens.models.hf.load_causal_lm` accepts (directory,
         GGUF file, fetched registry name, hub name).

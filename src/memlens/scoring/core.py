@@ -330,11 +330,18 @@ def grad_norms(
     progress:
         Receives a :class:`~memlens.progress.ProgressEvent` for ``task`` after every sequence.
 
+    Returns
+    -------
+    numpy.ndarray or dict of str to numpy.ndarray
+        float64 ``[N]`` (a dict of them for several norms); NaN for a sequence that predicts no
+        token.
+
+    Notes
+    -----
     Each sequence gets its own forward and backward pass, trimmed to its length (no padding, so
     no masking is needed). On CPU this measured faster than a batched forward with a vmapped
     backward (``torch.autograd.grad(..., is_grads_batched=True)``), and ``torch.func.vmap`` over
-    a Hugging Face forward fails on its data-dependent attention-mask code. Returns float64
-    ``[N]`` (a dict of them for several norms); NaN for a sequence that predicts no token.
+    a Hugging Face forward fails on its data-dependent attention-mask code.
     """
     names = [norm] if isinstance(norm, str) else list(norm)
     for name in names:

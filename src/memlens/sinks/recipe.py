@@ -80,7 +80,7 @@ def run(
     out: run directory (default ``memlens-runs/sinks-<time>``); re-running with the same
         directory and config reuses finished arms.
     progress: receives a :class:`~memlens.progress.ProgressEvent` per arm every 10 steps.
-    backend, workers, ray_*: where the unfinished arms train (:func:`memlens.scale.run_stored_cells`:
+    backend, workers, ray_address, ray_num_cpus, ray_num_gpus: where the unfinished arms train (:func:`memlens.scale.run_stored_cells`:
         ``local`` in ``workers`` processes, one per CPU core by default; ``ray`` as Ray tasks).
         Same seeds, same numbers.
     """

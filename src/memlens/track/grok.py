@@ -48,7 +48,7 @@ from memlens.track.summary import GrokSummary
 class GrokConfig(Config):
     """Settings of the modular-addition experiment (the ``quick`` preset is the default).
 
-    Parameters
+    Attributes
     ----------
     p: the modulus; the data are all ``p * p`` pairs.
     train_fraction: fraction of pairs used for training.

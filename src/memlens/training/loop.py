@@ -44,7 +44,7 @@ from memlens.training.schedules import Schedule, make_schedule
 class TrainConfig(Config):
     """Optimization settings of :func:`train`: AdamW, a named schedule, a budget, a clip.
 
-    Parameters
+    Attributes
     ----------
     schedule: ``constant``, ``wsd`` (warm-up, stable, linear decay over ``decay_frac`` of the
         steps to ``final_lr_frac * lr``) or ``cosine`` (to ``final_lr_frac * lr``); every

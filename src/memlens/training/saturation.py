@@ -52,7 +52,7 @@ from memlens.training.schedules import WarmupStableDecay
 class SaturationConfig(TrainConfig):
     """:class:`TrainConfig` plus when to measure and when to call a model saturated.
 
-    Parameters
+    Attributes
     ----------
     min_steps: never stop before this many steps.
     eval_every: steps between memorization measurements.
