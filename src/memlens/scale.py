@@ -119,9 +119,17 @@ def run_cells(
 
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
+    if _unguarded_script_in_worker():
+        # A spawned process re-imports the user's script; its top level called memlens again.
+        # Leave quietly: the parent says what to do in one sentence (below).
+        raise SystemExit(1)
     ctx = mp.get_context("spawn")
-    manager = ctx.Manager()
+    try:
+        manager = ctx.Manager()
+    except (EOFError, OSError, RuntimeError):
+        raise UserError(_SPAWN_GUARD) from None
     q = manager.Queue()
     threads = max(1, available_cpus() // n_workers)
     try:
@@ -141,9 +149,31 @@ def run_cells(
                     if on_result is not None:
                         on_result(i, results[i])
             _drain(q, progress)
+    except BrokenProcessPool:
+        raise UserError(_SPAWN_GUARD) from None
     finally:
         manager.shutdown()
     return results  # type: ignore[return-value]
+
+
+_SPAWN_GUARD = (
+    "the local worker processes could not start: a script that runs memlens with several "
+    'workers must make the call under `if __name__ == "__main__":` (the workers re-import the '
+    "script), or pass `workers` = 1 to run in this process."
+)
+
+
+def _unguarded_script_in_worker() -> bool:
+    """True in a spawned process that is re-importing the user's script (``__mp_main__``) and
+    whose top level, not guarded by ``if __name__ == "__main__":``, called memlens."""
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _drain(q: Any, progress: Relay | None) -> None:
