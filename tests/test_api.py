@@ -81,4 +81,4 @@ def test_docstring_examples_run():
 
     for mod in (memlens, memlens.recipes):
         result = doctest.testmod(mod)
-        assert result.attempted == 2 and result.failed == 0, mod.__name__
+        assert result.attempted >= 2 and result.failed == 0, mod.__name__
