@@ -17,10 +17,8 @@ import torch
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
-from helpers_hf import (  # noqa: F401
+from helpers_hf import (
     bpe_tokenizer,
-    one_thread_fixture,
-    overfit_fixture,
     save_lm,
     single_thread,
     uniform_gpt2,

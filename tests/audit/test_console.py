@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from helpers_hf import one_thread_fixture, overfit_fixture, write_lines  # noqa: F401
+from helpers_hf import write_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers_hf import word_tokenizer_fixture, write_jsonl, write_lines  # noqa: F401
+from helpers_hf import write_jsonl, write_lines
 from memlens.data.text import chunk_texts, deduplicate, encode_texts, load_texts, read_texts
 from memlens.errors import UserError
 

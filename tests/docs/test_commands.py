@@ -19,7 +19,7 @@ import typer
 
 from memlens.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
 SHELL_LANGS = {"bash", "sh", "shell", "zsh"}  # in console blocks only "$ " lines are commands
 

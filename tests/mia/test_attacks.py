@@ -19,13 +19,7 @@ from memlens.units import zlib_bytes
 NAN = np.nan
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not spin-wait on a shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scores_of(rows, mu=None, sigma=None) -> TokenScores:

@@ -37,12 +37,7 @@ def capitalized(texts):
     return [" ".join(w.capitalize() if w in CONTENT else w for w in t.split()) for t in texts]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +229,7 @@ def test_mia_bad_input_one_sentence_exit_2(bundle, tmp_path, capsys, monkeypatch
 
 
 def test_mia_metrics_command(tmp_path, capsys, monkeypatch):
-    from test_mia_metrics import HAND_MEMBERS, HAND_NONMEMBERS
+    from helpers_mia import HAND_MEMBERS, HAND_NONMEMBERS
 
     f = tmp_path / "scores.csv"
     pd.DataFrame({"score": HAND_MEMBERS + HAND_NONMEMBERS, "label": [1] * 10 + [0] * 10}).to_csv(

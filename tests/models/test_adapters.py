@@ -18,7 +18,6 @@ from memlens.models.hf import load_causal_lm
 from memlens.scoring import score_texts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-from helpers_hf import one_thread_fixture  # noqa: E402, F401
 
 TRAIN = H.make_sentences(24, seed=11)
 TRAIN, HELDOUT = TRAIN[:12], TRAIN[12:]

@@ -19,7 +19,6 @@ from memlens.models.hf import load_causal_lm
 from memlens.scoring import score_texts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-from helpers_hf import one_thread_fixture  # noqa: E402, F401
 
 TEXTS = H.make_sentences(40, seed=3)
 

@@ -8,18 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers_hf import (  # noqa: F401
+from helpers_hf import (
     bpe_tokenizer,
     make_sentences,
-    one_thread_fixture,
     save_lm,
     tiny_gpt2,
-    tiny_gpt2_dir_fixture,
     tiny_llama,
-    tiny_llama_dir_fixture,
     uniform_gpt2,
-    word_tokenizer_fixture,
-    wordlevel_tokenizer,
 )
 from memlens.errors import UserError
 from memlens.models.hf import load_causal_lm, load_tokenizer, save_gpt_checkpoint

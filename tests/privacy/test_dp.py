@@ -18,7 +18,6 @@ from memlens.privacy import DPAuditConfig, run
 from memlens.privacy.dp import DPSettings, RowModel, per_sample_grads, row_loss, train_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-from helpers_hf import one_thread_fixture  # noqa: E402, F401
 
 # A tiny audit that runs in seconds: 100 canaries of 8 tokens over 32 ids, 64 Markov rows.
 TINY = dict(

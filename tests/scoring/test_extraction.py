@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers_hf import one_thread_fixture, tiny_gpt2  # noqa: F401
+from helpers_hf import tiny_gpt2
 from memlens.errors import UserError
 from memlens.scoring import (
     TokenScores,

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers_hf import (  # noqa: F401
+from helpers_hf import (
     make_sentences,
-    one_thread_fixture,
     save_lm,
     tiny_gpt2,
     wordlevel_tokenizer,

@@ -17,12 +17,7 @@ TINY = ["--synthetic", "uniform", "--vocab-size", "16", "--seq-len", "8", "--n-e
         "--shape", "1,16", "--steps", "40", "--batch-size", "8", "--lr", "0.01", "--device", "cpu"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:

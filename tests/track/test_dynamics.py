@@ -30,13 +30,7 @@ from memlens.track import (
 )
 from memlens.track.analysis import median_first_step_all
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- schedules ----------------------------------------------------------------------------------

@@ -22,13 +22,7 @@ from memlens.track.grok import (
 )
 from memlens.track.grok import run as run_grok
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_split_is_the_whole_table():

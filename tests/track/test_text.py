@@ -16,13 +16,7 @@ import torch
 import helpers_hf as H
 from memlens.track import Schedule, Tracker, TrackSet, trainer_callback
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_trainer_callback_with_a_real_trainer(tmp_path):
