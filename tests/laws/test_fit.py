@@ -36,8 +36,11 @@ def test_fit_mia_reproduces_the_published_observed_values(tmp_path):
         assert p["f1"] == f1
         assert abs(p["fitted_f1"] - f1) < 0.05
     # The six observed values sit at only 3 distinct |D|/C, so the ceiling constant c1 is not
-    # identifiable: the fit must say so rather than report a confident interval.
-    assert d["at_bound"]["c1"] or any("c1" in w for w in d["warnings"])
+    # identifiable: it runs to its upper bound (2, formulas.FIT_BOUNDS) and the
+    # fit says so rather than report a confident interval.
+    assert d["at_bound"] == {"c1": True, "c2": False, "c3": False}
+    assert d["constants"]["c1"] == pytest.approx(2.0)
+    assert d["warnings"][0].startswith("c1 stopped at its bound")
 
 
 def test_fit_recovers_known_constants_from_noiseless_data():

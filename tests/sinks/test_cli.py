@@ -34,10 +34,13 @@ def test_smoke_writes_every_row_and_artifact(smoke):
     s = json.loads((out / "sinks.json").read_text())
     for name in ROWS:
         r = s[name]
-        for key in ("val_loss", "repeated_loss", "mem_gap", "fresh_train_loss", "extraction"):
-            assert key in r
         assert r["mem_gap"] == pytest.approx(r["val_loss"] - r["repeated_loss"])
-        assert 0 <= r["extraction"]["repeated_rate"] <= 1
+        # smoke preset: 8 repeated and 64 held-out sequences, every one long enough for the
+        # 12-token prefix, so each rate is a count out of 8 or 64.
+        e = r["extraction"]
+        assert (e["n_repeated_eligible"], e["n_heldout_eligible"]) == (8, 64)
+        assert (8 * e["repeated_rate"]).is_integer() and (64 * e["heldout_rate"]).is_integer()
+        assert e["rate_difference"] == e["repeated_rate"] - e["heldout_rate"]
     assert s["units"].startswith("bits per token")
     # equal compute: the three arms took the same number of steps on rows of the same width
     assert s["compute"]["steps"] == 120 and s["compute"]["rows_per_arm"] == 120 * 16

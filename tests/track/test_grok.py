@@ -96,8 +96,10 @@ def curve(run) -> pd.DataFrame:
 def test_interrupted_run_resumes_to_the_same_curve(tmp_path):
     full = run_grok(GrokConfig(**SMALL), tmp_path / "full")
     d = json.loads((tmp_path / "full" / "grok.json").read_text())
-    for key in ("train_acc_final", "test_acc_final", "step_train_acc_99", "step_test_acc_99"):
-        assert key in d
+    # p = 13: 169 pairs, 84 trained on and 85 held out. Under seed 0 the 60 steps memorize the
+    # training half (84/84 first reached at step 60) and generalize to none of the rest.
+    assert (d["train_acc_final"], d["test_acc_final"]) == (1.0, 0.0)
+    assert (d["step_train_acc_99"], d["step_test_acc_99"]) == (60, None)
     for f in ("manifest.json", "curve.parquet", "grok_accuracy.png", "grok_bits.png"):
         assert (tmp_path / "full" / f).exists()
     assert curve(full)["step"].tolist() == [0, 10, 20, 30, 40, 50, 60]

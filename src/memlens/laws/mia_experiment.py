@@ -34,6 +34,7 @@ from memlens.laws.settings import MiaExperimentConfig
 from memlens.laws.summaries import MiaExperimentSummary
 from memlens.progress import ProgressFn
 from memlens.results import RunResult
+from memlens.units import capacity_bits
 
 
 def mia_cells(config: MiaExperimentConfig) -> list[dict[str, Any]]:
@@ -135,7 +136,7 @@ def run_mia_cell(
         bt = best_threshold(scores, labels)
         nll_mem = s_mem.nll_bits[k, :n] + math.log2(V)
         nll_non = s_non.nll_bits[k, :n] + math.log2(V)
-        cap = config.alpha * P
+        cap = capacity_bits(P, config.alpha)
         runs.append(
             {
                 "n_layer": shape.n_layer,
