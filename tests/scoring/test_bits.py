@@ -139,3 +139,25 @@ def test_token_log2p_by_hand_and_differentiable():
     (-got.sum()).backward()
     want = np.array([[0.25, -0.25], [-0.75, 0.75]]) / math.log(2)
     np.testing.assert_allclose(logits.grad.numpy(), want, rtol=1e-6)
+
+
+def test_take_rows_trims_padding_and_picks_a_model():
+    from memlens.scoring import TokenScores
+
+    nan = np.nan
+    log2p = np.array(
+        [
+            [[-1.0, -2.0, nan], [-0.5, nan, nan], [-1.0, -1.0, -1.0]],
+            [[-3.0, nan, nan], [-2.0, -2.0, nan], [-4.0, nan, nan]],
+        ]
+    )
+    ts = TokenScores(log2p=log2p, mask=~np.isnan(log2p))
+    # model 1, sequences 0-1: the longest has 2 predicted tokens, so one column is dropped
+    one = ts.take(slice(0, 2), model=1)
+    assert one.log2p.shape == (2, 2) and one.nll_bits.tolist() == [3.0, 4.0]
+    assert one.mu_log2p is None
+    # without a model axis: index arrays work too
+    flat = TokenScores(log2p=log2p[0], mask=~np.isnan(log2p[0]))
+    two = flat.take(np.array([1, 0]))
+    assert two.log2p.shape == (2, 2) and two.nll_bits.tolist() == [0.5, 3.0]
+    assert flat.take(slice(0, 3)).nll_bits.tolist() == [3.0, 0.5, 3.0]

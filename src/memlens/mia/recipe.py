@@ -154,25 +154,6 @@ def reference_names(paths: Sequence[str]) -> list[str]:
     return out
 
 
-def _take_rows(ts: Any, rows: slice) -> Any:
-    """Rows of a :class:`~memlens.scoring.TokenScores`, trimmed to the longest kept sequence."""
-    from memlens.scoring import TokenScores
-
-    width = max(int(ts.mask[rows].sum(axis=-1).max(initial=0)), 1)
-
-    def cut(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else a[rows, :width]
-
-    return TokenScores(
-        log2p=cut(ts.log2p),
-        mask=cut(ts.mask),
-        mu_log2p=cut(ts.mu_log2p),
-        sigma_log2p=cut(ts.sigma_log2p),
-        entropy_bits=cut(ts.entropy_bits),
-        is_argmax=cut(ts.is_argmax),
-    )
-
-
 @dataclass
 class SampleScores:
     """What :func:`score_samples` computes for N samples.
@@ -241,10 +222,10 @@ def score_samples(
         progress=progress,
         task="scoring (target)",
     )
-    target = _take_rows(scored.scores, slice(0, n))
+    target = scored.scores.take(slice(0, n))
     if "lowercase" in needs:
         if len(batch) == 2 * n:
-            lower = _take_rows(scored.scores, slice(n, 2 * n))
+            lower = scored.scores.take(slice(n, 2 * n))
         else:
             lower = score_texts(
                 lm,
