@@ -34,7 +34,10 @@ def test_one_capacity_bits_and_one_zlib_size():
     }
     for module, names in users.items():
         for name in names:
-            assert getattr(importlib.import_module(module), name) is getattr(U, name), (module, name)
+            assert getattr(importlib.import_module(module), name) is getattr(U, name), (
+                module,
+                name,
+            )
 
 
 def test_no_module_but_units_defines_them():
