@@ -72,6 +72,10 @@ def test_every_recipe_target_exists():
         for target in (config, recipe):
             module, _, name = target.partition(":")
             assert callable(getattr(importlib.import_module(module), name)), target
+        # dispatch reads the class's own module and name: the key must be where it is defined
+        module, _, name = config.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        assert f"{cls.__module__}:{cls.__qualname__}" == config
 
 
 def test_docstring_examples_run():

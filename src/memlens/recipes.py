@@ -25,14 +25,14 @@ from memlens.results import RunResult
 
 #: "module:ConfigClass" -> "module:run function", one line per config, in package order.
 RECIPES: dict[str, str] = {
-    "memlens.audit.recipe:AuditConfig": "memlens.audit.recipe:run",
+    "memlens.audit.config:AuditConfig": "memlens.audit.recipe:run",
     "memlens.capacity.config:CapacityConfig": "memlens.capacity.recipe:run",
     "memlens.laws.fit:FitMiaConfig": "memlens.laws.fit:run",
     "memlens.laws.settings:DoubleDescentConfig": "memlens.laws.double_descent:run",
     "memlens.laws.settings:MiaExperimentConfig": "memlens.laws.mia_experiment:run",
     "memlens.laws.size:SizeConfig": "memlens.laws.size:run",
-    "memlens.mia.recipe:MIAConfig": "memlens.mia.recipe:run",
-    "memlens.mia.recipe:MIAMetricsConfig": "memlens.mia.recipe:run_metrics",
+    "memlens.mia.config:MIAConfig": "memlens.mia.recipe:run",
+    "memlens.mia.config:MIAMetricsConfig": "memlens.mia.recipe:run_metrics",
     "memlens.prior.recipe:DiagnoseConfig": "memlens.prior.recipe:run",
     "memlens.prior.recipe:TheoryConfig": "memlens.prior.recipe:run",
     "memlens.privacy.config:DPAuditConfig": "memlens.privacy.recipe:run",

@@ -94,7 +94,7 @@ def _write(
     labels: np.ndarray,
     table: Any,
 ) -> ShadowAttackResult:
-    from memlens.mia.recipe import plot_roc
+    from memlens.mia.plots import plot_roc
     from memlens.store import RunDir, default_out_dir
 
     out = Path(out) if out is not None else default_out_dir(ShadowAttackSummary.kind)
