@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from memlens.errors import UserError
 from memlens.prior import diagnosis as dg
+from memlens.prior.files import load_xy
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -166,7 +167,7 @@ def test_load_formats(tmp_path):
     pd.DataFrame({"y": y}).to_parquet(tmp_path / "y.parquet")
     for xf in ("X.npy", "Xh.csv", "Xn.csv"):
         for yf in ("y.npy", "y.parquet"):
-            Xl, yl = dg.load_xy(tmp_path / xf, tmp_path / yf)
+            Xl, yl = load_xy(tmp_path / xf, tmp_path / yf)
             assert np.allclose(Xl, X) and np.allclose(yl, y)
 
 
@@ -196,7 +197,7 @@ def test_bad_files_raise_one_sentence(tmp_path, setup, match):
     (tmp_path / "Xbad.csv").write_text("a,b\n1,2\n3,oops\n")
     x, y = setup(tmp_path)
     with pytest.raises(UserError, match=match) as err:
-        dg.load_xy(x, y)
+        load_xy(x, y)
     assert "\n" not in str(err.value)
 
 

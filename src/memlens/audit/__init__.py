@@ -10,9 +10,9 @@
   :mod:`memlens.audit.summary`: ``audit.json``'s fields; :mod:`memlens.audit.plots`: its figures.
 """
 
-from memlens.audit.rarity import TfidfCorpus, tfidf_rarity
 from memlens.audit.config import AuditConfig
 from memlens.audit.plots import plot_audit
+from memlens.audit.rarity import TfidfCorpus, tfidf_rarity
 from memlens.audit.recipe import AuditResult, audit_texts, run
 from memlens.audit.summary import AuditSummary
 from memlens.audit.unintended import unintended_bits
