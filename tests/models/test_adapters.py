@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -45,12 +46,20 @@ def adapted_fixture(tmp_path_factory):
 def test_merged_adapter_scores_equal_the_peft_model(adapted):
     from peft import PeftModel
 
+    from memlens.models.loading import quiet_transformers
+
     root = adapted
-    lm = load_causal_lm(root / "base", device="cpu", adapter=root / "lora")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lm = load_causal_lm(root / "base", device="cpu", adapter=root / "lora")
+    # transformers' deprecation notices (e.g. `is_gradient_checkpointing`, raised inside peft's
+    # from_pretrained) do not reach a user who loads an adapter through memlens.
+    assert [str(w.message) for w in caught] == []
     merged = score_texts(lm, TRAIN + HELDOUT).bits
     # The same adapter applied by peft without merging: the same code lengths (float rounding).
     plain = load_causal_lm(root / "base", device="cpu")
-    plain.model = PeftModel.from_pretrained(plain.model, str(root / "lora")).eval()
+    with quiet_transformers():  # peft called directly, as memlens does it
+        plain.model = PeftModel.from_pretrained(plain.model, str(root / "lora")).eval()
     unmerged = score_texts(plain, TRAIN + HELDOUT).bits
     n = np.array([len(t.split()) for t in TRAIN + HELDOUT])
     assert np.max(np.abs(merged - unmerged) / n) < 1e-4
