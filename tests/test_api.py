@@ -14,7 +14,10 @@ from memlens.errors import UserError
 
 
 def test_import_memlens_does_not_import_torch():
-    code = "import sys, memlens; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    code = (
+        "import sys, memlens, memlens.models, memlens.data; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -31,6 +34,16 @@ def test_every_exported_name_resolves():
     assert memlens.capacity_bits(1_000_000) == 3_640_000.0
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         memlens.nope  # noqa: B018
+
+
+def test_every_package_states_a_public_api_that_resolves():
+    import importlib
+
+    for package in memlens._PACKAGES:
+        module = importlib.import_module(f"memlens.{package}")
+        assert module.__all__, package
+        for name in module.__all__:
+            assert getattr(module, name) is not None, (package, name)
 
 
 def test_run_dispatches_to_the_capabilitys_own_run(tmp_path):
