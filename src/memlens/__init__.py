@@ -22,8 +22,7 @@ Example
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from memlens._lazy import lazy
 
 __version__ = "0.1.0"
 
@@ -69,18 +68,4 @@ _NAMES: dict[str, str] = {
 
 __all__ = sorted([*_PACKAGES, *_NAMES])
 
-
-def __getattr__(name: str) -> Any:
-    if name in _PACKAGES:
-        module = importlib.import_module(f"memlens.{name}")
-        globals()[name] = module
-        return module
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'memlens' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy(__name__, {**{p: f"memlens.{p}" for p in _PACKAGES}, **_NAMES})

@@ -66,7 +66,7 @@ def test_loop_steps_observers_checkpoints_by_hand():
         model, TrainConfig(lr=0.1, max_steps=10), lambda step: 3.0, quadratic, optimizer=opt,
         observers=[observe], checkpoint=saved.append, checkpoint_every=1,
     )  # fmt: skip
-    assert steps == 2 and float(model.w) == pytest.approx(1.08)
+    assert steps == 2 and float(model.w.detach()) == pytest.approx(1.08)
     assert seen == [(1, 9.0), (2, 5.76)]  # the loss of each step, before its update
     assert saved == [1, 2, 2]  # every step, then once more at the end
 

@@ -14,8 +14,7 @@ Names are loaded on first use (PEP 562), so importing the package does not impor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from memlens._lazy import lazy
 
 _NAMES: dict[str, str] = {
     "MarkovSource": "memlens.data.synthetic",
@@ -34,14 +33,4 @@ _NAMES: dict[str, str] = {
 
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'memlens.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy(__name__, _NAMES)
