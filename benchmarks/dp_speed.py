@@ -2,7 +2,8 @@
 
 1. A training step: DP-SGD (per-sample gradients from ``torch.func.vmap``, Opacus's clipping,
    noise and Adam in ``no_op`` grad-sample mode; :func:`memlens.privacy.dp.train_rows`) versus
-   the plain step on the same Poisson-sampled batches (one batched backward, Adam).
+   the plain step on the same Poisson-sampled batches (one batched backward, Adam), both through
+   memlens's one training loop (:func:`memlens.training.train`).
 2. Per-sample gradients alone: ``vmap(grad(...))`` over the batch versus the obvious
    alternative, one backward pass per row.
 3. The accountant: choosing the noise multiplier for a target ε and reading the ε spent

@@ -15,7 +15,18 @@ from helpers_hf import make_sentences, save_lm, tiny_gpt2, wordlevel_tokenizer, 
 from memlens.errors import UserError
 from memlens.models.gpt import GPT, GPTConfig
 from memlens.privacy import DPAuditConfig, run
-from memlens.privacy.dp import DPSettings, RowModel, per_sample_grads, row_loss, train_rows
+from memlens.privacy.dp import (
+    DPSettings,
+    PoissonBatches,
+    RowModel,
+    batch_loss,
+    per_sample_grads,
+    private_backward,
+    quiet,
+    row_loss,
+    train_rows,
+)
+from memlens.training import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,6 +102,78 @@ def test_dp_training_hits_the_target_epsilon_and_is_deterministic():
         DPSettings(1.0, delta=1.0)
 
 
+def _poisson_rows_by_hand(N, q, seed):
+    """The rows of the first Poisson batch: the DataLoader iterator draws its base seed from the
+    generator, then Opacus's sampler keeps row i when a uniform draw is below q."""
+    g = torch.Generator().manual_seed(seed)
+    torch.empty((), dtype=torch.int64).random_(generator=g)
+    return (torch.rand(N, generator=g) < q).nonzero().flatten()
+
+
+@pytest.mark.parametrize(("batch_size", "seed", "B"), [(3, 0, 4), (1, 6, 0)])
+def test_one_dp_step_of_the_loop_equals_a_hand_computation(batch_size, seed, B):
+    """One DP-SGD step through memlens.training.train, by hand: the Poisson batch, each row's
+    gradient (one backward per row) clipped to C, summed, plus N(0, (sigma C)^2) noise from the
+    seeded generator, divided by the expected batch size, SGD at lr 0.5. B = 4 rows in chunks of
+    3 (clip-and-accumulate, then the last chunk in the optimizer's step); B = 0: pure noise."""
+    from opacus import PrivacyEngine
+
+    N, C, sigma, lr = 6, 0.05, 0.8, 0.5
+    ids = torch.randint(0, 20, (N, 8), generator=torch.Generator().manual_seed(1))
+    lens = torch.tensor([8, 5, 8, 3, 7, 8])
+    model = GPT(GPTConfig(20, 8, 1, 16), generator=torch.Generator().manual_seed(2))
+    module = RowModel(model)
+    start = {k: p.detach().clone() for k, p in module.named_parameters()}
+    batches = PoissonBatches.of_rows(
+        ids, lens, batch_size, generator=torch.Generator().manual_seed(seed)
+    )
+    q = 1 / batches.steps_per_epoch
+    with quiet():
+        _, opt, _ = PrivacyEngine(accountant="rdp").make_private(
+            module=module, optimizer=torch.optim.SGD(module.parameters(), lr=0.0),
+            data_loader=batches.loader, noise_multiplier=sigma, max_grad_norm=C,
+            poisson_sampling=False, grad_sample_mode="no_op",
+            noise_generator=torch.Generator().manual_seed(9),
+        )  # fmt: skip
+        trainable = dict(module.named_parameters())
+        backward = private_backward(opt, trainable, physical=3)
+        steps = train(module, TrainConfig(lr=lr, max_steps=1), batches, batch_loss,
+                      optimizer=opt, backward=backward)  # fmt: skip
+    assert steps == 1
+
+    rows = _poisson_rows_by_hand(N, q, seed)
+    assert len(rows) == B
+    ref = RowModel(GPT(GPTConfig(20, 8, 1, 16), generator=torch.Generator().manual_seed(2)))
+    summed = {k: torch.zeros_like(v) for k, v in start.items()}
+    factors = []
+    for i in rows.tolist():
+        g = _grads_one_by_one(ref, ids[i : i + 1], lens[i : i + 1])[0]
+        norm = torch.sqrt(sum(g[k].double().square().sum() for k in g)).item()
+        factors.append(min(1.0, C / (norm + 1e-6)))
+        for k in summed:
+            summed[k] += factors[-1] * g[k]
+    assert all(f < 0.5 for f in factors)  # at C = 0.05 clipping binds for every row
+    g_noise = torch.Generator().manual_seed(9)
+    expected_batch = int(N * q)
+    for k, p in trainable.items():  # Opacus draws the noise parameter by parameter, in order
+        noise = torch.normal(0.0, sigma * C, size=p.shape, generator=g_noise)
+        want = start[k] - lr * (summed[k] + noise) / expected_batch
+        torch.testing.assert_close(p.detach(), want, atol=1e-6, rtol=1e-5)
+
+
+def test_poisson_batches_resume_at_a_later_step():
+    ids = torch.arange(40).view(10, 4)
+    lens = torch.full((10,), 4)
+    seq = PoissonBatches.of_rows(ids, lens, 3, generator=torch.Generator().manual_seed(0))
+    with quiet():
+        drawn = [seq(k)[0] for k in range(9)]  # two epochs of four steps and one more
+        resumed = PoissonBatches.of_rows(ids, lens, 3, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(resumed(6)[0], drawn[6]) and torch.equal(resumed(8)[0], drawn[8])
+    assert seq.steps_per_epoch == 4 and {len(b) for b in drawn} != {3}  # variable batch sizes
+    with pytest.raises(ValueError, match="step order"):
+        resumed(3)
+
+
 def test_audit_is_sound_against_the_accountant_across_seeds(tmp_path):
     """DP-SGD at ε = 1: ε̂ never exceeds the accountant's ε; without DP the same canaries give an
     ε̂ far above the DP models' (the ceiling of 50 guesses is 2.78)."""
@@ -152,7 +235,7 @@ def test_hugging_face_model_trains_with_dp_sgd(tmp_path):
     res = run(cfg, tmp_path / "run")
     arms = {a.name: a for a in res.arms}
     assert arms["dp-eps4"].epsilon_spent <= 4.0
-    assert arms["dp-eps4"].train["loop"] == "memlens.privacy.dp.train_rows"
+    assert arms["dp-eps4"].train["loop"].startswith("memlens.training.train")
     assert arms["no-dp"].train["private"] is False
     assert (tmp_path / "run" / "models" / "dp-eps4" / "model.safetensors").exists()
     # canaries are random non-special ids behind the BOS: no special token is ever a canary token

@@ -1,10 +1,11 @@
 """The arms of a privacy audit: one model trained per target ε, scored and audited.
 
 Every arm starts from the same initialization (:func:`fresh_model`: a seeded memlens GPT, or
-the Hugging Face model as loaded) and trains on the same rows (:func:`train_arm`): a memlens GPT
-without DP through the shared training loop (:func:`memlens.training.train_to_saturation`, a
-fixed step budget); every other arm through :func:`memlens.privacy.dp.train_rows` (Opacus's step
-on Poisson-sampled batches, without clipping and noise for a Hugging Face model without DP).
+the Hugging Face model as loaded) and trains on the same rows (:func:`train_arm`) through the
+shared training loop (:func:`memlens.training.train`): a memlens GPT without DP by
+:func:`memlens.training.train_to_saturation` (a fixed step budget, random permutations); every
+other arm by :func:`memlens.privacy.dp.train_rows` (Poisson-sampled batches, Opacus's DP-SGD step
+through the loop's ``backward`` hook; plain Adam for a Hugging Face model without DP).
 Trained weights are saved (safetensors) as a resumable cell (:func:`trained_arm`).
 :func:`audit_arm` scores the canaries and candidates with the shared scoring pass
 (:func:`score_bits`), guesses, bounds ε (:func:`memlens.privacy.bound.audit_scores`) and
@@ -181,7 +182,7 @@ def score_bits(
     return sc.nll_bits, sc.n_predicted
 
 
-# -- training (the DP-SGD loop, or the shared loop for a memlens GPT without DP) -----------------
+# -- training (all through memlens.training.train: DP-SGD on Poisson batches, or plain) ---------
 
 
 def train_arm(

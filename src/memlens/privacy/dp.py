@@ -28,11 +28,19 @@ small memlens GPT, two rows at a time for GPT-2 small).
 Each row's loss is its mean next-token cross-entropy over its own predicted tokens (padding
 after a row's length is ignored; rows are right-padded, and causal attention never lets a real
 token see padding), in nats, as Opacus and the clipping norm expect.
+
+**The loop.** :func:`train_rows` trains through memlens's one training loop,
+:func:`memlens.training.train`: :class:`PoissonBatches` is its ``batch_at`` (Opacus's Poisson
+loader read in step order), the ``constant`` schedule its learning rate, Adam (wrapped in the
+``DPOptimizer``) its optimizer, and :func:`private_backward` its ``backward`` hook, which fills
+``p.grad_sample`` where a plain step would call ``loss.backward()``; the loop's
+``optimizer.step()`` is then Opacus's (clip, noise, scale, account, Adam).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -49,6 +57,7 @@ from memlens.errors import UserError
 
 ACCOUNTANTS = ("prv", "rdp")
 PER_SAMPLE_BUDGET = 2**28  # numbers of per-sample gradient held at once (default chunking)
+LOOP = "memlens.training.train, Poisson-sampled rows"  # how train_rows trains (its stats)
 
 
 @contextlib.contextmanager
@@ -185,6 +194,115 @@ def check_private_trainable(model: nn.Module, example: Tensor, device: torch.dev
         ) from None
 
 
+class PoissonBatches:
+    """``batch_at`` of a DP-SGD run: the rows of step ``step``, Poisson-sampled by Opacus.
+
+    Every step, each of the N rows is taken independently with probability ``q`` by Opacus's
+    :class:`~opacus.data_loader.DPDataLoader` (its ``UniformWithReplacementSampler``, seeded by
+    the loader's generator), so a batch has a variable size, possibly zero: ``(ids [B, T],
+    lengths [B])`` on ``device``. The loader is read epoch after epoch, in step order; asking for
+    a later step draws (and discards) the steps in between, so a run resumed at ``start_step``
+    gets the batches of the uninterrupted run. An earlier step cannot be drawn again.
+    """
+
+    def __init__(self, loader: Any, device: torch.device | str = "cpu") -> None:
+        self.loader, self.device = loader, torch.device(device)
+        self._batches = itertools.chain.from_iterable(itertools.repeat(loader))
+        self._next = 0  # the step the next draw belongs to
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    @classmethod
+    def of_rows(
+        cls,
+        tokens: Tensor,
+        lengths: Tensor,
+        batch_size: int,
+        *,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ) -> PoissonBatches:
+        """Rows ``tokens [N, T]`` of ``lengths [N]`` at rate ``q = 1 / ceil(N / batch_size)``,
+        ``ceil(N / batch_size)`` steps per epoch (Opacus's ``DPDataLoader.from_data_loader``)."""
+        from opacus.data_loader import DPDataLoader
+        from torch.utils.data import DataLoader, TensorDataset
+
+        rows = TensorDataset(tokens.long(), lengths.long())
+        plain = DataLoader(rows, batch_size=min(batch_size, len(rows)))
+        return cls(DPDataLoader.from_data_loader(plain, generator=generator), device)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    def __call__(self, step: int) -> tuple[Tensor, Tensor]:
+        if step < self._next - 1:
+            raise ValueError(f"Poisson batches are drawn in step order; step {step} is past.")
+        while self._next <= step:
+            self._last = next(self._batches)
+            self._next += 1
+        assert self._last is not None
+        ids, lens = self._last
+        return ids.to(self.device), lens.to(self.device)
+
+
+def batch_loss(module: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+    """The mean over a batch's rows of each row's mean next-token cross-entropy (nats)."""
+    ids, lens = batch
+    return row_loss(module(ids), ids, lens).mean()
+
+
+def plain_backward(module: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor | None:
+    """``backward`` hook of :func:`memlens.training.train` without DP: the batch loss's backward,
+    and nothing for an empty Poisson batch (no gradient, so Adam leaves every parameter and its
+    state as they are)."""
+    if len(batch[0]) == 0:
+        return None
+    loss = batch_loss(module, batch)
+    loss.backward()
+    return loss
+
+
+def private_backward(
+    optimizer: Any, trainable: dict[str, nn.Parameter], physical: int
+) -> Callable[[nn.Module, tuple[Tensor, Tensor]], Tensor | None]:
+    """``backward`` hook of :func:`memlens.training.train` for DP-SGD with Opacus's ``DPOptimizer``
+    (``grad_sample_mode="no_op"``): it fills ``p.grad_sample`` with per-sample gradients
+    (:func:`per_sample_grads`) ``physical`` rows at a time; every chunk but the last is clipped and
+    summed into ``p.summed_grad`` at once (``clip_and_accumulate``, Opacus's virtual step), and
+    the loop's ``optimizer.step()`` clips the last chunk, adds the noise ``N(0, σ²C²)``, divides by
+    the expected batch size, records the step with the accountant and steps. An empty batch takes
+    a pure-noise step. Returns the batch's mean row loss (nats, float64), or ``None`` when empty.
+    """
+
+    def backward(module: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor | None:
+        ids, lens = batch
+        B = len(ids)
+        if B == 0:  # an empty Poisson batch still takes a (pure noise) step
+            for p in trainable.values():
+                p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
+            return None
+        params = {k: p.detach() for k, p in trainable.items()}
+        starts = list(range(0, B, physical))
+        total = 0.0
+        for i, a in enumerate(starts):
+            grads, losses = per_sample_grads(
+                module,  # type: ignore[arg-type]
+                params,
+                ids[a : a + physical],
+                lens[a : a + physical],
+            )
+            for k, p in trainable.items():
+                p.grad_sample = grads[k]
+            if i < len(starts) - 1:
+                optimizer.clip_and_accumulate()
+                for p in trainable.values():
+                    p.grad_sample = None
+            total += float(losses.sum())
+        return torch.tensor(total / B, dtype=torch.float64)
+
+    return backward
+
+
 @dataclass
 class TrainStats:
     """What a training run did (saved in the arm's cell and the manifest)."""
@@ -202,7 +320,7 @@ class TrainStats:
     max_grad_norm: float | None = None
     accountant: str | None = None
     final_loss_nats: float | None = None
-    loop: str = "memlens.privacy.dp.train_rows"
+    loop: str = LOOP
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,12 +345,17 @@ def train_rows(
     """Train ``model`` on rows ``tokens [N, T]`` (right-padded to ``lengths``), with DP-SGD when
     ``dp`` is given and plain Adam on the same Poisson-sampled batches otherwise.
 
-    The step is Opacus's: rows are Poisson-sampled with rate ``batch_size / N`` for
-    ``ceil(N / batch_size)`` steps per epoch; with ``dp``, per-sample gradients
-    (:func:`per_sample_grads`) are clipped to ``dp.max_grad_norm``, summed, noised with the σ that
+    Training runs through memlens's one training loop (:func:`memlens.training.train`): the
+    batches are Poisson-sampled (:class:`PoissonBatches`, rate ``q = 1 / ceil(N / batch_size)``,
+    ``ceil(N / batch_size)`` steps per epoch), the learning rate is the ``constant`` schedule
+    with ``warmup_steps`` of linear warm-up, and the optimizer is Adam, wrapped with ``dp`` in
+    Opacus's ``DPOptimizer``: the loop's ``backward`` hook (:func:`private_backward`) computes
+    per-sample gradients (:func:`per_sample_grads`), which the ``DPOptimizer`` clips to
+    ``dp.max_grad_norm``, sums, noises with the σ that
     :meth:`opacus.PrivacyEngine.make_private_with_epsilon` chose for ``dp.epsilon`` over
-    ``epochs`` epochs, and Adam steps. The learning rate warms up linearly over
-    ``warmup_steps``. Deterministic under ``seed`` (sampling and noise use seeded generators).
+    ``epochs`` epochs, and divides by the expected batch size before Adam steps. Deterministic
+    under ``seed`` (sampling and noise use seeded generators). An empty batch takes a pure-noise
+    step with DP and no step without.
 
     Parameters
     ----------
@@ -246,11 +369,12 @@ def train_rows(
 
     Returns
     -------
-    TrainStats, with the accountant's ε after training for a private run.
+    TrainStats, with the accountant's ε after training for a private run and the loss (nats) of
+    the last batch that had rows.
     """
     from opacus import PrivacyEngine
-    from opacus.data_loader import DPDataLoader
-    from torch.utils.data import DataLoader, TensorDataset
+
+    from memlens.training import TrainConfig, train
 
     device = torch.device(device)
     N = int(tokens.shape[0])
@@ -259,77 +383,74 @@ def train_rows(
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise UserError("epochs, batch size and learning rate must be positive.")
     module = RowModel(model).to(device)
-    module.train()
-    dataset = TensorDataset(tokens.long(), lengths.long())
     g_sample = torch.Generator().manual_seed(int(seed))
-    loader = DPDataLoader.from_data_loader(
-        DataLoader(dataset, batch_size=min(batch_size, N)), generator=g_sample
-    )
-    optimizer = torch.optim.Adam(
+    batches = PoissonBatches.of_rows(tokens, lengths, batch_size, generator=g_sample, device=device)
+    optimizer: Any = torch.optim.Adam(
         [p for p in module.parameters() if p.requires_grad], lr=lr, betas=betas
     )
     engine = None
+    backward = plain_backward
     if dp is not None:
         g_noise = torch.Generator(device=device).manual_seed(int(seed) + 1)
         with quiet():
             engine = PrivacyEngine(accountant=dp.accountant)
-            module, optimizer, loader = engine.make_private_with_epsilon(
+            _, optimizer, _ = engine.make_private_with_epsilon(
                 module=module,
                 optimizer=optimizer,
-                data_loader=loader,
+                data_loader=batches.loader,  # its sample rate is the accountant's
                 target_epsilon=dp.epsilon,
                 target_delta=dp.delta,
                 epochs=epochs,
                 max_grad_norm=dp.max_grad_norm,
                 poisson_sampling=False,  # the loader above already samples Poisson, seeded
-                grad_sample_mode="no_op",  # per-sample gradients from torch.func, below
+                grad_sample_mode="no_op",  # per-sample gradients from torch.func (the hook)
                 noise_generator=g_noise,
             )
-    inner: RowModel = module._module if dp is not None else module  # type: ignore[assignment]
-    trainable = {k: p for k, p in inner.named_parameters() if p.requires_grad}
-    if physical_batch_size is None:
-        n_params = sum(p.numel() for p in trainable.values())
-        physical_batch_size = max(1, min(4 * batch_size, PER_SAMPLE_BUDGET // max(n_params, 1)))
-    steps_per_epoch = len(loader)
+        trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
+        if physical_batch_size is None:
+            n_params = sum(p.numel() for p in trainable.values())
+            physical_batch_size = max(1, min(4 * batch_size, PER_SAMPLE_BUDGET // max(n_params, 1)))
+        backward = private_backward(optimizer, trainable, physical_batch_size)
+    steps_per_epoch = batches.steps_per_epoch
     total = epochs * steps_per_epoch
-    step = 0
-    last_loss = float("nan")
+    config = TrainConfig(
+        lr=lr,
+        max_steps=total,
+        batch_size=batch_size,
+        warmup_steps=warmup_steps,
+        beta1=betas[0],
+        beta2=betas[1],
+    )
+    last_loss = [float("nan")]
+
+    def observe(info: Any) -> None:
+        if info.loss is not None:
+            last_loss[0] = float(info.loss.detach())
+        if progress is not None:
+            progress(info.step, info.total)
+
     start = time.perf_counter()
     with quiet():
-        for _ in range(epochs):
-            for ids, lens in loader:
-                ids, lens = ids.to(device), lens.to(device)
-                lr_now = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else lr
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_now
-                if dp is None:
-                    if len(ids):
-                        loss = row_loss(inner(ids), ids, lens).mean()
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        optimizer.step()
-                        last_loss = float(loss.detach())
-                else:
-                    last_loss = _private_step(
-                        inner, trainable, optimizer, ids, lens, physical_batch_size
-                    )
-                step += 1
-                if not math.isfinite(last_loss) and len(ids):
-                    raise UserError(
-                        "training diverged (NaN or infinite loss); lower the learning rate."
-                    )
-                if progress is not None:
-                    progress(step, total)
+        steps = train(
+            module,
+            config,
+            batches,
+            batch_loss,
+            optimizer=optimizer,
+            observers=[observe],
+            backward=backward,
+        )
     seconds = time.perf_counter() - start
     module.eval()
     stats = TrainStats(
-        steps=step,
+        steps=steps,
         epochs=epochs,
         seconds=seconds,
         private=dp is not None,
         expected_batch_size=int(N / steps_per_epoch),
         sample_rate=1.0 / steps_per_epoch,
-        final_loss_nats=last_loss,
+        final_loss_nats=last_loss[0],
+        loop=LOOP + (" (DP-SGD step of Opacus)" if dp is not None else ""),
     )
     if dp is not None and engine is not None:
         with quiet():
@@ -341,35 +462,3 @@ def train_rows(
         stats.max_grad_norm = dp.max_grad_norm
         stats.accountant = dp.accountant
     return stats
-
-
-def _private_step(
-    module: RowModel,
-    trainable: dict[str, nn.Parameter],
-    optimizer: Any,
-    ids: Tensor,
-    lens: Tensor,
-    physical: int,
-) -> float:
-    """One DP-SGD step: per-sample gradients in chunks of ``physical`` rows, accumulated by
-    Opacus's virtual steps (clip each chunk, skip the noise until the last one)."""
-    B = len(ids)
-    if B == 0:  # an empty Poisson batch still takes a (pure noise) step
-        for p in trainable.values():
-            p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float("nan")
-    params = {k: p.detach() for k, p in trainable.items()}
-    starts = list(range(0, B, physical))
-    total = 0.0
-    for i, a in enumerate(starts):
-        x, n = ids[a : a + physical], lens[a : a + physical]
-        grads, losses = per_sample_grads(module, params, x, n)
-        for k, p in trainable.items():
-            p.grad_sample = grads[k]
-        optimizer.signal_skip_step(do_skip=i < len(starts) - 1)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        total += float(losses.sum())
-    return total / B

@@ -13,12 +13,14 @@ arXiv:1802.08232) measured on the same canaries:
    appear nowhere else. ``candidates`` random strings of the same format are never trained on;
    they rank the canaries for exposure.
 3. **Train once per arm** from the same initialization on the same rows: an arm without DP
-   and one arm per target ε with DP-SGD through Opacus (:mod:`memlens.privacy.dp`). A memlens
-   GPT without DP trains with the shared loop (:func:`memlens.training.train_to_saturation`, a fixed
-   step budget); every other arm with :func:`memlens.privacy.dp.train_rows`, Opacus's step on
-   Poisson-sampled batches (without clipping and noise for a Hugging Face model without DP). All
-   arms take ``epochs`` epochs of ``ceil(N / batch_size)`` steps. Trained weights are saved
-   (safetensors) and reused when the run is repeated with the same ``out``.
+   and one arm per target ε with DP-SGD through Opacus (:mod:`memlens.privacy.dp`), all through
+   the shared training loop (:func:`memlens.training.train`). A memlens GPT without DP trains with
+   :func:`memlens.training.train_to_saturation` (a fixed step budget); every other arm with
+   :func:`memlens.privacy.dp.train_rows`: Poisson-sampled batches and Opacus's DP-SGD step
+   (per-sample gradients in the loop's ``backward`` hook; without clipping and noise for a
+   Hugging Face model without DP). All arms take ``epochs`` epochs of ``ceil(N / batch_size)``
+   steps. Trained weights are saved (safetensors) and reused when the run is repeated with the
+   same ``out``.
 4. **Score** every canary and candidate with the shared scoring pass
    (:func:`memlens.scoring.score_tokens`): its code length in bits and its loss in bits per
    predicted token. The membership score is minus the loss (``loss``) or the loss before

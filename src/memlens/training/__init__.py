@@ -8,7 +8,7 @@
 * :mod:`.fused`: the output layer fused with its cross-entropy; :mod:`.devices`: device and threads.
 
 Everything memlens trains (capacity sweeps, laws experiments, tracked runs, grokking, memorization
-sinks) goes through :func:`train`; a user's own Hugging Face ``Trainer`` is observed through
+sinks, DP-SGD for privacy audits) goes through :func:`train`; a user's own Hugging Face ``Trainer`` is observed through
 :func:`memlens.track.trainer_callback` instead.
 """
 

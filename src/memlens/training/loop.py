@@ -2,8 +2,9 @@
 
 Everything memlens trains goes through :func:`train`: the capacity lab and the laws experiments
 (K stacked GPTs, :mod:`memlens.training.saturation`), the tracked quick run
-(:mod:`memlens.track.recipe`), grokking (:mod:`memlens.track.grok`) and memorization sinks
-(:mod:`memlens.sinks.train`). What differs between them is passed in:
+(:mod:`memlens.track.recipe`), grokking (:mod:`memlens.track.grok`), memorization sinks
+(:mod:`memlens.sinks.train`) and DP-SGD (:func:`memlens.privacy.dp.train_rows`). What differs
+between them is passed in:
 
 * ``batch_at(step)``: the batch of optimizer step ``step`` (any object ``loss_of`` understands);
 * ``loss_of(model, batch)``: a scalar loss tensor (e.g. :func:`next_token_loss`);
@@ -15,6 +16,9 @@ Everything memlens trains goes through :func:`train`: the capacity lab and the l
   resumes from ``start_step``.
 
 One step is: batch, learning rate, loss, ``zero_grad``, backward, optional clip, optimizer step.
+A ``backward(model, batch)`` hook may replace "loss, backward" when the gradients are not those of
+one scalar loss: DP-SGD (:func:`memlens.privacy.dp.train_rows`) fills Opacus's per-sample
+gradients there and its ``DPOptimizer`` clips, noises and steps.
 A user's own Hugging Face ``Trainer`` is observed with :func:`memlens.track.trainer_callback`
 instead.
 """
@@ -100,7 +104,7 @@ class StepInfo:
 
     step: int  # optimizer steps done
     total: int  # the current budget (a ``wsd`` schedule may shorten it)
-    loss: Tensor  # this step's loss (``.item()`` synchronizes with the device)
+    loss: Tensor | None  # this step's loss (``.item()`` synchronizes); None: a batch without rows
 
     @property
     def last(self) -> bool:
@@ -134,6 +138,7 @@ def train(
     check_every: int = 1,
     checkpoint: Callable[[int], None] | None = None,
     checkpoint_every: int = 0,
+    backward: Callable[[nn.Module, Any], Tensor | None] | None = None,
 ) -> int:
     """Train ``model`` from ``start_step`` until the schedule's budget or an observer stops it.
 
@@ -152,6 +157,10 @@ def train(
     checkpoint: ``checkpoint(step)`` saves what a rerun needs; called every ``checkpoint_every``
         steps (0: never), when the budget is done or an observer stops training, and on Ctrl-C
         (then the interrupt propagates).
+    backward: replaces ``loss_of(model, batch).backward()`` (then ``loss_of`` is not called):
+        ``backward(model, batch)`` fills the gradients the optimizer reads (after its
+        ``zero_grad``) and returns the loss, or ``None`` for a batch without rows (an empty
+        Poisson batch: no loss to check, the optimizer still steps).
 
     Returns
     -------
@@ -167,15 +176,20 @@ def train(
             lr = schedule.lr_at(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = loss_of(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if backward is None:
+                loss = loss_of(model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss = backward(model, batch)
             if config.grad_clip > 0:
                 clip_gradients(model, config.grad_clip)
             optimizer.step()
             step += 1
             info = StepInfo(step, schedule.total, loss)
-            if (step % check_every == 0 or info.last) and not math.isfinite(loss.item()):
+            checked = step % check_every == 0 or info.last
+            if loss is not None and checked and not math.isfinite(loss.item()):
                 raise UserError(
                     "training diverged (NaN or infinite loss); lower the learning rate `lr`."
                 )
