@@ -1,10 +1,8 @@
 """Tiny Hugging Face models, tokenizers and corpora built locally for tests (no hub access).
 
-Importable helpers (plain functions) plus pytest fixtures (``tests/`` is on ``sys.path``). To use
-a fixture, import its ``*_fixture`` function into the test module; the fixture's name drops the
-suffix (``@pytest.fixture(name=...)``), so test arguments do not shadow the import::
-
-    from helpers_hf import overfit_fixture, word_tokenizer_fixture  # noqa: F401
+Plain functions, importable from every test folder (``tests/`` is on ``sys.path``); the pytest
+fixtures built on them (``one_thread``, ``word_tokenizer``, ``tiny_gpt2_dir``, ``tiny_llama_dir``,
+``overfit``) are in ``tests/conftest.py``, so a test only names them as arguments::
 
     def test_something(overfit, word_tokenizer): ...
 
@@ -33,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 SPECIALS = ["<|endoftext|>", "[PAD]", "[UNK]"]
@@ -326,39 +323,3 @@ def write_jsonl(path: str | Path, texts: list[str] | tuple[str, ...], column: st
     path = Path(path)
     path.write_text("".join(json.dumps({column: t}) + "\n" for t in texts), encoding="utf-8")
     return path
-
-
-# -- pytest fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(name="one_thread")
-def one_thread_fixture():
-    """Use as ``pytestmark = pytest.mark.usefixtures("one_thread")``: see :func:`single_thread`."""
-    with single_thread():
-        yield
-
-
-@pytest.fixture(scope="session", name="word_tokenizer")
-def word_tokenizer_fixture():
-    """The word-level tokenizer of the toy language (``<|endoftext|>`` = 0 is BOS)."""
-    return wordlevel_tokenizer()
-
-
-@pytest.fixture(scope="session", name="tiny_gpt2_dir")
-def tiny_gpt2_dir_fixture(tmp_path_factory) -> Path:
-    """A saved random tiny GPT-2 (context 64) with the word-level tokenizer."""
-    tok = wordlevel_tokenizer()
-    return save_lm(tiny_gpt2(len(tok)), tok, tmp_path_factory.mktemp("tiny-gpt2"))
-
-
-@pytest.fixture(scope="session", name="tiny_llama_dir")
-def tiny_llama_dir_fixture(tmp_path_factory) -> Path:
-    """A saved random tiny LLaMA (context 64) with the word-level tokenizer."""
-    tok = wordlevel_tokenizer()
-    return save_lm(tiny_llama(len(tok)), tok, tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture(scope="session", name="overfit")
-def overfit_fixture() -> OverfitBundle:
-    """A target that memorized its 30 training sentences, a reference and held-out data."""
-    return overfit_bundle()

@@ -128,12 +128,20 @@ def git_revision() -> str | None:
         return None
 
 
+#: Distributions whose versions every manifest records when they are installed (the ones that can
+#: change a number: the scientific stack, tokenizers, adapters, GGUF dequantization, DP-SGD).
+VERSIONED = (
+    "memlens", "torch", "numpy", "scipy", "transformers", "tokenizers", "accelerate", "pandas",
+    "scikit-learn", "peft", "gguf", "opacus",
+)  # fmt: skip
+
+
 def versions() -> dict[str, str]:
-    """Versions of Python, memlens and the scientific stack that are importable."""
+    """Versions of Python, the platform and the installed distributions of :data:`VERSIONED`."""
     import importlib.metadata as md
 
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for pkg in ["memlens", "torch", "numpy", "scipy", "transformers", "pandas", "scikit-learn"]:
+    for pkg in VERSIONED:
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

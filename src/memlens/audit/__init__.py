@@ -6,11 +6,14 @@
   decoding under the one eligibility rule of :mod:`memlens.scoring.extraction`.
 * :mod:`memlens.audit.rarity`: TF-IDF rarity (zlib size: :func:`memlens.units.zlib_bytes`).
 * :mod:`memlens.audit.recipe`: the whole audit (:func:`~memlens.audit.recipe.run`) over two
-  text sources, writing a run directory; :mod:`memlens.audit.summary`: ``audit.json``'s fields.
+  text sources, writing a run directory; :mod:`memlens.audit.config`: its settings;
+  :mod:`memlens.audit.summary`: ``audit.json``'s fields; :mod:`memlens.audit.plots`: its figures.
 """
 
+from memlens.audit.config import AuditConfig
+from memlens.audit.plots import plot_audit
 from memlens.audit.rarity import TfidfCorpus, tfidf_rarity
-from memlens.audit.recipe import AuditConfig, AuditResult, audit_texts, run
+from memlens.audit.recipe import AuditResult, audit_texts, run
 from memlens.audit.summary import AuditSummary
 from memlens.audit.unintended import unintended_bits
 
@@ -20,6 +23,7 @@ __all__ = [
     "AuditSummary",
     "TfidfCorpus",
     "audit_texts",
+    "plot_audit",
     "run",
     "tfidf_rarity",
     "unintended_bits",

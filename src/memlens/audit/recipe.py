@@ -21,7 +21,7 @@ al. 2023 for extraction):
    (memorization-specific extraction), total memorized bits as a fraction of ``alpha * params``,
    Spearman correlations with TF-IDF and with the duplicate count, the top memorized samples.
 
-:func:`run` does all of it from an :class:`AuditConfig` and writes a run directory (the run
+:func:`run` does all of it from an :class:`~memlens.audit.config.AuditConfig` and writes a run directory (the run
 contract of :mod:`memlens.results`); :func:`audit_texts` is the in-memory core for notebooks that
 already hold the models and texts.
 """
@@ -32,66 +32,21 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import numpy as np
-from pydantic import ConfigDict, Field, model_validator
 
+from memlens.audit.config import AuditConfig
+from memlens.audit.plots import plot_audit
 from memlens.audit.rarity import TfidfCorpus
 from memlens.audit.summary import AuditSummary, SplitSummary
 from memlens.audit.unintended import unintended_bits
-from memlens.config import Config
 from memlens.data.text import EncodedTexts, TextSet, load_texts
 from memlens.errors import UserError
 from memlens.progress import ProgressFn
 from memlens.results import RunResult
 from memlens.scoring import CodeLengths, check_window, comparable_bits, k_extraction
 from memlens.units import PUBLISHED_ALPHA, capacity_bits, zlib_bytes
-
-
-class AuditConfig(Config):
-    """Settings of one audit (saved in the run's manifest).
-
-    ``model`` and ``reference`` are anything :func:`memlens.models.hf.load_causal_lm` accepts
-    (directories, GGUF files, fetched registry names, hub names); ``adapter`` a PEFT adapter over
-    ``model`` (merged at load), in which case ``reference`` defaults to the bare ``model``;
-    ``train`` and ``heldout`` any source of :func:`memlens.data.text.read_texts`. Lengths are in
-    tokens of the target's tokenizer; ``alpha`` in bits per parameter; ``top_k`` samples are
-    listed in ``audit.json``.
-    """
-
-    model_config = ConfigDict(frozen=True)
-    what: ClassVar[str] = "audit config"
-
-    model: str
-    reference: str | None = None
-    adapter: str | None = None
-    train: str
-    heldout: str
-    tokenizer: str | None = None
-    reference_tokenizer: str | None = None
-    text_column: str = "text"
-    split: str | None = None
-    heldout_split: str | None = None
-    seq_len: int | None = Field(default=None, ge=1)
-    dedup: bool = True
-    prefix: int = Field(32, ge=1)
-    suffix: int = Field(32, ge=1)
-    batch_size: int = Field(32, ge=1)
-    window_stride: int | None = Field(None, ge=1)
-    dtype: str = "auto"
-    device: str = "auto"
-    alpha: float = Field(PUBLISHED_ALPHA, gt=0, allow_inf_nan=False)
-    top_k: int = Field(20, ge=0)
-
-    @model_validator(mode="after")
-    def _reference_or_adapter(self) -> AuditConfig:
-        if self.reference is None and self.adapter is None:
-            raise ValueError(
-                "the audit needs a `reference` model (it defaults to the base `model` only when "
-                "an `adapter` is given)"
-            )
-        return self
 
 
 @dataclass
@@ -435,46 +390,6 @@ def _drop_overlap(train: TextSet, heldout: TextSet) -> TextSet:
         seq_len=heldout.seq_len,
         meta={"n_overlap_with_train_removed": removed},
     )
-
-
-def plot_audit(samples: Any) -> dict[str, Any]:
-    """Figures: histogram of unintended bits (train vs held-out) and unintended bits vs TF-IDF."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figs = {}
-    tr = samples[samples.split == "train"]
-    ho = samples[samples.split == "heldout"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    hi = float(max(samples["unintended_bits"].max(), 1.0))
-    bins = np.linspace(0.0, hi, 31)
-    for part, label in ((tr, "train"), (ho, "held-out")):
-        if len(part):  # fractions, so splits of different sizes compare; log scale shows the tail
-            w = np.full(len(part), 1.0 / len(part))
-            ax.hist(
-                part["unintended_bits"],
-                bins=bins,
-                weights=w,
-                alpha=0.6,
-                label=f"{label} (n={len(part)})",
-            )
-    ax.set_yscale("log")
-    ax.set_xlabel("unintended memorization per sample [bits]")
-    ax.set_ylabel("fraction of samples")
-    ax.set_title("max(0, NLL_ref - NLL_target)")
-    ax.legend()
-    figs["unintended_hist.png"] = fig
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter(ho["tfidf"], ho["unintended_bits"], s=10, alpha=0.5, color="0.6", label="held-out")
-    ax.scatter(tr["tfidf"], tr["unintended_bits"], s=12, alpha=0.8, label="train")
-    ax.set_xlabel("TF-IDF rarity (target tokens)")
-    ax.set_ylabel("unintended memorization [bits]")
-    ax.legend()
-    figs["unintended_vs_tfidf.png"] = fig
-    return figs
 
 
 class _RunCache:

@@ -51,11 +51,6 @@ def uniform_sequences(vocab_size: int, seq_len: int, n_sequences: int, seed: int
     return out
 
 
-def uniform_dataset_bits(vocab_size: int, seq_len: int, n_sequences: int) -> float:
-    """Entropy of a uniform dataset, ``N * S * log2 V`` bits."""
-    return n_sequences * seq_len * math.log2(vocab_size)
-
-
 @dataclass
 class MarkovSource:
     """A seeded first-order Markov chain over ``vocab_size`` tokens.

@@ -17,12 +17,6 @@ def _stack(tensors: list[Any]) -> Any:
     return torch.stack([torch.nn.functional.pad(t, (0, 0, 0, n_max - t.shape[0])) for t in tensors])
 
 
-def _slice_scores(scores: Any, k: int, n: int) -> Any:
-    from memlens.scoring import TokenScores
-
-    return TokenScores(log2p=scores.log2p[k, :n], mask=scores.mask[k, :n])
-
-
 def _cell_key(kind: str, ident: dict[str, Any]) -> str:
     from memlens.store import config_hash
 

@@ -22,6 +22,7 @@ from memlens.laws.settings import DoubleDescentConfig
 from memlens.laws.summaries import DoubleDescentSummary
 from memlens.progress import ProgressFn
 from memlens.results import RunResult
+from memlens.units import capacity_bits
 
 
 def _source(config: DoubleDescentConfig) -> Any:
@@ -39,7 +40,8 @@ def dd_sizes(config: DoubleDescentConfig) -> tuple[int, list[int], float]:
     P = GPTConfig(config.vocab_size, config.seq_len, sh.n_layer, sh.d_model, sh.n_head).n_params
     src = _source(config)
     h_seq = math.log2(config.vocab_size) + (config.seq_len - 1) * src.entropy_rate_bits()
-    sizes = [max(1, round(r * config.alpha * P / h_seq)) for r in config.capacity_ratios]
+    cap = capacity_bits(P, config.alpha)
+    sizes = [max(1, round(r * cap / h_seq)) for r in config.capacity_ratios]
     return P, sizes, h_seq
 
 
@@ -107,8 +109,8 @@ def run_dd_cell(
             {
                 "n_sequences": n,
                 "dataset_bits": d_bits,
-                "capacity_bits": config.alpha * P,
-                "capacity_ratio": d_bits / (config.alpha * P),
+                "capacity_bits": capacity_bits(P, config.alpha),
+                "capacity_ratio": d_bits / capacity_bits(P, config.alpha),
                 "train_bits_per_token": float(train_nll.sum() / (n * (S - 1))),
                 "test_bits_per_token": float(test_bpt[k]),
                 "source_test_bits_per_token": src_test_bpt,
@@ -210,7 +212,7 @@ def run(
         )
     summary = DoubleDescentSummary(
         experiment="double descent on a seeded Markov source (Morris et al. 2025, arXiv:2505.24832)",
-        capacity=f"alpha * params = {config.alpha} * {P:,} = {config.alpha * P:,.0f} bits",
+        capacity=f"alpha * params = {config.alpha} * {P:,} = {capacity_bits(P, config.alpha):,.0f} bits",
         capacity_ratio="dataset bits (exact code length under the source) / capacity bits",
         loss="held-out code length per predicted token (bits), fresh samples from the source; "
         "the first token is not predicted",

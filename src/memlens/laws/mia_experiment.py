@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from memlens.errors import UserError
-from memlens.laws.cells import _cell_key, _chunks, _slice_scores, _stack
+from memlens.laws.cells import _cell_key, _chunks, _stack
 from memlens.laws.fit import fit_mia_law
 from memlens.laws.formulas import CORRECTED, LAW_FORM, LAW_NOTE, MiaLawConstants, mia_f1
 from memlens.laws.settings import MiaExperimentConfig
 from memlens.laws.summaries import MiaExperimentSummary
 from memlens.progress import ProgressFn
 from memlens.results import RunResult
+from memlens.units import capacity_bits
 
 
 def mia_cells(config: MiaExperimentConfig) -> list[dict[str, Any]]:
@@ -128,14 +129,14 @@ def run_mia_cell(
     s_non = score_tokens(fwd, nonmembers, device=dev, batch_size=256)
     runs = []
     for k, n in enumerate(sizes):
-        a_mem = loss_attack(AttackInputs(target=_slice_scores(s_mem, k, n)))
-        a_non = loss_attack(AttackInputs(target=_slice_scores(s_non, k, n)))
+        a_mem = loss_attack(AttackInputs(target=s_mem.take(slice(0, n), model=k)))
+        a_non = loss_attack(AttackInputs(target=s_non.take(slice(0, n), model=k)))
         scores = np.concatenate([a_mem, a_non])
         labels = np.concatenate([np.ones(n, dtype=np.int8), np.zeros(n, dtype=np.int8)])
         bt = best_threshold(scores, labels)
         nll_mem = s_mem.nll_bits[k, :n] + math.log2(V)
         nll_non = s_non.nll_bits[k, :n] + math.log2(V)
-        cap = config.alpha * P
+        cap = capacity_bits(P, config.alpha)
         runs.append(
             {
                 "n_layer": shape.n_layer,

@@ -12,7 +12,7 @@ from memlens.capacity import Shape
 from memlens.capacity import TrainSettings as _CapacityTrainSettings
 from memlens.config import Config, build_config, nest
 from memlens.errors import UserError
-from memlens.units import PUBLISHED_ALPHA, uniform_entropy_bits
+from memlens.units import PUBLISHED_ALPHA, capacity_bits, uniform_entropy_bits
 
 
 class TrainSettings(_CapacityTrainSettings):
@@ -63,7 +63,8 @@ class MiaExperimentConfig(_Common):
 
     def sizes_for(self, params: int) -> list[int]:
         h = self.bits_per_sequence()
-        return [max(1, math.ceil(m * self.alpha * params / h)) for m in self.capacity_multiples]
+        cap = capacity_bits(params, self.alpha)
+        return [max(1, math.ceil(m * cap / h)) for m in self.capacity_multiples]
 
 
 class SourceSettings(Config):

@@ -31,15 +31,15 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
 
-from memlens.config import Config
 from memlens.errors import UserError
 from memlens.mia import attacks as A
-from memlens.mia.metrics import DEFAULT_FPRS, evaluate_attacks, parse_labels
+from memlens.mia.config import MIAConfig, MIAMetricsConfig
+from memlens.mia.metrics import evaluate_attacks, parse_labels
+from memlens.mia.plots import plot_roc
 from memlens.mia.samples import MIASamples, load_samples
 from memlens.mia.summary import MIAMetricsSummary, MIASummary
 from memlens.progress import ProgressFn
@@ -58,77 +58,6 @@ __all__ = [
 
 #: The gradient norm behind each gradient attack (see :data:`memlens.scoring.GRAD_NORMS`).
 GRADIENT_ATTACKS = {"gradnorm": "l2", "gradnorm_mimir": "mimir"}
-
-
-def _check_fprs(values: list[float]) -> list[float]:
-    for a in values:
-        if not 0.0 < a < 1.0:
-            raise ValueError(f"FPR level must be strictly between 0 and 1, got {a}")
-    return values
-
-
-class _EvaluationSettings(Config):
-    """Settings shared by :class:`MIAConfig` and :class:`MIAMetricsConfig`."""
-
-    label_column: str = "label"
-    fprs: list[float] = Field(default_factory=lambda: list(DEFAULT_FPRS), min_length=1)
-    n_boot: int = Field(1000, ge=1)
-    level: float = Field(0.95, gt=0.0, lt=1.0)
-    nan_policy: Literal["common", "error"] = "common"
-    seed: int = 0
-
-    fprs_in_range = field_validator("fprs")(_check_fprs)
-
-
-class MIAConfig(_EvaluationSettings):
-    """Settings of one ``memlens mia`` run (saved in the manifest).
-
-    Attributes
-    ----------
-    model: target model: anything :func:`memlens.models.hf.load_causal_lm` accepts (directory,
-        GGUF file, fetched registry name, hub name).
-    adapter: a PEFT adapter over ``model``, merged at load; ``references`` then default to the
-        bare ``model`` (the base before fine-tuning).
-    references: reference models for the ``ref`` attack (one score column per reference).
-    members, nonmembers, data, text_column, label_column, split: the samples
-        (:func:`~memlens.mia.samples.load_samples`).
-    attacks: attack names (default: every registered attack that the inputs allow).
-    k: the Min-K% / Min-K%++ fraction, in (0, 1].
-    fprs: FPR levels for TPR at FPR <= alpha.
-    n_boot, level: bootstrap resamples and level of the AUC confidence interval.
-    nan_policy: ``common`` (evaluate all attacks on the samples every attack scored) or ``error``.
-    batch_size, window_stride, dtype, device, tokenizer: scoring settings
-        (:func:`memlens.models.hf.load_causal_lm`, :func:`memlens.scoring.score_texts`).
-    seed: bootstrap seed.
-    """
-
-    what: ClassVar[str] = "mia config"
-
-    model: str
-    references: list[str] = []
-    adapter: str | None = None
-    members: str | None = None
-    nonmembers: str | None = None
-    data: str | None = None
-    text_column: str | None = None
-    split: str | None = None
-    attacks: list[str] | None = None
-    k: float = Field(0.2, gt=0.0, le=1.0)
-    batch_size: int = Field(32, ge=1)
-    window_stride: int | None = Field(None, ge=1)
-    dtype: str = "auto"
-    device: str = "auto"
-    tokenizer: str | None = None
-
-
-class MIAMetricsConfig(_EvaluationSettings):
-    """Settings of ``memlens mia metrics``: ``scores`` is a ``.csv``/``.parquet``/``.jsonl`` file
-    with a label column and the score columns named in ``columns`` (default ``["score"]``)."""
-
-    what: ClassVar[str] = "mia metrics config"
-
-    scores: str
-    columns: list[str] | None = None
 
 
 def select_attacks(spec: Sequence[str] | str | None, n_references: int) -> list[str]:
@@ -152,25 +81,6 @@ def reference_names(paths: Sequence[str]) -> list[str]:
             name, i = f"{base}#{i}", i + 1
         out.append(name)
     return out
-
-
-def _take_rows(ts: Any, rows: slice) -> Any:
-    """Rows of a :class:`~memlens.scoring.TokenScores`, trimmed to the longest kept sequence."""
-    from memlens.scoring import TokenScores
-
-    width = max(int(ts.mask[rows].sum(axis=-1).max(initial=0)), 1)
-
-    def cut(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else a[rows, :width]
-
-    return TokenScores(
-        log2p=cut(ts.log2p),
-        mask=cut(ts.mask),
-        mu_log2p=cut(ts.mu_log2p),
-        sigma_log2p=cut(ts.sigma_log2p),
-        entropy_bits=cut(ts.entropy_bits),
-        is_argmax=cut(ts.is_argmax),
-    )
 
 
 @dataclass
@@ -241,10 +151,10 @@ def score_samples(
         progress=progress,
         task="scoring (target)",
     )
-    target = _take_rows(scored.scores, slice(0, n))
+    target = scored.scores.take(slice(0, n))
     if "lowercase" in needs:
         if len(batch) == 2 * n:
-            lower = _take_rows(scored.scores, slice(n, 2 * n))
+            lower = scored.scores.take(slice(n, 2 * n))
         else:
             lower = score_texts(
                 lm,
@@ -461,62 +371,6 @@ def run(
     rd.write_json(summary.file, summary.to_json())
     rd.write_manifest(outputs=["mia.json", "scores.parquet", "roc.png"])
     return RunResult(summary=summary, out_dir=rd.path)
-
-
-def plot_roc(
-    scores: dict[str, np.ndarray],
-    labels: np.ndarray,
-    rd: Any,
-    summary: MIAMetricsSummary,
-    each: bool = True,
-) -> None:
-    """Log-log step ROC curves: ``roc.png`` (all attacks) and ``roc_<attack>.png`` (one each,
-    unless ``each=False``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from memlens.mia.metrics import step_roc
-
-    keep = np.ones(labels.size, dtype=bool)
-    for v in scores.values():
-        keep &= np.isfinite(v)
-    y = labels[keep]
-    n0 = int((y == 0).sum())
-    floor = 0.5 / max(n0, 1)
-    curves = {name: step_roc(v[keep], y) for name, v in scores.items()}
-
-    def draw(ax: Any, names: list[str]) -> None:
-        for name in names:
-            r = curves[name]
-            auc = summary.attacks[name].auc
-            ax.step(
-                np.maximum(r["fpr"], floor),
-                np.maximum(r["tpr"], floor),
-                where="post",
-                label=f"{name} (AUC {auc:.3f})",
-            )
-        grid = np.logspace(np.log10(floor), 0, 50)
-        ax.plot(grid, grid, ls="--", c="gray", lw=0.8, label="chance")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(floor, 1)
-        ax.set_ylim(floor, 1.05)
-        ax.set_xlabel("false positive rate (non-members flagged)")
-        ax.set_ylabel("true positive rate (members flagged)")
-        ax.legend(fontsize=7, loc="lower right")
-
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    draw(ax, list(curves))
-    ax.set_title(f"MIA ROC, log-log ({int(y.sum())} members, {n0} non-members)")
-    rd.save_figure("roc.png", fig)
-    for name in curves if each else []:
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        draw(ax, [name])
-        ax.set_title(f"{name}: log-log ROC")
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        rd.save_figure(f"roc_{safe}.png", fig)
 
 
 def run_metrics(

@@ -278,26 +278,7 @@ def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) 
         raise UserError(f"model directory {path} does not exist.")
 
     tok = _load_tokenizer(tokenizer, name, required=source == "huggingface")
-    model = model.to(dev).eval()
-    emb = model.get_input_embeddings()
-    vocab_size = int(emb.weight.shape[0]) if emb is not None else int(model.config.vocab_size)
-    if tok is not None and len(tok) > vocab_size:
-        raise UserError(
-            f"the tokenizer has {len(tok)} tokens but model {name} has only {vocab_size} embedding rows; "
-            "pass the tokenizer the model was trained with."
-        )
-    param = next(model.parameters())
-    return CausalLM(
-        model=model,
-        tokenizer=tok,
-        name=name,
-        source=source,
-        device=dev,
-        dtype=param.dtype,
-        context_length=context_length_of(model.config),
-        vocab_size=vocab_size,
-        n_params=sum(p.numel() for p in model.parameters()),
-    )
+    return _causal_lm(model.to(dev).eval(), tok, name, source, dev)
 
 
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
@@ -356,6 +337,20 @@ def _load_device_mapped(
     if not placed:  # everything fit on one device: accelerate's "" key means the whole model
         placed = {"": str(next(model.parameters()).device)}
     tok = _load_tokenizer(tokenizer, name, required=True)
+    return _causal_lm(
+        model, tok, name, "huggingface", _input_device(model, placed), device_map=placed
+    )
+
+
+def _causal_lm(
+    model: Any,
+    tok: Any,
+    name: str,
+    source: str,
+    device: torch.device,
+    device_map: dict[str, str] | None = None,
+) -> CausalLM:
+    """A loaded model as a :class:`CausalLM`, refusing a tokenizer larger than its embedding."""
     emb = model.get_input_embeddings()
     vocab_size = int(emb.weight.shape[0]) if emb is not None else int(model.config.vocab_size)
     if tok is not None and len(tok) > vocab_size:
@@ -367,13 +362,13 @@ def _load_device_mapped(
         model=model,
         tokenizer=tok,
         name=name,
-        source="huggingface",
-        device=_input_device(model, placed),
+        source=source,
+        device=device,
         dtype=next(model.parameters()).dtype,
         context_length=context_length_of(model.config),
         vocab_size=vocab_size,
         n_params=sum(p.numel() for p in model.parameters()),
-        device_map=placed,
+        device_map=device_map,
     )
 
 

@@ -14,6 +14,7 @@ Information Sets the Threshold" (COLT 2026, arXiv:2602.09405), and a diagnostic 
   by Monte Carlo, with Tweedie's formula for the Bayes fit.
 * :mod:`memlens.prior.diagnosis`: exact leave-one-out over admissible penalties and an
   empirical-Bayes answer to "noise, prior alignment, overparameterization" for a user's data.
+* :mod:`memlens.prior.files`: reading and checking the user's ``(X, y)`` files.
 """
 
 from memlens.prior.asymptotic import (
@@ -27,7 +28,8 @@ from memlens.prior.asymptotic import (
     sign_change_noise,
     theory,
 )
-from memlens.prior.diagnosis import Diagnosis, LooPath, diagnose, load_xy
+from memlens.prior.diagnosis import Diagnosis, LooPath, diagnose
+from memlens.prior.files import load_xy
 from memlens.prior.linear import (
     RidgePath,
     bayes_matrix,

@@ -22,6 +22,7 @@ from memlens.errors import UserError
 from memlens.prior import asymptotic as asy
 from memlens.prior import diagnosis as dg
 from memlens.prior import linear
+from memlens.prior.files import load_xy
 from memlens.progress import ProgressFn
 from memlens.results import RunResult, Summary
 
@@ -354,7 +355,7 @@ def _run_diagnose(config: DiagnoseConfig, out: str | Path | None) -> RunResult[D
 
     from memlens.store import RunDir, default_out_dir
 
-    X, y = dg.load_xy(config.X, config.y)
+    X, y = load_xy(config.X, config.y)
     res = dg.diagnose(X, y, center=config.center)
     fig = _plot_diagnosis(res)
     summary = DiagnosisSummary.model_validate(finite_or_none(res.to_dict()))

@@ -84,6 +84,33 @@ class TokenScores:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n > 0, self.nll_bits / np.maximum(n, 1), np.nan)
 
+    def take(self, rows: slice | np.ndarray, *, model: int | None = None) -> TokenScores:
+        """The sequences ``rows`` (a slice or an index array), trimmed to the longest of them.
+
+        For a stack of models (arrays ``[K, N, T-1]``), ``model`` picks one model first. Columns
+        past the longest kept sequence (all padding) are dropped, so per-sequence numbers are
+        unchanged; ``extras`` are not carried over.
+        """
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else (a if model is None else a[model])[rows]
+
+        mask = pick(self.mask)
+        width = max(int(mask.sum(axis=-1).max(initial=0)), 1)
+
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            a = pick(a)
+            return None if a is None else a[..., :width]
+
+        return TokenScores(
+            log2p=cut(self.log2p),
+            mask=mask[..., :width],
+            mu_log2p=cut(self.mu_log2p),
+            sigma_log2p=cut(self.sigma_log2p),
+            entropy_bits=cut(self.entropy_bits),
+            is_argmax=cut(self.is_argmax),
+        )
+
 
 def code_length_bits(scores: TokenScores, first_token_bits: float = 0.0) -> np.ndarray:
     """Per-sequence code length ``NLL_bits(x)`` in bits, charging ``first_token_bits`` for token 0.

@@ -94,7 +94,7 @@ def _write(
     labels: np.ndarray,
     table: Any,
 ) -> ShadowAttackResult:
-    from memlens.mia.recipe import plot_roc
+    from memlens.mia.plots import plot_roc
     from memlens.store import RunDir, default_out_dir
 
     out = Path(out) if out is not None else default_out_dir(ShadowAttackSummary.kind)
@@ -252,7 +252,6 @@ def _target_attack(
     """A user's target model with labelled texts of the pool; all shadows are its references."""
     import pandas as pd
 
-    from memlens.mia.recipe import _take_rows
     from memlens.mia.samples import load_samples
     from memlens.models.hf import load_causal_lm, load_tokenizer
     from memlens.scoring import score_sequences
@@ -325,7 +324,7 @@ def _target_attack(
         )
         for name, v in res.items():
             shadow_scores[name][ok] = v
-    ts = _take_rows(scored, slice(0, n))
+    ts = scored.take(slice(0, n))
     base = _baseline_scores(
         list(config.baselines), ts, samples.texts, -t_c.loglik_bits[0], config.k
     )

@@ -1,0 +1,337 @@
+"""Capacity lab: fit, saturation criterion, trainer known answers, end-to-end smoke, resume, bad input."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from memlens import capacity as cap
+from memlens.data.synthetic import uniform_sequences
+from memlens.errors import UserError
+from memlens.models.gpt import GPT, GPTConfig
+from memlens.training import ModelCurve, SaturationConfig, train_to_saturation
+
+MEMLENS = [sys.executable, "-m", "memlens.cli"]
+
+
+def test_fit_alpha_known_answer():
+    P = np.array([1000.0, 2000.0, 4000.0])
+    C = np.array([3700.0, 7000.0, 14800.0])
+    fit = cap.fit_alpha(P, C)
+    # slope through the origin: sum(P*C)/sum(P^2) = (3.7e6 + 14e6 + 59.2e6) / 21e6
+    assert fit["alpha"] == pytest.approx(76.9e6 / 21e6)
+    assert fit["mean_ratio"] == pytest.approx((3.7 + 3.5 + 3.7) / 3)
+    assert cap.fit_alpha(P, 3.64 * P)["alpha"] == pytest.approx(3.64)
+
+
+def test_saturation_criterion():
+    c = ModelCurve(steps=[100, 200, 300, 400, 500], memorized_bits=[10, 50, 99.0, 99.5, 99.9])
+    # last 20% of 500 steps: from step 400 (99.5) to 99.9 -> 0.4% growth
+    assert c.saturated(0.2, 0.01)
+    c2 = ModelCurve(steps=[100, 200, 300, 400, 500], memorized_bits=[10, 50, 90, 95, 99.9])
+    assert not c2.saturated(0.2, 0.01)
+    assert not ModelCurve(steps=[100], memorized_bits=[5.0]).saturated(0.2, 0.01)
+
+
+def test_paper_sizes_follow_published_params():
+    cfg = cap.load_config("paper")
+    assert len(cfg.shapes) == 16 and cfg.vocab_size == 2048 and cfg.seq_len == 64
+    assert cfg.bits_per_sequence() == 704
+    # N for a multiple m of the expected capacity: m * 3.64 * params / 704
+    assert cfg.sizes_for(80_352)[2] == math.ceil(1.0 * 3.64 * 80_352 / 704)
+
+
+def test_trainer_memorizes_a_small_dataset_completely():
+    V, S, N = 16, 8, 6
+    torch.manual_seed(0)
+    data = uniform_sequences(V, S, N, seed=0)[None]
+    model = GPT(GPTConfig(V, S, 1, 32), n_models=1, generator=torch.Generator().manual_seed(0))
+    cfg = SaturationConfig(
+        lr=1e-2, batch_size=6, max_steps=600, min_steps=200, eval_every=50, decay_frac=0.3
+    )
+    res = train_to_saturation(model, data, [N], cfg, entropy_bits=S * 4.0, first_token_bits=4.0)
+    predictable = N * (S - 1) * math.log2(V)  # the first token is coded uniformly
+    assert res.final_memorized_bits[0] == pytest.approx(predictable, rel=0.02)
+    assert res.final_memorized_bits[0] <= predictable + 1e-6
+    assert res.saturated == [True]
+
+
+def test_trainer_is_deterministic():
+    def once():
+        data = uniform_sequences(32, 8, 10, seed=1)[None].repeat(2, 1, 1)
+        model = GPT(GPTConfig(32, 8, 1, 16), n_models=2, generator=torch.Generator().manual_seed(3))
+        cfg = SaturationConfig(lr=1e-2, batch_size=4, max_steps=60, min_steps=10, eval_every=20)
+        return train_to_saturation(
+            model, data, [10, 7], cfg, entropy_bits=40.0, first_token_bits=5.0, seed=4
+        )
+
+    a, b = once(), once()
+    assert a.final_memorized_bits == b.final_memorized_bits
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([*MEMLENS, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cap") / "run"
+    r = run_cli("capacity", "--preset", "smoke", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_smoke_end_to_end(smoke_run):
+    out, r = smoke_run
+    result = json.loads((out / "capacity.json").read_text())
+    # smoke preset: V = 64, S = 16, fp32; a sequence holds 16 * log2(64) = 96 bits, of which the
+    # 15 predicted tokens' 90 bits can be memorized (the first token never is).
+    assert (result["vocab_size"], result["seq_len"], result["precision"]) == (64, 16, "fp32")
+    assert (result["bits_per_sequence"], result["memorizable_bits_per_sequence"]) == (96.0, 90.0)
+    assert result["alpha_method"] == "least-squares slope of capacity on params through the origin"
+    assert result["backend"] == "local" and result["stopped_by_time_budget"] == 0
+    assert len(result["models"]) == 2
+    for m in result["models"]:
+        assert m["params"] == GPTConfig(64, 16, m["n_layer"], m["d_model"]).n_params
+        assert m["saturated"] is False
+        assert m["capacity_bits"] == max(run["memorized_bits"] for run in m["runs"])
+        for run in m["runs"]:
+            assert run["memorized_bits"] <= run["dataset_bits"]  # never more than the data holds
+            assert run["dataset_bits"] == 96 * run["n_sequences"]
+            assert run["memorizable_bits"] == 90 * run["n_sequences"]
+            # the fitted alpha times the parameters, capped by what the data can hold
+            alpha = result["alpha_bits_per_param"]
+            assert run["predicted_bits"] == min(alpha * m["params"], run["memorizable_bits"])
+            # no time budget, and under seed 0 no smoke run saturates: all 900 steps are used
+            assert (run["saturated"], run["stopped_by"], run["steps"]) == (False, "steps", 900)
+    P = np.array([m["params"] for m in result["models"]])
+    C = np.array([m["capacity_bits"] for m in result["models"]])
+    assert result["alpha_bits_per_param"] == pytest.approx((P * C).sum() / (P * P).sum())
+    # under seed 0 (900 steps, far from saturation): 1.81 bits/param, half the published 3.64
+    assert result["alpha_bits_per_param"] == pytest.approx(1.81, abs=0.02)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["seed"] == 0 and "torch" in man["versions"] and "git_revision" in man
+    for f in ("runs.csv", "curves.csv", "memorized_vs_dataset.png", "capacity_vs_params.png"):
+        assert (out / f).stat().st_size > 0
+    assert "bits/param" in r.stdout
+    # beside our slope: the published like-for-like fp32 figures (Morris et al. 2025, Table)
+    assert "Published fp32: slope 3.88, mean of per-model ratios 3.83." in " ".join(
+        r.stdout.split()
+    )
+    # predicted bits: min(alpha * P, N * (S - 1) * log2 V), the first token never memorized
+    for m in result["models"]:
+        for run in m["runs"]:
+            assert run["memorizable_bits"] == run["n_sequences"] * 15 * 6
+            assert run["predicted_bits"] == pytest.approx(
+                min(result["alpha_bits_per_param"] * m["params"], run["memorizable_bits"])
+            )
+
+
+def test_rerun_returns_at_once_and_resume_reuses_cells(smoke_run, tmp_path):
+    out, _ = smoke_run
+    before = json.loads((out / "capacity.json").read_text())
+    r = run_cli("capacity", "--preset", "smoke", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout)
+    assert again["reused_cells"] == 2
+    assert again["alpha_bits_per_param"] == before["alpha_bits_per_param"]
+    # simulate an interruption after the first shape: copy the run and drop one cell
+    import shutil
+
+    part = tmp_path / "partial"
+    shutil.copytree(out, part)
+    cells = sorted(p for p in (part / "cells").glob("L*.json"))
+    cells[-1].unlink()
+    cfg = cap.load_config("smoke")
+    resumed = cap.run(cfg, part, workers=1).summary
+    assert resumed.reused_cells == 1
+    # the retrained shape gives the same numbers as the first time (deterministic under a seed)
+    assert resumed.alpha_bits_per_param == pytest.approx(before["alpha_bits_per_param"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--preset", "bogus"], "unknown preset"),
+        (["--preset", "smoke", "--n-sequences", "0,5"], "at least 1"),
+        (["--preset", "smoke", "--vocab", "1"], "vocab size"),
+        (["--preset", "smoke", "--config", "/nonexistent/cap.toml"], "cannot read config"),
+        (["--preset", "smoke", "--precision", "fp8"], "precision"),
+        # the library names the parameter, the command line its flag
+        (["--preset", "smoke", "--n-sequences", "a,b"], "--n-sequences must be comma-separated"),
+    ],
+)
+def test_bad_input_one_sentence_exit_2(args, needle, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("capacity", *args, "--out", str(out))
+    assert r.returncode == 2
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (out / "capacity.json").exists()
+
+
+def test_bad_head_count_and_unwritable_out(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text("shapes = [{n_layer = 1, d_model = 16, n_head = 3}]\n")
+    r = run_cli(
+        "capacity", "--preset", "smoke", "--config", str(conf), "--out", str(tmp_path / "o")
+    )
+    assert r.returncode == 2 and "not divisible" in r.stderr and "Traceback" not in r.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = run_cli("capacity", "--preset", "smoke", "--out", str(blocker / "sub"))
+    assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("shapes = [[[")
+    r = run_cli("capacity", "--config", str(bad), "--out", str(tmp_path / "o2"))
+    assert r.returncode == 2 and "cannot parse" in r.stderr
+
+
+def test_custom_config_file(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        "vocab_size = 32\nseq_len = 8\nn_sequences = [4, 8]\nshapes = [{n_layer = 1, d_model = 16}]\n"
+        "[train]\nmax_steps = 40\nmin_steps = 10\neval_every = 20\n"
+    )
+    cfg = cap.load_config(None, conf)
+    assert cfg.preset == "custom" and cfg.steps_for(10**6) == 40
+    assert cfg.vocab_size == 32 and cfg.capacity_multiples is None and cfg.sizes_for(999) == [4, 8]
+    with pytest.raises(UserError):
+        cap.load_config(None, conf, seq_len=1)
+    res = cap.run(cfg, tmp_path / "r", workers=1).summary
+    assert [r.n_sequences for r in res.models[0].runs] == [4, 8]
+    assert Path(tmp_path / "r" / "capacity.json").exists()
+
+
+def test_head_dim_and_per_shape_steps(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        "vocab_size = 32\nseq_len = 8\nn_sequences = [4]\nhead_dim = 4\n"
+        "shapes = [{n_layer = 1, d_model = 16, steps = 30}, {n_layer = 1, d_model = 8, n_head = 1}]\n"
+        "[train]\nmax_steps = 40\nmin_steps = 10\neval_every = 10\n"
+    )
+    cfg = cap.load_config(None, conf)
+    a, b = cfg.shapes
+    assert cfg.n_head_for(a) == 4 and cfg.n_head_for(b) == 1  # explicit n_head wins
+    assert cfg.steps_for_shape(a) == 30 and cfg.steps_for_shape(b) == 40
+    res = cap.run(cfg, tmp_path / "r", workers=1).summary
+    assert [m.n_head for m in res.models] == [4, 1]
+    assert [m.runs[0].steps for m in res.models] == [30, 40]
+    # the head count changes the model, not its parameter count
+    assert res.models[0].params == GPTConfig(32, 8, 1, 16).n_params
+    # the quick preset: head size 4 everywhere
+    quick = cap.load_config("quick")
+    assert all(quick.n_head_for(s) == s.d_model // 4 for s in quick.shapes)
+    with pytest.raises(UserError, match="head_dim"):
+        cap.load_config(None, conf, head_dim=5)
+
+
+def test_unreachable_ray_address_leaves_nothing_behind(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    r = run_cli(
+        "capacity",
+        "--preset",
+        "smoke",
+        "--backend",
+        "ray",
+        "--ray-address",
+        "127.0.0.1:9",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 2 and "Ray" in r.stderr and "Traceback" not in r.stderr
+    assert not (out / "manifest.json").exists()
+
+
+def test_max_steps_override_replaces_per_shape_budgets():
+    cfg = cap.load_config("quick", max_steps=123)
+    assert {cfg.steps_for_shape(s) for s in cfg.shapes} == {123}
+    quick = cap.load_config("quick")
+    assert len({quick.steps_for_shape(s) for s in quick.shapes}) > 1
+
+
+def test_bf16_training_learns_like_fp32(tmp_path):
+    # bf16 autocasts the transformer body (the fused output layer and its loss stay fp32): a
+    # model with too little training to memorize everything (about 79% of the data's bits in
+    # fp32) memorizes as much in bf16, within a few percent, and the runs are not identical.
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        "vocab_size = 32\nseq_len = 8\nn_sequences = [96]\nhead_dim = 4\n"
+        "shapes = [{n_layer = 1, d_model = 16}]\n"
+        "[train]\nmax_steps = 300\nmin_steps = 300\neval_every = 100\nlr = 3e-2\nbatch_size = 16\n"
+    )
+    bits = {}
+    for precision in ("fp32", "bf16"):
+        cfg = cap.load_config(None, conf, precision=precision)
+        res = cap.run(cfg, tmp_path / precision, workers=1).summary
+        assert res.precision == precision
+        run = res.models[0].runs[0]
+        bits[precision] = run.memorized_bits
+        assert 0.6 * run.dataset_bits < run.memorized_bits < 0.95 * run.dataset_bits
+    assert bits["bf16"] == pytest.approx(bits["fp32"], rel=0.05) and bits["bf16"] != bits["fp32"]
+
+
+def test_predicted_bits_charge_the_first_token():
+    # V = 16, S = 4, N = 10: the data holds 10 * 4 * 4 = 160 bits, of which 10 * 3 * 4 = 120 can be
+    # memorized; a model with more capacity than that is predicted to memorize 120, not 160
+    conf = cap.CapacityConfig(
+        vocab_size=16, seq_len=4, n_sequences=[10], shapes=[{"n_layer": 1, "d_model": 8}]
+    )
+    assert conf.bits_per_sequence() == 16.0 and conf.memorizable_bits_per_sequence() == 12.0
+    assert cap.predicted_bits(3.64, 1000, 10 * conf.memorizable_bits_per_sequence()) == 120.0
+    assert cap.predicted_bits(3.64, 10, 120.0) == pytest.approx(36.4)
+
+
+def test_time_budget_stop_is_never_saturated(tmp_path):
+    # a budget of 1 ms stops training at the first evaluation: the result says so, and the run
+    # is not saturated even though its (tiny) dataset is memorized at once
+    V, S, N = 16, 8, 2
+    data = uniform_sequences(V, S, N, seed=0)[None]
+    model = GPT(GPTConfig(V, S, 1, 32), n_models=1, generator=torch.Generator().manual_seed(0))
+    cfg = SaturationConfig(
+        lr=1e-2, batch_size=2, max_steps=400, min_steps=1, eval_every=10, decay_frac=0.0
+    )
+    res = train_to_saturation(
+        model, data, [N], cfg, entropy_bits=S * 4.0, first_token_bits=4.0, time_budget_s=1e-3
+    )
+    assert res.stopped_by == "time_budget" and res.steps == 10 and res.saturated == [False]
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        "vocab_size = 16\nseq_len = 8\nn_sequences = [2]\ntime_budget_s = 0.001\n"
+        "shapes = [{n_layer = 1, d_model = 16}]\n[train]\nmax_steps = 400\nmin_steps = 1\neval_every = 10\n"
+    )
+    r = run_cli("capacity", "--config", str(conf), "--out", str(tmp_path / "r"), "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "r" / "capacity.json").read_text())
+    run = s["models"][0]["runs"][0]
+    assert run["stopped_by"] == "time_budget" and run["saturated"] is False and run["steps"] == 10
+    assert s["stopped_by_time_budget"] == 1 and s["all_saturated"] is False
+    assert "stopped by the time budget" in " ".join(r.stdout.split())
+
+
+def test_bf16_console_shows_the_published_bf16_figures(tmp_path):
+    from rich.console import Console
+
+    from memlens.commands.capacity import print_summary
+
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        "vocab_size = 16\nseq_len = 4\nn_sequences = [2]\nshapes = [{n_layer = 1, d_model = 8}]\n"
+        "[train]\nmax_steps = 20\nmin_steps = 10\neval_every = 10\nprecision = 'bf16'\n"
+    )
+    s = cap.run(cap.load_config(None, conf), tmp_path / "r", workers=1).summary
+    assert s.published_alpha == {
+        "headline": 3.64,
+        "precision": "bf16",
+        "slope": 3.60,
+        "mean_per_model": 3.51,
+    }
+    console = Console(record=True, width=200)
+    print_summary(console, s, tmp_path / "r")
+    assert "Published bf16: slope 3.60, mean of per-model ratios 3.51." in console.export_text()

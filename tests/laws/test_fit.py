@@ -1,0 +1,119 @@
+"""memlens laws fit-mia: the MIA scaling law fitted by least squares (Concepts §2 (docs/concepts.md))."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from memlens import laws
+from memlens.cli import app
+from memlens.errors import UserError
+
+runner = CliRunner()
+
+OBSERVED = [(r["params"], r["n_sequences"], r["observed_f1"]) for r in laws.PUBLISHED_VALIDATION]
+
+
+def _csv(path, rows, header="params,n_sequences,f1") -> str:
+    path.write_text(header + "\n" + "\n".join(",".join(str(v) for v in r) for r in rows) + "\n")
+    return str(path)
+
+
+def test_fit_mia_reproduces_the_published_observed_values(tmp_path):
+    # Rows in a scrambled order: predictions must come back in input order.
+    order = [4, 0, 5, 2, 1, 3]
+    rows = [OBSERVED[i] for i in order]
+    res = runner.invoke(app, ["laws", "fit-mia", _csv(tmp_path / "obs.csv", rows), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert set(d["constants"]) == {"c1", "c2", "c3"}
+    preds = d["predictions"]
+    assert [p["n_sequences"] for p in preds] == [r[1] for r in rows]
+    for p, (_, _, f1) in zip(preds, rows, strict=True):
+        assert p["f1"] == f1
+        assert abs(p["fitted_f1"] - f1) < 0.05
+    # The six observed values sit at only 3 distinct |D|/C, so the ceiling constant c1 is not
+    # identifiable: it runs to its upper bound (2, formulas.FIT_BOUNDS) and the
+    # fit says so rather than report a confident interval.
+    assert d["at_bound"] == {"c1": True, "c2": False, "c3": False}
+    assert d["constants"]["c1"] == pytest.approx(2.0)
+    assert d["warnings"][0].startswith("c1 stopped at its bound")
+
+
+def test_fit_recovers_known_constants_from_noiseless_data():
+    true = laws.MiaLawConstants(1.2, 0.8, 30.0)
+    x = np.geomspace(1e-3, 0.3, 12)
+    cap = np.full_like(x, 1e6)
+    f1 = laws.mia_f1(x * cap, cap, true)
+    fit = laws.fit_mia_law(cap, x * cap, f1)
+    assert fit.constants.c1 == pytest.approx(1.2, rel=1e-4)
+    assert fit.constants.c2 == pytest.approx(0.8, abs=1e-4)
+    assert fit.constants.c3 == pytest.approx(30.0, rel=1e-4)
+    assert fit.max_abs_residual < 1e-6
+
+
+def test_confidence_intervals_match_the_linearized_theory():
+    # Known answer for the Wald interval: with seeded Gaussian noise of sd 0.01 on 40 rows the
+    # standard errors match the delta-method values sigma * sqrt(diag((J^T J)^-1)) at the truth
+    # (to ~25%, the sampling error of s), and the intervals cover the true constants.
+    rng = np.random.default_rng(0)
+    true = laws.MiaLawConstants(1.0, 1.0, 20.0)
+    x = np.repeat(np.geomspace(2e-3, 0.4, 10), 4)
+    cap = np.full_like(x, 1e5)
+    f1 = laws.mia_f1(x * cap, cap, true) + rng.normal(0, 0.01, x.size)
+    fit = laws.fit_mia_law(cap, x * cap, f1)
+    s = 1 / (1 + np.exp(-(1.0 - 20.0 * x)))
+    J = np.stack([0.5 * s, 0.5 * s * (1 - s), -0.5 * s * (1 - s) * x], axis=1)
+    se_theory = 0.01 * np.sqrt(np.diag(np.linalg.inv(J.T @ J)))
+    for i, k in enumerate(("c1", "c2", "c3")):
+        assert fit.se[k] == pytest.approx(se_theory[i], rel=0.25)
+        lo, hi = fit.ci[k]
+        assert lo < getattr(true, k) < hi
+
+
+def test_fit_mia_accepts_capacity_bits_and_writes_a_run_dir(tmp_path):
+    rows = [(3.64 * p, n, f) for p, n, f in OBSERVED]
+    path = _csv(tmp_path / "cap.csv", rows, header="capacity_bits,n_sequences,f1")
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["laws", "fit-mia", path, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "c3" in res.output
+    for name in ("manifest.json", "fit_mia.json", "predictions.csv", "fit_mia.png"):
+        assert (out / name).exists()
+    saved = json.loads((out / "fit_mia.json").read_text())
+    assert saved["capacity_source"] == "capacity_bits column"
+    assert json.loads((out / "manifest.json").read_text())["kind"] == "laws-fit-mia"
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "match"),
+    [
+        ("params,n_sequences", [(1e6, 10)] * 5, "missing column"),
+        ("n_sequences,f1", [(10, 0.9)] * 5, "params"),
+        ("params,n_sequences,f1", OBSERVED[:3], "at least 4 rows"),
+        (
+            "params,n_sequences,f1",
+            [(1e6, 10, 0.9), (1e6, 20, 0.8), (1e6, 10, 0.9), (1e6, 20, 0.8)],
+            "distinct",
+        ),
+        ("params,n_sequences,f1", [(1e6, -10, 0.9)] + list(OBSERVED[1:]), "positive"),
+        ("params,n_sequences,f1", [(1e6, 10, 1.9)] + list(OBSERVED[1:]), "between 0 and 1"),
+        ("params,n_sequences,f1", [(1e6, "x", 0.9)] + list(OBSERVED[1:]), "non-numeric"),
+    ],
+)
+def test_fit_mia_bad_input(tmp_path, header, rows, match):
+    res = runner.invoke(
+        app,
+        ["laws", "fit-mia", _csv(tmp_path / "t.csv", rows, header), "--out", str(tmp_path / "o")],
+    )
+    assert isinstance(res.exception, UserError), res.output
+    assert match in str(res.exception)
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_fit_mia_missing_file(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        laws.fit_mia_table(tmp_path / "nope.csv")

@@ -1,0 +1,183 @@
+"""PEFT/LoRA adapters: trained by the test on a tiny Llama in about a second, merged at load
+(scores equal the unmerged PEFT model's), recorded in manifests, the bare base as the default
+reference of audit and mia, and an adapter over another base refused with one sentence."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import helpers_hf as H
+from memlens.errors import UserError
+from memlens.models.finetune import LoraSettings, finetune_lora
+from memlens.models.hf import load_causal_lm
+from memlens.scoring import score_texts
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TRAIN = H.make_sentences(24, seed=11)
+TRAIN, HELDOUT = TRAIN[:12], TRAIN[12:]
+
+
+@pytest.fixture(scope="module", name="adapted")
+def adapted_fixture(tmp_path_factory):
+    """A tiny Llama base (trained 60 steps on other sentences of the language) and a LoRA adapter
+    fine-tuned on ``TRAIN`` (30 full-batch steps)."""
+    root = tmp_path_factory.mktemp("adapter")
+    tok = H.wordlevel_tokenizer()
+    with H.single_thread():
+        pretrained = H.train_lm(
+            H.tiny_llama(len(tok)), tok, H.make_sentences(60, seed=99), 60, 1e-2
+        )
+        base = H.save_lm(pretrained, tok, root / "base")
+        lm = load_causal_lm(base, device="cpu")
+        settings = LoraSettings(r=8, alpha=16, epochs=30, lr=3e-2, batch_size=12, warmup_steps=0)
+        finetune_lora(lm, TRAIN, root / "lora", settings)
+    H.write_lines(root / "train.txt", TRAIN)
+    H.write_lines(root / "heldout.txt", HELDOUT)
+    return root
+
+
+def test_merged_adapter_scores_equal_the_peft_model(adapted):
+    from peft import PeftModel
+
+    from memlens.models.loading import quiet_transformers
+
+    root = adapted
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lm = load_causal_lm(root / "base", device="cpu", adapter=root / "lora")
+    # transformers' deprecation notices (e.g. `is_gradient_checkpointing`, raised inside peft's
+    # from_pretrained) do not reach a user who loads an adapter through memlens.
+    assert [str(w.message) for w in caught] == []
+    merged = score_texts(lm, TRAIN + HELDOUT).bits
+    # The same adapter applied by peft without merging: the same code lengths (float rounding).
+    plain = load_causal_lm(root / "base", device="cpu")
+    with quiet_transformers():  # peft called directly, as memlens does it
+        plain.model = PeftModel.from_pretrained(plain.model, str(root / "lora")).eval()
+    unmerged = score_texts(plain, TRAIN + HELDOUT).bits
+    n = np.array([len(t.split()) for t in TRAIN + HELDOUT])
+    assert np.max(np.abs(merged - unmerged) / n) < 1e-4
+    # Fine-tuning lowered the code length of its training texts more than that of held-out ones.
+    base = score_texts(load_causal_lm(root / "base", device="cpu"), TRAIN + HELDOUT).bits
+    gain = base - merged
+    assert gain[:12].mean() > gain[12:].mean() + 20.0
+    a = lm.describe()["adapter"]
+    assert a["merged"] and a["base_fingerprint_checked"] and a["peft_type"] == "LORA"
+    assert a["r"] == 8 and a["lora_alpha"] == 16 and "q_proj" in a["target_modules"]
+    assert "lm_head" not in a["target_modules"]
+
+
+def test_adapter_over_another_base_is_refused(adapted, tmp_path):
+    root = adapted
+    tok = H.wordlevel_tokenizer()
+    # Same shapes, other weights: caught by the base fingerprint memlens recorded.
+    other = H.save_lm(H.tiny_llama(len(tok), seed=1), tok, tmp_path / "other")
+    with pytest.raises(UserError, match="trained on a different base"):
+        load_causal_lm(other, device="cpu", adapter=root / "lora")
+    # Another width: caught by the shapes of the LoRA factors (no fingerprint needed).
+    (root / "lora" / "memlens_adapter.json").rename(tmp_path / "record.json")
+    try:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=48,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
+        wide = H.save_lm(LlamaForCausalLM(cfg), tok, tmp_path / "wide")
+        with pytest.raises(UserError, match="trained for a different base: its factors for"):
+            load_causal_lm(wide, device="cpu", adapter=root / "lora")
+    finally:
+        (tmp_path / "record.json").rename(root / "lora" / "memlens_adapter.json")
+    with pytest.raises(UserError, match="holds no adapter_config.json"):
+        load_causal_lm(root / "base", device="cpu", adapter=root / "base")
+
+
+def cli(args, capsys, monkeypatch):
+    from memlens import cli as memlens_cli
+
+    capsys.readouterr()  # only the command's own output below
+    monkeypatch.setattr(sys, "argv", ["memlens", *map(str, args)])
+    with pytest.raises(SystemExit) as exc:
+        memlens_cli.main()
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_audit_and_mia_with_adapter_default_to_the_bare_base(
+    adapted, tmp_path, capsys, monkeypatch
+):
+    root = adapted
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "audit"
+    args = ["audit", "--model", root / "base", "--adapter", root / "lora"]
+    args += ["--train", root / "train.txt", "--heldout", root / "heldout.txt", "--out", out]
+    code, stdout, err = cli(
+        [*args, "--prefix", "4", "--suffix", "4", "--device", "cpu"], capsys, monkeypatch
+    )
+    assert code in (0, None), err
+    assert "(merged)" in stdout and err == ""
+    summary = json.loads((out / "audit.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (
+        summary["reference"]["name"] == str(root / "base") and "adapter" not in summary["reference"]
+    )
+    assert summary["target"]["adapter"]["path"] == str(root / "lora")
+    assert (
+        manifest["config"]["adapter"] == str(root / "lora")
+        and manifest["config"]["reference"] is None
+    )
+    # Reference code lengths are the bare base's own.
+    base = score_texts(load_causal_lm(root / "base", device="cpu"), TRAIN)
+    import pandas as pd
+
+    df = pd.read_parquet(out / "samples.parquet")
+    got = df[df.split == "train"].sort_values("sample")["reference_bits"].to_numpy()
+    assert np.allclose(got, base.bits, atol=1e-6)
+    assert summary["train"]["mean_unintended_bits"] > summary["heldout"]["mean_unintended_bits"]
+
+    mia = tmp_path / "mia"
+    args = ["mia", "--model", root / "base", "--adapter", root / "lora", "--attacks", "loss,ref"]
+    args += ["--members", root / "train.txt", "--nonmembers", root / "heldout.txt", "--out", mia]
+    code, stdout, err = cli([*args, "--n-boot", "50", "--device", "cpu"], capsys, monkeypatch)
+    assert code in (0, None), err
+    result = json.loads((mia / "mia.json").read_text())
+    assert [r["name"] for r in result["references"]] == [str(root / "base")]
+    assert result["model"]["adapter"]["merged"] is True
+    assert result["attacks"]["ref"]["auc"] > 0.9
+
+
+def test_adapter_over_another_base_cli_one_sentence(adapted, tmp_path, capsys, monkeypatch):
+    root = adapted
+    tok = H.wordlevel_tokenizer()
+    other = H.save_lm(H.tiny_llama(len(tok), seed=2), tok, tmp_path / "other")
+    args = ["audit", "--model", other, "--adapter", root / "lora", "--train", root / "train.txt"]
+    args += ["--heldout", root / "heldout.txt", "--out", tmp_path / "run", "--device", "cpu"]
+    code, _, err = cli(args, capsys, monkeypatch)
+    assert code == 2 and "trained on a different base" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+    # Without an adapter the reference is required.
+    args = ["audit", "--model", other, "--train", root / "train.txt"]
+    args += ["--heldout", root / "heldout.txt", "--out", tmp_path / "run"]
+    code, _, err = cli(args, capsys, monkeypatch)
+    assert code == 2 and "needs a --reference model" in err
+
+
+def test_finetune_lora_leaves_the_base_unchanged(adapted):
+    root = adapted
+    lm = load_causal_lm(root / "base", device="cpu")
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    finetune_lora(lm, TRAIN[:2], root / "lora2", LoraSettings(r=2, alpha=4, epochs=1, batch_size=2))
+    after = lm.model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)

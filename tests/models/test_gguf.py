@@ -1,0 +1,192 @@
+"""GGUF checkpoints: a tiny Llama written to GGUF by the test (quantized by the ``gguf`` package)
+loads through memlens, its code lengths equal the Hugging Face model's own loss on the
+dequantized weights, the float weights are cached, and unreadable files get one sentence."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+import torch
+
+import helpers_gguf as G
+import helpers_hf as H
+from memlens.errors import UserError
+from memlens.models.gguf import find_gguf
+from memlens.models.hf import load_causal_lm
+from memlens.scoring import score_texts
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TEXTS = H.make_sentences(40, seed=3)
+
+
+def _tiny_llama(vocab_size: int, tie: bool = False):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention, as SmolLM2 (9 heads, 3 KV heads)
+        max_position_embeddings=64,
+        bos_token_id=0,
+        eos_token_id=0,
+        tie_word_embeddings=tie,
+    )
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module", name="tiny")
+def tiny_fixture(tmp_path_factory):
+    """A tiny GQA Llama with tied embeddings (as SmolLM2) written as Q8_0 GGUF, and the Hugging
+    Face model holding the same dequantized weights."""
+    root = tmp_path_factory.mktemp("gguf")
+    tok = G.byte_bpe_tokenizer(TEXTS)
+    model = _tiny_llama(len(tok), tie=True)
+    dequantized = G.write_llama_gguf(model, tok, root / "tiny.gguf", "Q8_0")
+    ref = _tiny_llama(len(tok), tie=True)
+    ref.load_state_dict(dequantized)
+    # Quantization changed the weights (so the test below compares against the dequantized ones).
+    assert not torch.equal(
+        ref.model.layers[0].mlp.up_proj.weight, model.model.layers[0].mlp.up_proj.weight
+    )
+    return root, tok, ref
+
+
+def _hf_bits(model, tok, text: str) -> tuple[float, int]:
+    """The Hugging Face model's own loss on BOS + text, as bits for the whole text."""
+    ids = torch.tensor([[tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]])
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=ids).loss.item()  # mean nats per predicted token
+    n = ids.shape[1] - 1
+    return loss * n / math.log(2), n
+
+
+def test_gguf_bits_equal_hf_loss_of_dequantized_model(tiny, tmp_path, monkeypatch):
+    root, tok, ref = tiny
+    monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
+    lm = load_causal_lm(root / "tiny.gguf", device="cpu")
+    d = lm.describe()
+    assert d["source"] == "gguf" and d["dtype"] == "float32"
+    ck = d["checkpoint"]
+    assert ck["quantization"] == "Q8_0" and ck["tensor_types"] == {
+        "Q8_0": 15,
+        "F32": 5,
+    }  # 2 x 7 matrices + embedding; norms
+    assert ck["architecture"] == "llama" and ck["dequantized_dtype"] == "float32"
+    # The tokenizer comes out of the GGUF file and encodes as the original does.
+    for t in TEXTS[:5]:
+        assert (
+            lm.tokenizer(t, add_special_tokens=False)["input_ids"]
+            == tok(t, add_special_tokens=False)["input_ids"]
+        )
+    # Weights: exactly the dequantized ones.
+    for name, p in ref.state_dict().items():
+        assert torch.equal(lm.model.state_dict()[name], p), name
+    scored = score_texts(lm, TEXTS[:8], batch_size=3)
+    for i, text in enumerate(TEXTS[:8]):
+        bits, n = _hf_bits(ref, tok, text)
+        assert abs(scored.bits[i] - bits) / n < 1e-4
+
+
+def test_gguf_dequantized_weights_are_cached(tiny, tmp_path, monkeypatch):
+    root, _, _ = tiny
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    first = load_causal_lm(root, device="cpu")  # a directory holding one .gguf works too
+    cached = sorted((cache / "gguf").iterdir())
+    assert len(cached) == 1 and (cached[0] / "model.safetensors").is_file()
+    info = json.loads((cached[0] / "memlens_gguf.json").read_text())
+    assert cached[0].name == info["sha256"][:16]
+    # The second load reads the cache: it works even when transformers' GGUF reader cannot.
+    import transformers.modeling_gguf_pytorch_utils as gg
+
+    monkeypatch.setattr(gg, "load_gguf_checkpoint", lambda *a, **k: 1 / 0)
+    second = load_causal_lm(root / "tiny.gguf", device="cpu")
+    assert second.describe()["checkpoint"]["sha256"] == first.describe()["checkpoint"]["sha256"]
+    assert torch.equal(second.model.lm_head.weight, first.model.lm_head.weight)
+
+
+def test_find_gguf(tmp_path):
+    assert find_gguf(tmp_path) is None
+    (tmp_path / "a.gguf").write_bytes(b"x")
+    assert find_gguf(tmp_path) == tmp_path / "a.gguf"
+    (tmp_path / "b.gguf").write_bytes(b"x")
+    with pytest.raises(UserError, match="holds 2 GGUF files"):
+        find_gguf(tmp_path)
+    (tmp_path / "config.json").write_text("{}")  # a Hugging Face directory is not a GGUF one
+    assert find_gguf(tmp_path) is None
+
+
+def cli(args, capsys, monkeypatch):
+    from memlens import cli as memlens_cli
+
+    capsys.readouterr()  # only the command's own output below
+    monkeypatch.setattr(sys, "argv", ["memlens", *map(str, args)])
+    with pytest.raises(SystemExit) as exc:
+        memlens_cli.main()
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+@pytest.fixture(name="bad_checkpoints")
+def bad_checkpoints_fixture(tiny, tmp_path):
+    """A GGUF of an architecture transformers does not know, a file that is not GGUF, a
+    truncated safetensors checkpoint and a directory with only a pickled pytorch_model.bin."""
+    import pathlib
+    import shutil
+
+    root, tok, ref = tiny
+    G.write_llama_gguf(ref, tok, tmp_path / "odd.gguf", "F32", architecture="memlens-toy")
+    (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
+    good = H.save_lm(ref, tok, tmp_path / "good")
+    trunc = tmp_path / "truncated"
+    shutil.copytree(good, trunc)
+    data = (trunc / "model.safetensors").read_bytes()
+    (trunc / "model.safetensors").write_bytes(data[: len(data) // 2])
+    pickled = tmp_path / "pickled"
+    shutil.copytree(good, pickled)
+    (pickled / "model.safetensors").unlink()
+    state = dict(ref.state_dict())
+    state["note"] = pathlib.PurePosixPath("objects beyond tensors need unpickling")
+    torch.save(state, pickled / "pytorch_model.bin")
+    H.write_lines(tmp_path / "a.txt", TEXTS[:4])
+    H.write_lines(tmp_path / "b.txt", TEXTS[4:8])
+    return tmp_path, good
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            "odd.gguf",
+            "transformers cannot load the GGUF file odd.gguf (architecture 'memlens-toy')",
+        ),
+        ("junk.gguf", "is not a readable GGUF file"),
+        ("truncated", "damaged or incomplete"),
+        ("pickled", "holds a pickled PyTorch checkpoint with objects other than tensors"),
+    ],
+)
+@pytest.mark.parametrize("command", ["audit", "mia"])
+def test_bad_checkpoints_one_sentence_exit_2(
+    bad_checkpoints, capsys, monkeypatch, model, message, command
+):
+    where, good = bad_checkpoints
+    a, b = where / "a.txt", where / "b.txt"
+    monkeypatch.setenv("MEMLENS_CACHE", str(where / "cache"))
+    if command == "audit":
+        args = ["audit", "--model", where / model, "--reference", good]
+        args += ["--train", a, "--heldout", b, "--out", where / "run"]
+    else:
+        args = ["mia", "--model", where / model, "--members", a, "--nonmembers", b]
+        args += ["--out", where / "run"]
+    code, _, err = cli([*args, "--device", "cpu"], capsys, monkeypatch)
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (where / "cache" / "gguf").exists() or not any((where / "cache" / "gguf").iterdir())

@@ -1,0 +1,305 @@
+"""End-to-end tests of ``memlens shadow train|attack|memorization`` on tiny worlds (seconds each)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from memlens.cli import main
+
+# A tiny synthetic world: 40 uniform sequences of 8 tokens over V=16, 1-layer d=16 GPTs.
+TINY = ["--synthetic", "uniform", "--vocab-size", "16", "--seq-len", "8", "--n-examples", "40",
+        "--shape", "1,16", "--steps", "40", "--batch-size", "8", "--lr", "0.01", "--device", "cpu"]  # fmt: skip
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["memlens", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def words_pool(path, n, seed):
+    rng = np.random.default_rng(seed)
+    vocab = ["the", "king", "said", "to", "a", "fool", "and", "his", "queen", "of", "night",
+             "sea", "crown", "love", "time", "sword", "gold", "rain", "fair", "lord"]  # fmt: skip
+    lines = [" ".join(rng.choice(vocab, size=rng.integers(4, 9))) for _ in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    from memlens.shadow import ShadowTrainConfig, run
+
+    out = tmp_path_factory.mktemp("shadow") / "synth"
+    cfg = ShadowTrainConfig(
+        synthetic="uniform", vocab_size=16, seq_len=8, n_examples=40, n_layer=1, d_model=16,
+        steps=40, batch_size=8, lr=0.01, device="cpu", n_models=6, stack_size=2,
+    )  # fmt: skip
+    with torch.inference_mode(False):
+        run(cfg, out)
+    return cfg, out
+
+
+def test_train_writes_a_balanced_design_and_signals(synthetic_run):
+    _, out = synthetic_run
+    keep = np.load(out / "keep.npy")
+    assert keep.shape == (6, 32) and np.all(keep.sum(0) == 3)  # 40 examples, 8 population
+    with np.load(out / "signals.npz") as z:
+        assert z["loglik_bits"].shape == (6, 32) and z["z_loglik_bits"].shape == (6, 8)
+        assert np.all(z["loglik_bits"] <= 0) and np.all((z["accuracy"] >= 0) & (z["accuracy"] <= 1))
+    summary = json.loads((out / "shadow.json").read_text())
+    assert summary["n_models"] == 6 and len(summary["stacks"]) == 3
+    assert (out / "models" / "model_05" / "model.safetensors").exists()
+    # the models learned their own half better than the other half
+    assert summary["mean_in_bits_per_token"] < summary["mean_out_bits_per_token"]
+
+
+def test_rerun_is_deterministic_and_interrupted_train_resumes(synthetic_run, tmp_path):
+    """An interrupted run keeps its finished stacks; the rerun trains only the rest and matches."""
+    from memlens.progress import ProgressEvent
+    from memlens.shadow import run
+
+    cfg, full = synthetic_run
+    part = tmp_path / "part"
+    seen = []
+
+    def stop_in_second_stack(event: ProgressEvent) -> None:
+        seen.append(event.task)
+        if event.task == "stack 1":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, part, progress=stop_in_second_stack)
+    assert seen[0] == "stack 0" and seen[-1] == "stack 1"
+    assert (part / "cells" / "stack-0.json").exists() and not (
+        part / "cells" / "stack-1.json"
+    ).exists()
+    before = (part / "models" / "model_00" / "model.safetensors").stat().st_mtime_ns
+    res = run(cfg, part)
+    assert [s["reused"] for s in res.summary.stacks] == [True, False, False]
+    assert res.reused == ["stack 0"]
+    assert (part / "models" / "model_00" / "model.safetensors").stat().st_mtime_ns == before
+    with np.load(full / "signals.npz") as a, np.load(part / "signals.npz") as b:
+        for k in a.files:  # same seed, same numbers: deterministic and resumed == uninterrupted
+            assert np.array_equal(a[k], b[k]), k
+    assert np.array_equal(np.load(full / "keep.npy"), np.load(part / "keep.npy"))
+
+
+def test_cli_train_attack_memorization_on_a_synthetic_world(
+    synthetic_run, tmp_path, monkeypatch, capsys
+):
+    _, out = synthetic_run
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                            "--out", str(tmp_path / "atk"), "--n-boot", "20")  # fmt: skip
+    assert code == 0, err
+    mia = json.loads((tmp_path / "atk" / "mia.json").read_text())
+    assert set(mia["attacks"]) == {
+        "lira_online", "lira_online_fixed_var", "lira_offline", "lira_offline_fixed_var",
+        "rmia_online", "rmia_offline", "loss", "min_k", "min_k_pp",
+    }  # fmt: skip
+    # same schema as memlens mia, with TPR at 0% FPR and Clopper-Pearson intervals
+    for key in ("n_members", "n_nonmembers", "n_samples", "fpr_levels", "rule", "convention"):
+        assert key in mia
+    m = mia["attacks"]["lira_online"]
+    assert set(m["tpr_at_fpr"]) == {"0.0", "0.0001", "0.001", "0.01"} and "0.0" in m["tpr_ci"]
+    assert mia["n_members"] == mia["n_nonmembers"] == 6 * 32 // 2
+    assert (tmp_path / "atk" / "roc.png").exists()
+    assert "leave-one-model-out" in stdout
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
+                            "--out", str(tmp_path / "mem"), "--top", "3")  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((tmp_path / "mem" / "memorization.json").read_text())
+    assert summary["models_per_estimate"] == {
+        "in": 3, "out": 3, "rule": summary["models_per_estimate"]["rule"]
+    }  # fmt: skip
+    assert "counterfactual memorization" in stdout
+    # --json prints the summary the run wrote, and only that, on stdout
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
+                            "--out", str(tmp_path / "mem-json"), "--top", "3", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout) == json.loads(
+        (tmp_path / "mem-json" / "memorization.json").read_text()
+    )
+
+
+def test_report_shows_the_headline_numbers_of_shadow_runs(
+    synthetic_run, tmp_path, monkeypatch, capsys
+):
+    """``memlens report`` on a shadows directory, an attack and a memorization run: each shows
+    its own headline numbers (read from the typed JSONs) and the attack table."""
+    from memlens.report.html import esc, fmt
+    from memlens.shadow import MemorizationConfig, ShadowAttackConfig, run
+
+    _, out = synthetic_run
+    atk = run(ShadowAttackConfig(shadows=str(out), n_boot=10), tmp_path / "atk")
+    mem = run(MemorizationConfig(shadows=str(out)), tmp_path / "mem")
+    html = tmp_path / "report.html"
+    code, stdout, err = cli(monkeypatch, capsys, "report", str(out), str(atk.out_dir),
+                            str(mem.out_dir), "--out", str(html))  # fmt: skip
+    assert code == 0 and "3 runs" in stdout, err
+    page = html.read_text(encoding="utf-8")
+    assert "headline numbers for" not in page  # no adapter failed
+    trained = json.loads((out / "shadow.json").read_text())
+    attacked = json.loads((atk.out_dir / "mia.json").read_text())
+    memorized = json.loads((mem.out_dir / "memorization.json").read_text())
+    best = max(attacked["attacks"], key=lambda k: attacked["attacks"][k]["auc"])
+    expected = [
+        ("shadow models", trained["n_models"]),
+        ("loss on own half (bits/token)", trained["mean_in_bits_per_token"]),
+        ("loss on other half (bits/token)", trained["mean_out_bits_per_token"]),
+        ("mode", "leave-one-model-out"),
+        ("members", 6 * 32 // 2),
+        ("best attack", best),
+        ("best ROC-AUC", attacked["attacks"][best]["auc"]),
+        ("loss attack ROC-AUC", attacked["attacks"]["loss"]["auc"]),
+        ("mean counterfactual memorization (accuracy)", memorized["mean_mem_accuracy"]),
+        ("IN models per estimate", 3),
+    ]
+    for label, value in expected:
+        td = '<td class="num">' if isinstance(value, (int, float)) else "<td>"
+        assert f"<th>{esc(label)}</th>{td}{fmt(value)}</td>" in page, label
+    # the extra tables: every attack's metrics, the most memorized examples
+    attacks_table = page.split("<h3>attacks</h3>")[1].split("</table>")[0]
+    assert all(f"<td>{name}</td>" in attacks_table for name in attacked["attacks"])
+    assert "<h3>most memorized examples</h3>" in page
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shadow_text")
+    lines = words_pool(root / "pool.txt", 48, seed=0)
+    out = root / "shadows"
+    args = ["shadow", "train", "--pool", str(root / "pool.txt"), "--models", "4", "--vocab-size",
+            "280", "--seq-len", "16", "--shape", "1,16", "--steps", "30", "--batch-size", "8",
+            "--lr", "0.01", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    return root, lines, out, args
+
+
+def test_cli_text_pool_and_a_target_model(text_run, tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    root, lines, out, args = text_run
+    code, stdout, err = cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert "4 shadow GPTs" in stdout and (out / "tokenizer" / "tokenizer.json").exists()
+    pool = pd.read_parquet(out / "pool.parquet")
+    keep = np.load(out / "keep.npy")
+    cand = pool[pool.role == "candidate"].text.tolist()
+    # shadow 0 as the user's target: its members and non-members among the candidates
+    (tmp_path / "m.txt").write_text(
+        "\n".join(t for t, k in zip(cand, keep[0], strict=True) if k) + "\n"
+    )
+    (tmp_path / "n.txt").write_text(
+        "\n".join(t for t, k in zip(cand, keep[0], strict=True) if not k) + "\n"
+    )
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                            "--target", str(out / "models" / "model_00"), "--members",
+                            str(tmp_path / "m.txt"), "--nonmembers", str(tmp_path / "n.txt"),
+                            "--out", str(tmp_path / "atk"), "--n-boot", "10")  # fmt: skip
+    assert code == 0, err
+    mia = json.loads((tmp_path / "atk" / "mia.json").read_text())
+    assert mia["mode"] == "target" and "zlib" in mia["attacks"]
+    # a rerun of the same command reuses all stacks
+    code, stdout, err = cli(monkeypatch, capsys, *args)
+    assert code == 0 and "reused 1 finished stack(s)" in stdout
+    # counterfactual memorization joined with an audit's per-text unintended bits
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    pd.DataFrame({"text": cand[:10], "unintended_bits": np.arange(10.0)}).to_parquet(
+        audit / "samples.parquet"
+    )
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
+                            "--audit", str(audit), "--pool", str(root / "pool.txt"),
+                            "--out", str(tmp_path / "mem"))  # fmt: skip
+    assert code == 0, err
+    table = pd.read_parquet(tmp_path / "mem" / "memorization.parquet")
+    assert table["unintended_bits"].notna().sum() >= 10 and "found in the audit" in stdout
+    summary = json.loads((tmp_path / "mem" / "memorization.json").read_text())
+    assert "mem_accuracy~unintended_bits:all" in summary["spearman"]
+
+
+def _one_line_exit_2(code, err, fragment):
+    assert code == 2, err
+    err = err.strip()
+    assert err.startswith("error: ") and fragment in err, err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_bad_input_is_one_sentence_and_exit_2(text_run, tmp_path, monkeypatch, capsys):
+    root, lines, out, args = text_run
+    if not (out / "shadow.json").exists():
+        assert cli(monkeypatch, capsys, *args)[0] == 0
+    # a pool of one example
+    (tmp_path / "one.txt").write_text("only one line\n")
+    code, _, err = cli(monkeypatch, capsys, "shadow", "train", "--pool", str(tmp_path / "one.txt"),
+                       "--out", str(tmp_path / "o1"))  # fmt: skip
+    _one_line_exit_2(code, err, "at least 2 examples")
+    assert not (tmp_path / "o1").exists()
+    # an odd number of models
+    code, _, err = cli(monkeypatch, capsys, "shadow", "train", *TINY, "--models", "5",
+                       "--out", str(tmp_path / "o2"))  # fmt: skip
+    _one_line_exit_2(code, err, "must be even")
+    # the shadows directory of another pool: train into it with another pool, or check a pool
+    other = tmp_path / "other.txt"
+    words_pool(other, 48, seed=1)
+    bad = [a if a != str(root / "pool.txt") else str(other) for a in args]
+    work = tmp_path / "copy"
+    shutil.copytree(out, work)
+    bad[bad.index("--out") + 1] = str(work)
+    code, _, err = cli(monkeypatch, capsys, *bad)
+    _one_line_exit_2(code, err, "trained on another pool")
+    code, _, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
+                       "--pool", str(other), "--out", str(tmp_path / "o3"))  # fmt: skip
+    _one_line_exit_2(code, err, "trained on another pool")
+    # a target whose tokenizer differs from the shadows'
+    from memlens.shadow.world import train_tokenizer
+
+    target = tmp_path / "target"
+    shutil.copytree(out / "models" / "model_00", target)
+    train_tokenizer(words_pool(tmp_path / "t.txt", 30, seed=5), 270).save_pretrained(target)
+    (tmp_path / "m.txt").write_text(lines[0] + "\n")
+    (tmp_path / "n.txt").write_text(lines[1] + "\n")
+    code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out), "--target",
+                       str(target), "--members", str(tmp_path / "m.txt"), "--nonmembers",
+                       str(tmp_path / "n.txt"), "--out", str(tmp_path / "o4"))  # fmt: skip
+    _one_line_exit_2(code, err, "differs from the shadows' tokenizer")
+    # not a shadows directory
+    code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(tmp_path),
+                       "--out", str(tmp_path / "o5"))  # fmt: skip
+    _one_line_exit_2(code, err, "not a finished shadows directory")
+
+
+def test_config_file_and_two_models(tmp_path, monkeypatch, capsys):
+    """Settings from a TOML file (flags unset do not override it); K = 2 gives counterfactual
+    memorization on one model a side, with no library warning on the console."""
+    (tmp_path / "s.toml").write_text(
+        'synthetic = "markov"\nvocab_size = 16\nseq_len = 8\nn_examples = 30\nn_models = 2\n'
+        'n_layer = 1\nd_model = 16\nsteps = 10\nbatch_size = 4\ndevice = "cpu"\n'
+    )
+    out = tmp_path / "sh"
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "train", "--config",
+                            str(tmp_path / "s.toml"), "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert (
+        "Markov source" in stdout and json.loads((out / "shadow.json").read_text())["n_models"] == 2
+    )
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
+                            "--out", str(tmp_path / "m"))  # fmt: skip
+    assert code == 0 and "Warning" not in err, err
+    code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                       "--out", str(tmp_path / "a"))  # fmt: skip
+    _one_line_exit_2(code, err, "at least 6 shadow models")

@@ -1,0 +1,101 @@
+"""The top-level API: ``import memlens`` is light, every exported name resolves, and
+:func:`memlens.run` is each capability's own ``run``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import memlens
+from memlens.errors import UserError
+
+
+def test_import_memlens_does_not_import_torch():
+    code = (
+        "import sys, memlens, memlens.models, memlens.data; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_exported_name_resolves():
+    for name in memlens.__all__:
+        assert getattr(memlens, name) is not None, name
+    assert set(memlens.__all__) <= set(dir(memlens))
+    from memlens.models.hf import load_causal_lm
+    from memlens.units import capacity_bits
+
+    assert memlens.load_causal_lm is load_causal_lm
+    assert memlens.capacity_bits is capacity_bits
+    assert memlens.capacity_bits(1_000_000) == 3_640_000.0
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        memlens.nope  # noqa: B018
+
+
+def test_every_package_states_a_public_api_that_resolves():
+    import importlib
+
+    for package in memlens._PACKAGES:
+        module = importlib.import_module(f"memlens.{package}")
+        assert module.__all__, package
+        for name in module.__all__:
+            assert getattr(module, name) is not None, (package, name)
+
+
+def test_run_dispatches_to_the_capabilitys_own_run(tmp_path):
+    from memlens.prior.recipe import TheoryConfig
+    from memlens.prior.recipe import run as prior_run
+
+    config = TheoryConfig(gamma=2.0, r2=1.0, sigma2=0.25)
+    ours = memlens.run(config, tmp_path / "a")
+    theirs = prior_run(config, tmp_path / "b")
+    assert type(ours.summary) is type(theirs.summary)
+    assert ours.summary.to_json() == theirs.summary.to_json()
+    assert ours.out_dir == tmp_path / "a"
+    a = json.loads((tmp_path / "a" / "theory.json").read_text())
+    assert a == json.loads((tmp_path / "b" / "theory.json").read_text())
+
+
+def test_run_answers_a_size_question_without_a_directory():
+    from memlens.laws import SizeConfig
+
+    result = memlens.run(SizeConfig(params=1e6, n_sequences=1000, vocab_size=2048))
+    # 3.64 bits/param * 1e6 params; 1000 sequences of 64 tokens at log2(2048) = 11 bits.
+    assert result.summary.capacity_bits == 3_640_000.0
+    assert result.out_dir is None
+
+
+def test_run_refuses_an_unknown_config_in_one_sentence():
+    with pytest.raises(
+        UserError, match=r"^memlens.run needs a capability's config .* got a dict\.$"
+    ):
+        memlens.run({"gamma": 2.0})
+
+
+def test_every_recipe_target_exists():
+    import importlib
+
+    from memlens.recipes import RECIPES
+
+    for config, recipe in RECIPES.items():
+        for target in (config, recipe):
+            module, _, name = target.partition(":")
+            assert callable(getattr(importlib.import_module(module), name)), target
+        # dispatch reads the class's own module and name: the key must be where it is defined
+        module, _, name = config.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        assert f"{cls.__module__}:{cls.__qualname__}" == config
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import memlens.recipes
+
+    for mod in (memlens, memlens.recipes):
+        result = doctest.testmod(mod)
+        assert result.attempted >= 2 and result.failed == 0, mod.__name__
