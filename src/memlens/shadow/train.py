@@ -10,7 +10,9 @@ disk). After training, the stack scores *every* example of the pool (candidates 
 in one :func:`memlens.scoring.score_tokens` pass over ``[K_s, N, S]``.
 
 The number of steps is fixed (``min_steps = max_steps``): shadow models must be trained like the
-target they imitate, not to each one's own plateau. Evaluation inside the training loop (the
+target they imitate, not to each one's own plateau. Examples are right-padded to the pool's
+``seq_len``; the loss averages over each example's real next-token targets only (``lengths``),
+so no capacity goes to predicting padding and the training loss is the loss the scores measure. Evaluation inside the training loop (the
 memorization curve) runs ``n_evals`` times and reports progress.
 """
 
@@ -58,8 +60,11 @@ def train_stack(
     data = torch.zeros(Ks, n_max, tokens.shape[1], dtype=torch.long)
     H = job.get("entropy_bits")
     ent = np.zeros((Ks, n_max))
+    pool_lengths = np.asarray(job["lengths"], dtype=np.int64)
+    lengths = np.zeros((Ks, n_max), dtype=np.int64)  # rows past a model's half: never drawn
     for j, r in enumerate(rows):
         data[j, : len(r)] = tokens[r]
+        lengths[j, : len(r)] = pool_lengths[r]
         if H is not None:
             ent[j, : len(r)] = np.asarray(H)[r]
     gen = torch.Generator().manual_seed(int(job["seed"]))
@@ -79,6 +84,7 @@ def train_stack(
         seed=int(job["seed"]),
         device=device,
         progress=report,
+        lengths=lengths,  # the loss averages over real tokens only: padding is not trained on
     )
     train_seconds = time.perf_counter() - t0
     model.eval()
@@ -87,7 +93,7 @@ def train_stack(
     scores = score_tokens(
         gpt_forward(model),
         stacked,
-        lengths=np.asarray(job["lengths"]),
+        lengths=pool_lengths,
         batch_size=int(job["score_batch"]),
         device=device,
         stats=True,

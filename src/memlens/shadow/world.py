@@ -17,9 +17,9 @@ Two kinds of world:
   first token is coded uniformly by every model alike and is not scored.
 
 Examples shorter than ``seq_len`` are right-padded with the padding id; the padded positions
-ride along in training (a model learns to continue padding with padding, which costs it almost
-nothing) but are never scored: causal attention keeps them from changing any real token's
-prediction.
+are neither trained on (the training loss averages over each example's real next-token targets,
+``lengths`` of :func:`memlens.training.train_to_saturation`) nor scored: causal attention keeps
+them from changing any real token's prediction.
 
 A share ``population_frac`` of the examples (chosen among texts that occur once) is the
 *population*: OUT for every shadow model, scored by all of them, the ``z`` samples of RMIA.

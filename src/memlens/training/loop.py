@@ -208,13 +208,21 @@ def train(
 
 
 def next_token_loss(
-    model: nn.Module, tokens: Tensor, autocast: torch.dtype | None = None
+    model: nn.Module,
+    tokens: Tensor,
+    autocast: torch.dtype | None = None,
+    lengths: Tensor | None = None,
 ) -> Tensor:
     """Sum over the K models of a GPT stack of each one's mean next-token cross-entropy (nats).
 
     ``tokens`` is ``[K, B, S]``. The output layer and the loss are fused
     (:func:`memlens.training.fused.linear_cross_entropy`): the ``[K, B*(S-1), V]`` logits are never
     materialized. With ``autocast`` (``torch.bfloat16``) the model body runs in that dtype.
+
+    ``lengths`` (``[K, B]``, optional): the real tokens of each row, right padding beyond. Then
+    only targets inside a row count (position ``t`` predicts token ``t + 1`` only while
+    ``t + 1 < length``), and each model's loss is the mean over its real targets in the batch:
+    the padding is not trained on. Without it every position counts (data of fixed length).
     """
     K = tokens.shape[0]
     if autocast is not None:
@@ -222,7 +230,11 @@ def next_token_loss(
             hidden = model.hidden(tokens[..., :-1])
     else:
         hidden = model.hidden(tokens[..., :-1])
-    return linear_cross_entropy(hidden, model.wte, tokens[..., 1:].reshape(K, -1))
+    mask = None
+    if lengths is not None:
+        targets_at = torch.arange(1, tokens.shape[-1], device=tokens.device)
+        mask = (targets_at < lengths.to(tokens.device).unsqueeze(-1)).reshape(K, -1)
+    return linear_cross_entropy(hidden, model.wte, tokens[..., 1:].reshape(K, -1), mask=mask)
 
 
 @torch.no_grad()

@@ -149,11 +149,14 @@ def evaluate_memorization(
     first_token_bits: float,
     batch_size: int = 256,
     autocast_dtype: torch.dtype | None = None,
+    lengths: Tensor | np.ndarray | None = None,
 ) -> tuple[list[float], list[np.ndarray]]:
     """Memorized bits of each model on its own training set, via the shared scoring pass.
 
     ``data`` is ``[K, N_max, S]`` (model k uses its first ``sizes[k]`` rows); ``entropy_bits``
     is ``H(x)`` per sequence under the true source (a scalar for uniform data, or ``[K, N_max]``).
+    ``lengths`` (``[K, N_max]``, optional): the real tokens of each row; the code length counts
+    only predicted tokens inside a row (the padding beyond is not charged).
     Returns per-model total memorized bits ``sum_x max(0, H(x) - NLL_bits(x))`` and per-model
     per-sequence code lengths ``NLL_bits(x)`` (first token charged ``first_token_bits``).
     """
@@ -164,7 +167,12 @@ def evaluate_memorization(
         gpt_forward(model), data[:, :n_max], batch_size=batch_size, autocast_dtype=autocast_dtype
     )
     model.train(was_training)
-    nll = scores.nll_bits + first_token_bits  # [K, N_max]
+    if lengths is None:
+        nll = scores.nll_bits + first_token_bits  # [K, N_max]
+    else:  # per-model lengths: mask the predicted tokens t = 1..S-1 with t < length
+        L = np.asarray(torch.as_tensor(lengths).cpu())[:, :n_max, None]
+        real = np.arange(1, data.shape[-1]) < L  # [K, N_max, S-1]
+        nll = -np.where(real, scores.log2p, 0.0).sum(-1) + first_token_bits
     H = np.broadcast_to(np.asarray(entropy_bits, dtype=np.float64), nll.shape)
     totals, per_seq = [], []
     for k, n in enumerate(sizes):
@@ -187,6 +195,7 @@ def train_to_saturation(
     progress: ProgressFn | None = None,
     task: str = "training",
     time_budget_s: float | None = None,
+    lengths: Tensor | np.ndarray | None = None,
 ) -> TrainResult:
     """Train the K models of ``model`` on their datasets until every one is saturated.
 
@@ -203,6 +212,10 @@ def train_to_saturation(
     progress: receives a :class:`~memlens.progress.ProgressEvent` for ``task`` after every
         evaluation (steps done of the budget; note: the best memorized bits per parameter).
     time_budget_s: optional wall-clock cap; a run it stops is not saturated.
+    lengths: optional ``[K, N_max]`` real tokens of each row of ``data`` (right padding beyond,
+        e.g. texts of different lengths): the loss averages over real next-token targets only
+        (:func:`~memlens.training.loop.next_token_loss`) and the memorization measurements
+        charge only real tokens. Without it every position counts (fixed-length data).
 
     Returns
     -------
@@ -227,20 +240,38 @@ def train_to_saturation(
     stopped_by = "steps"
     start = time.perf_counter()
 
-    def batch_at(step: int) -> Tensor:
-        return data[model_index, batches.next().to(device)]  # [K, B, S]
+    if lengths is not None:
+        lengths = torch.as_tensor(np.asarray(lengths), dtype=torch.long).to(device)
+        if lengths.shape != data.shape[:2]:
+            raise ValueError("need lengths [K, N_max] like the first two axes of data")
+        n_tokens = [int(lengths[k, :n].sum()) for k, n in enumerate(sizes)]
+    else:
+        n_tokens = [n * data.shape[-1] for n in sizes]
+
+    def batch_at(step: int) -> Tensor | tuple[Tensor, Tensor]:
+        idx = batches.next().to(device)
+        if lengths is None:
+            return data[model_index, idx]  # [K, B, S]
+        return data[model_index, idx], lengths[model_index, idx]  # [K, B, S], [K, B]
+
+    def loss_of(m: GPT, batch: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+        if lengths is None:
+            return next_token_loss(m, batch, autocast)
+        tokens, rows_len = batch
+        return next_token_loss(m, tokens, autocast, lengths=rows_len)
 
     def measure(info: StepInfo) -> bool:
         nonlocal per_seq, stopped_by
         totals, per_seq = evaluate_memorization(
-            model, data, sizes, entropy_bits, first_token_bits, autocast_dtype=autocast
-        )
+            model, data, sizes, entropy_bits, first_token_bits, autocast_dtype=autocast,
+            lengths=lengths,
+        )  # fmt: skip
         elapsed = time.perf_counter() - start
         for k, c in enumerate(curves):
             c.steps.append(info.step)
             c.seconds.append(elapsed)
             c.memorized_bits.append(totals[k])
-            c.nll_bits_per_token.append(float(per_seq[k].sum() / (sizes[k] * data.shape[-1])))
+            c.nll_bits_per_token.append(float(per_seq[k].sum() / n_tokens[k]))
         for cb in callbacks or []:
             cb(model, info.step)
         emit(
@@ -272,7 +303,7 @@ def train_to_saturation(
         model,
         config,
         batch_at,
-        lambda m, batch: next_token_loss(m, batch, autocast),
+        loss_of,
         optimizer=optimizer,
         schedule=schedule,
         observers=[every(config.eval_every, measure)],
