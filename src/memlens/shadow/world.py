@@ -28,7 +28,6 @@ A share ``population_frac`` of the examples (chosen among texts that occur once)
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from memlens.errors import UserError
+from memlens.units import memorizable_bits, uniform_code_bits
 
 BOS_TEXT = "<|endoftext|>"
 MIN_VOCAB = 257  # 256 byte symbols + <|endoftext|>
@@ -223,7 +223,7 @@ def synthetic_pool(
         )
     if kind == "uniform":
         tokens = uniform_sequences(vocab_size, seq_len, n_examples, seed=seed).numpy()
-        H = np.full(n_examples, (seq_len - 1) * math.log2(vocab_size))
+        H = np.full(n_examples, memorizable_bits(seq_len, vocab_size))
         source = f"uniform tokens, V={vocab_size}, S={seq_len}"
     elif kind == "markov":
         src = MarkovSource(vocab_size, branching=branching, seed=seed)
@@ -245,5 +245,5 @@ def synthetic_pool(
         source=source,
         pool_sha256=hashlib.sha256(tokens.tobytes()).hexdigest()[:16],
         entropy_bits=H,
-        meta={"first_token_bits": math.log2(vocab_size)},
+        meta={"first_token_bits": uniform_code_bits(vocab_size)},
     )
