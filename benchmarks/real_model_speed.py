@@ -10,7 +10,8 @@ vocabulary 49152; the GGUF ``Q4_1`` file dequantized to float32), fetched with
 Both sides compute the same things, checked to agree:
 
 1. scoring: the code length in bits of every text. memlens: one batched pass
-   (:func:`memlens.scoring.score_texts`: sorted by length, padded per batch, attention-masked);
+   (:func:`memlens.scoring.score_texts`: sorted by length, padded per batch, attention-masked,
+   at most ``--batch-size`` texts and, by default, 2^25 / V padded tokens per pass);
    baseline: one forward per text (what a per-sample evaluation loop does).
 2. extraction: ``--suffix`` greedy tokens after each text's first ``--prefix`` tokens. memlens:
    batched KV-cached greedy decoding (:func:`memlens.scoring.extraction.k_extraction`); baseline:
@@ -23,8 +24,8 @@ at position ``t``; padding not counted) and that figure as a fraction of the mac
 matrix-product peak, timed in the same run (the best of several 2048^3 products, before and after
 the work, so a busy machine shows as a gap between the two).
 
-Usage: ``python benchmarks/real_model_speed.py [--n 64] [--batch-size 16] [--threads N]
-[--dtype float32]``
+Usage: ``python benchmarks/real_model_speed.py [--n 64] [--batch-size 32] [--max-tokens N]
+[--threads N] [--dtype float32] [--sweep]``
 """
 
 from __future__ import annotations
@@ -135,7 +136,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64, help="texts")
     ap.add_argument("--min-chars", type=int, default=200)
     ap.add_argument("--max-chars", type=int, default=1200)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=32, help="texts per pass (the audit's 32)")
+    ap.add_argument(
+        "--max-tokens", type=int, default=None,
+        help="padded tokens per scoring pass (default: memlens's, 2^25 / vocabulary)",
+    )  # fmt: skip
     ap.add_argument("--prefix", type=int, default=32)
     ap.add_argument("--suffix", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -177,7 +182,9 @@ def main() -> None:
         mem: dict[str, int] = {}
         t0 = time.perf_counter()
         with peak_memory(mem, "score_memlens", lm.device):
-            bits_m = score_texts(lm, texts, batch_size=args.batch_size).bits
+            bits_m = score_texts(
+                lm, texts, batch_size=args.batch_size, max_tokens=args.max_tokens
+            ).bits
         t_score_m = time.perf_counter() - t0
         t0 = time.perf_counter()
         with peak_memory(mem, "score_base", lm.device):
@@ -246,14 +253,15 @@ def main() -> None:
 
 
 def sweep(lm, texts, flops, n_tokens, peak, args) -> None:
-    """What was tried on the batched scoring path: batch size x threads, and bfloat16."""
+    """What was tried on the batched scoring path: batch size (with no token budget, and
+    memlens's default budget) x threads, and bfloat16."""
     from memlens.models.hf import load_causal_lm
     from memlens.scoring import score_texts
 
     ref = None
     print(f"{len(texts)} texts, {n_tokens} tokens; fp32 matmul peak {peak:.0f} GFLOP/s")
     print(
-        f"{'dtype':9s}{'threads':>8s}{'batch':>6s}{'wall s':>8s}{'tokens/s':>10s}{'% peak':>8s}{'max |dbits|/tok':>16s}"
+        f"{'dtype':9s}{'threads':>8s}{'batch':>6s}{'tokens':>8s}{'wall s':>8s}{'tokens/s':>10s}{'% peak':>8s}{'max |dbits|/tok':>16s}"
     )
     for dtype in ("float32", "bfloat16"):
         model = (
@@ -263,10 +271,11 @@ def sweep(lm, texts, flops, n_tokens, peak, args) -> None:
         )
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            for bs in (1, 4, 16, 64) if dtype == "float32" else (16,):
+            arms = [(1, None), (4, 10**9), (16, 10**9), (64, 10**9), (64, None)]
+            for bs, budget in arms if dtype == "float32" else [(16, 10**9)]:
                 sub = texts if dtype == "float32" else texts[:4]
                 t0 = time.perf_counter()
-                sc = score_texts(model, sub, batch_size=bs)
+                sc = score_texts(model, sub, batch_size=bs, max_tokens=budget)
                 t = time.perf_counter() - t0
                 n_tok = sum(len(x) - 1 for x in sc.tokens)
                 if ref is None:
@@ -276,8 +285,9 @@ def sweep(lm, texts, flops, n_tokens, peak, args) -> None:
                     / np.maximum([len(x) - 1 for x in sc.tokens], 1)
                 )
                 frac = flops * n_tok / n_tokens / t / 1e9 / peak
+                limit = "any" if budget else f"{2**25 // model.vocab_size}"
                 print(
-                    f"{dtype:9s}{threads:8d}{bs:6d}{t:8.1f}{n_tok / t:10.1f}{100 * frac:7.1f}%{diff:16.1e}",
+                    f"{dtype:9s}{threads:8d}{bs:6d}{limit:>8s}{t:8.1f}{n_tok / t:10.1f}{100 * frac:7.1f}%{diff:16.1e}",
                     flush=True,
                 )
 
