@@ -22,8 +22,8 @@ import numpy as np
 import scipy.optimize  # noqa: F401  (load scipy's BLAS before limiting threads)
 from threadpoolctl import threadpool_limits
 
-from memlens.prior.diagnosis import LooPath
 from memlens.prior.linear import RidgePath, linear_risk, ridge_matrix
+from memlens.prior.loo import LooPath
 
 
 def naive_loo(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray) -> np.ndarray:

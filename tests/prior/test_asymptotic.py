@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from memlens.errors import UserError
 from memlens.prior import asymptotic as asy
-from memlens.prior import linear
+from memlens.prior import isotropic, linear, table
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -30,7 +30,7 @@ ISO = asy.make_population("isotropic", 1.0)
 
 
 def test_check_values_from_science_md():
-    t = asy.theory(ISO, gamma=2.0, sigma2=0.25)
+    t = table.theory(ISO, gamma=2.0, sigma2=0.25)
     assert t["minnorm_risk"] == pytest.approx(0.75, abs=1e-12)
     assert round(t["bayes_risk"], 4) == 0.6404
     assert round(t["train_bayes"], 4) == 0.0702
@@ -51,13 +51,13 @@ def test_check_values_from_science_md():
 def test_fixed_point_matches_isotropic_closed_forms(gamma, r2, sigma2):
     pop = asy.make_population("isotropic", r2)
     assert asy.minnorm_limit(pop, gamma, sigma2).pred == pytest.approx(
-        asy.isotropic_minnorm_risk(gamma, r2, sigma2), rel=1e-10
+        isotropic.isotropic_minnorm_risk(gamma, r2, sigma2), rel=1e-10
     )
     b = asy.bayes_limit(pop, gamma, sigma2)
-    assert b.risk == pytest.approx(asy.isotropic_bayes_risk(gamma, r2, sigma2), rel=1e-10)
-    assert b.train == pytest.approx(asy.isotropic_train_bayes(gamma, r2, sigma2), rel=1e-10)
+    assert b.risk == pytest.approx(isotropic.isotropic_bayes_risk(gamma, r2, sigma2), rel=1e-10)
+    assert b.train == pytest.approx(isotropic.isotropic_train_bayes(gamma, r2, sigma2), rel=1e-10)
     assert asy.fisher_information(pop, gamma) == pytest.approx(
-        asy.isotropic_fisher_information(gamma, r2), rel=1e-10
+        isotropic.isotropic_fisher_information(gamma, r2), rel=1e-10
     )
     opt = asy.optimal_ridge(pop, gamma, sigma2)
     assert opt.lam == pytest.approx(sigma2 * gamma / r2, rel=1e-9)
@@ -72,7 +72,7 @@ def test_mp_stieltjes_against_eigenvalues_of_a_large_sample():
     X = rng.standard_normal((n, d))
     ev = np.linalg.eigvalsh(X.T @ X / n)
     empirical = np.mean(1 / (ev + 0.5))
-    assert asy.mp_stieltjes(-0.5, d / n) == pytest.approx(empirical, rel=0.01)
+    assert isotropic.mp_stieltjes(-0.5, d / n) == pytest.approx(empirical, rel=0.01)
 
 
 def test_ridge_train_error_limits():
@@ -152,7 +152,7 @@ def test_low_rank_fixed_point_matches_simulation():
 def test_exact_low_rank_prior_has_infinite_fisher_information():
     pop = asy.make_population("lowrank", 1.0, eta=0.2, eps=0.0)
     assert asy.fisher_information(pop, 2.0) == math.inf  # rank 0.2 d = 0.4 n < n
-    assert asy.theory(pop, 2.0, 0.1)["threshold_memorization"] == 0.0
+    assert table.theory(pop, 2.0, 0.1)["threshold_memorization"] == 0.0
     assert asy.make_population("lowrank", 1.0, eta=0.8, eps=0.0).name == "lowrank"
     assert math.isfinite(
         asy.fisher_information(asy.make_population("lowrank", 1.0, eta=0.8, eps=0.0), 2.0)
@@ -160,9 +160,9 @@ def test_exact_low_rank_prior_has_infinite_fisher_information():
 
 
 def test_regimes():
-    assert asy.regime(0.1, 2.0, 1.0) == "memorization necessary"
-    assert asy.regime(0.7, 2.0, 1.0) == "between thresholds"
-    assert asy.regime(1.0, 2.0, 1.0) == "overfitting harmful"
+    assert table.regime(0.1, 2.0, 1.0) == "memorization necessary"
+    assert table.regime(0.7, 2.0, 1.0) == "between thresholds"
+    assert table.regime(1.0, 2.0, 1.0) == "overfitting harmful"
 
 
 def test_population_finite_instance_matches_moments():
@@ -179,8 +179,8 @@ def test_population_finite_instance_matches_moments():
         lambda: asy.make_population("isotropic", -1.0),
         lambda: asy.make_population("lowrank", eta=1.5),
         lambda: asy.make_population("aligned", spread=0.5),
-        lambda: asy.theory(ISO, -2.0, 0.1),
-        lambda: asy.theory(ISO, 2.0, -0.1),
+        lambda: table.theory(ISO, -2.0, 0.1),
+        lambda: table.theory(ISO, 2.0, -0.1),
         lambda: asy.ridge_limit(ISO, 2.0, 0.1, -0.5),  # below lambda_min = -0.1716
     ],
 )

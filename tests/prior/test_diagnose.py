@@ -16,7 +16,9 @@ from threadpoolctl import threadpool_limits
 
 from memlens.errors import UserError
 from memlens.prior import diagnosis as dg
+from memlens.prior.empirical_bayes import fit_prior
 from memlens.prior.files import load_xy
+from memlens.prior.loo import LooPath
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -48,7 +50,7 @@ def test_exact_loo_equals_brute_force_refits(n, d, center):
     rng = np.random.default_rng(n * d)
     X = rng.standard_normal((n, d)) * rng.uniform(0.5, 2, d)
     y = X @ rng.standard_normal(d) / np.sqrt(d) + 0.5 * rng.standard_normal(n) + 2.0
-    path = dg.LooPath(X, y, center=center)
+    path = LooPath(X, y, center=center)
     lams = [0.6 * path.lambda_min, 0.2 * path.lambda_min, 0.0, 0.05, 3.0]
     for lam in lams:
         assert path.admissible([lam])[0]
@@ -62,7 +64,7 @@ def test_gcv_and_train_match_explicit_hat_matrix():
     for n, d in ((12, 30), (25, 6)):
         X = rng.standard_normal((n, d))
         y = rng.standard_normal(n)
-        path = dg.LooPath(X, y, center=True)
+        path = LooPath(X, y, center=True)
         Xc = X - X.mean(0)
         for lam in (0.02, 0.7):
             H = np.ones((n, n)) / n + Xc @ np.linalg.solve(Xc.T @ Xc + n * lam * np.eye(d), Xc.T)
@@ -75,7 +77,7 @@ def test_gcv_and_train_match_explicit_hat_matrix():
 def test_primal_negative_penalty_needs_leverage_below_one():
     rng = np.random.default_rng(2)
     X = rng.standard_normal((15, 14))
-    path = dg.LooPath(X, rng.standard_normal(15), center=False)
+    path = LooPath(X, rng.standard_normal(15), center=False)
     assert not path.kernel
     grid = np.linspace(0.99 * path.lambda_min, 0, 20)
     ok = path.admissible(grid)
@@ -134,7 +136,7 @@ def test_empirical_bayes_recovers_noise_and_alignment_when_well_specified(alpha)
     coef = np.sqrt(e**alpha / np.sum(e ** (1 + alpha)))  # signal variance about 1 per sample
     theta = Vt.T @ (coef * rng.standard_normal(e.size))
     y = Xc @ theta + np.sqrt(sigma2) * rng.standard_normal(n)
-    fit = dg.fit_prior(dg.LooPath(X, y))
+    fit = fit_prior(LooPath(X, y))
     assert fit.alpha == pytest.approx(alpha, abs=0.35)
     if alpha > 0:
         assert fit.alpha_lr_pvalue < 1e-3

@@ -11,7 +11,8 @@ import pytest
 
 from memlens.puzzles import make_instance
 from memlens.puzzles.grade import grade_response
-from memlens.puzzles.sandbox import Limits, _tasks_of, layers, run_python
+from memlens.puzzles.sandbox import Limits, layers, run_python
+from memlens.puzzles.sandbox.child import _tasks_of
 
 FAST = Limits(cpu_seconds=1, wall_seconds=4, output_bytes=200_000)
 LAYERS = layers()

@@ -7,13 +7,18 @@ Information Sets the Threshold" (COLT 2026, arXiv:2602.09405), and a diagnostic 
   ridge (admissible negative penalties included), generalized ridge and Bayes estimators;
   ``J_pi``, ``V_pi``, ``lambda_Sigma``, Theorem 2's bounds and the corollaries' lower bounds;
   the whole ridge path from one SVD.
-* :mod:`memlens.prior.asymptotic`: proportional-asymptotic curves from the Marchenko-Pastur /
+* :mod:`memlens.prior.asymptotic`: proportional-asymptotic limits from the Marchenko-Pastur /
   deterministic-equivalent fixed point for isotropic, aligned, misaligned and low-rank priors;
   the noise level at which the optimal ridge penalty changes sign.
+* :mod:`memlens.prior.isotropic`: the isotropic closed forms the fixed point is checked against.
+* :mod:`memlens.prior.table`: the whole table of ``memlens prior theory`` and its curves over
+  noise levels and ridge penalties.
 * :mod:`memlens.prior.montecarlo`: non-Gaussian priors (two-point, sparse; Gaussian mixtures)
   by Monte Carlo, with Tweedie's formula for the Bayes fit.
-* :mod:`memlens.prior.diagnosis`: exact leave-one-out over admissible penalties and an
-  empirical-Bayes answer to "noise, prior alignment, overparameterization" for a user's data.
+* :mod:`memlens.prior.loo`: exact leave-one-out of ridge over admissible penalties, from one SVD.
+* :mod:`memlens.prior.empirical_bayes`: the maximum-likelihood fit of the prior to ``(X, y)``.
+* :mod:`memlens.prior.diagnosis`: the answer to "noise, prior alignment, overparameterization"
+  for a user's data, from the two above.
 * :mod:`memlens.prior.files`: reading and checking the user's ``(X, y)`` files.
 """
 
@@ -26,9 +31,8 @@ from memlens.prior.asymptotic import (
     optimal_ridge,
     ridge_limit,
     sign_change_noise,
-    theory,
 )
-from memlens.prior.diagnosis import Diagnosis, LooPath, diagnose
+from memlens.prior.diagnosis import Diagnosis, diagnose
 from memlens.prior.files import load_xy
 from memlens.prior.linear import (
     RidgePath,
@@ -47,6 +51,7 @@ from memlens.prior.linear import (
     ridge_matrix,
     train_bounds,
 )
+from memlens.prior.loo import LooPath
 from memlens.prior.montecarlo import (
     GaussianMixturePrior,
     gaussian_prior,
@@ -54,6 +59,7 @@ from memlens.prior.montecarlo import (
     sparse_prior,
     two_point_prior,
 )
+from memlens.prior.table import theory
 
 __all__ = [
     "Diagnosis",

@@ -36,14 +36,15 @@ this module solves the fixed point instead and the tests check it against Monte 
 
 Isotropic check values (``gamma = 2, r^2 = 1, sigma^2 = 0.25``): min-norm risk 0.75, Bayes risk
 0.6404, ``Train_B = 0.0702`` inside Theorem 2's band ``[0.05, 0.0833]``, ``lambda_opt = 0.5``,
-``J_pi = 2``.
+``J_pi = 2``; their closed forms are in :mod:`memlens.prior.isotropic`. The whole table of
+``memlens prior theory`` and its curves are assembled in :mod:`memlens.prior.table`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -473,150 +474,3 @@ def sign_change_noise(pop: Population, gamma: float) -> float:
         num = 0.0  # exact cancellation (isotropic and low-rank priors with Sigma_x = I)
     val = float(num / (-dd2))
     return 0.0 if abs(val) < 1e-12 * pop.signal else val
-
-
-# -- isotropic closed forms (known answers for the fixed point) -------------------------------
-
-
-def mp_stieltjes(z: float, ratio: float) -> float:
-    """Stieltjes transform ``E[1/(mu - z)]`` of Marchenko-Pastur with ratio ``c`` at ``z < 0``.
-
-    Law of the eigenvalues of ``X^T X / n`` for ``X`` (``n x d``) with i.i.d. unit-variance
-    entries, ``c = d / n`` (an atom ``1 - 1/c`` at 0 when ``c > 1``)::
-
-        m(z) = (1 - c - z - sqrt((1 - c - z)^2 - 4 c z)) / (2 c z)
-    """
-    if not z < 0:
-        raise UserError("mp_stieltjes is implemented for real z < 0 only.")
-    c = ratio
-    return float((1 - c - z - math.sqrt((1 - c - z) ** 2 - 4 * c * z)) / (2 * c * z))
-
-
-def isotropic_minnorm_risk(gamma: float, r2: float, sigma2: float) -> float:
-    """``r^2 (1 - 1/gamma) + sigma^2 / (gamma - 1)`` for ``gamma > 1``; ``sigma^2 gamma/(1-gamma)``
-    below (Hastie et al. 2022, Thm. 1)."""
-    if gamma > 1:
-        return r2 * (1 - 1 / gamma) + sigma2 / (gamma - 1)
-    if gamma < 1:
-        return sigma2 * gamma / (1 - gamma)
-    return math.inf
-
-
-def isotropic_bayes_risk(gamma: float, r2: float, sigma2: float) -> float:
-    """``sigma^2 gamma m(-lambda*)`` with ``lambda* = sigma^2 gamma / r^2`` (Dobriban & Wager)."""
-    if sigma2 == 0:
-        return max(0.0, r2 * (1 - 1 / gamma))
-    lam = sigma2 * gamma / r2
-    return sigma2 * gamma * mp_stieltjes(-lam, gamma)
-
-
-def isotropic_train_bayes(gamma: float, r2: float, sigma2: float) -> float:
-    """``Train_B = sigma^4 E[1/(r^2 mu + sigma^2)]``, ``mu`` Marchenko-Pastur with ratio ``1/gamma``."""
-    if sigma2 == 0:
-        return 0.0
-    return sigma2**2 / r2 * mp_stieltjes(-sigma2 / r2, 1 / gamma)
-
-
-def isotropic_fisher_information(gamma: float, r2: float) -> float:
-    """``J_pi = gamma / (r^2 (gamma - 1))`` for ``gamma > 1`` (mean of 1/MP), else infinite."""
-    return gamma / (r2 * (gamma - 1)) if gamma > 1 else math.inf
-
-
-# -- the whole table -------------------------------------------------------------------------
-
-
-def regime(sigma2: float, J: float, V: float) -> str:
-    """Which of the paper's regimes ``sigma^2`` falls in (Cheng & Barber 2026, Cor. 1-2)."""
-    if sigma2 <= 1 / J:
-        return "memorization necessary"
-    if sigma2 >= V:
-        return "overfitting harmful"
-    return "between thresholds"
-
-
-def theory(pop: Population, gamma: float, sigma2: float) -> dict:
-    """Every limiting quantity of ``memlens prior theory`` for one population and noise level.
-
-    Returns a flat dict: ``minnorm_risk``, ``minnorm_train``, ``bayes_risk``, ``train_bayes``,
-    Theorem 2's ``train_bayes_lower``/``_upper``, ``lambda_opt`` and ``ridge_opt_risk``,
-    ``lambda_min`` (admissibility edge), ``J``, ``V``, ``threshold_memorization = 1/J``,
-    ``threshold_overfitting = V``, ``lambda_sigma``, ``regime``, ``sigma2_sign_change``.
-    """
-    gamma = _check_gamma(gamma)
-    sigma2 = _check_sigma2(sigma2)
-    J = fisher_information(pop, gamma)
-    V = prior_variance(pop)
-    mn = minnorm_limit(pop, gamma, sigma2) if gamma != 1 else None
-    b = bayes_limit(pop, gamma, sigma2)
-    opt = optimal_ridge(pop, gamma, sigma2)
-    return {
-        "prior": pop.name,
-        "prior_params": pop.params,
-        "gamma": gamma,
-        "r2": pop.signal,
-        "sigma2": sigma2,
-        "minnorm_risk": mn.pred if mn else math.inf,
-        "minnorm_train": mn.train if mn else math.nan,
-        "bayes_risk": b.risk,
-        "train_bayes": b.train,
-        "train_bayes_lower": sigma2**2 / (V + sigma2) if V + sigma2 > 0 else 0.0,
-        "train_bayes_upper": sigma2**2 / (1 / J + sigma2) if (1 / J + sigma2) > 0 else 0.0,
-        "lambda_opt": opt.lam,
-        "ridge_opt_risk": opt.pred,
-        "lambda_min": lambda_min(pop, gamma),
-        "J": J,
-        "V": V,
-        "threshold_memorization": 1 / J,
-        "threshold_overfitting": V,
-        "lambda_sigma": lambda_sigma(gamma),
-        "regime": regime(sigma2, J, V),
-        "sigma2_sign_change": sign_change_noise(pop, gamma) if gamma != 1 else math.nan,
-        "population": {k: v for k, v in asdict(pop).items() if k != "params"},
-    }
-
-
-def curve_vs_sigma2(pop: Population, gamma: float, sigma2s: np.ndarray) -> dict[str, np.ndarray]:
-    """Bayes, min-norm and optimally tuned ridge risks, ``Train_B`` and Theorem 2's band."""
-    J, V = fisher_information(pop, gamma), prior_variance(pop)
-    out: dict[str, list[float]] = {
-        k: []
-        for k in ("sigma2", "bayes_risk", "minnorm_risk", "ridge_opt_risk", "lambda_opt",
-                  "train_bayes", "train_bayes_lower", "train_bayes_upper")
-    }  # fmt: skip
-    for s2 in np.asarray(sigma2s, dtype=float):
-        b = bayes_limit(pop, gamma, s2)
-        opt = optimal_ridge(pop, gamma, s2)
-        out["sigma2"].append(s2)
-        out["bayes_risk"].append(b.risk)
-        out["minnorm_risk"].append(minnorm_limit(pop, gamma, s2).pred if gamma != 1 else math.inf)
-        out["ridge_opt_risk"].append(opt.pred)
-        out["lambda_opt"].append(opt.lam)
-        out["train_bayes"].append(b.train)
-        out["train_bayes_lower"].append(s2**2 / (V + s2))
-        out["train_bayes_upper"].append(s2**2 / (1 / J + s2))
-    return {k: np.asarray(v) for k, v in out.items()}
-
-
-def curve_vs_lambda(
-    pop: Population, gamma: float, sigma2: float, lambdas: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """Ridge risk and training error over admissible penalties (negative ones included)."""
-    lmin = lambda_min(pop, gamma)
-    if lambdas is None:
-        lam_opt = optimal_ridge(pop, gamma, sigma2).lam
-        top = max(4 * abs(lam_opt), 4 * abs(lmin), 1.0)
-        lambdas = np.concatenate(
-            [
-                lmin + (0 - lmin) * (1 - np.logspace(-3, 0, 60)[::-1] + 1e-3),
-                np.linspace(0, top, 140),
-            ]
-        )
-        lambdas = np.unique(lambdas[lambdas > lmin])
-    lims = [ridge_limit(pop, gamma, sigma2, float(lam)) for lam in lambdas]
-    return {
-        "lambda": np.array([x.lam for x in lims]),
-        "pred": np.array([x.pred for x in lims]),
-        "bias": np.array([x.bias for x in lims]),
-        "variance": np.array([x.variance for x in lims]),
-        "train": np.array([x.train for x in lims]),
-    }

@@ -416,7 +416,7 @@ def finite_sample_theory(
 ) -> dict:
     """Exact conditional quantities on one seeded Gaussian design with diagonal covariances.
 
-    Same keys as :func:`memlens.prior.asymptotic.theory` where they exist; they converge to the
+    Same keys as :func:`memlens.prior.table.theory` where they exist; they converge to the
     proportional limits as ``n`` grows (fluctuations of order ``1/sqrt(n d)`` to ``1/n``).
     """
     sigma2 = _sigma2(sigma2)

@@ -21,7 +21,7 @@ from memlens.config import Config
 from memlens.errors import UserError
 from memlens.prior import asymptotic as asy
 from memlens.prior import diagnosis as dg
-from memlens.prior import linear
+from memlens.prior import linear, table
 from memlens.prior.files import load_xy
 from memlens.progress import ProgressFn
 from memlens.results import RunResult, Summary
@@ -196,7 +196,7 @@ def theory_result(config: TheoryConfig) -> dict:
     pop = config.population()
     asy._check_gamma(config.gamma)
     asy._check_sigma2(config.sigma2)
-    out = {"limit": asy.theory(pop, config.gamma, config.sigma2)}
+    out = {"limit": table.theory(pop, config.gamma, config.sigma2)}
     if config.n < 0:
         raise UserError(f"`n` must be 0 (off) or a positive sample size, got {config.n}.")
     if config.n > 0:
@@ -216,8 +216,8 @@ def theory_result(config: TheoryConfig) -> dict:
         np.concatenate([np.logspace(math.log10(lo), math.log10(hi), 60), [config.sigma2]])
     )
     s2 = s2[s2 > 0]
-    out["curve_sigma2"] = asy.curve_vs_sigma2(pop, config.gamma, s2)
-    out["curve_lambda"] = asy.curve_vs_lambda(pop, config.gamma, config.sigma2)
+    out["curve_sigma2"] = table.curve_vs_sigma2(pop, config.gamma, s2)
+    out["curve_lambda"] = table.curve_vs_lambda(pop, config.gamma, config.sigma2)
     return out
 
 
