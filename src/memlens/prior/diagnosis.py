@@ -31,6 +31,7 @@ import numpy as np
 
 from memlens.errors import UserError
 from memlens.prior.empirical_bayes import fit_prior
+from memlens.prior.linear import regime
 from memlens.prior.loo import LooPath
 
 
@@ -122,12 +123,7 @@ def diagnose(
     fit = fit_prior(path)
     thr_mem = 1 / fit.J
     thr_over = fit.V
-    if fit.sigma2 <= thr_mem:
-        reg = "memorization necessary"
-    elif fit.sigma2 >= thr_over:
-        reg = "overfitting harmful"
-    else:
-        reg = "between thresholds"
+    reg = regime(fit.sigma2, fit.J, fit.V)
     gain = (loo0 - loo_opt) / loo0 if loo0 > 0 else 0.0
     if lam_opt <= 0:
         verdict = "memorize"

@@ -1,7 +1,7 @@
 """The whole table of ``memlens prior theory`` and the curves behind its plots.
 
 Every limiting quantity for one population and noise level (:func:`theory`), which of Cheng &
-Barber's regimes the noise falls in (:func:`regime`), and the risks over noise levels
+Barber's regimes the noise falls in (:func:`~memlens.prior.linear.regime`), and the risks over noise levels
 (:func:`curve_vs_sigma2`) and over ridge penalties (:func:`curve_vs_lambda`), all from the fixed
 point of :mod:`memlens.prior.asymptotic`.
 """
@@ -27,15 +27,7 @@ from memlens.prior.asymptotic import (
     ridge_limit,
     sign_change_noise,
 )
-
-
-def regime(sigma2: float, J: float, V: float) -> str:
-    """Which of the paper's regimes ``sigma^2`` falls in (Cheng & Barber 2026, Cor. 1-2)."""
-    if sigma2 <= 1 / J:
-        return "memorization necessary"
-    if sigma2 >= V:
-        return "overfitting harmful"
-    return "between thresholds"
+from memlens.prior.linear import regime
 
 
 def theory(pop: Population, gamma: float, sigma2: float) -> dict:
