@@ -7,8 +7,12 @@ layer :func:`memlens.training.next_token_loss`, per-model random permutations as
 :func:`memlens.training.train_to_saturation`), on its own half of the data per model:
 
 * **batched**: one stack of 16 models, or two stacks of 8 in two processes;
-* **plain** (the fair baseline, what ML Privacy Meter and the LiRA code do): one model at a time
-  (``K = 1``) through the same loop, or 8 in turn in each of two processes.
+* **one at a time**: one model at a time (``K = 1``) through the same loop and the same model
+  code, or 8 in turn in each of two processes: what the stack itself buys;
+* **plain** (the fair baseline, what ML Privacy Meter and the LiRA code do): one Hugging Face
+  ``GPT2LMHeadModel`` of the same shape at a time, its own loss (``labels=``: logits, then
+  cross-entropy) and ``torch.optim.AdamW``, through the same loop with the same learning rate,
+  schedule, batches and data: what memlens's whole implementation buys.
 
 for three shapes (V = 512, S = 64, 2 layers): *tiny* (width 16, batch 4 per model: a step is
 mostly per-operation overhead), *small* (width 32, batch 4) and the *example* world's (width 32,
@@ -49,16 +53,33 @@ from memlens.models.gpt import GPT, GPTConfig
 from memlens.training import TrainConfig, next_token_loss, train
 from memlens.training.saturation import PermutationBatches
 
-V, S, LAYERS, N_HALF = 512, 64, 2, 665  # the example world: 1330 candidates, halves of 665
+V, S, LAYERS, N_HALF = 512, 64, 2, 264  # the example world: 527 candidates, halves of 263-264
 SHAPES = {"tiny": (16, 4), "small": (32, 4), "example": (32, 16)}  # width, batch per model
 
 
-def time_steps(d: int, batch: int, n_models: int, steps: int, threads: int, seed: int) -> float:
-    """Seconds for ``steps`` optimizer steps of an ``n_models`` stack (after 2 untimed steps)."""
+def _hf_loss(model, tokens):
+    """A Hugging Face causal LM's own loss on ``[1, B, S]`` tokens (logits, then cross-entropy)."""
+    ids = tokens[0]
+    return model(input_ids=ids, labels=ids).loss
+
+
+def time_steps(
+    d: int, batch: int, n_models: int, steps: int, threads: int, seed: int, hf: bool = False
+) -> float:
+    """Seconds for ``steps`` optimizer steps of an ``n_models`` stack (after 2 untimed steps);
+    ``hf``: one ``GPT2LMHeadModel`` of the same shape and initialization with its own loss."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(seed)
     data = torch.randint(0, V, (n_models, N_HALF, S), generator=g)
     model = GPT(GPTConfig(V, S, LAYERS, d, 0), n_models=n_models, generator=g)
+    loss_of = next_token_loss
+    if hf:
+        from memlens.models.loading import quiet_transformers
+
+        with quiet_transformers():
+            model = model.to_hf().train()
+        model.loss_type = "ForCausalLM"  # GPT2LMHeadModel has none; this is its default loss
+        loss_of = _hf_loss
     batches = PermutationBatches([N_HALF] * n_models, batch, g)
     index = torch.arange(n_models).view(n_models, 1)
     optimizer = TrainConfig().make_optimizer(model.parameters())
@@ -67,7 +88,7 @@ def time_steps(d: int, batch: int, n_models: int, steps: int, threads: int, seed
         cfg = TrainConfig(lr=1e-3, batch_size=batch, max_steps=start + n, warmup_steps=10)
         t0 = time.perf_counter()
         train(
-            model, cfg, lambda step: data[index, batches.next()], next_token_loss,
+            model, cfg, lambda step: data[index, batches.next()], loss_of,
             optimizer=optimizer, start_step=start, check_every=start + n,
         )  # fmt: skip
         return time.perf_counter() - t0
@@ -114,12 +135,16 @@ class Layouts:
                     os.environ["OMP_WAIT_POLICY"] = old
             self.pools[(procs, policy)] = pool
 
-    def run(self, mode: str, d: int, b: int, k: int, steps: int, seed: int) -> float:
-        """Seconds of ``steps`` steps of a ``k``-model stack in every process of ``mode`` at
-        once (the slowest process's timed steps)."""
+    def run(
+        self, mode: str, d: int, b: int, k: int, steps: int, seed: int, hf: bool = False
+    ) -> float:
+        """Seconds of ``steps`` steps of a ``k``-model stack (or one HF model) in every process
+        of ``mode`` at once (the slowest process's timed steps)."""
         procs, threads, policy = MODES[mode]
         pool = self.pools[(procs, policy)]
-        futures = [pool.submit(time_steps, d, b, k, steps, threads, seed + i) for i in range(procs)]
+        futures = [
+            pool.submit(time_steps, d, b, k, steps, threads, seed + i, hf) for i in range(procs)
+        ]
         return max(f.result() for f in futures)
 
     def close(self) -> None:
@@ -136,27 +161,38 @@ def compare(lay: Layouts, name: str, mode: str, K: int, rounds: int, target_s: f
     def batched(n: int, r: int) -> float:  # seconds for n steps of all K models
         return lay.run(mode, d, b, per_proc, n, seed=100 * r)
 
-    def plain(n: int, r: int) -> float:  # seconds for n steps of one model per process
+    def single(n: int, r: int) -> float:  # seconds for n steps of one model per process
         return lay.run(mode, d, b, 1, n, seed=100 * r + 50)
+
+    def plain(n: int, r: int) -> float:  # the same with one HF GPT2LMHeadModel
+        return lay.run(mode, d, b, 1, n, seed=100 * r + 50, hf=True)
 
     # calibrate step counts so that each arm takes about target_s
     n_b = max(2, math.ceil(target_s / max(batched(2, 99) / 2, 1e-4)))
+    n_s = max(2, math.ceil(target_s / max(single(4, 99) / 4, 1e-4)))
     n_p = max(2, math.ceil(target_s / max(plain(4, 99) / 4, 1e-4)))
-    ratios, tb, tp = [], [], []
+    ratios, ratios_p, tb, ts, tp = [], [], [], [], []
     for r in range(rounds):
         sb = batched(n_b, r) / n_b  # seconds per step of all K models
-        sp = plain(n_p, r) / n_p * per_proc  # per step of K models, one at a time per process
-        ratios.append(sp / sb)
+        ss = single(n_s, r) / n_s * per_proc  # per step of K models, one at a time per process
+        sp = plain(n_p, r) / n_p * per_proc  # the same, plain HF models
+        ratios.append(ss / sb)
+        ratios_p.append(sp / sb)
         tb.append(sb)
+        ts.append(ss)
         tp.append(sp)
     return {
         "shape": name,
         "mode": mode,
         "batched_s_per_step": statistics.median(tb),
+        "single_s_per_step": statistics.median(ts),
         "plain_s_per_step": statistics.median(tp),
         "ratio": statistics.median(ratios),
         "ratio_min": min(ratios),
         "ratio_max": max(ratios),
+        "ratio_plain": statistics.median(ratios_p),
+        "ratio_plain_min": min(ratios_p),
+        "ratio_plain_max": max(ratios_p),
     }
 
 
@@ -191,15 +227,17 @@ def main() -> None:
                 rows.append(compare(lay, name, mode, K, args.rounds, args.target_s))
                 r = rows[-1]
                 print(
-                    f"{name:8s} {mode:24s} batched {r['batched_s_per_step'] * 1000:8.1f} ms/step, "
-                    f"one at a time {r['plain_s_per_step'] * 1000:8.1f} ms/step: "
-                    f"speed-up {r['ratio']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})",
+                    f"{name:8s} {mode:24s} batched {r['batched_s_per_step'] * 1000:7.1f} ms/step; "
+                    f"one at a time {r['single_s_per_step'] * 1000:7.1f} "
+                    f"({r['ratio']:.2f}x, {r['ratio_min']:.2f}-{r['ratio_max']:.2f}); "
+                    f"plain HF one at a time {r['plain_s_per_step'] * 1000:7.1f} "
+                    f"({r['ratio_plain']:.2f}x, {r['ratio_plain_min']:.2f}-{r['ratio_plain_max']:.2f})",
                     flush=True,
                 )
     finally:
         lay.close()
     print(
-        f"(ms per step of all {K} models; speed-up = one at a time / batched, median of "
+        f"(ms per step of all {K} models; speed-up = other side's time / batched, median of "
         f"{args.rounds} interleaved rounds, range in brackets; {time.perf_counter() - t0:.0f} s, "
         f"load average {os.getloadavg()[0]:.1f} at the end)"
     )

@@ -7,6 +7,11 @@ redirections are cut). Each is parsed by the real command line's parser (click, 
 the subcommand must exist and every flag shown must be one the CLI accepts. Values are not
 checked (a placeholder such as ``FILE`` is fine), only the command and its flags.
 
+The scripts the pages run (``$ python benchmarks/x.py ...``, ``$ .venv/bin/python examples/y.py
+...``) are checked the same way against their own ``argparse`` options, read from the script's
+source (``add_argument("--flag", ...)``; argparse's unique-prefix abbreviations count): the script
+must exist and every flag shown must be one it accepts.
+
 Two more checks keep the pages honest: every ``memlens`` name a Python snippet imports or uses
 (``from memlens.x import y``, ``memlens.x.y``, ``x.y`` after ``from memlens import x``) exists, and
 every relative link of README.md (which the docs build does not see) points to a file that exists.
@@ -14,6 +19,7 @@ every relative link of README.md (which the docs build does not see) points to a
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 import shlex
@@ -100,12 +106,61 @@ def check(cmd: str) -> str | None:
     return None
 
 
+SCRIPT = re.compile(r"^\$ (?:\S*/)?python3? ((?:benchmarks|examples)/[\w./-]+\.py)(.*)$")
+
+
+def script_lines(text: str) -> list[tuple[int, str, str]]:
+    """``(line number, script path, arguments)`` for every ``$ python benchmarks/...`` or
+    ``$ python examples/...`` line inside the fenced blocks of ``text``."""
+    out, in_block = [], False
+    for i, line in enumerate(text.splitlines()):
+        if FENCE.match(line):
+            in_block = not in_block
+        elif in_block and (m := SCRIPT.match(line.strip())):
+            out.append((i + 1, m.group(1), m.group(2)))
+    return out
+
+
+def script_flags(source: str) -> set[str]:
+    """The ``--flags`` a script's ``add_argument`` calls declare (and argparse's ``--help``)."""
+    flags = {"--help"}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and str(arg.value).startswith("--"):
+                    flags.add(arg.value)
+    return flags
+
+
+def check_script(script: str, args: str, root: Path = ROOT) -> str | None:
+    """``None`` when ``script`` exists and declares every flag in ``args``, else why not."""
+    path = root / script
+    if not path.is_file():
+        return f"no script {script}"
+    known = script_flags(path.read_text(encoding="utf-8"))
+    tokens = shlex.split(args.split(" #")[0].split("|")[0].split(">")[0])
+    for tok in tokens:
+        flag = tok.split("=")[0]
+        if not flag.startswith("--"):
+            continue
+        if flag not in known and len([k for k in known if k.startswith(flag)]) != 1:
+            return f"{script} has no option {flag}"
+    return None
+
+
 def page_problems(path: Path) -> list[str]:
-    """One line per command of the page at ``path`` that the CLI does not accept."""
-    return [
+    """One line per command of the page at ``path`` that the CLI (or the script) does not
+    accept."""
+    text = path.read_text(encoding="utf-8")
+    problems = [
         f"{path.name}:{line}: {why}  ({cmd})"
-        for line, cmd in command_lines(path.read_text(encoding="utf-8"))
+        for line, cmd in command_lines(text)
         if (why := check(cmd)) is not None
+    ]
+    return problems + [
+        f"{path.name}:{line}: {why}"
+        for line, script, args in script_lines(text)
+        if (why := check_script(script, args)) is not None
     ]
 
 
@@ -206,6 +261,26 @@ def test_a_page_with_a_removed_flag_fails(tmp_path):
     assert len(problems) == 2
     assert "stale.md:6: memlens capacity has no option --learning-rate-schedule" in problems[0]
     assert "stale.md:12: memlens audit has no option --no-such-flag" in problems[1]
+
+
+def test_script_checker_reads_argparse_flags(tmp_path):
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "b.py").write_text(
+        "import argparse\nap = argparse.ArgumentParser()\n"
+        "ap.add_argument('--rounds', type=int)\nap.add_argument('-n', '--n-texts', type=int)\n",
+        encoding="utf-8",
+    )
+    text = (
+        "```console\n$ python benchmarks/b.py --rounds 3 --n-texts=4\n"
+        "$ .venv/bin/python benchmarks/b.py --round 3 --threads 1\nout\n```\n"
+        "$ python benchmarks/b.py --outside-a-fence\n"
+    )
+    lines = script_lines(text)
+    assert [(n, s) for n, s, _ in lines] == [(2, "benchmarks/b.py"), (3, "benchmarks/b.py")]
+    assert check_script(*lines[0][1:], root=tmp_path) is None
+    # "--round" abbreviates --rounds (argparse accepts it); --threads does not exist
+    assert check_script(*lines[1][1:], root=tmp_path) == "benchmarks/b.py has no option --threads"
+    assert check_script("benchmarks/gone.py", "", root=tmp_path) == "no script benchmarks/gone.py"
 
 
 def test_snippet_checker_catches_a_name_memlens_no_longer_has():

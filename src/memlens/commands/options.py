@@ -83,7 +83,17 @@ Tokenizer = Annotated[
 ]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16 or float16.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or map.")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per forward pass.")]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help=(
+            "Most sequences per forward pass (with a Hugging Face model a pass also holds at most "
+            "2^25 / vocabulary padded tokens)."
+        ),
+    ),
+]
 WindowStride = Annotated[
     int | None,
     typer.Option(
