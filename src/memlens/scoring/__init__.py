@@ -7,8 +7,8 @@ calls a model forward for scoring.
 * :mod:`.core`: :func:`token_log2p` (the one ``log_softmax + gather``), :func:`score_tokens`,
   the batched pass over equal-length sequences (with a leading model axis for stacks of GPTs),
   the forwards for memlens GPTs and Hugging Face models, and per-sample gradient norms.
-* :mod:`.ragged`: :func:`score_sequences` over ragged sequences (length-sorted batches, attention
-  masks), :func:`windowed_forward` for sequences longer than the context, :func:`score_texts`,
+* :mod:`.ragged`: :func:`score_sequences` over ragged sequences (length-sorted batches under a
+  row count and a token budget, :func:`length_batches`; attention masks), :func:`windowed_forward` for sequences longer than the context, :func:`score_texts`,
   and :func:`comparable_bits` (two models' code lengths with the first token charged alike).
 * :mod:`.extraction`: k-extraction under one eligibility rule, read off the argmax flags of the
   teacher-forced pass (:func:`teacher_forced_extraction`) or by batched KV-cached greedy decoding
@@ -37,10 +37,12 @@ from memlens.scoring.extraction import (
     teacher_forced_extraction,
 )
 from memlens.scoring.ragged import (
+    LOGITS_BUDGET,
     CodeLengths,
     ScoredTexts,
     comparable_bits,
     first_token_convention,
+    length_batches,
     score_sequences,
     score_texts,
     windowed_forward,
@@ -48,6 +50,7 @@ from memlens.scoring.ragged import (
 
 __all__ = [
     "GRAD_NORMS",
+    "LOGITS_BUDGET",
     "CodeLengths",
     "ExtractionResult",
     "Forward",
@@ -64,6 +67,7 @@ __all__ = [
     "greedy_continue",
     "hf_forward",
     "k_extraction",
+    "length_batches",
     "memorized_bits",
     "score_sequences",
     "score_texts",
