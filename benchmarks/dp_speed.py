@@ -15,7 +15,7 @@ Usage: ``.venv/bin/python benchmarks/dp_speed.py [--threads 1] [--epochs 2]``
 from __future__ import annotations
 
 import argparse
-import time
+import timeit
 
 import torch
 
@@ -24,12 +24,8 @@ from memlens.privacy.dp import DPSettings, RowModel, per_sample_grads, quiet, ro
 
 
 def timed(fn, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+    """Best wall time of ``repeats`` calls (seconds)."""
+    return min(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def main() -> None:
