@@ -52,3 +52,22 @@ def test_budget_changes_batches_not_numbers(tiny_llama_dir):
     np.testing.assert_array_equal(got.mask, ref.mask)
     # a CausalLM's default budget is LOGITS_BUDGET / V padded tokens per pass
     assert LOGITS_BUDGET // lm.vocab_size > 8 * 64  # the tiny vocabulary: one batch of 8
+
+
+def test_a_causal_lm_gets_the_default_budget(tiny_llama_dir, monkeypatch):
+    """Without ``max_tokens``, a CausalLM's passes hold at most LOGITS_BUDGET / V padded tokens."""
+    import memlens.scoring.ragged as ragged
+
+    lm = load_causal_lm(str(tiny_llama_dir))
+    monkeypatch.setattr(ragged, "LOGITS_BUDGET", 100 * lm.vocab_size)  # -> 100 tokens per pass
+    shapes = []
+    hook = lm.model.register_forward_pre_hook(
+        lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, lm.vocab_size, size=n) for n in (3, 40, 17, 64, 8, 25, 2, 50)]
+    try:
+        score_sequences(lm, seqs, batch_size=8)
+    finally:
+        hook.remove()
+    assert shapes == [(1, 64), (2, 50), (4, 25), (1, 2)]
