@@ -8,6 +8,8 @@ rewrites each item, before parsing, as ``name`` followed by its description inde
 which is what numpy means. Lines written ``name : type`` (a space before the colon) are left
 alone. Sphinx roles (``:class:`~memlens.store.RunDir```, ``:func:`run```), which Markdown does
 not know, become inline code (``RunDir``, ``run``; ``~`` keeps the last name, as in Sphinx).
+A constant documented the Sphinx way, with ``#:`` comments above its assignment, gets them as
+its docstring (Griffe alone would leave it undocumented, and the page would not show it).
 The source files are not changed; only the rendered pages see the rewrite.
 """
 
@@ -63,9 +65,44 @@ def normalize(text: str) -> str:
     return ROLE.sub(_role, "\n".join(out))
 
 
+def comment_doc(lines: list[str], lineno: int) -> tuple[str, int] | None:
+    """The ``#:`` comment documenting the assignment on line ``lineno`` (1-based) of ``lines``.
+
+    Sphinx's convention, which memlens's constants use: ``#:`` lines directly above the
+    assignment, or one ``#:`` comment after it on the same line. Returns the text and the line
+    where it starts, or ``None`` when the assignment has no such comment.
+    """
+    if not 1 <= lineno <= len(lines):
+        return None
+    same_line = re.search(r"\s#:\s?(.*)$", lines[lineno - 1])
+    above, i = [], lineno - 2
+    while i >= 0 and lines[i].lstrip().startswith("#:"):
+        above.insert(0, lines[i].lstrip()[2:].strip())
+        i -= 1
+    if above:
+        return "\n".join(above), i + 2
+    if same_line and same_line.group(1).strip():
+        return same_line.group(1).strip(), lineno
+    return None
+
+
 class ColonItems(griffe.Extension):
-    """Rewrite ``name: description`` items as numpy items in every docstring Griffe loads."""
+    """Rewrite ``name: description`` items as numpy items in every docstring Griffe loads, and
+    read a ``#:`` comment as the docstring of the attribute it documents (Griffe reads only a
+    string below the assignment; without this, a constant documented the Sphinx way would have
+    no entry on its API page)."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
             obj.docstring.value = normalize(obj.docstring.value)
+
+    def on_attribute_instance(self, *, attr: griffe.Attribute, **kwargs: Any) -> None:
+        if attr.docstring is not None or attr.lineno is None:
+            return
+        try:
+            lines = attr.lines_collection[attr.filepath]
+        except (KeyError, TypeError):  # no source (a compiled or inspected module)
+            return
+        found = comment_doc(lines, attr.lineno)
+        if found is not None:
+            attr.docstring = griffe.Docstring(normalize(found[0]), lineno=found[1], parent=attr)

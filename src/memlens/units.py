@@ -22,6 +22,7 @@ import zlib
 
 from memlens.errors import UserError
 
+#: ln 2: a code length in nats divided by ``LN2`` is in bits.
 LN2 = math.log(2.0)
 
 #: Headline capacity of Morris et al. 2025, bits per parameter.

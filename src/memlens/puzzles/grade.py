@@ -36,6 +36,7 @@ from typing import Any
 from memlens.puzzles.base import IllegalMove, Puzzle, Solution
 from memlens.puzzles.parse import Parsed, extract_program, parse_moves, strip_code
 
+#: Every category a grade can have, in the order of the table above.
 CATEGORIES = (
     "optimal",
     "correct_longer",
