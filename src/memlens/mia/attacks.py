@@ -11,7 +11,7 @@ name              score (higher = member)                                       
 ================  ==============================================================  ========================
 ``loss``          ``-(1/n) sum_t -log2 p(x_t)``: minus the mean code length        Yeom et al. 2018
                   per predicted token
-``zlib``          ``-NLL_bits(x) / zlib_bytes(x)``: the whole text's code length    memlens (science §4)
+``zlib``          ``-NLL_bits(x) / zlib_bytes(x)``: the whole text's code length    memlens (Concepts §4)
                   over its zlib-compressed UTF-8 size (two code lengths of the
                   same text)
 ``zlib_mimir``    ``-(1/n) sum_t -log2 p(x_t) / zlib_bytes(x)``: the mean code      Carlini et al. 2021;

@@ -44,7 +44,8 @@ from pydantic import BaseModel, ConfigDict
 from memlens.errors import UserError
 
 DEFAULT_FPRS: tuple[float, ...] = (0.001, 0.01)
-#: The low-FPR levels of shadow-model attacks (science §8): 0%, 0.01%, 0.1% and 1%.
+#: The low-FPR levels of shadow-model attacks (Concepts §8, docs/concepts.md): 0%, 0.01%, 0.1%
+#: and 1%.
 LOW_FPRS: tuple[float, ...] = (0.0, 0.0001, 0.001, 0.01)
 
 RULE = (

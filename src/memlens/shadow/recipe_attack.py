@@ -46,8 +46,8 @@ def attack(
     are **pooled**: the scores of every (target, candidate) pair form one ROC with
     ``K * n / 2`` members and as many non-members (each target's membership labels are its
     keep row). Per-target AUCs are reported alongside (mean and standard deviation). A low-FPR
-    TPR pooled over targets is not calibrated per example (science §8). ``progress`` receives
-    the task ``"targets"``.
+    TPR pooled over targets is not calibrated per example (Concepts §8, docs/concepts.md).
+    ``progress`` receives the task ``"targets"``.
 
     With a ``target``: the user's model is scored on its member and non-member texts (texts of
     the shadows' pool) and on the population, in one pass; all shadows are its references.

@@ -26,8 +26,8 @@ Inference modes (:data:`MODES`):
 
 * ``"own"``: each sequence's own mask, as in training (needs the sequence's ID).
 * ``"drop"``: every sink unit off and general units multiplied by ``drop_scale``, which defaults
-  to ``(p_gen + p_mem) / p_gen`` (1/0.7 = 1.4286 at the defaults) as the issue and the
-  memlens Concepts page (docs/concepts.md §5) specifies: the model "without memorization". Note that the *expected*
+  to ``(p_gen + p_mem) / p_gen`` (1/0.7 = 1.4286 at the defaults) as the Concepts page
+  (docs/concepts.md §5) specifies: the model "without memorization". Note that the *expected*
   fraction of units on during training is ``p_gen + (1 - p_gen) * p_mem`` (0.79 at the defaults),
   so the default factor is larger than the ratio of active mass (0.79/0.7 = 1.129); pass
   ``drop_scale=1.0`` for no rescaling. :func:`memlens.sinks.recipe.run` reports the
