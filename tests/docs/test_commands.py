@@ -326,6 +326,18 @@ def test_readme_links_point_to_files():
     missing = sorted({t for t in local if not (ROOT / t).exists()})
     assert not missing, f"README.md links to missing files: {missing}"
     assert any(t.startswith("docs/") and t.endswith(".md") for t in local)
+    # an anchor into a page must be one of its headings (slugged as the docs build does)
+    from markdown.extensions.toc import slugify
+
+    bad = []
+    for target in targets:
+        page, _, anchor = target.partition("#")
+        if anchor and page.endswith(".md") and (ROOT / page).is_file():
+            lines = (ROOT / page).read_text(encoding="utf-8").splitlines()
+            headings = [re.sub(r"^#+\s*", "", h) for h in lines if re.match(r"#{1,6} ", h)]
+            if anchor not in {slugify(h.replace("`", ""), "-") for h in headings}:
+                bad.append(target)
+    assert not bad, f"README.md links to anchors that are no heading: {bad}"
 
 
 def test_api_pages_read_colon_items_as_numpy():
@@ -350,12 +362,27 @@ def test_api_pages_read_colon_items_as_numpy():
 
 
 def test_readme_lists_every_command():
-    """The README's table of commands names every top-level command the CLI registers."""
+    """The README's table of commands names every command the CLI registers, and in the row of
+    a group (``memlens laws``) every one of its subcommands (`` `fit-mia` `` or
+    `` `laws fit-mia` ``)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     table = [line for line in text.splitlines() if line.startswith("| `memlens ")]
     listed = {m for line in table for m in re.findall(r"`memlens ([\w-]+)", line)}
-    commands = set(typer.main.get_command(app).commands)
+    group = typer.main.get_command(app)
+    commands = set(group.commands)
     assert commands <= listed, f"README.md's table lacks {sorted(commands - listed)}"
+    missing = []
+    for name, command in group.commands.items():
+        if not hasattr(command, "commands"):
+            continue
+        first_cells = [
+            line.split("|")[1] for line in table if re.search(rf"`memlens {name}[` ]", line)
+        ]
+        shown = {
+            code.split()[-1] for cell in first_cells for code in re.findall(r"`([^`]+)`", cell)
+        }
+        missing += [f"{name} {sub}" for sub in command.commands if sub not in shown]
+    assert not missing, f"README.md's table lacks the subcommands {missing}"
 
 
 def test_api_reference_covers_every_public_entry_point():
