@@ -1,5 +1,7 @@
 """Training dynamics: which examples a model memorizes, and when, while it trains; and grokking.
 
+Definitions and references: Concepts §10 (docs/concepts.md).
+
 * :mod:`.tracker`: :class:`Tracker` scores a fixed set of examples (:class:`TrackSet`) at the
   steps of a :class:`Schedule` through the shared scoring pass; :mod:`.observations` stores them;
   :mod:`.analysis` and :mod:`.plots` read them.
