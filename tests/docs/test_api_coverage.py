@@ -85,3 +85,34 @@ def test_every_public_name_has_an_api_page_entry(tmp_path, monkeypatch):
     assert (site / "api" / "index.html").is_file()
     missing = coverage.missing_names(site)
     assert not missing, f"no API page renders {missing}"
+    # a function or class the guides name (``memlens.puzzles.budget.largest_n``) is in the
+    # reference too, wherever it is rendered
+    anchors = coverage.rendered_anchors(site)
+    unrendered = [
+        f"{module}.{name}"
+        for module, name in mentioned_names()
+        if not coverage.has_entry(module, name, anchors)
+    ]
+    assert not unrendered, f"the pages name {unrendered}, which no API page renders"
+
+
+def mentioned_names() -> list[tuple[str, str]]:
+    """``(module, name)`` for every ``memlens.<module>.<name>`` the README and the guides
+    mention, where ``name`` is a function or a class (modules and attributes aside)."""
+    import importlib
+    import inspect
+    import re
+
+    text = "\n".join(
+        p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    )
+    out = set()
+    for dotted in set(re.findall(r"(memlens(?:\.[A-Za-z_]\w*)+)", text)):
+        module, _, name = dotted.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue  # a module, or an attribute of a class; test_commands checks names exist
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            out.add((module, name))
+    return sorted(out)
