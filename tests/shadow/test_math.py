@@ -12,6 +12,7 @@ from memlens.scoring import TokenScores
 from memlens.shadow.attacks import (
     calibrate_offline_a,
     fit_gaussians,
+    fit_online_a,
     gaussian_logpdf,
     lira_offline,
     lira_online,
@@ -170,11 +171,48 @@ def _rmia(**kw):
 
 def test_rmia_online_hand_computation():
     # P(x) = (P_IN + P_OUT)/2 = .4, .4, .4, .3; ratios P(x|T)/P(x) = 2, 1, 1.25, 2/3
-    # P(z) = mean over A, B = .4, .3; ratios .75, 1.9667
+    # P(z), the marginal over references half of which would have trained on z: z is OUT for
+    # A and B, so P_IN(z) = a P_OUT(z) + (1 - a) with a fitted on x1..x4, where both sides are
+    # seen: 1 - P_IN = .4 .5 .4 .8, 1 - P_OUT = .8 .7 .8 .6 -> a = 1.47 / 2.13
+    a = 1.47 / 2.13
+    assert fit_online_a(_lp([P_A, P_B]), IN_AB) == pytest.approx(a, rel=1e-12)
+    # P_OUT(z) = .4, .3 -> P(z) = ((1 + a) P_OUT + 1 - a) / 2 = .49296, .40845;
+    # ratios P(z|T)/P(z) = .60857, 1.44448
+    # gamma 1: x1 beats both z; x2, x3 and x4 (2/3 >= .60857) beat z1 only
+    assert _rmia(gamma=1.0).tolist() == [1.0, 0.5, 0.5, 0.5]
+    # gamma 2: ratio_x / 2 = 1, .5, .625, .33 against z1's .60857: x1 and x3
+    assert _rmia(gamma=2.0).tolist() == [0.5, 0.0, 0.5, 0.0]
+    # online_pz="out": P(z) = mean over A, B = .4, .3 (all OUT); ratios .75, 1.9667
     # gamma 1: x1 beats both z; x2, x3 beat z1 only; x4 none
-    assert _rmia(gamma=1.0).tolist() == [1.0, 0.5, 0.5, 0.0]
+    assert _rmia(gamma=1.0, online_pz="out").tolist() == [1.0, 0.5, 0.5, 0.0]
     # gamma 2: need ratio_z <= ratio_x / 2 = 1, .5, .625, .33: only x1 with z1
-    assert _rmia(gamma=2.0).tolist() == [0.5, 0.0, 0.0, 0.0]
+    assert _rmia(gamma=2.0, online_pz="out").tolist() == [0.5, 0.0, 0.0, 0.0]
+
+
+def test_rmia_gamma_is_a_non_strict_threshold():
+    # the paper counts LR(x, z) >= gamma: x1's LR with z1 is exactly 2 / .75 = 8/3
+    assert _rmia(gamma=8 / 3 * (1 - 1e-12), online_pz="out").tolist()[0] == 0.5
+    assert _rmia(gamma=2.0 / 0.75, online_pz="out").tolist()[0] == 0.5
+    assert _rmia(gamma=8 / 3 * (1 + 1e-9), online_pz="out").tolist()[0] == 0.0
+
+
+def test_online_rmia_members_are_not_tied_at_zero_with_the_default_gamma():
+    """Members far above the OUT references: with an all-OUT P(z) a member's LR is about
+    2 P_IN / (P_IN + P_OUT) < 2, so with gamma = 2 they score 0 like the non-members."""
+    rng = np.random.default_rng(0)
+    K, n, m = 8, 300, 200
+    keep = balanced_keep(K, n, seed=1)
+    refs = references_for(0, K)
+    base = rng.normal(-4.0, 0.5, n)
+    lp = np.where(keep, -0.3, base) + rng.normal(0, 0.05, (K, n))  # IN: p = 0.81 per token
+    lpz = rng.normal(-4.0, 0.5, m) + rng.normal(0, 0.05, (K, m))
+    marginal = rmia(lp[0], lp[refs], keep[refs], lpz[0], lpz[refs], gamma=2.0)
+    out = rmia(lp[0], lp[refs], keep[refs], lpz[0], lpz[refs], gamma=2.0, online_pz="out")
+    members = keep[0]
+    # the all-OUT P(z): a third of the members score 0, tied with every non-member
+    assert np.all(out[~members] == 0) and np.mean(out[members] == 0) > 0.3
+    # the marginal P(z): every member above every non-member
+    assert marginal[members].min() == 1.0 and marginal[~members].max() < 0.9
 
 
 def test_rmia_offline_hand_computation():
@@ -187,11 +225,15 @@ def test_rmia_offline_hand_computation():
 
 
 def test_rmia_geometric_averaging_and_sequence_scale():
+    # (P(z) as the mean over the all-OUT references, where the two averages differ)
     # geometric: one reference a side leaves P(x) as before (ratios 2, 1, 1.25, 2/3), but
     # P(z) = sqrt(.3 * .5), sqrt(.4 * .2) = .3873, .2828: ratios .7746, 2.086 > 2, so x1 now
     # beats z1 only
-    assert _rmia(gamma=1.0, averaging="geometric").tolist() == [0.5, 0.5, 0.5, 0.0]
-    # whole-sequence probabilities of 2^-900 are handled in log space
+    assert _rmia(gamma=1.0, averaging="geometric", online_pz="out").tolist() == [
+        0.5, 0.5, 0.5, 0.0
+    ]
+    # whole-sequence probabilities of 2^-900 are handled in log space (and 1 - P_OUT = 1 fits
+    # a = 1: P(z) = P_OUT(z))
     lp_t = _lp(P_T) - 900
     s = rmia(lp_t, _lp([P_A, P_B]) - 900, IN_AB, _lp(Z_T) - 900, _lp([Z_A, Z_B]) - 900, gamma=1)
     assert s.tolist() == [1.0, 0.5, 0.5, 0.0]
