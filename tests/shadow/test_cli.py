@@ -281,6 +281,11 @@ def test_bad_input_is_one_sentence_and_exit_2(text_run, tmp_path, monkeypatch, c
     code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(tmp_path),
                        "--out", str(tmp_path / "o5"))  # fmt: skip
     _one_line_exit_2(code, err, "not a finished shadows directory")
+    # a file where the shadows directory should be
+    code, _, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows",
+                       str(tmp_path / "m.txt"), "--out", str(tmp_path / "o6"))  # fmt: skip
+    _one_line_exit_2(code, err, "is a file, not a shadows directory")
+    assert not (tmp_path / "o6").exists()
 
 
 def test_config_file_and_two_models(tmp_path, monkeypatch, capsys):

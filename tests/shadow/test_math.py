@@ -189,10 +189,10 @@ def test_rmia_online_hand_computation():
     assert _rmia(gamma=2.0, online_pz="out").tolist() == [0.5, 0.0, 0.0, 0.0]
 
 
-def test_rmia_gamma_is_a_non_strict_threshold():
-    # the paper counts LR(x, z) >= gamma: x1's LR with z1 is exactly 2 / .75 = 8/3
-    assert _rmia(gamma=8 / 3 * (1 - 1e-12), online_pz="out").tolist()[0] == 0.5
-    assert _rmia(gamma=2.0 / 0.75, online_pz="out").tolist()[0] == 0.5
+def test_rmia_gamma_threshold_sits_at_the_pairwise_ratio():
+    # x1's LR with z1 is 2 / .75 = 8/3 (its LR with z2 is 1.017): gamma just below 8/3 counts
+    # z1, just above does not (equality itself is lost to rounding in log space)
+    assert _rmia(gamma=8 / 3 * (1 - 1e-9), online_pz="out").tolist()[0] == 0.5
     assert _rmia(gamma=8 / 3 * (1 + 1e-9), online_pz="out").tolist()[0] == 0.0
 
 
@@ -249,6 +249,31 @@ def test_offline_a_is_chosen_on_the_grid_by_attacking_a_reference():
     a, aucs = calibrate_offline_a(lp, keep, lpz, references_for(0, K))
     assert a in [round(0.1 * i, 1) for i in range(11)] and len(aucs) == 11
     assert aucs[repr(a)] == max(aucs.values()) and aucs[repr(a)] > 0.9
+
+
+def test_offline_a_calibration_keeps_the_pseudo_targets_partner_out(monkeypatch):
+    """The pseudo-target's partner trained on exactly its non-members: as a reference it would
+    leak the answer. Every example must keep the same number of IN references."""
+    import memlens.shadow.attacks as attacks
+
+    K, n, m = 8, 40, 10
+    keep = balanced_keep(K, n, seed=2)
+    rng = np.random.default_rng(0)
+    lp, lpz = rng.normal(-3, 1, (K, n)), rng.normal(-3, 1, (K, m))
+    seen = []
+    real = attacks.rmia
+
+    def spy(lp_t, lp_r, in_refs, *args, **kw):
+        seen.append((lp_t.copy(), np.asarray(in_refs).copy()))
+        return real(lp_t, lp_r, in_refs, *args, **kw)
+
+    monkeypatch.setattr(attacks, "rmia", spy)
+    refs = references_for(0, K)  # 2..7; pseudo-target 2, its partner 3
+    calibrate_offline_a(lp, keep, lpz, refs)
+    assert len(seen) == 11
+    for lp_t, in_refs in seen:
+        assert np.array_equal(lp_t, lp[2]) and in_refs.shape == (K - 4, n)
+        assert np.all(in_refs.sum(axis=0) == (K - 4) // 2)  # 3 IN and 3 OUT for every example
 
 
 # -- counterfactual memorization -------------------------------------------------------------------
