@@ -301,3 +301,21 @@ def test_counterfactual_of_an_example_every_model_saw_or_none_is_exactly_zero():
     # models that agree on an example give exactly 0 whatever the split
     same = np.ones((6, 1)) * 0.37
     assert counterfactual(same, keep[:, 2:]).get("mem")[0] == 0.0
+
+
+# -- worlds ----------------------------------------------------------------------------------------
+
+
+def test_one_long_text_is_a_pool_of_many_examples(tmp_path):
+    from memlens.shadow.world import text_pool
+
+    words = ["the", "king", "said", "to", "a", "fool", "and", "his", "queen", "of", "night"]
+    rng = np.random.default_rng(0)
+    (tmp_path / "one.txt").write_text(" ".join(rng.choice(words, size=400)) + "\n")
+    pool = text_pool(str(tmp_path / "one.txt"), seq_len=16, vocab_size=280, population_frac=0.2)
+    assert pool.meta["n_texts"] == 1 and len(pool.lengths) > 20
+    assert len(pool.candidates) >= 2 and pool.lengths.max() <= 16
+    (tmp_path / "short.txt").write_text("only one line\n")
+    with pytest.raises(UserError, match="at least 2 examples"):
+        text_pool(str(tmp_path / "short.txt"), seq_len=16, vocab_size=280)
+
