@@ -290,9 +290,18 @@ def _target_attack(
         pos_of.setdefault(texts[i], []).append(j)
     missing = [t for t in samples.texts if t not in pos_of]
     if missing:
+        population = {texts[i] for i in sh.population}
+        held = sum(t in population for t in missing)
+        why = (
+            f"{held} of them are population texts, held out of every shadow, and "
+            if held
+            else ""
+        )
         raise UserError(
             f"{len(missing)} of the {len(samples)} texts are not candidates of the shadows' pool "
-            f"(first: {missing[0][:40]!r}); the target's texts must come from that pool."
+            f"(first: {missing[0][:40]!r}); {why}the target's texts must be candidate examples "
+            f"as pool.parquet lists them (texts longer than {sh.tokens.shape[1] - 1} tokens were "
+            "cut into pieces)."
         )
     cols = [pos_of[t][0] for t in samples.texts]
     # A text with several copies in the pool: a shadow saw it when it saw any copy.
