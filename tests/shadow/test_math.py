@@ -229,9 +229,7 @@ def test_rmia_geometric_averaging_and_sequence_scale():
     # geometric: one reference a side leaves P(x) as before (ratios 2, 1, 1.25, 2/3), but
     # P(z) = sqrt(.3 * .5), sqrt(.4 * .2) = .3873, .2828: ratios .7746, 2.086 > 2, so x1 now
     # beats z1 only
-    assert _rmia(gamma=1.0, averaging="geometric", online_pz="out").tolist() == [
-        0.5, 0.5, 0.5, 0.0
-    ]
+    assert _rmia(gamma=1.0, averaging="geometric", online_pz="out").tolist() == [0.5, 0.5, 0.5, 0.0]
     # whole-sequence probabilities of 2^-900 are handled in log space (and 1 - P_OUT = 1 fits
     # a = 1: P(z) = P_OUT(z))
     lp_t = _lp(P_T) - 900
@@ -318,4 +316,3 @@ def test_one_long_text_is_a_pool_of_many_examples(tmp_path):
     (tmp_path / "short.txt").write_text("only one line\n")
     with pytest.raises(UserError, match="at least 2 examples"):
         text_pool(str(tmp_path / "short.txt"), seq_len=16, vocab_size=280)
-

@@ -180,7 +180,9 @@ def register(app: typer.Typer) -> None:
             help="Online RMIA's P(z): marginal (IN side from P_IN = a P_OUT + 1 - a, a fitted) or out.",
         ),
         averaging: str | None = typer.Option(
-            None, "--averaging", help="RMIA's mean over references: arithmetic (paper) or geometric."
+            None,
+            "--averaging",
+            help="RMIA's mean over references: arithmetic (paper) or geometric.",
         ),
         center: str | None = typer.Option(
             None, "--center", help="LiRA centre: mean (paper) or median (public code)."

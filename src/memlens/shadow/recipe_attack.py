@@ -292,11 +292,7 @@ def _target_attack(
     if missing:
         population = {texts[i] for i in sh.population}
         held = sum(t in population for t in missing)
-        why = (
-            f"{held} of them are population texts, held out of every shadow, and "
-            if held
-            else ""
-        )
+        why = f"{held} of them are population texts, held out of every shadow, and " if held else ""
         raise UserError(
             f"{len(missing)} of the {len(samples)} texts are not candidates of the shadows' pool "
             f"(first: {missing[0][:40]!r}); {why}the target's texts must be candidate examples "
