@@ -277,10 +277,25 @@ def test_bad_input_is_one_sentence_and_exit_2(text_run, tmp_path, monkeypatch, c
                        str(target), "--members", str(tmp_path / "m.txt"), "--nonmembers",
                        str(tmp_path / "n.txt"), "--out", str(tmp_path / "o4"))  # fmt: skip
     _one_line_exit_2(code, err, "differs from the shadows' tokenizer")
+    # a member text held out of every shadow (the population)
+    import pandas as pd
+
+    pool = pd.read_parquet(out / "pool.parquet")
+    (tmp_path / "pop.txt").write_text(pool[pool.role == "population"].text.iloc[0] + "\n")
+    code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out), "--target",
+                       str(out / "models" / "model_00"), "--members", str(tmp_path / "pop.txt"),
+                       "--nonmembers", str(tmp_path / "n.txt"), "--out", str(tmp_path / "o7"))  # fmt: skip
+    _one_line_exit_2(code, err, "1 of them are population texts, held out of every shadow")
+    assert not (tmp_path / "o7").exists()
     # not a shadows directory
     code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(tmp_path),
                        "--out", str(tmp_path / "o5"))  # fmt: skip
     _one_line_exit_2(code, err, "not a finished shadows directory")
+    # a file where the shadows directory should be
+    code, _, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows",
+                       str(tmp_path / "m.txt"), "--out", str(tmp_path / "o6"))  # fmt: skip
+    _one_line_exit_2(code, err, "is a file, not a shadows directory")
+    assert not (tmp_path / "o6").exists()
 
 
 def test_config_file_and_two_models(tmp_path, monkeypatch, capsys):

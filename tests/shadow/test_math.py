@@ -12,6 +12,7 @@ from memlens.scoring import TokenScores
 from memlens.shadow.attacks import (
     calibrate_offline_a,
     fit_gaussians,
+    fit_online_a,
     gaussian_logpdf,
     lira_offline,
     lira_online,
@@ -170,11 +171,48 @@ def _rmia(**kw):
 
 def test_rmia_online_hand_computation():
     # P(x) = (P_IN + P_OUT)/2 = .4, .4, .4, .3; ratios P(x|T)/P(x) = 2, 1, 1.25, 2/3
-    # P(z) = mean over A, B = .4, .3; ratios .75, 1.9667
+    # P(z), the marginal over references half of which would have trained on z: z is OUT for
+    # A and B, so P_IN(z) = a P_OUT(z) + (1 - a) with a fitted on x1..x4, where both sides are
+    # seen: 1 - P_IN = .4 .5 .4 .8, 1 - P_OUT = .8 .7 .8 .6 -> a = 1.47 / 2.13
+    a = 1.47 / 2.13
+    assert fit_online_a(_lp([P_A, P_B]), IN_AB) == pytest.approx(a, rel=1e-12)
+    # P_OUT(z) = .4, .3 -> P(z) = ((1 + a) P_OUT + 1 - a) / 2 = .49296, .40845;
+    # ratios P(z|T)/P(z) = .60857, 1.44448
+    # gamma 1: x1 beats both z; x2, x3 and x4 (2/3 >= .60857) beat z1 only
+    assert _rmia(gamma=1.0).tolist() == [1.0, 0.5, 0.5, 0.5]
+    # gamma 2: ratio_x / 2 = 1, .5, .625, .33 against z1's .60857: x1 and x3
+    assert _rmia(gamma=2.0).tolist() == [0.5, 0.0, 0.5, 0.0]
+    # online_pz="out": P(z) = mean over A, B = .4, .3 (all OUT); ratios .75, 1.9667
     # gamma 1: x1 beats both z; x2, x3 beat z1 only; x4 none
-    assert _rmia(gamma=1.0).tolist() == [1.0, 0.5, 0.5, 0.0]
+    assert _rmia(gamma=1.0, online_pz="out").tolist() == [1.0, 0.5, 0.5, 0.0]
     # gamma 2: need ratio_z <= ratio_x / 2 = 1, .5, .625, .33: only x1 with z1
-    assert _rmia(gamma=2.0).tolist() == [0.5, 0.0, 0.0, 0.0]
+    assert _rmia(gamma=2.0, online_pz="out").tolist() == [0.5, 0.0, 0.0, 0.0]
+
+
+def test_rmia_gamma_threshold_sits_at_the_pairwise_ratio():
+    # x1's LR with z1 is 2 / .75 = 8/3 (its LR with z2 is 1.017): gamma just below 8/3 counts
+    # z1, just above does not (equality itself is lost to rounding in log space)
+    assert _rmia(gamma=8 / 3 * (1 - 1e-9), online_pz="out").tolist()[0] == 0.5
+    assert _rmia(gamma=8 / 3 * (1 + 1e-9), online_pz="out").tolist()[0] == 0.0
+
+
+def test_online_rmia_members_are_not_tied_at_zero_with_the_default_gamma():
+    """Members far above the OUT references: with an all-OUT P(z) a member's LR is about
+    2 P_IN / (P_IN + P_OUT) < 2, so with gamma = 2 they score 0 like the non-members."""
+    rng = np.random.default_rng(0)
+    K, n, m = 8, 300, 200
+    keep = balanced_keep(K, n, seed=1)
+    refs = references_for(0, K)
+    base = rng.normal(-4.0, 0.5, n)
+    lp = np.where(keep, -0.3, base) + rng.normal(0, 0.05, (K, n))  # IN: p = 0.81 per token
+    lpz = rng.normal(-4.0, 0.5, m) + rng.normal(0, 0.05, (K, m))
+    marginal = rmia(lp[0], lp[refs], keep[refs], lpz[0], lpz[refs], gamma=2.0)
+    out = rmia(lp[0], lp[refs], keep[refs], lpz[0], lpz[refs], gamma=2.0, online_pz="out")
+    members = keep[0]
+    # the all-OUT P(z): a third of the members score 0, tied with every non-member
+    assert np.all(out[~members] == 0) and np.mean(out[members] == 0) > 0.3
+    # the marginal P(z): every member above every non-member
+    assert marginal[members].min() == 1.0 and marginal[~members].max() < 0.9
 
 
 def test_rmia_offline_hand_computation():
@@ -187,11 +225,13 @@ def test_rmia_offline_hand_computation():
 
 
 def test_rmia_geometric_averaging_and_sequence_scale():
+    # (P(z) as the mean over the all-OUT references, where the two averages differ)
     # geometric: one reference a side leaves P(x) as before (ratios 2, 1, 1.25, 2/3), but
     # P(z) = sqrt(.3 * .5), sqrt(.4 * .2) = .3873, .2828: ratios .7746, 2.086 > 2, so x1 now
     # beats z1 only
-    assert _rmia(gamma=1.0, averaging="geometric").tolist() == [0.5, 0.5, 0.5, 0.0]
-    # whole-sequence probabilities of 2^-900 are handled in log space
+    assert _rmia(gamma=1.0, averaging="geometric", online_pz="out").tolist() == [0.5, 0.5, 0.5, 0.0]
+    # whole-sequence probabilities of 2^-900 are handled in log space (and 1 - P_OUT = 1 fits
+    # a = 1: P(z) = P_OUT(z))
     lp_t = _lp(P_T) - 900
     s = rmia(lp_t, _lp([P_A, P_B]) - 900, IN_AB, _lp(Z_T) - 900, _lp([Z_A, Z_B]) - 900, gamma=1)
     assert s.tolist() == [1.0, 0.5, 0.5, 0.0]
@@ -207,6 +247,31 @@ def test_offline_a_is_chosen_on_the_grid_by_attacking_a_reference():
     a, aucs = calibrate_offline_a(lp, keep, lpz, references_for(0, K))
     assert a in [round(0.1 * i, 1) for i in range(11)] and len(aucs) == 11
     assert aucs[repr(a)] == max(aucs.values()) and aucs[repr(a)] > 0.9
+
+
+def test_offline_a_calibration_keeps_the_pseudo_targets_partner_out(monkeypatch):
+    """The pseudo-target's partner trained on exactly its non-members: as a reference it would
+    leak the answer. Every example must keep the same number of IN references."""
+    import memlens.shadow.attacks as attacks
+
+    K, n, m = 8, 40, 10
+    keep = balanced_keep(K, n, seed=2)
+    rng = np.random.default_rng(0)
+    lp, lpz = rng.normal(-3, 1, (K, n)), rng.normal(-3, 1, (K, m))
+    seen = []
+    real = attacks.rmia
+
+    def spy(lp_t, lp_r, in_refs, *args, **kw):
+        seen.append((lp_t.copy(), np.asarray(in_refs).copy()))
+        return real(lp_t, lp_r, in_refs, *args, **kw)
+
+    monkeypatch.setattr(attacks, "rmia", spy)
+    refs = references_for(0, K)  # 2..7; pseudo-target 2, its partner 3
+    calibrate_offline_a(lp, keep, lpz, refs)
+    assert len(seen) == 11
+    for lp_t, in_refs in seen:
+        assert np.array_equal(lp_t, lp[2]) and in_refs.shape == (K - 4, n)
+        assert np.all(in_refs.sum(axis=0) == (K - 4) // 2)  # 3 IN and 3 OUT for every example
 
 
 # -- counterfactual memorization -------------------------------------------------------------------
@@ -234,3 +299,20 @@ def test_counterfactual_of_an_example_every_model_saw_or_none_is_exactly_zero():
     # models that agree on an example give exactly 0 whatever the split
     same = np.ones((6, 1)) * 0.37
     assert counterfactual(same, keep[:, 2:]).get("mem")[0] == 0.0
+
+
+# -- worlds ----------------------------------------------------------------------------------------
+
+
+def test_one_long_text_is_a_pool_of_many_examples(tmp_path):
+    from memlens.shadow.world import text_pool
+
+    words = ["the", "king", "said", "to", "a", "fool", "and", "his", "queen", "of", "night"]
+    rng = np.random.default_rng(0)
+    (tmp_path / "one.txt").write_text(" ".join(rng.choice(words, size=400)) + "\n")
+    pool = text_pool(str(tmp_path / "one.txt"), seq_len=16, vocab_size=280, population_frac=0.2)
+    assert pool.meta["n_texts"] == 1 and len(pool.lengths) > 20
+    assert len(pool.candidates) >= 2 and pool.lengths.max() <= 16
+    (tmp_path / "short.txt").write_text("only one line\n")
+    with pytest.raises(UserError, match="at least 2 examples"):
+        text_pool(str(tmp_path / "short.txt"), seq_len=16, vocab_size=280)

@@ -174,8 +174,23 @@ def register(app: typer.Typer) -> None:
         rmia_signal: str | None = typer.Option(
             None, "--rmia-signal", help="token (per-token geometric mean probability) or sequence."
         ),
+        online_pz: str | None = typer.Option(
+            None,
+            "--online-pz",
+            help="Online RMIA's P(z): marginal (IN side from P_IN = a P_OUT + 1 - a, a fitted) or out.",
+        ),
+        averaging: str | None = typer.Option(
+            None,
+            "--averaging",
+            help="RMIA's mean over references: arithmetic (paper) or geometric.",
+        ),
         center: str | None = typer.Option(
             None, "--center", help="LiRA centre: mean (paper) or median (public code)."
+        ),
+        global_variance: str | None = typer.Option(
+            None,
+            "--global-variance",
+            help="LiRA fixed variance: pooled (within examples) or all (public code).",
         ),
         offline_test: str | None = typer.Option(
             None, "--offline-test", help="Offline LiRA: one_sided (paper) or density (public code)."
@@ -197,7 +212,8 @@ def register(app: typer.Typer) -> None:
 
         settings = {
             "gamma": gamma, "offline_a": offline_a, "rmia_signal": rmia_signal, "center": center,
-            "offline_test": offline_test,
+            "offline_test": offline_test, "online_pz": online_pz, "averaging": averaging,
+            "global_variance": global_variance,
         }  # fmt: skip
         cfg = build_config(
             ShadowAttackConfig,
@@ -284,6 +300,12 @@ def _print_attack(result: Any) -> None:
         console.print(f"pooling: {s.pooling}")
         a = s.offline_a
         console.print(f"offline RMIA a (calibrated per target): {min(a):.1f}-{max(a):.1f}")
+    if s.online_a:
+        b = s.online_a
+        console.print(
+            f"online RMIA P(z): P_IN(z) = a P_OUT(z) + 1 - a with a fitted on the references' "
+            f"candidates: {min(b):.3f}-{max(b):.3f}"
+        )
     console.print(f"wrote {result.out_dir}/mia.json, scores.parquet, roc.png")
 
 

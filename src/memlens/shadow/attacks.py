@@ -38,10 +38,21 @@ arXiv:2312.03262)
     * offline: ``P_IN ≈ a P_OUT + (1 - a)``, so ``P(x) = ((1 + a) P_OUT(x) + (1 - a)) / 2``;
       ``a`` is chosen as the paper does, by attacking one reference model with the others
       (:func:`calibrate_offline_a`, the grid 0, 0.1, ..., 1, best AUC), unless given.
-    * ``P(z)``: ``z`` is OUT for every reference, so ``P(z)`` is the mean over all references
-      (online) and ``((1 + a) P_OUT(z) + (1 - a)) / 2`` (offline).
-    * ``gamma``: the paper's research code uses 2 (the default here) with ``>=``; the Privacy
-      Meter tool uses 1 with a strict ``>``. Scores are multiples of ``1/|Z|``.
+    * ``P(z)`` is the same marginal as ``P(x)``: the mean of ``P(z|theta')`` over reference models
+      trained on random halves, half of which would have trained on ``z``. The paper's research
+      code draws ``z`` from points that are IN for half of the references, so it averages IN and
+      OUT references for ``z`` exactly as for ``x``. memlens's population is OUT for every
+      shadow, so ``P_IN(z)`` is not observed; it is estimated with the paper's own relation
+      ``P_IN ≈ a P_OUT + (1 - a)``: ``P(z) = ((1 + a) P_OUT(z) + (1 - a)) / 2``. Offline, ``a`` is
+      the calibrated one; online (``online_pz="marginal"``, the default), ``a`` is *fitted* on the
+      candidates, where both sides are observed (:func:`fit_online_a`). ``online_pz="out"`` uses
+      ``P(z) = P_OUT(z)``, the mean over the (all OUT) references (memlens before 0.1.0): it
+      leaves ``P(x)`` a half-IN average and ``P(z)`` an all-OUT one, so a member's ``LR`` is about
+      ``2 P_IN / (P_IN + P_OUT) < 2`` and with ``gamma = 2`` many members score 0.
+    * ``gamma``: the paper's score counts ``LR(x, z) >= gamma``, as memlens does; the research
+      code's CIFAR-10 configurations use ``gamma = 2`` (the default here) and compare with a
+      strict ``>``, as does the Privacy Meter tool with ``gamma = 1``. Scores are multiples of
+      ``1/|Z|``.
 
     ``P(x|theta)`` for a sequence: by default (``rmia_signal="token"``) the per-token geometric
     mean probability ``2**mean_log2p``, a number in (0, 1] like the class probability of the
@@ -82,7 +93,7 @@ class AttackSettings(Config):
 
     ``center``, ``global_variance``, ``offline_test``, ``min_std`` (bits): LiRA's Gaussians;
     ``gamma``, ``offline_a`` (``None``: calibrated on a reference model), ``rmia_signal``,
-    ``averaging``: RMIA. See the module docstring for each choice and its source.
+    ``averaging``, ``online_pz`` (how online RMIA estimates ``P(z)``): RMIA. See the module docstring for each choice and its source.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -95,6 +106,7 @@ class AttackSettings(Config):
     offline_a: float | None = Field(default=None, ge=0, le=1)
     rmia_signal: Literal["token", "sequence"] = "token"
     averaging: Literal["arithmetic", "geometric"] = "arithmetic"
+    online_pz: Literal["marginal", "out"] = "marginal"
 
 
 # -- LiRA ------------------------------------------------------------------------------------------
@@ -223,6 +235,34 @@ def _log_offline_p(ln_p_out: np.ndarray, a: float) -> np.ndarray:
     return np.logaddexp(math.log1p(a) + ln_p_out, rest) - math.log(2.0)
 
 
+def fit_online_a(
+    lp_refs: np.ndarray, in_refs: np.ndarray, *, averaging: str = "arithmetic"
+) -> float:
+    """The ``a`` of RMIA's ``P_IN ≈ a P_OUT + (1 - a)`` fitted on examples seen both ways (online).
+
+    ``P_IN(x)`` and ``P_OUT(x)`` are the means of ``P(x|theta)`` over the IN and the OUT
+    references (``lp_refs`` in bits, ``[R, n]``); the least-squares line through ``(1, 1)``,
+    ``1 - P_IN = a (1 - P_OUT)``, gives ``a = sum (1 - P_IN)(1 - P_OUT) / sum (1 - P_OUT)^2``,
+    clipped to ``[0, 1]`` (1 when every ``P_OUT`` is 1). Zarifzadeh et al. 2024 introduce the
+    relation for the offline attack; memlens fits it online to estimate ``P(z)`` for population
+    samples that no reference trained on (see the module docstring).
+
+    Examples
+    --------
+    >>> lp = np.log2([[0.6, 0.5], [0.2, 0.3]])
+    >>> round(fit_online_a(lp, np.array([[1, 1], [0, 0]], dtype=bool)), 6)  # (.32 + .35) / (.64 + .49)
+    0.59292
+    """
+    in_refs = np.asarray(in_refs, dtype=bool)
+    ln_r = np.asarray(lp_refs, np.float64) * LN2
+    p_in = np.exp(_log_mean_prob(ln_r, in_refs, averaging))
+    p_out = np.exp(_log_mean_prob(ln_r, ~in_refs, averaging))
+    den = float(np.sum((1.0 - p_out) ** 2))
+    if not den > 0:
+        return 1.0
+    return float(np.clip(np.sum((1.0 - p_in) * (1.0 - p_out)) / den, 0.0, 1.0))
+
+
 def rmia(
     lp_target: np.ndarray,
     lp_refs: np.ndarray,
@@ -234,6 +274,7 @@ def rmia(
     a: float = 0.3,
     gamma: float = 2.0,
     averaging: str = "arithmetic",
+    online_pz: str = "marginal",
 ) -> np.ndarray:
     """RMIA scores of ``n`` examples against ``m`` population samples.
 
@@ -244,6 +285,8 @@ def rmia(
     in_refs: ``[R, n]``, True where reference ``r`` trained on example ``x``.
     lpz_target, lpz_refs: the same for the population ``[m]`` and ``[R, m]`` (OUT for all).
     offline: use only OUT references and ``P(x) = ((1 + a) P_OUT + (1 - a)) / 2``.
+    online_pz: online, ``marginal`` estimates ``P(z)`` as ``((1 + a') P_OUT(z) + (1 - a')) / 2``
+        with ``a'`` from :func:`fit_online_a`; ``out`` takes ``P(z) = P_OUT(z)``.
 
     Returns
     -------
@@ -263,6 +306,10 @@ def rmia(
         ln_out = _log_mean_prob(ln_r, ~in_refs, averaging)
         ln_px = np.logaddexp(ln_in, ln_out) - math.log(2.0)
         ln_pz = _log_mean_prob(lnz_r, all_z, averaging)
+        if online_pz == "marginal":
+            ln_pz = _log_offline_p(ln_pz, fit_online_a(lp_refs, in_refs, averaging=averaging))
+        elif online_pz != "out":
+            raise UserError(f"online_pz must be marginal or out, got {online_pz!r}.")
     ratio_x = ln_t - ln_px
     ratio_z = np.sort(lnz_t - ln_pz)
     # LR(x, z) >= gamma  <=>  ratio_z <= ratio_x - ln(gamma)
@@ -349,6 +396,8 @@ def attack_target(
     lpz_t = rmia_signal(target_z, settings.rmia_signal)[0]
     lpz_r = rmia_signal(refs_z, settings.rmia_signal)
     common = {"gamma": settings.gamma, "averaging": settings.averaging}
-    out["rmia_online"] = rmia(lp_t, lp_r, in_refs, lpz_t, lpz_r, **common)
+    out["rmia_online"] = rmia(
+        lp_t, lp_r, in_refs, lpz_t, lpz_r, online_pz=settings.online_pz, **common
+    )
     out["rmia_offline"] = rmia(lp_t, lp_r, in_refs, lpz_t, lpz_r, offline=True, a=a, **common)
     return out

@@ -87,8 +87,10 @@ def load_shadows(path: str | Path) -> Shadows:
     import pandas as pd
 
     p = Path(path).expanduser()
-    if not p.is_dir():
+    if not p.exists():
         raise UserError(f"shadows directory {p} does not exist.")
+    if not p.is_dir():
+        raise UserError(f"{p} is a file, not a shadows directory.")
     missing = [f for f in REQUIRED if not (p / f).exists()]
     if missing:
         raise UserError(

@@ -136,7 +136,7 @@ def _leave_one_out(
     import pandas as pd
 
     from memlens.mia.metrics import roc_auc
-    from memlens.shadow.attacks import attack_target, calibrate_offline_a
+    from memlens.shadow.attacks import attack_target, calibrate_offline_a, fit_online_a
     from memlens.shadow.design import references_for
 
     K = sh.n_models
@@ -161,7 +161,7 @@ def _leave_one_out(
     cand_texts = [texts[i] for i in cand] if texts is not None else None
     names: list[str] = []
     table: dict[str, np.ndarray] = {}
-    a_used = []
+    a_used, online_a = [], []
     for t in range(K):
         refs = references_for(t, K)
         if st.offline_a is None:
@@ -171,6 +171,7 @@ def _leave_one_out(
         else:
             a = st.offline_a
         a_used.append(a)
+        online_a.append(fit_online_a(lp_c[refs], keep[refs], averaging=st.averaging))
         res = attack_target(
             sh.signals.take([t]),
             sh.z_signals.take([t]),
@@ -212,6 +213,7 @@ def _leave_one_out(
         ),
         per_target_auc=per_target,
         offline_a=a_used,
+        online_a=online_a if st.online_pz == "marginal" else [],
         model={
             "name": "each shadow in turn",
             "source": "memlens-gpt",
@@ -255,7 +257,7 @@ def _target_attack(
     from memlens.mia.samples import load_samples
     from memlens.models.hf import load_causal_lm, load_tokenizer
     from memlens.scoring import score_sequences
-    from memlens.shadow.attacks import attack_target, calibrate_offline_a
+    from memlens.shadow.attacks import attack_target, calibrate_offline_a, fit_online_a
     from memlens.shadow.signals import signals_from_scores
 
     if sh.tokenizer_dir is None or sh.texts is None:
@@ -288,9 +290,14 @@ def _target_attack(
         pos_of.setdefault(texts[i], []).append(j)
     missing = [t for t in samples.texts if t not in pos_of]
     if missing:
+        population = {texts[i] for i in sh.population}
+        held = sum(t in population for t in missing)
+        why = f"{held} of them are population texts, held out of every shadow, and " if held else ""
         raise UserError(
             f"{len(missing)} of the {len(samples)} texts are not candidates of the shadows' pool "
-            f"(first: {missing[0][:40]!r}); the target's texts must come from that pool."
+            f"(first: {missing[0][:40]!r}); {why}the target's texts must be candidate examples "
+            f"as pool.parquet lists them (texts longer than {sh.tokens.shape[1] - 1} tokens were "
+            "cut into pieces)."
         )
     cols = [pos_of[t][0] for t in samples.texts]
     # A text with several copies in the pool: a shadow saw it when it saw any copy.
@@ -312,7 +319,11 @@ def _target_attack(
     n_in, n_out = in_refs.sum(0), (~in_refs).sum(0)
     ok = (n_in >= 2) & (n_out >= 2)
     shadow_scores = {name: np.full(n, np.nan) for name in SHADOW_ATTACKS}
+    online_a = []
     if ok.any():
+        if st.online_pz == "marginal":
+            lp_ok = _rmia_lp(sh.signals.take(None, np.asarray(cols)[ok]), st)
+            online_a = [fit_online_a(lp_ok, in_refs[:, ok], averaging=st.averaging)]
         res = attack_target(
             t_c.take(None, ok),
             t_z,
@@ -335,6 +346,7 @@ def _target_attack(
         samples.labels,
         mode="target",
         offline_a=[a],
+        online_a=online_a,
         model=lm.describe(),
         references=[{"name": str(sh.path), "n_models": K, "design": "balanced pairs"}],
         data=samples.info | {"n_without_two_references_a_side": int((~ok).sum())},

@@ -83,6 +83,8 @@ class ShadowAttackSummary(MIASummary):
     pooling: how the K ROC problems were pooled (leave-one-model-out).
     per_target_auc: attack -> mean and standard deviation of the per-target AUCs.
     offline_a: the offline RMIA ``a`` used for each target.
+    online_a: the ``a`` fitted for each target's online RMIA ``P(z)`` (empty with
+        ``online_pz="out"``; :func:`~memlens.shadow.attacks.fit_online_a`).
     settings: the attack choices (:class:`~memlens.shadow.attacks.AttackSettings`).
     """
 
@@ -92,6 +94,7 @@ class ShadowAttackSummary(MIASummary):
     pooling: str | None = None
     per_target_auc: dict[str, dict[str, float]] = {}
     offline_a: list[float] = []
+    online_a: list[float] = []
     settings: dict[str, Any] = {}
 
     def headline(self) -> list[tuple[str, Any]]:

@@ -158,8 +158,6 @@ def text_pool(
     from memlens.data.text import bos_token_id, chunk_texts, encode_texts, read_texts
 
     raw, _ = read_texts(source, text_column=text_column)
-    if len(raw) < 2:
-        raise UserError(f"the pool needs at least 2 examples to split into halves, got {len(raw)}.")
     if tokenizer is None:
         tok = train_tokenizer(raw, vocab_size)
         how = f"byte-level BPE trained on the pool (V={len(tok)})"
@@ -174,6 +172,10 @@ def text_pool(
             f"tokenizer {tokenizer} has neither a BOS nor an EOS token to start examples."
         )
     texts = chunk_texts(raw, tok, seq_len - 1)
+    if len(texts) < 2:  # counted after chunking: one long text is many examples
+        raise UserError(
+            f"the pool needs at least 2 examples to split into halves, got {len(texts)}."
+        )
     enc = encode_texts(texts, tok)
     N = len(texts)
     pad = tok.pad_token_id if isinstance(tok.pad_token_id, int) else bos
