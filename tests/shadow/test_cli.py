@@ -303,3 +303,19 @@ def test_config_file_and_two_models(tmp_path, monkeypatch, capsys):
     code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
                        "--out", str(tmp_path / "a"))  # fmt: skip
     _one_line_exit_2(code, err, "at least 6 shadow models")
+
+
+def test_fpr_levels_are_read_once_for_mia_and_shadow(tmp_path, monkeypatch, capsys):
+    # One reader of --fpr for both commands (it was written twice, and the shadow copy gave no
+    # example); the range rule stays each config's: shadow attacks allow 0, the MIA does not.
+    from memlens.commands.options import fpr_levels
+    from memlens.errors import UserError
+
+    assert fpr_levels(None) is None and fpr_levels([]) is None
+    assert fpr_levels(["0.01, 0.001,,0.01", "0"]) == [0.0, 0.001, 0.01]
+    with pytest.raises(UserError, match=r"^--fpr 'x' is not a number; use e.g. --fpr 0.001,0.01.$"):
+        fpr_levels(["0.1,x"])
+    for command in (["shadow", "attack", "--shadows", str(tmp_path)], ["mia", "metrics",
+                    "--scores", str(tmp_path / "s.csv")]):  # fmt: skip
+        code, _, err = cli(monkeypatch, capsys, *command, "--fpr", "0.1,x")
+        _one_line_exit_2(code, err, "--fpr 'x' is not a number; use e.g. --fpr 0.001,0.01.")

@@ -43,20 +43,6 @@ def _shape(spec: str | None) -> dict[str, int]:
     return {"n_layer": layers, "d_model": width}
 
 
-def _fprs(values: list[str] | None) -> list[float] | None:
-    if not values:
-        return None
-    out = []
-    for v in values:
-        for part in str(v).split(","):
-            if part.strip():
-                try:
-                    out.append(float(part))
-                except ValueError:
-                    raise UserError(f"--fpr {part!r} is not a number.") from None
-    return sorted(set(out))
-
-
 def _run(config: Any, out: Path | None, as_json: bool, bars: bool = True) -> Any:
     """Run ``config`` with progress bars (on stderr under ``--json``, which prints the summary)."""
     from rich.console import Console
@@ -203,7 +189,8 @@ def register(app: typer.Typer) -> None:
             ShadowAttackConfig,
             shadows=shadows, target=target, members=members, nonmembers=nonmembers,
             text_column=text_column, pool=pool, settings=merge({}, settings) or None,
-            fprs=_fprs(fpr), n_boot=n_boot, batch_size=batch_size, device=device, seed=seed,
+            fprs=options.fpr_levels(fpr), n_boot=n_boot, batch_size=batch_size, device=device,
+            seed=seed,
         )  # fmt: skip
         result = _run(cfg, out, as_json)
         if not as_json:
