@@ -84,7 +84,8 @@ def test_train_writes_a_balanced_design_and_signals(synthetic_run):
 
 
 def test_rerun_is_deterministic_and_interrupted_train_resumes(synthetic_run, tmp_path):
-    """An interrupted run keeps its finished stacks; the rerun trains only the rest and matches."""
+    """An interrupted run keeps its finished stacks; the rerun (with another worker count) trains
+    only the rest and matches."""
     from memlens.progress import ProgressEvent
     from memlens.shadow import run
 
@@ -104,7 +105,8 @@ def test_rerun_is_deterministic_and_interrupted_train_resumes(synthetic_run, tmp
         part / "cells" / "stack-1.json"
     ).exists()
     before = (part / "models" / "model_00" / "model.safetensors").stat().st_mtime_ns
-    res = run(cfg, part)
+    # resumed in two worker processes: where the stacks run is not part of the run's identity
+    res = run(cfg.model_copy(update={"workers": 2}), part)
     assert [s["reused"] for s in res.summary.stacks] == [True, False, False]
     assert res.reused == ["stack 0"]
     assert (part / "models" / "model_00" / "model.safetensors").stat().st_mtime_ns == before

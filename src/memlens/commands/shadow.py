@@ -116,6 +116,8 @@ def register(app: typer.Typer) -> None:
             None, "--workers", min=1, help="Local worker processes, one stack each (default 1)."
         ),
         ray_address: options.RayAddress = None,
+        ray_cpus_per_cell: options.RayCpusPerCell = None,
+        ray_gpus_per_cell: options.RayGpusPerCell = None,
         as_json: options.Json = False,
     ) -> None:
         """Train K shadow GPTs, each on a random half of the pool (every example IN for exactly K/2)."""
@@ -128,7 +130,8 @@ def register(app: typer.Typer) -> None:
             vocab_size=vocab_size, text_column=text_column, seq_len=seq_len,
             n_examples=n_examples, population_frac=population, steps=steps, lr=lr,
             batch_size=batch_size, stack_size=stack_size, seed=seed, device=device,
-            backend=backend, workers=workers, ray_address=ray_address, **_shape(shape),
+            backend=backend, workers=workers, ray_address=ray_address,
+            ray_num_cpus=ray_cpus_per_cell, ray_num_gpus=ray_gpus_per_cell, **_shape(shape),
         )  # fmt: skip
         result = _run(cfg, out, as_json)
         if not as_json:
