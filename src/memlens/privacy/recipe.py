@@ -95,20 +95,17 @@ def run(
     ``canaries.parquet``, ``dp_audit.png``, ``models/<arm>/`` and ``manifest.json`` (with the
     accountant's ε and ε̂ per arm).
     """
-    import torch
 
     from memlens.privacy.arms import audit_arm, fresh_model, score_bits, trained_arm
     from memlens.privacy.data import prepare
     from memlens.privacy.outputs import write_outputs
     from memlens.store import RunDir, default_out_dir
     from memlens.training import pick_device
+    from memlens.training.devices import threads
 
     cfg = config
     start = time.perf_counter()
-    threads_before = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with threads(cfg.threads or 0):
         prep = prepare(cfg, pick_device(cfg.device))
         out = Path(out) if out is not None else default_out_dir(DPAuditSummary.kind)
         run_dir = RunDir(out, DPAuditSummary.kind, cfg.to_dict(), cfg.seed)
@@ -166,5 +163,3 @@ def run(
         return DPAuditResult(
             summary=summary, out_dir=run_dir.path, reused=reused_arms, arms=arms, canaries=c
         )
-    finally:
-        torch.set_num_threads(threads_before)
