@@ -46,6 +46,27 @@ def test_every_package_states_a_public_api_that_resolves():
             assert getattr(module, name) is not None, (package, name)
 
 
+def test_every_package_init_states_its_public_api():
+    """Every package of the tree, capabilities, shared cores and the CLI's, declares ``__all__``."""
+    import ast
+    from pathlib import Path
+
+    root = Path(memlens.__file__).parent
+    missing = []
+    for init in sorted(root.rglob("__init__.py")):
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        names = {
+            t.id
+            for node in tree.body
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(t, ast.Name)
+        }
+        if "__all__" not in names:
+            missing.append(str(init.relative_to(root)))
+    assert missing == []
+
+
 def test_run_dispatches_to_the_capabilitys_own_run(tmp_path):
     from memlens.prior.recipe import TheoryConfig
     from memlens.prior.recipe import run as prior_run

@@ -315,6 +315,41 @@ def test_time_budget_stop_is_never_saturated(tmp_path):
     assert "stopped by the time budget" in " ".join(r.stdout.split())
 
 
+class _Clock:
+    """A stand-in for the ``time`` module of :mod:`memlens.training.saturation`: every call of
+    ``perf_counter`` is one second later than the one before."""
+
+    def __init__(self) -> None:
+        self.now = -1.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_time_budget_stop_on_a_plateau_is_not_saturated(monkeypatch):
+    # The clock reads 0 at the start and k at the k-th evaluation (step 10 k): a budget of 30.5 s
+    # stops the run at step 310 of 400, long after the 2 sequences are memorized, so the curve
+    # itself is flat over its last 20% (it would pass the plateau test); the run is still not
+    # called saturated, because the budget, not the plateau criterion, ended it.
+    from memlens.training import saturation
+
+    monkeypatch.setattr(saturation, "time", _Clock())
+    V, S, N = 16, 8, 2
+    data = uniform_sequences(V, S, N, seed=0)[None]
+    model = GPT(GPTConfig(V, S, 1, 32), n_models=1, generator=torch.Generator().manual_seed(0))
+    cfg = SaturationConfig(
+        lr=1e-2, batch_size=2, max_steps=400, min_steps=1, eval_every=10, decay_frac=0.3
+    )
+    res = train_to_saturation(
+        model, data, [N], cfg, entropy_bits=S * 4.0, first_token_bits=4.0, time_budget_s=30.5
+    )
+    assert res.stopped_by == "time_budget" and res.steps == 310
+    assert res.final_memorized_bits[0] == pytest.approx(N * (S - 1) * 4.0, rel=0.02)
+    assert res.curves[0].saturated(cfg.plateau_frac, cfg.plateau_tol)  # flat, as said
+    assert res.saturated == [False]
+
+
 def test_bf16_console_shows_the_published_bf16_figures(tmp_path):
     from rich.console import Console
 

@@ -114,6 +114,24 @@ def test_fit_mia_bad_input(tmp_path, header, rows, match):
     assert not (tmp_path / "o").exists()  # nothing half-written
 
 
+def test_fit_mia_reads_csv_jsonl_and_parquet_alike(tmp_path):
+    # one table reader for every table memlens reads (memlens.data.tables.read_table)
+    import json
+
+    import pandas as pd
+
+    rows = [dict(zip(("params", "n_sequences", "f1"), r, strict=True)) for r in OBSERVED]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pd.DataFrame(rows).to_parquet(tmp_path / "t.parquet")
+    fits = [
+        laws.fit_mia_table(p)["constants"]
+        for p in (_csv(tmp_path / "t.csv", OBSERVED), tmp_path / "t.jsonl", tmp_path / "t.parquet")
+    ]
+    assert fits[0] == fits[1] == fits[2]
+    with pytest.raises(UserError, match=r"unsupported suffix '\.tsv'"):
+        laws.fit_mia_table(_csv(tmp_path / "t.tsv", OBSERVED))
+
+
 def test_fit_mia_missing_file(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         laws.fit_mia_table(tmp_path / "nope.csv")

@@ -77,6 +77,35 @@ def test_tiny_audit_end_to_end(tmp_path, monkeypatch, capsys):
     assert "headline numbers for" not in page
 
 
+def test_arms_as_cells_in_two_workers_give_the_same_audit(tmp_path, monkeypatch, capsys):
+    # the arms run through the shared stored-cell runner: two worker processes (one arm each)
+    # give the numbers of one after another in this process, and a rerun reuses both arms
+    runs = {}
+    for name, extra in (("one", []), ("two", ["--workers", "2"])):
+        out = tmp_path / name
+        argv = ["dp-audit", *TINY, "--dp-epsilon", "none,2", "--out", str(out), *extra]
+        code, cap = _main(argv, monkeypatch, capsys)
+        assert code in (0, None), cap.err
+        runs[name] = json.loads((out / "dp_audit.json").read_text())
+    for arm in ("no-dp", "dp-eps2"):
+        a, b = runs["one"]["arms"][arm], runs["two"]["arms"][arm]
+        assert a["epsilon_lower_bound"] == b["epsilon_lower_bound"]
+        assert a["accountant_epsilon"] == b["accountant_epsilon"]
+        assert a["mean_loss_inserted_bits_per_token"] == b["mean_loss_inserted_bits_per_token"]
+    assert json.loads((tmp_path / "two" / "manifest.json").read_text())["backend"] == "local"
+    code, cap = _main(
+        ["dp-audit", *TINY, "--dp-epsilon", "none,2", "--out", str(tmp_path / "two"), "--json"],
+        monkeypatch, capsys,
+    )  # fmt: skip
+    assert code in (0, None), cap.err
+    again = json.loads(cap.out)
+    assert [again["arms"][a]["reused_weights"] for a in ("no-dp", "dp-eps2")] == [True, True]
+    assert (
+        again["arms"]["dp-eps2"]["epsilon_lower_bound"]
+        == (runs["two"]["arms"]["dp-eps2"]["epsilon_lower_bound"])
+    )
+
+
 @pytest.fixture(scope="module")
 def batchnorm_model(tmp_path_factory):
     """A tiny causal LM with a BatchNorm, which DP-SGD cannot train (per-example gradients are not

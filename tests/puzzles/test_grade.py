@@ -29,6 +29,33 @@ def _illegal(inst, moves, index, *words):
 # -- rules ------------------------------------------------------------------------------------
 
 
+def test_moving_a_top_item_is_one_rule_with_each_puzzles_words():
+    # Tower of Hanoi's disks on pegs and Blocks World's blocks on stacks share one rule
+    # (memlens.puzzles.base.move_top); the full sentences, as the grader reports them
+    import pytest
+
+    from memlens.puzzles.base import IllegalMove
+
+    h = make_instance("hanoi", 3)
+    b = Blocks(n=2, stacks=3, start=(("A", "B"), (), ()), target=((), ("B", "A"), ()))
+    cases = [
+        (h, (1, 0, 3), "to_peg 3 does not exist (pegs are 0..2)"),
+        (h, (1, 0, 0), "disk 1 moved from peg 0 to the same peg"),
+        (h, (1, 1, 2), "peg 1 is empty, so disk 1 cannot move from it"),
+        (h, (2, 0, 1), "disk 2 is not on top of peg 0 (the top disk there is 1)"),
+        (b, ("B", 3, 1), "from_stack 3 does not exist (stacks are 0..2)"),
+        (b, ("B", 1, 1), "block B moved from stack 1 to the same stack"),
+        (b, ("B", 1, 2), "stack 1 is empty, so block B cannot move from it"),
+        (b, ("A", 0, 1), "block A is not on top of stack 0 (the top block there is B)"),
+    ]
+    for puzzle, move, message in cases:
+        with pytest.raises(IllegalMove) as exc:
+            puzzle.apply(puzzle.initial(), move)
+        assert str(exc.value) == message
+    assert h.apply(h.initial(), (1, 0, 2)) == ((3, 2), (), (1,))
+    assert b.apply(b.initial(), ("B", 0, 1)) == (("A",), ("B",), ())
+
+
 def test_hanoi_rules():
     h = make_instance("hanoi", 3)
     _illegal(h, [[1, 0, 2], [2, 0, 2]], 1, "smaller disk 1")

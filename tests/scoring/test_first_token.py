@@ -132,3 +132,36 @@ def test_ref_attack_charges_both_first_tokens_log2_v(bigram_pair):
     np.testing.assert_allclose(res.scores["ref"], 0.0, atol=1e-9)
     # the loss attack still reads the target's own pass (the first word predicted after BOS)
     assert not np.allclose(res.target_bits, res.reference_bits["same"])
+
+
+@pytest.mark.parametrize("target, reference", [("bos", "nobos"), ("nobos", "bos")])
+def test_track_charges_both_first_tokens_log2_v(bigram_pair, target, reference):
+    # memlens track --reference: the untrained target is the reference model itself, so every
+    # text's code length equals the reference's and no text has unintended bits, whichever of
+    # the two tokenizers has the BOS. Before, the BOS side coded its first word after the BOS
+    # and the other charged it log2 V: every text carried the difference.
+    from memlens.models.hf import load_causal_lm
+    from memlens.track import Schedule, Tracker
+    from memlens.track.text import TextTrackConfig, build_text_trackset
+
+    p = bigram_pair
+    cfg = TextTrackConfig(
+        model=str(p[target]), reference=str(p[reference]), train=str(p["train"]), device="cpu"
+    )
+    lm = load_causal_lm(cfg.model, device="cpu")
+    examples, _, _ = build_text_trackset(cfg, lm)
+    V = len(p["tok"])
+    assert examples.first_token == "uniform" and examples.first_token_bits == math.log2(V)
+    assert examples.reference.endswith("log2 V under both tokenizers, as only one has a BOS)")
+    tracker = Tracker(examples, None, schedule=Schedule.every(1), prefix=2, suffix=2)
+    tracker.observe(lm.model, 0)
+    obs = tracker.observations()
+    np.testing.assert_allclose(obs.code_bits[:, 0], examples.reference_bits, rtol=1e-6)
+    np.testing.assert_allclose(obs.unintended_bits[:, 0], 0.0, atol=1e-4)
+    # and by hand: log2 V for the first word, the bigram's costs after it
+    texts = examples.texts
+    want = [
+        _bigram_bits(p["model"], p["tok"](t, add_special_tokens=False)["input_ids"], math.log2(V))
+        for t in texts
+    ]
+    np.testing.assert_allclose(obs.code_bits[:, 0], want, rtol=1e-5)

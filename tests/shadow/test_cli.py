@@ -60,7 +60,22 @@ def test_train_writes_a_balanced_design_and_signals(synthetic_run):
     assert keep.shape == (6, 32) and np.all(keep.sum(0) == 3)  # 40 examples, 8 population
     with np.load(out / "signals.npz") as z:
         assert z["loglik_bits"].shape == (6, 32) and z["z_loglik_bits"].shape == (6, 8)
-        assert np.all(z["loglik_bits"] <= 0) and np.all((z["accuracy"] >= 0) & (z["accuracy"] <= 1))
+        sig = {k: z[k] for k in ("loglik_bits", "mean_log2p", "accuracy")}
+    # the signals of shadow 5, recomputed from its saved checkpoint by hand: uniform tokens are
+    # scored from their second token (7 predictions), log2 p summed, greedy hits counted
+    from memlens.models.hf import load_causal_lm
+    from memlens.shadow.directory import load_shadows
+
+    sh = load_shadows(out)
+    ids = torch.as_tensor(sh.tokens[sh.candidates])
+    lm = load_causal_lm(out / "models" / "model_05", device="cpu")
+    with torch.no_grad():
+        logp = torch.log_softmax(lm.model(input_ids=ids).logits[:, :-1].double(), -1)
+    log2p = logp.gather(-1, ids[:, 1:, None])[..., 0].numpy() / np.log(2)
+    hits = (logp.argmax(-1) == ids[:, 1:]).numpy()
+    np.testing.assert_allclose(sig["loglik_bits"][5], log2p.sum(1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(sig["mean_log2p"][5], log2p.sum(1) / 7, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(sig["accuracy"][5], hits.sum(1) / 7)
     summary = json.loads((out / "shadow.json").read_text())
     assert summary["n_models"] == 6 and len(summary["stacks"]) == 3
     assert (out / "models" / "model_05" / "model.safetensors").exists()
@@ -69,7 +84,8 @@ def test_train_writes_a_balanced_design_and_signals(synthetic_run):
 
 
 def test_rerun_is_deterministic_and_interrupted_train_resumes(synthetic_run, tmp_path):
-    """An interrupted run keeps its finished stacks; the rerun trains only the rest and matches."""
+    """An interrupted run keeps its finished stacks; the rerun (with another worker count) trains
+    only the rest and matches."""
     from memlens.progress import ProgressEvent
     from memlens.shadow import run
 
@@ -89,7 +105,8 @@ def test_rerun_is_deterministic_and_interrupted_train_resumes(synthetic_run, tmp
         part / "cells" / "stack-1.json"
     ).exists()
     before = (part / "models" / "model_00" / "model.safetensors").stat().st_mtime_ns
-    res = run(cfg, part)
+    # resumed in two worker processes: where the stacks run is not part of the run's identity
+    res = run(cfg.model_copy(update={"workers": 2}), part)
     assert [s["reused"] for s in res.summary.stacks] == [True, False, False]
     assert res.reused == ["stack 0"]
     assert (part / "models" / "model_00" / "model.safetensors").stat().st_mtime_ns == before
@@ -229,7 +246,16 @@ def test_cli_text_pool_and_a_target_model(text_run, tmp_path, monkeypatch, capsy
     table = pd.read_parquet(tmp_path / "mem" / "memorization.parquet")
     assert table["unintended_bits"].notna().sum() >= 10 and "found in the audit" in stdout
     summary = json.loads((tmp_path / "mem" / "memorization.json").read_text())
-    assert "mem_accuracy~unintended_bits:all" in summary["spearman"]
+    # the correlation reported is Spearman's rho over exactly the 10 joined texts of the table
+    from scipy.stats import spearmanr
+
+    joined = table[table["unintended_bits"].notna()]
+    assert sorted(joined["unintended_bits"]) == list(np.arange(10.0))
+    want = spearmanr(joined["mem_accuracy"], joined["unintended_bits"])
+    got = summary["spearman"]["mem_accuracy~unintended_bits:all"]
+    assert got["n"] == 10
+    assert got["rho"] == pytest.approx(want.statistic, abs=1e-12)
+    assert got["p"] == pytest.approx(want.pvalue, rel=1e-9)
 
 
 def _one_line_exit_2(code, err, fragment):
@@ -318,3 +344,19 @@ def test_config_file_and_two_models(tmp_path, monkeypatch, capsys):
     code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
                        "--out", str(tmp_path / "a"))  # fmt: skip
     _one_line_exit_2(code, err, "at least 6 shadow models")
+
+
+def test_fpr_levels_are_read_once_for_mia_and_shadow(tmp_path, monkeypatch, capsys):
+    # One reader of --fpr for both commands (it was written twice, and the shadow copy gave no
+    # example); the range rule stays each config's: shadow attacks allow 0, the MIA does not.
+    from memlens.commands.options import fpr_levels
+    from memlens.errors import UserError
+
+    assert fpr_levels(None) is None and fpr_levels([]) is None
+    assert fpr_levels(["0.01, 0.001,,0.01", "0"]) == [0.0, 0.001, 0.01]
+    with pytest.raises(UserError, match=r"^--fpr 'x' is not a number; use e.g. --fpr 0.001,0.01.$"):
+        fpr_levels(["0.1,x"])
+    for command in (["shadow", "attack", "--shadows", str(tmp_path)], ["mia", "metrics",
+                    "--scores", str(tmp_path / "s.csv")]):  # fmt: skip
+        code, _, err = cli(monkeypatch, capsys, *command, "--fpr", "0.1,x")
+        _one_line_exit_2(code, err, "--fpr 'x' is not a number; use e.g. --fpr 0.001,0.01.")

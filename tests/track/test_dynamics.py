@@ -357,8 +357,17 @@ def tiny_run(tmp_path_factory):
 def test_quick_preset_writes_results(tiny_run):
     res, out = tiny_run
     d = json.loads((out / "dynamics.json").read_text())
-    for g in ("repeated", "unique", "heldout"):
-        assert {"fraction_memorized", "median_first_memorized_step"} <= set(d["groups"][g])
+    # each group's figures are those of its rows in examples.parquet (8 repeated, 16 unique
+    # tracked, 16 held out)
+    per = pd.read_parquet(out / "examples.parquet")
+    for g, n in (("repeated", 8), ("unique", 16), ("heldout", 16)):
+        rows = per[per["group"] == g]
+        first = rows["first_memorized_step"].dropna()
+        assert d["groups"][g]["n"] == len(rows) == n
+        assert d["groups"][g]["fraction_memorized"] == pytest.approx(rows["memorized_final"].mean())
+        assert d["groups"][g]["fraction_ever_memorized"] == pytest.approx(len(first) / n)
+        want = float(first.median()) if len(first) else None
+        assert d["groups"][g]["median_first_memorized_step"] == want
     for f in (
         "manifest.json",
         "examples.parquet",
@@ -376,10 +385,10 @@ def test_quick_preset_writes_results(tiny_run):
         d["groups"]["repeated"]["fraction_memorized"] > d["groups"]["unique"]["fraction_memorized"]
     )
     assert d["groups"]["heldout"]["fraction_ever_memorized"] == 0.0
-    assert (
-        d["cost"]["n_observations"] == len(d["curves"]["steps"])
-        and d["cost"]["overhead_fraction"] > 0
-    )
+    cost = d["cost"]
+    assert cost["n_observations"] == len(d["curves"]["steps"])
+    assert cost["overhead_fraction"] == pytest.approx(cost["score_seconds"] / cost["train_seconds"])
+    assert cost["tokens_scored_per_observation"] == 40 * 15  # 8 + 16 + 16 rows of 16 tokens
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["config"]["steps"] == 120
 

@@ -264,6 +264,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         out: options.Out = None,
         as_json: options.Json = False,
+        backend: options.Backend = "local",
+        workers: int = typer.Option(
+            1, "--workers", min=1, help="Local processes training arms (default 1: one by one)."
+        ),
+        ray_address: options.RayAddress = None,
+        ray_cpus_per_cell: options.RayCpusPerCell = 1,
+        ray_gpus_per_cell: options.RayGpusPerCell = 0,
     ) -> None:
         """Insert canaries, train (with and without DP-SGD), and bound epsilon from one run."""
         if ctx.invoked_subcommand is not None:
@@ -311,7 +318,12 @@ def register(app: typer.Typer) -> None:
             threads=threads,
         )
         with progress_bars(Console(stderr=True) if as_json else None) as progress:
-            result = run(config, out, progress=progress)
+            result = run(
+                config, out, progress=progress,
+                **options.scale_kwargs(
+                    backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
+                ),
+            )  # fmt: skip
         if as_json:
             typer.echo(to_json(result.summary.to_json()))
             return

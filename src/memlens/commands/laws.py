@@ -72,7 +72,8 @@ def register(app: typer.Typer) -> None:
     @laws_app.command("fit-mia")
     def fit_mia(
         file: Path = typer.Argument(
-            ..., help="CSV/Parquet with columns params (or capacity_bits), n_sequences, f1."
+            ...,
+            help="CSV, JSONL or Parquet with columns params (or capacity_bits), n_sequences, f1.",
         ),
         alpha: options.Alpha = PUBLISHED_ALPHA,
         level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),

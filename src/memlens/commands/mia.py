@@ -42,27 +42,6 @@ LabelColumn = Annotated[
 ]
 
 
-def _fprs(values: list[str] | None) -> list[float] | None:
-    if not values:
-        return None
-    out = []
-    for v in values:
-        for part in str(v).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                a = float(part)
-            except ValueError:
-                raise UserError(
-                    f"--fpr {part!r} is not a number; use e.g. --fpr 0.001,0.01."
-                ) from None
-            if not 0.0 < a < 1.0:
-                raise UserError(f"--fpr {part} must be strictly between 0 and 1.")
-            out.append(a)
-    return sorted(set(out))
-
-
 def _summary(s: Any, title: str) -> None:
     """Print a :class:`~memlens.mia.summary.MIAMetricsSummary` (or :class:`MIASummary`)."""
     from rich import box
@@ -182,7 +161,7 @@ def register(app: typer.Typer) -> None:
             split=split,
             attacks=attacks.split(",") if attacks else None,
             k=k,
-            fprs=_fprs(fpr),
+            fprs=options.fpr_levels(fpr),
             n_boot=n_boot,
             nan_policy=nan_policy,
             batch_size=batch_size,
@@ -228,7 +207,7 @@ def register(app: typer.Typer) -> None:
             scores=str(scores),
             columns=columns.split(",") if columns is not None else None,
             label_column=label_column,
-            fprs=_fprs(fpr),
+            fprs=options.fpr_levels(fpr),
             n_boot=n_boot,
             nan_policy=nan_policy,
             seed=seed,

@@ -9,6 +9,7 @@ models (:data:`Model`, :data:`Reference`, :data:`References`, :data:`Adapter`, :
 :data:`Device`, :data:`BatchSize`, :data:`WindowStride`), texts (:data:`TextColumn`,
 :data:`Split`, :data:`SeqLen`) and scale-out (:data:`Backend`, :data:`Workers`,
 :data:`RayAddress`, :data:`RayCpusPerCell`, :data:`RayGpusPerCell`; see :func:`scale_kwargs`).
+:func:`fpr_levels` reads ``--fpr`` for the commands that report TPR at low FPR.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from memlens.errors import UserError
 from memlens.units import PUBLISHED_ALPHA
 
 # -- run directory and output ------------------------------------------------------------------
@@ -155,6 +157,27 @@ def scale_kwargs(
         "ray_num_cpus": ray_cpus_per_cell,
         "ray_num_gpus": ray_gpus_per_cell,
     }
+
+
+def fpr_levels(values: list[str] | None) -> list[float] | None:
+    """``--fpr`` values (repeated and/or comma-separated) as sorted distinct floats; ``None``
+    when none were given (the config's default). Which levels are allowed is the config's rule
+    (the MIA: strictly between 0 and 1; shadow attacks: 0 too)."""
+    if not values:
+        return None
+    out = []
+    for v in values:
+        for part in str(v).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise UserError(
+                    f"--fpr {part!r} is not a number; use e.g. --fpr 0.001,0.01."
+                ) from None
+    return sorted(set(out))
 
 
 def set_threads(n: int) -> None:

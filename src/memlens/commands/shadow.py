@@ -43,20 +43,6 @@ def _shape(spec: str | None) -> dict[str, int]:
     return {"n_layer": layers, "d_model": width}
 
 
-def _fprs(values: list[str] | None) -> list[float] | None:
-    if not values:
-        return None
-    out = []
-    for v in values:
-        for part in str(v).split(","):
-            if part.strip():
-                try:
-                    out.append(float(part))
-                except ValueError:
-                    raise UserError(f"--fpr {part!r} is not a number.") from None
-    return sorted(set(out))
-
-
 def _run(config: Any, out: Path | None, as_json: bool, bars: bool = True) -> Any:
     """Run ``config`` with progress bars (on stderr under ``--json``, which prints the summary)."""
     from rich.console import Console
@@ -130,6 +116,8 @@ def register(app: typer.Typer) -> None:
             None, "--workers", min=1, help="Local worker processes, one stack each (default 1)."
         ),
         ray_address: options.RayAddress = None,
+        ray_cpus_per_cell: options.RayCpusPerCell = None,
+        ray_gpus_per_cell: options.RayGpusPerCell = None,
         as_json: options.Json = False,
     ) -> None:
         """Train K shadow GPTs, each on a random half of the pool (every example IN for exactly K/2)."""
@@ -142,7 +130,8 @@ def register(app: typer.Typer) -> None:
             vocab_size=vocab_size, text_column=text_column, seq_len=seq_len,
             n_examples=n_examples, population_frac=population, steps=steps, lr=lr,
             batch_size=batch_size, stack_size=stack_size, seed=seed, device=device,
-            backend=backend, workers=workers, ray_address=ray_address, **_shape(shape),
+            backend=backend, workers=workers, ray_address=ray_address,
+            ray_num_cpus=ray_cpus_per_cell, ray_num_gpus=ray_gpus_per_cell, **_shape(shape),
         )  # fmt: skip
         result = _run(cfg, out, as_json)
         if not as_json:
@@ -219,7 +208,8 @@ def register(app: typer.Typer) -> None:
             ShadowAttackConfig,
             shadows=shadows, target=target, members=members, nonmembers=nonmembers,
             text_column=text_column, pool=pool, settings=merge({}, settings) or None,
-            fprs=_fprs(fpr), n_boot=n_boot, batch_size=batch_size, device=device, seed=seed,
+            fprs=options.fpr_levels(fpr), n_boot=n_boot, batch_size=batch_size, device=device,
+            seed=seed,
         )  # fmt: skip
         result = _run(cfg, out, as_json)
         if not as_json:

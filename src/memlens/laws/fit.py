@@ -183,23 +183,21 @@ MIA_TABLE_COLUMNS = "params (or capacity_bits), n_sequences, f1"
 
 
 def read_mia_table(path: str | Path, alpha: float = PUBLISHED_ALPHA) -> Any:
-    """Read a CSV (or Parquet) with ``params`` or ``capacity_bits``, ``n_sequences`` and ``f1``.
+    """Read a table (``.csv``, ``.jsonl`` or ``.parquet``, through memlens's one table reader
+    :func:`memlens.data.tables.read_table`) with ``params`` or ``capacity_bits``,
+    ``n_sequences`` and ``f1``.
 
     Returns a pandas DataFrame in input order with a ``capacity_bits`` column added
     (``alpha * params`` when only ``params`` is given).
     """
     import pandas as pd
 
+    from memlens.data.tables import read_table
+
     p = Path(path)
     if not p.exists():
         raise UserError(f"file {p} does not exist.")
-    try:
-        if p.suffix == ".parquet":
-            df = pd.read_parquet(p)
-        else:
-            df = pd.read_csv(p)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-        raise UserError(f"cannot read {p} as a table: {exc}.") from None
+    df = read_table(p)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in ("n_sequences", "f1") if c not in df.columns]
     if "params" not in df.columns and "capacity_bits" not in df.columns:

@@ -6,7 +6,8 @@ shared training loop (:func:`memlens.training.train`): a memlens GPT without DP 
 :func:`memlens.training.train_to_saturation` (a fixed step budget, random permutations); every
 other arm by :func:`memlens.privacy.dp.train_rows` (Poisson-sampled batches, Opacus's DP-SGD step
 through the loop's ``backward`` hook; plain Adam for a Hugging Face model without DP).
-Trained weights are saved (safetensors) as a resumable cell (:func:`trained_arm`).
+Each arm is a resumable cell of :func:`memlens.scale.run_stored_cells` (:func:`arm_cell`;
+its weights saved as safetensors by :func:`store_arm`).
 :func:`audit_arm` scores the canaries and candidates with the shared scoring pass
 (:func:`score_bits`), guesses, bounds ε (:func:`memlens.privacy.bound.audit_scores`) and
 measures exposure (:mod:`memlens.privacy.exposure`). Units: ε in nats; code lengths, losses and
@@ -263,31 +264,70 @@ def train_arm(
 # -- one arm: trained weights (a resumable cell), then its audit ----------------------------------
 
 
-def trained_arm(
+def arm_cell(
     cfg: DPAuditConfig,
     prep: Prepared,
-    run_dir: Any,
     name: str,
     epsilon: float | None,
-    progress: ProgressFn | None,
-) -> tuple[Any, dict[str, Any], bool]:
-    """The arm's trained model and training stats: reused from ``run_dir`` when a finished cell and
-    its weights are there, else trained from the shared initialization and saved."""
-    key, path = f"arm-{name}", run_dir.path / "models" / name
-    stats = run_dir.load_cell(key)
-    if stats is not None:
-        model = _load_weights(path, prep.is_gpt, prep.device)
-        if model is not None:
-            return model, stats, True
+    *,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """One arm as a cell of :func:`memlens.scale.run_stored_cells`: trained from the shared
+    initialization; returns its training stats and its weights (a ``torch.save``'d state dict as
+    bytes, so that no filesystem is shared with the worker process or Ray node that trained it)."""
+    import io
+
+    import torch
+
     model = fresh_model(cfg, prep.vocab, prep.device)
 
     def tick(done: int, total: int) -> None:
         emit(progress, f"training {name}", done, total)
 
     stats = train_arm(cfg, model, prep.rows, epsilon, prep.device, prep.is_gpt, tick)
-    _save_weights(model, path, prep.is_gpt)
-    run_dir.save_cell(key, stats)  # written after the weights: a cell means "weights complete"
-    return model, stats, False
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return {"stats": stats, "weights": buf.getvalue()}
+
+
+def arm_key(name: str) -> str:
+    """The stored cell of arm ``name`` (its weights are in ``models/<name>/``)."""
+    return f"arm-{name}"
+
+
+def store_arm(cfg: DPAuditConfig, prep: Prepared, run_dir: Any, key: str, result: dict) -> None:
+    """Save a finished :func:`arm_cell`: its weights (safetensors, atomically) into
+    ``models/<name>/``, then its cell (a cell means "weights complete")."""
+    import io
+
+    import torch
+
+    name = key.removeprefix("arm-")
+    model = fresh_model(cfg, prep.vocab, torch.device("cpu"))
+    state = torch.load(io.BytesIO(result["weights"]), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    _save_weights(model, run_dir.path / "models" / name, prep.is_gpt)
+    run_dir.save_cell(key, result["stats"])
+
+
+def stored_arm(run_dir: Any, key: str) -> dict[str, Any] | None:
+    """A finished arm's cell, when its weights are there too (written before the cell,
+    atomically); else ``None`` (the arm trains)."""
+    stats = run_dir.load_cell(key)
+    path = run_dir.path / "models" / key.removeprefix("arm-")
+    return stats if stats is not None and path.is_dir() and any(path.iterdir()) else None
+
+
+def trained_model(prep: Prepared, run_dir: Any, name: str) -> Any:
+    """The trained model of arm ``name``, read back from the run directory for scoring."""
+    path = run_dir.path / "models" / name
+    model = _load_weights(path, prep.is_gpt, prep.device)
+    if model is None:
+        raise UserError(
+            f"the saved weights of arm {name} in {path} cannot be read; delete that directory to "
+            "train the arm again."
+        )
+    return model
 
 
 def audit_arm(

@@ -81,12 +81,24 @@ def _opacus_version() -> str | None:
 
 
 def run(
-    config: DPAuditConfig, out: str | Path | None = None, *, progress: ProgressFn | None = None
+    config: DPAuditConfig,
+    out: str | Path | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    backend: str = "local",
+    workers: int | None = 1,
+    ray_address: str | None = None,
+    ray_num_cpus: float = 1,
+    ray_num_gpus: float = 0,
 ) -> DPAuditResult:
     """Run the privacy audit described by ``config`` into the run directory ``out``.
 
-    Every arm's trained weights are a resumable cell: rerunning with the same ``out`` and config
-    reuses them and only scores again (``DPAuditResult.reused`` names those arms). Bad input
+    Every arm is a resumable cell of :func:`memlens.scale.run_stored_cells`: rerunning with the
+    same ``out`` and config reuses its trained weights and only scores again
+    (``DPAuditResult.reused`` names those arms). The arms train one after another in this process
+    by default (``workers=1``); ``workers`` > 1 trains them in that many processes, ``backend="ray"``
+    as Ray tasks (``ray_address``, ``ray_num_cpus``, ``ray_num_gpus`` per arm). Every arm seeds
+    itself, so the numbers do not depend on where it trained. Bad input
     raises :class:`~memlens.errors.UserError` before anything is written; ``out=None`` writes a
     fresh timestamped directory. ``progress`` receives the tasks ``"training <arm>"`` (step of
     steps) and ``"scoring <arm>"``.
@@ -95,21 +107,29 @@ def run(
     ``canaries.parquet``, ``dp_audit.png``, ``models/<arm>/`` and ``manifest.json`` (with the
     accountant's ε and ε̂ per arm).
     """
-    import torch
 
-    from memlens.privacy.arms import audit_arm, fresh_model, score_bits, trained_arm
+    from memlens.privacy.arms import (
+        arm_cell,
+        arm_key,
+        audit_arm,
+        fresh_model,
+        score_bits,
+        store_arm,
+        stored_arm,
+        trained_model,
+    )
     from memlens.privacy.data import prepare
     from memlens.privacy.outputs import write_outputs
+    from memlens.scale import check_backend, run_stored_cells
     from memlens.store import RunDir, default_out_dir
     from memlens.training import pick_device
+    from memlens.training.devices import threads
 
     cfg = config
     start = time.perf_counter()
-    threads_before = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with threads(cfg.threads or 0):
         prep = prepare(cfg, pick_device(cfg.device))
+        check_backend(backend, ray_address)
         out = Path(out) if out is not None else default_out_dir(DPAuditSummary.kind)
         run_dir = RunDir(out, DPAuditSummary.kind, cfg.to_dict(), cfg.seed)
         run_dir.write_manifest(status="running")
@@ -122,10 +142,24 @@ def run(
                 batch_size=cfg.batch_size_scoring,
             )  # fmt: skip
         prep.hf_model = None
+        done = run_stored_cells(
+            run_dir,
+            [(arm_key(name), arm_cell, (cfg, prep, name, eps)) for name, eps in cfg.arms],
+            load=lambda key: stored_arm(run_dir, key),
+            save=lambda key, result: store_arm(cfg, prep, run_dir, key, result),
+            progress=progress,
+            backend=backend,
+            workers=workers,
+            ray_address=ray_address,
+            ray_num_cpus=ray_num_cpus,
+            ray_num_gpus=ray_num_gpus,
+        )
         arms: list[ArmResult] = []
-        for name, eps in cfg.arms:
-            model, stats, reused = trained_arm(cfg, prep, run_dir, name, eps, progress)
+        for (name, eps), cell in zip(cfg.arms, done.results, strict=True):
+            stats = cell if arm_key(name) in done.reused else cell["stats"]
+            model = trained_model(prep, run_dir, name)
             emit(progress, f"scoring {name}", 0, 1)
+            reused = arm_key(name) in done.reused
             arms.append(audit_arm(cfg, prep, model, name, eps, stats, reused, base_bits))
             emit(progress, f"scoring {name}", 1, 1)
             del model
@@ -157,6 +191,7 @@ def run(
         reused_arms = [a.name for a in arms if a.reused]
         run_dir.write_manifest(
             status="done",
+            backend=backend,
             opacus=_opacus_version(),
             accountant_epsilon={a.name: a.epsilon_spent for a in arms},
             epsilon_lower_bound={a.name: a.audit.epsilon_lower_bound for a in arms},
@@ -166,5 +201,3 @@ def run(
         return DPAuditResult(
             summary=summary, out_dir=run_dir.path, reused=reused_arms, arms=arms, canaries=c
         )
-    finally:
-        torch.set_num_threads(threads_before)

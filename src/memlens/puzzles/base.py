@@ -120,6 +120,42 @@ def as_int(x: Any, what: str) -> int:
     raise IllegalMove(f"{what} must be an integer, got {x!r}")
 
 
+def move_top(
+    state: tuple[tuple[Any, ...], ...],
+    item: Any,
+    src: int,
+    dst: int,
+    *,
+    item_word: str,
+    place_word: str,
+) -> tuple[tuple[Any, ...], ...]:
+    """The state after moving ``item`` from the top of pile ``src`` to the top of pile ``dst``
+    (Tower of Hanoi's pegs, Blocks World's stacks), or :class:`IllegalMove` when a pile does not
+    exist, the two are the same, ``src`` is empty or ``item`` is not its top. Each pile is a tuple
+    from bottom to top; a puzzle checks what may be put where itself."""
+    last = len(state) - 1
+    for pile, end in ((src, "from"), (dst, "to")):
+        if not 0 <= pile <= last:
+            raise IllegalMove(
+                f"{end}_{place_word} {pile} does not exist ({place_word}s are 0..{last})"
+            )
+    if src == dst:
+        raise IllegalMove(
+            f"{item_word} {item} moved from {place_word} {src} to the same {place_word}"
+        )
+    if not state[src]:
+        raise IllegalMove(f"{place_word} {src} is empty, so {item_word} {item} cannot move from it")
+    if state[src][-1] != item:
+        raise IllegalMove(
+            f"{item_word} {item} is not on top of {place_word} {src} (the top {item_word} there "
+            f"is {state[src][-1]})"
+        )
+    new = list(state)
+    new[src] = state[src][:-1]
+    new[dst] = state[dst] + (item,)
+    return tuple(new)
+
+
 def check_size(value: int, name: str, low: int, high: int | None = None) -> int:
     """Validate a size knob; raise :class:`~memlens.errors.UserError` with one sentence."""
     from memlens.errors import UserError

@@ -40,6 +40,7 @@ from memlens.puzzles.base import (
     answer_request,
     as_int,
     check_size,
+    move_top,
     strip_enumeration,
 )
 
@@ -101,22 +102,7 @@ class Blocks:
 
     def apply(self, state: State, move: tuple[str, int, int]) -> State:
         block, src, dst = move
-        last = self.stacks - 1
-        for s, what in ((src, "from_stack"), (dst, "to_stack")):
-            if not 0 <= s <= last:
-                raise IllegalMove(f"{what} {s} does not exist (stacks are 0..{last})")
-        if src == dst:
-            raise IllegalMove(f"block {block} moved from stack {src} to the same stack")
-        if not state[src]:
-            raise IllegalMove(f"stack {src} is empty, so block {block} cannot move from it")
-        if state[src][-1] != block:
-            raise IllegalMove(
-                f"block {block} is not on top of stack {src} (the top block there is {state[src][-1]})"
-            )
-        new = list(state)
-        new[src] = state[src][:-1]
-        new[dst] = state[dst] + (block,)
-        return tuple(new)
+        return move_top(state, block, src, dst, item_word="block", place_word="stack")
 
     # -- answers --------------------------------------------------------------------------
     def parse_line(self, line: str) -> list[Any] | None:

@@ -28,6 +28,7 @@ from memlens.puzzles.base import (
     answer_request,
     as_int,
     check_size,
+    move_top,
     strip_enumeration,
 )
 
@@ -90,28 +91,14 @@ class Hanoi:
 
     def apply(self, state: State, move: tuple[int, int, int]) -> State:
         disk, src, dst = move
-        last = self.pegs - 1
-        for peg, what in ((src, "from_peg"), (dst, "to_peg")):
-            if not 0 <= peg <= last:
-                raise IllegalMove(f"{what} {peg} does not exist (pegs are 0..{last})")
         if not 1 <= disk <= self.n:
             raise IllegalMove(f"disk {disk} does not exist (disks are 1..{self.n})")
-        if src == dst:
-            raise IllegalMove(f"disk {disk} moved from peg {src} to the same peg")
-        if not state[src]:
-            raise IllegalMove(f"peg {src} is empty, so disk {disk} cannot move from it")
-        if state[src][-1] != disk:
-            raise IllegalMove(
-                f"disk {disk} is not on top of peg {src} (the top disk there is {state[src][-1]})"
-            )
+        new = move_top(state, disk, src, dst, item_word="disk", place_word="peg")
         if state[dst] and state[dst][-1] < disk:
             raise IllegalMove(
                 f"disk {disk} cannot be placed on the smaller disk {state[dst][-1]} on peg {dst}"
             )
-        new = list(state)
-        new[src] = state[src][:-1]
-        new[dst] = state[dst] + (disk,)
-        return tuple(new)
+        return new
 
     # -- answers --------------------------------------------------------------------------
     def parse_line(self, line: str) -> list[int] | None:

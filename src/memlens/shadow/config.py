@@ -35,7 +35,11 @@ class ShadowTrainConfig(Config):
     ``batch_size`` examples per model (Adam at ``lr``, ``warmup_steps``, linear decay over
     ``decay_frac`` of the steps then a hold at a tenth of ``lr``); ``n_evals`` evaluations during
     training; ``score_batch`` examples per scoring batch.
-    Scale: ``backend`` local (``workers`` processes, one stack each) or ray (``ray_address``).
+    Scale: ``backend`` local (``workers`` processes, one stack each) or ray (``ray_address``;
+    each stack a Ray task asking for ``ray_num_cpus`` CPUs and ``ray_num_gpus`` GPUs, fractions
+    allowed). Where the stacks run does not change the numbers (every stack seeds itself), so
+    these settings are not part of the run's identity (:meth:`run_identity`): a run started with
+    one backend or worker count resumes with another.
     """
 
     what: ClassVar[str] = "shadow train config"
@@ -66,6 +70,18 @@ class ShadowTrainConfig(Config):
     backend: Literal["local", "ray"] = "local"
     workers: int = Field(default=1, ge=1)
     ray_address: str | None = None
+    ray_num_cpus: float = Field(default=1, gt=0)
+    ray_num_gpus: float = Field(default=0, ge=0)
+
+    #: Where the stacks run: not part of the run's identity.
+    SCALE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "backend", "workers", "ray_address", "ray_num_cpus", "ray_num_gpus",
+    )  # fmt: skip
+
+    def run_identity(self) -> dict[str, Any]:
+        """The config the run directory's manifest records and a resume must match: all of it
+        but :attr:`SCALE_FIELDS`."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.SCALE_FIELDS}
 
     @model_validator(mode="after")
     def _world(self) -> ShadowTrainConfig:

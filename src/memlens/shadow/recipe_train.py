@@ -3,7 +3,7 @@
 :func:`train` builds the world (:mod:`memlens.shadow.world`), draws the balanced keep matrix
 (:mod:`memlens.shadow.design`), trains the K models as batched stacks (the training cell
 :func:`memlens.shadow.train.train_stack`, one resumable cell per stack over the local or Ray
-backend of :func:`memlens.scale.run_cells`), scores the whole pool once per stack and gathers the
+backend of :func:`memlens.scale.run_stored_cells`), scores the whole pool once per stack and gathers the
 stacks' arrays into the shadows directory (:mod:`memlens.shadow.directory`).
 """
 
@@ -76,6 +76,17 @@ def _write_world(rd: Any, pool: Any, keep: np.ndarray) -> None:
         pool.tokenizer.save_pretrained(rd.path / "tokenizer")
 
 
+def _stack_info(res: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+    """What a finished stack's cell records (its arrays are stored beside it)."""
+    return {
+        "models": res["models"],
+        "fingerprint": fingerprint,
+        "steps": res["steps"],
+        "train_seconds": res["train_seconds"],
+        "score_seconds": res["score_seconds"],
+    }
+
+
 def _stack_seed(seed: int, index: int) -> int:
     return int(seed) * 1_000_003 + 7919 * (index + 1)
 
@@ -91,7 +102,7 @@ def train(
     """
     from memlens.models.gpt import GPT
     from memlens.models.hf import save_gpt_checkpoint
-    from memlens.scale import check_backend, run_cells
+    from memlens.scale import check_backend, run_stored_cells
     from memlens.shadow.design import balanced_keep, check_design
     from memlens.shadow.train import stack_layout, train_stack
     from memlens.store import RunDir, default_out_dir
@@ -117,28 +128,18 @@ def train(
             raise UserError(
                 f"{out} holds shadow models trained on another pool; use a new `out` directory."
             )
-    rd = RunDir(out, ShadowTrainSummary.kind, config.to_dict(), config.seed)
+    rd = RunDir(out, ShadowTrainSummary.kind, config.run_identity(), config.seed)
     if rd.load_cell("world") is None:
         _write_world(rd, pool, keep)
         rd.save_cell("world", {"fingerprint": fp, "pool_sha256": pool.pool_sha256})
     rd.write_manifest(status="running")
 
     layout = stack_layout(K, config.models_per_stack)
-    stacks: list[dict[str, Any]] = []
-    cells, cell_of = [], []
     first_bits = pool.meta.get("first_token_bits", 0.0)
-    for i, models in enumerate(layout):
-        cell = rd.load_cell(f"stack-{i}")
-        if (
-            cell is not None
-            and cell.get("fingerprint") == fp
-            and cell.get("models") == models
-            and rd.load_arrays(f"stack-{i}") is not None
-        ):
-            stacks.append({**cell, "index": i, "reused": True})
-            continue
-        stacks.append({"index": i, "models": models, "reused": False})
-        job = {
+    keys = [f"stack-{i}" for i in range(len(layout))]
+
+    def job(i: int, models: list[int]) -> dict[str, Any]:
+        return {
             "index": i,
             "models": models,
             "gpt": gcfg.to_dict(),
@@ -152,21 +153,32 @@ def train(
             "first_token_bits": first_bits,
             "entropy_bits": pool.entropy_bits,
         }
-        cells.append((train_stack, (job,)))
-        cell_of.append(i)
 
-    def save(j: int, res: dict[str, Any]) -> None:
-        i = cell_of[j]
+    def load(key: str) -> dict[str, Any] | None:
+        """A finished stack of this pool and layout (its cell and its arrays), else None."""
+        cell = rd.load_cell(key)
+        models = layout[keys.index(key)]
+        if (
+            cell is not None
+            and cell.get("fingerprint") == fp
+            and cell.get("models") == models
+            and rd.load_arrays(key) is not None
+        ):
+            return cell
+        return None
+
+    def save(key: str, res: dict[str, Any]) -> None:
         if not res["finite"]:
             raise UserError(
-                f"shadow stack {i} produced NaN or infinite log-probabilities; lower `lr`."
+                f"shadow {key.replace('-', ' ')} produced NaN or infinite log-probabilities; "
+                "lower `lr`."
             )
         stack = GPT(gcfg, n_models=len(res["models"]))
         stack.load_state_dict(res["state"])
         for pos, k in enumerate(res["models"]):
             save_gpt_checkpoint(stack, rd.path / "models" / f"model_{k:02d}", pos, pool.tokenizer)
         rd.save_arrays(
-            f"stack-{i}",
+            key,
             {
                 **res["signals"],
                 "log2p": res["log2p"],
@@ -174,25 +186,20 @@ def train(
                 "sigma_log2p": res["sigma_log2p"],
             },
         )
-        info = {
-            "models": res["models"],
-            "fingerprint": fp,
-            "steps": res["steps"],
-            "train_seconds": res["train_seconds"],
-            "score_seconds": res["score_seconds"],
-        }
-        rd.save_cell(f"stack-{i}", info)
-        stacks[i].update(info)
+        rd.save_cell(key, _stack_info(res, fp))
 
-    if cells:
-        run_cells(
-            cells,
-            backend=config.backend,
-            workers=config.workers,
-            on_result=save,
-            progress=progress,
-            ray_address=config.ray_address,
-        )
+    done = run_stored_cells(
+        rd, [(key, train_stack, (job(i, models),)) for i, (key, models) in enumerate(
+            zip(keys, layout, strict=True))],
+        load=load, save=save, progress=progress, backend=config.backend, workers=config.workers,
+        ray_address=config.ray_address, ray_num_cpus=config.ray_num_cpus,
+        ray_num_gpus=config.ray_num_gpus,
+    )  # fmt: skip
+    stacks = [
+        {**(r if key in done.reused else _stack_info(r, fp)), "index": i,
+         "reused": key in done.reused}
+        for i, (key, r) in enumerate(zip(keys, done.results, strict=True))
+    ]  # fmt: skip
 
     summary = _assemble(rd, pool, keep, layout, config, gcfg, stacks, fp)
     summary.seconds_this_invocation = time.perf_counter() - t_start
@@ -200,6 +207,7 @@ def train(
     rd.write_manifest(
         status="finished",
         outputs=["shadow.json", "pool.parquet", "keep.npy", "signals.npz", "models/"],
+        backend=config.backend,
     )
     reused = [f"stack {s['index']}" for s in stacks if s["reused"]]
     return RunResult(summary=summary, out_dir=rd.path, reused=reused)

@@ -216,6 +216,7 @@ def analyze(
         },
         "reference": examples.reference,
         "first_token_bits": examples.first_token_bits,
+        "first_token": examples.first_token,
         "final_step": final_step,
         "n_observations": obs.n,
         "groups": out_groups,

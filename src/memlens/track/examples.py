@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from memlens.errors import UserError
+from memlens.scoring.ragged import FIRST_TOKEN_CONVENTIONS
 
 
 @dataclass
@@ -23,8 +24,12 @@ class TrackSet:
     tokens: one int64 array of token ids per example (BOS first when ``n_lead = 1``).
     groups: a group name per example (e.g. ``repeated``, ``unique``, ``heldout``).
     reference_bits: the code length of each example under the reference, in bits, with the same
-        first-token convention as the model (``first_token_bits``); NaN when there is none.
+        first-token convention as the model (``first_token``); NaN when there is none.
     first_token_bits: bits charged for token 0 (``log2 V`` for synthetic data, 0 after a BOS).
+    first_token: how the first *text* token is charged: ``"model"``, as the model codes it (after
+        its BOS when ``n_lead = 1``); ``"uniform"``, ``first_token_bits`` (``log2 V``) instead of
+        the model's code after the BOS, for a reference whose tokenizer has no BOS (the two are
+        then charged alike; :func:`memlens.scoring.comparable_bits` does the same in the audit).
     n_lead: leading ids that are context, not text (1 for a BOS), excluded from extraction.
     counts: how many times each example occurs in the training data (0 for held-out controls).
     rarity: TF-IDF rarity of each example (Morris et al. 2025), NaN when unknown.
@@ -37,6 +42,7 @@ class TrackSet:
     reference_bits: np.ndarray
     first_token_bits: float = 0.0
     n_lead: int = 0
+    first_token: str = "model"
     counts: np.ndarray | None = None
     rarity: np.ndarray | None = None
     reference: str = "none"
@@ -49,6 +55,8 @@ class TrackSet:
             raise UserError("there are no examples to track.")
         if any(len(t) < 2 for t in self.tokens):
             raise UserError("every tracked example needs at least 2 tokens (1 to condition on).")
+        if self.first_token not in FIRST_TOKEN_CONVENTIONS:
+            raise ValueError(f"first_token must be model or uniform, got {self.first_token!r}")
         self.groups = np.asarray(self.groups, dtype=object).astype(str)
         self.reference_bits = np.asarray(self.reference_bits, dtype=np.float64).reshape(-1)
         if self.reference_bits.size == 1 and n > 1:
@@ -85,6 +93,8 @@ class TrackSet:
             h.update(g.encode())
             h.update(b"nan" if not np.isfinite(r) else f"{r:.6f}".encode())
         h.update(f"{self.first_token_bits:.9f}/{self.n_lead}".encode())
+        if self.first_token != "model":  # (the fingerprints of earlier runs stay as they were)
+            h.update(self.first_token.encode())
         return h.hexdigest()[:16]
 
     def table(self) -> Any:

@@ -35,6 +35,7 @@ class TrackSummary(Summary):
     criterion: dict[str, Any]
     reference: str
     first_token_bits: float
+    first_token: str = "model"
     final_step: int
     n_observations: int
     groups: dict[str, GroupStats]

@@ -11,7 +11,10 @@ The experiment behind ``memlens track --model DIR --train FILE [--track FILE] [-
 3. Reference code lengths: with ``--reference`` each tracked text is scored once by the
    reference model (:func:`memlens.scoring.score_texts`, its own tokenizer, bits per text), and
    unintended bits are ``max(0, NLL_ref - NLL_target)`` (Morris et al. 2025, arXiv:2505.24832);
-   the answer depends on the reference, which is reported. Without a reference the memorization
+   the answer depends on the reference, which is reported. Both models' first text token is
+   charged alike: as each codes it when both tokenizers start texts with a BOS, else ``log2 V``
+   of each tokenizer (``first_token``: ``uniform``), as in the audit
+   (:func:`memlens.scoring.comparable_bits`). Without a reference the memorization
    criterion is greedy extraction (Carlini et al. 2023).
 4. Fine-tune with a Hugging Face ``Trainer`` (constant learning rate, AdamW) on every training
    text as often as it occurs, with :func:`memlens.track.trainer_callback` observing the
@@ -42,6 +45,7 @@ from memlens.track.schedules import Schedule
 from memlens.track.summary import TrackSummary
 from memlens.track.tracker import Tracker
 from memlens.track.trainer import trainer_callback
+from memlens.units import uniform_code_bits
 
 
 class TextTrackConfig(Config):
@@ -121,6 +125,7 @@ def build_text_trackset(
     )
     ref_bits = np.full(len(texts), np.nan)
     reference = "none (criterion: greedy extraction)"
+    first_bits, first_token = enc.first_token_bits, "model"
     if cfg.reference is not None:
         from memlens.models.hf import load_causal_lm
         from memlens.scoring import score_texts
@@ -128,18 +133,28 @@ def build_text_trackset(
         ref = load_causal_lm(cfg.reference, dtype="float32", device=cfg.device)
         if ref.tokenizer is None:
             raise UserError(f"reference model {cfg.reference} has no tokenizer to read text with.")
-        scored = score_texts(ref, texts)
-        ref_bits = scored.bits
-        reference = (
-            f"model {cfg.reference} (bits per text under its own tokenizer; first token "
-            f"{'free after BOS' if scored.bos_token_id is not None else 'coded at log2 V'})"
-        )
+        ref_code = score_texts(ref, texts).code_lengths()
+        # Both models' first text token charged alike (as the audit does, see
+        # memlens.scoring.comparable_bits): as each model codes it when both tokenizers start
+        # texts with a BOS, else log2 V of each tokenizer.
+        first_token = "model" if ref_code.has_bos and n_lead == 1 else "uniform"
+        ref_bits = ref_code.charged(first_token)
+        if first_token == "uniform":
+            first_bits = uniform_code_bits(len(tok))
+        if first_token == "model":
+            how = "first token free after BOS"
+        elif ref_code.has_bos or n_lead == 1:
+            how = "first text token charged log2 V under both tokenizers, as only one has a BOS"
+        else:
+            how = "first token coded at log2 V"
+        reference = f"model {cfg.reference} (bits per text under its own tokenizer; {how})"
     examples = TrackSet(
         tokens=enc.tokens,
         groups=groups,
         reference_bits=ref_bits,
-        first_token_bits=enc.first_token_bits,
+        first_token_bits=first_bits,
         n_lead=n_lead,
+        first_token=first_token,
         counts=counts,
         rarity=rarity,
         reference=reference,

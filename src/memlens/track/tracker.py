@@ -317,6 +317,8 @@ class Tracker:
                 model.train(was_training)
         ex = self.examples
         code = scores.nll_bits + ex.first_token_bits
+        if ex.first_token == "uniform" and ex.n_lead == 1:
+            code = code + scores.log2p[:, 0]  # the first text token: log2 V, not the model's code
         ref = ex.reference_bits
         unintended = np.where(np.isfinite(ref), memorized_bits(np.nan_to_num(ref), code), np.nan)
         ext = teacher_forced_extraction(
