@@ -133,6 +133,18 @@ def batchnorm_model(tmp_path_factory):
         (["bound", "-r", "10", "-v", "10", "-M", "1", "--delta", "0"], "at least 2 canaries"),
         (["bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "1"], "below 1"),
         (["bound", "-r", "10", "-v", "11", "-M", "10", "--delta", "0"], "correct <= guesses"),
+        (["bound", "-r", "11", "-v", "10", "-M", "10", "--delta", "0"], "guesses <= canaries"),
+        (["bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "-0.1"], "at least 0"),
+        (
+            ["bound", "-r", "9", "-v", "9", "-M", "10", "--delta", "0", "--confidence", "1"],
+            "strictly between 0 and 1",
+        ),
+        (["--dp-epsilon", "1", "--dp-delta", "-0.1"], "delta must be strictly between 0 and 1"),
+        (["--confidence", "1.5"], "confidence must be strictly between 0 and 1"),
+        (["--dp-epsilon", "0.001", "--accountant", "rdp"], "out of reach"),
+        (["--candidates", "5"], "at least 10 random candidates"),
+        (["--canaries", "3", "--selection", "split"], "too few to split"),
+        (["--k-in", "0", "--k-out", "0"], "guess at least one"),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(

@@ -102,6 +102,21 @@ def test_dp_training_hits_the_target_epsilon_and_is_deterministic():
         DPSettings(1.0, delta=1.0)
 
 
+def test_an_epsilon_opacus_cannot_reach_is_one_sentence():
+    """The RDP accountant cannot certify ε = 0.001 at δ = 1e-5 whatever the noise: Opacus's σ
+    search gives up (ValueError); memlens says so in one sentence, at the door and in train_rows."""
+    from memlens.privacy.dp import check_reachable
+
+    dp = DPSettings(0.001, 1e-5, 1.0, "rdp")
+    with pytest.raises(UserError, match="out of reach for Opacus's RDP accountant"):
+        check_reachable(dp, 0.25, 8)
+    check_reachable(DPSettings(1.0, 1e-5, 1.0, "rdp"), 0.25, 8)  # reachable: no error
+    model = GPT(GPTConfig(32, 12, 1, 16), generator=torch.Generator().manual_seed(0))
+    rows = torch.randint(0, 32, (16, 12), generator=torch.Generator().manual_seed(3))
+    with pytest.raises(UserError, match="out of reach"):
+        train_rows(model, rows, torch.full((16,), 12), epochs=2, batch_size=4, lr=1e-2, dp=dp)
+
+
 def _poisson_rows_by_hand(N, q, seed):
     """The rows of the first Poisson batch: the DataLoader iterator draws its base seed from the
     generator, then Opacus's sampler keeps row i when a uniform draw is below q."""
@@ -251,12 +266,19 @@ def test_canary_texts_with_candidates_on_bytes(tmp_path):
     candidates = write_lines(tmp_path / "candidates.txt", codes[40:])
     train = write_lines(tmp_path / "train.txt", make_sentences(150, seed=2))
     kw = dict(train=str(train), canary_file=str(canaries), seq_len=24, d_model=16, n_layer=1,
-              epochs=2, k_in=10, k_out=10)  # fmt: skip
+              epochs=2)  # fmt: skip
     res = run(DPAuditConfig(**kw, candidate_file=str(candidates)), tmp_path / "run")
     arm = res.arms[0]
     assert res.canaries.kind == "file" and res.summary.data["tokens"].startswith("UTF-8 bytes")
     assert arm.exposure["n_candidates"] == 220 and arm.rank_exposure.shape == (40,)
+    # the default guess counts are a quarter of the file's 40 canaries each (not of `canaries`)
     assert (arm.audit.k_in, arm.audit.k_out, arm.audit.guesses) == (10, 10, 20)
+    with pytest.raises(UserError, match="exceed the 40 canaries"):
+        run(DPAuditConfig(**kw, k_in=30, k_out=20), tmp_path / "too-many")
+    with pytest.raises(UserError, match="at least 10 candidate texts"):
+        few = write_lines(tmp_path / "few.txt", codes[40:45])
+        run(DPAuditConfig(**kw, candidate_file=str(few)), tmp_path / "few")
+    assert not (tmp_path / "too-many").exists() and not (tmp_path / "few").exists()
     with pytest.raises(UserError, match="longer than the context"):
         run(DPAuditConfig(**{**kw, "seq_len": 8}), tmp_path / "short")
     assert not (tmp_path / "short").exists()

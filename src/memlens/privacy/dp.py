@@ -194,6 +194,39 @@ def check_private_trainable(model: nn.Module, example: Tensor, device: torch.dev
         ) from None
 
 
+def _unreachable(dp: DPSettings, sample_rate: float, steps: int) -> UserError:
+    return UserError(
+        f"a target epsilon of {dp.epsilon:g} at delta {dp.delta:g} is out of reach for Opacus's "
+        f"{dp.accountant.upper()} accountant over {steps} steps at sampling rate {sample_rate:.3g} "
+        f"(even the largest noise it searches, sigma {_SIGMA_SEARCH_LIMIT:g}, spends more); use a "
+        "larger epsilon, fewer epochs or a larger delta."
+    )
+
+
+# The largest noise multiplier Opacus's search (``opacus.accountants.utils.get_noise_multiplier``)
+# evaluates before giving up: it doubles sigma from 20 and stops once it exceeds MAX_SIGMA (1e6).
+_SIGMA_SEARCH_LIMIT = 655360.0
+
+
+def check_reachable(dp: DPSettings, sample_rate: float, steps: int) -> None:
+    """Raise :class:`UserError` (one sentence) if Opacus cannot find a noise multiplier for
+    ``dp.epsilon`` at ``dp.delta`` over ``steps`` steps at Poisson rate ``sample_rate``.
+
+    :func:`opacus.accountants.utils.get_noise_multiplier` gives up (``ValueError``) when even
+    sigma = 655,360 spends more than the target: one accountant evaluation at that sigma says so
+    in advance (the RDP accountant cannot certify ε below about 0.1 at δ = 1e-5, whatever the
+    noise). Used before anything is trained or written.
+    """
+    from opacus.accountants import create_accountant
+
+    accountant = create_accountant(mechanism=dp.accountant)
+    accountant.history = [(_SIGMA_SEARCH_LIMIT, float(sample_rate), int(steps))]
+    with quiet():
+        floor = float(accountant.get_epsilon(delta=dp.delta))
+    if floor > dp.epsilon:
+        raise _unreachable(dp, sample_rate, steps)
+
+
 class PoissonBatches:
     """``batch_at`` of a DP-SGD run: the rows of step ``step``, Poisson-sampled by Opacus.
 
@@ -394,18 +427,24 @@ def train_rows(
         g_noise = torch.Generator(device=device).manual_seed(int(seed) + 1)
         with quiet():
             engine = PrivacyEngine(accountant=dp.accountant)
-            _, optimizer, _ = engine.make_private_with_epsilon(
-                module=module,
-                optimizer=optimizer,
-                data_loader=batches.loader,  # its sample rate is the accountant's
-                target_epsilon=dp.epsilon,
-                target_delta=dp.delta,
-                epochs=epochs,
-                max_grad_norm=dp.max_grad_norm,
-                poisson_sampling=False,  # the loader above already samples Poisson, seeded
-                grad_sample_mode="no_op",  # per-sample gradients from torch.func (the hook)
-                noise_generator=g_noise,
-            )
+            try:
+                _, optimizer, _ = engine.make_private_with_epsilon(
+                    module=module,
+                    optimizer=optimizer,
+                    data_loader=batches.loader,  # its sample rate is the accountant's
+                    target_epsilon=dp.epsilon,
+                    target_delta=dp.delta,
+                    epochs=epochs,
+                    max_grad_norm=dp.max_grad_norm,
+                    poisson_sampling=False,  # the loader above already samples Poisson, seeded
+                    grad_sample_mode="no_op",  # per-sample gradients from torch.func (the hook)
+                    noise_generator=g_noise,
+                )
+            except ValueError as exc:  # Opacus: "The privacy budget is too low."
+                if "budget is too low" not in str(exc):
+                    raise
+                steps_per_epoch = batches.steps_per_epoch
+                raise _unreachable(dp, 1.0 / steps_per_epoch, epochs * steps_per_epoch) from None
         trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
         if physical_batch_size is None:
             n_params = sum(p.numel() for p in trainable.values())
