@@ -230,6 +230,26 @@ def test_inserted_canaries_are_more_exposed_and_runs_resume(tmp_path):
         assert (tmp_path / "a" / name).exists()
 
 
+def test_a_run_stopped_while_scoring_reuses_its_trained_model(tmp_path):
+    """Stopped after training (here: an exception at the first scoring event), the rerun with the
+    same out reuses the saved weights and gives the numbers of an uninterrupted run."""
+    cfg = DPAuditConfig(**{**TINY, "canaries": 40, "candidates": 20, "epochs": 5}, seed=2)
+
+    def stop(event):
+        if event.task.startswith("scoring"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "a", progress=stop)
+    assert (tmp_path / "a" / "cells" / "arm-no-dp.json").exists()
+    assert not (tmp_path / "a" / "dp_audit.json").exists()
+    resumed = run(cfg, tmp_path / "a")
+    assert resumed.reused == ["no-dp"]
+    whole = run(cfg, tmp_path / "b")
+    assert whole.reused == []
+    np.testing.assert_array_equal(resumed.arms[0].scores, whole.arms[0].scores)
+
+
 def test_hugging_face_model_trains_with_dp_sgd(tmp_path):
     tok = wordlevel_tokenizer()
     model_dir = save_lm(tiny_gpt2(len(tok), n_positions=16), tok, tmp_path / "gpt2")

@@ -244,8 +244,12 @@ def register(app: typer.Typer) -> None:
             help="How k+/k- are chosen: fixed (default, before scoring), split (on half the "
             "canaries) or bonferroni (best of a fixed grid, corrected).",
         ),
-        k_in: int = typer.Option(None, "--k-in", help="Guess IN for the k+ best scores (M/4)."),
-        k_out: int = typer.Option(None, "--k-out", help="Guess OUT for the k- worst scores (M/4)."),
+        k_in: int = typer.Option(
+            None, "--k-in", help="Guess IN for the k+ best scores (M/4, at least 1)."
+        ),
+        k_out: int = typer.Option(
+            None, "--k-out", help="Guess OUT for the k- worst scores (M/4, at least 1)."
+        ),
         score: str = typer.Option(
             None, "--score", help="loss (default) or loss_diff (loss before minus after training)."
         ),
