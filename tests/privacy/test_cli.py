@@ -77,6 +77,35 @@ def test_tiny_audit_end_to_end(tmp_path, monkeypatch, capsys):
     assert "headline numbers for" not in page
 
 
+def test_console_names_each_arms_guess_counts_when_they_differ(capsys):
+    """Under split or bonferroni every arm chooses its own k±: the console says each one, not
+    only the first arm's."""
+    from types import SimpleNamespace as NS
+
+    from memlens.commands.dp_audit import _summary
+
+    def arm(name, eps, note, guesses):
+        audit = NS(note=note, selection="split", guesses=guesses, correct=guesses // 2,
+                   canaries=50, ceiling=2.78, ceiling_at_guesses=2.0)  # fmt: skip
+        train = {"noise_multiplier": None if eps is None else 2.0, "accountant": "rdp"}
+        return NS(name=name, audit=audit, accountant_epsilon=eps, train=train,
+                  epsilon_lower_bound=0.0, exposure=None,
+                  mean_loss_inserted_bits_per_token=1.0,
+                  mean_loss_not_inserted_bits_per_token=2.0)  # fmt: skip
+
+    arms = {
+        "no-dp": arm("no-dp", None, "k+ = 15, k- = 25 chosen on 50", 40),
+        "dp-eps8": arm("dp-eps8", 8.0, "k+ = 5, k- = 15 chosen on 50", 20),
+    }
+    s = NS(canaries=NS(kind="random", m=100, length_tokens=8, n_included=50), delta=1e-5,
+           confidence=0.95, arms=arms)  # fmt: skip
+    _summary(s, [])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no-dp: k+ = 15, k- = 25 chosen on 50" in out
+    assert "dp-eps8: k+ = 5, k- = 15 chosen on 50" in out
+    assert "(40 guesses)" not in out
+
+
 @pytest.fixture(scope="module")
 def batchnorm_model(tmp_path_factory):
     """A tiny causal LM with a BatchNorm, which DP-SGD cannot train (per-example gradients are not
