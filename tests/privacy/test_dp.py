@@ -117,6 +117,31 @@ def test_an_epsilon_opacus_cannot_reach_is_one_sentence():
         train_rows(model, rows, torch.full((16,), 12), epochs=2, batch_size=4, lr=1e-2, dp=dp)
 
 
+@pytest.mark.parametrize("private", [False, True])
+def test_a_model_with_dropout_trains_the_same_under_the_same_seed(private):
+    """GPT-2 has dropout 0.1 by default, drawn from torch's global generator: whatever state it
+    is in before (another arm trained first, or skipped on resume), the same seed trains the
+    same model."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    rows = torch.randint(0, 40, (24, 12), generator=torch.Generator().manual_seed(3))
+    dp = DPSettings(4.0, 1e-5, 1.0, "rdp") if private else None
+    models = []
+    for before in (100, 101):
+        torch.manual_seed(0)
+        cfg = GPT2Config(vocab_size=40, n_positions=12, n_embd=16, n_layer=1, n_head=2)
+        model = GPT2LMHeadModel(cfg)
+        assert cfg.resid_pdrop > 0
+        torch.manual_seed(before)  # the global generator as something else left it
+        train_rows(model, rows, torch.full((24,), 12), epochs=1, batch_size=8, lr=1e-2, dp=dp,
+                   seed=4)  # fmt: skip
+        models.append(model)
+        after = torch.rand(())  # the global generator is left where it was
+        assert after == torch.rand((), generator=torch.Generator().manual_seed(before))
+    for pa, pb in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=0, rtol=0)
+
+
 def _poisson_rows_by_hand(N, q, seed):
     """The rows of the first Poisson batch: the DataLoader iterator draws its base seed from the
     generator, then Opacus's sampler keeps row i when a uniform draw is below q."""

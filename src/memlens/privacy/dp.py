@@ -387,8 +387,8 @@ def train_rows(
     ``dp.max_grad_norm``, sums, noises with the σ that
     :meth:`opacus.PrivacyEngine.make_private_with_epsilon` chose for ``dp.epsilon`` over
     ``epochs`` epochs, and divides by the expected batch size before Adam steps. Deterministic
-    under ``seed`` (sampling and noise use seeded generators). An empty batch takes a pure-noise
-    step with DP and no step without.
+    under ``seed`` (sampling and noise use seeded generators, dropout a seeded global generator
+    restored afterwards). An empty batch takes a pure-noise step with DP and no step without.
 
     Parameters
     ----------
@@ -469,7 +469,12 @@ def train_rows(
             progress(info.step, info.total)
 
     start = time.perf_counter()
-    with quiet():
+    # Dropout (Hugging Face models; memlens GPTs have none) draws from torch's global generator,
+    # also under vmap: seed it for this run only, so that the same seed trains the same model
+    # whatever ran before (another arm, or a resumed run that skipped it).
+    fork = [device] if device.type == "cuda" else []
+    with quiet(), torch.random.fork_rng(devices=fork):
+        torch.manual_seed(int(seed) + 2)
         steps = train(
             module,
             config,
