@@ -90,9 +90,11 @@ def test_dp_training_hits_the_target_epsilon_and_is_deterministic():
     rows = torch.randint(0, 32, (96, 12), generator=torch.Generator().manual_seed(3))
     lens = torch.full((96,), 12)
     kw = dict(epochs=2, batch_size=16, lr=1e-2, dp=DPSettings(2.0, 1e-5, 1.0, "rdp"), seed=4)
+    seen = []
     sa = train_rows(model_a, rows, lens, physical_batch_size=7, **kw)
-    sb = train_rows(model_b, rows, lens, **kw)
+    sb = train_rows(model_b, rows, lens, progress=lambda *a: seen.append(a), **kw)
     assert sa.steps == sb.steps == 2 * 6 and sa.private
+    assert seen[0] == (0, 12) and seen[-1] == (12, 12)  # shown before the sigma search
     assert sa.epsilon_spent == sb.epsilon_spent
     assert 1.9 < sa.epsilon_spent <= 2.0 and sa.noise_multiplier > 0.5
     # the same seed gives the same model, whatever the per-sample-gradient chunking

@@ -398,7 +398,8 @@ def train_rows(
         (Poisson sampling) and Adam's learning rate (``betas``).
     dp : the privacy target, or ``None`` for the same loop without clipping and noise.
     physical_batch_size : rows per per-sample-gradient chunk (default: within 2^28 numbers).
-    progress : called as ``progress(step, total_steps)`` after every step.
+    progress : called as ``progress(step, total_steps)`` before the first step (step 0, before
+        the noise multiplier is searched) and after every step.
 
     Returns
     -------
@@ -423,6 +424,8 @@ def train_rows(
     )
     engine = None
     backward = plain_backward
+    if progress is not None:  # the bar shows before Opacus's search for sigma (seconds to minutes)
+        progress(0, epochs * batches.steps_per_epoch)
     if dp is not None:
         g_noise = torch.Generator(device=device).manual_seed(int(seed) + 1)
         with quiet():
