@@ -163,3 +163,15 @@ def test_selection_says_which_and_uses_its_canaries():
         assert 0 < a.epsilon_lower_bound <= a.ceiling_at_guesses <= a.ceiling + 1e-12
     with pytest.raises(UserError, match="only with the fixed selection"):
         audit_scores(scores, inc, delta=1e-5, selection="split", k_in=3)
+
+
+def test_few_canaries_still_get_guesses_and_no_guesses_is_refused():
+    """m // 4 is 0 for 2 or 3 canaries: the default makes one guess each way, never zero
+    guesses (which would report ε̂ = 0 for any model); zero guesses asked for is an error."""
+    scores, inc = np.array([2.0, -1.0, 0.5]), np.array([True, False, True])
+    a = audit_scores(scores, inc, delta=0.0)
+    assert (a.k_in, a.k_out, a.guesses, a.correct) == (1, 1, 2, 2)
+    with pytest.raises(UserError, match="guess at least one"):
+        audit_scores(scores, inc, delta=0.0, k_in=0, k_out=0)
+    with pytest.raises(UserError, match="too few to split"):
+        audit_scores(scores, inc, delta=0.0, selection="split")

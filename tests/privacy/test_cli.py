@@ -106,6 +106,35 @@ def test_arms_as_cells_in_two_workers_give_the_same_audit(tmp_path, monkeypatch,
     )
 
 
+def test_console_names_each_arms_guess_counts_when_they_differ(capsys):
+    """Under split or bonferroni every arm chooses its own k±: the console says each one, not
+    only the first arm's."""
+    from types import SimpleNamespace as NS
+
+    from memlens.commands.dp_audit import _summary
+
+    def arm(name, eps, note, guesses):
+        audit = NS(note=note, selection="split", guesses=guesses, correct=guesses // 2,
+                   canaries=50, ceiling=2.78, ceiling_at_guesses=2.0)  # fmt: skip
+        train = {"noise_multiplier": None if eps is None else 2.0, "accountant": "rdp"}
+        return NS(name=name, audit=audit, accountant_epsilon=eps, train=train,
+                  epsilon_lower_bound=0.0, exposure=None,
+                  mean_loss_inserted_bits_per_token=1.0,
+                  mean_loss_not_inserted_bits_per_token=2.0)  # fmt: skip
+
+    arms = {
+        "no-dp": arm("no-dp", None, "k+ = 15, k- = 25 chosen on 50", 40),
+        "dp-eps8": arm("dp-eps8", 8.0, "k+ = 5, k- = 15 chosen on 50", 20),
+    }
+    s = NS(canaries=NS(kind="random", m=100, length_tokens=8, n_included=50), delta=1e-5,
+           confidence=0.95, arms=arms)  # fmt: skip
+    _summary(s, [])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no-dp: k+ = 15, k- = 25 chosen on 50" in out
+    assert "dp-eps8: k+ = 5, k- = 15 chosen on 50" in out
+    assert "(40 guesses)" not in out
+
+
 @pytest.fixture(scope="module")
 def batchnorm_model(tmp_path_factory):
     """A tiny causal LM with a BatchNorm, which DP-SGD cannot train (per-example gradients are not
@@ -162,6 +191,18 @@ def batchnorm_model(tmp_path_factory):
         (["bound", "-r", "10", "-v", "10", "-M", "1", "--delta", "0"], "at least 2 canaries"),
         (["bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "1"], "below 1"),
         (["bound", "-r", "10", "-v", "11", "-M", "10", "--delta", "0"], "correct <= guesses"),
+        (["bound", "-r", "11", "-v", "10", "-M", "10", "--delta", "0"], "guesses <= canaries"),
+        (["bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "-0.1"], "at least 0"),
+        (
+            ["bound", "-r", "9", "-v", "9", "-M", "10", "--delta", "0", "--confidence", "1"],
+            "strictly between 0 and 1",
+        ),
+        (["--dp-epsilon", "1", "--dp-delta", "-0.1"], "delta must be strictly between 0 and 1"),
+        (["--confidence", "1.5"], "confidence must be strictly between 0 and 1"),
+        (["--dp-epsilon", "0.001", "--accountant", "rdp"], "out of reach"),
+        (["--candidates", "5"], "at least 10 random candidates"),
+        (["--canaries", "3", "--selection", "split"], "too few to split"),
+        (["--k-in", "0", "--k-out", "0"], "guess at least one"),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(

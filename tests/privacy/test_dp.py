@@ -90,9 +90,11 @@ def test_dp_training_hits_the_target_epsilon_and_is_deterministic():
     rows = torch.randint(0, 32, (96, 12), generator=torch.Generator().manual_seed(3))
     lens = torch.full((96,), 12)
     kw = dict(epochs=2, batch_size=16, lr=1e-2, dp=DPSettings(2.0, 1e-5, 1.0, "rdp"), seed=4)
+    seen = []
     sa = train_rows(model_a, rows, lens, physical_batch_size=7, **kw)
-    sb = train_rows(model_b, rows, lens, **kw)
+    sb = train_rows(model_b, rows, lens, progress=lambda *a: seen.append(a), **kw)
     assert sa.steps == sb.steps == 2 * 6 and sa.private
+    assert seen[0] == (0, 12) and seen[-1] == (12, 12)  # shown before the sigma search
     assert sa.epsilon_spent == sb.epsilon_spent
     assert 1.9 < sa.epsilon_spent <= 2.0 and sa.noise_multiplier > 0.5
     # the same seed gives the same model, whatever the per-sample-gradient chunking
@@ -100,6 +102,46 @@ def test_dp_training_hits_the_target_epsilon_and_is_deterministic():
         torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5)
     with pytest.raises(UserError, match="strictly between 0 and 1"):
         DPSettings(1.0, delta=1.0)
+
+
+def test_an_epsilon_opacus_cannot_reach_is_one_sentence():
+    """The RDP accountant cannot certify ε = 0.001 at δ = 1e-5 whatever the noise: Opacus's σ
+    search gives up (ValueError); memlens says so in one sentence, at the door and in train_rows."""
+    from memlens.privacy.dp import check_reachable
+
+    dp = DPSettings(0.001, 1e-5, 1.0, "rdp")
+    with pytest.raises(UserError, match="out of reach for Opacus's RDP accountant"):
+        check_reachable(dp, 0.25, 8)
+    check_reachable(DPSettings(1.0, 1e-5, 1.0, "rdp"), 0.25, 8)  # reachable: no error
+    model = GPT(GPTConfig(32, 12, 1, 16), generator=torch.Generator().manual_seed(0))
+    rows = torch.randint(0, 32, (16, 12), generator=torch.Generator().manual_seed(3))
+    with pytest.raises(UserError, match="out of reach"):
+        train_rows(model, rows, torch.full((16,), 12), epochs=2, batch_size=4, lr=1e-2, dp=dp)
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_a_model_with_dropout_trains_the_same_under_the_same_seed(private):
+    """GPT-2 has dropout 0.1 by default, drawn from torch's global generator: whatever state it
+    is in before (another arm trained first, or skipped on resume), the same seed trains the
+    same model."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    rows = torch.randint(0, 40, (24, 12), generator=torch.Generator().manual_seed(3))
+    dp = DPSettings(4.0, 1e-5, 1.0, "rdp") if private else None
+    models = []
+    for before in (100, 101):
+        torch.manual_seed(0)
+        cfg = GPT2Config(vocab_size=40, n_positions=12, n_embd=16, n_layer=1, n_head=2)
+        model = GPT2LMHeadModel(cfg)
+        assert cfg.resid_pdrop > 0
+        torch.manual_seed(before)  # the global generator as something else left it
+        train_rows(model, rows, torch.full((24,), 12), epochs=1, batch_size=8, lr=1e-2, dp=dp,
+                   seed=4)  # fmt: skip
+        models.append(model)
+        after = torch.rand(())  # the global generator is left where it was
+        assert after == torch.rand((), generator=torch.Generator().manual_seed(before))
+    for pa, pb in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=0, rtol=0)
 
 
 def _poisson_rows_by_hand(N, q, seed):
@@ -215,6 +257,26 @@ def test_inserted_canaries_are_more_exposed_and_runs_resume(tmp_path):
         assert (tmp_path / "a" / name).exists()
 
 
+def test_a_run_stopped_while_scoring_reuses_its_trained_model(tmp_path):
+    """Stopped after training (here: an exception at the first scoring event), the rerun with the
+    same out reuses the saved weights and gives the numbers of an uninterrupted run."""
+    cfg = DPAuditConfig(**{**TINY, "canaries": 40, "candidates": 20, "epochs": 5}, seed=2)
+
+    def stop(event):
+        if event.task.startswith("scoring"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "a", progress=stop)
+    assert (tmp_path / "a" / "cells" / "arm-no-dp.json").exists()
+    assert not (tmp_path / "a" / "dp_audit.json").exists()
+    resumed = run(cfg, tmp_path / "a")
+    assert resumed.reused == ["no-dp"]
+    whole = run(cfg, tmp_path / "b")
+    assert whole.reused == []
+    np.testing.assert_array_equal(resumed.arms[0].scores, whole.arms[0].scores)
+
+
 def test_hugging_face_model_trains_with_dp_sgd(tmp_path):
     tok = wordlevel_tokenizer()
     model_dir = save_lm(tiny_gpt2(len(tok), n_positions=16), tok, tmp_path / "gpt2")
@@ -251,12 +313,19 @@ def test_canary_texts_with_candidates_on_bytes(tmp_path):
     candidates = write_lines(tmp_path / "candidates.txt", codes[40:])
     train = write_lines(tmp_path / "train.txt", make_sentences(150, seed=2))
     kw = dict(train=str(train), canary_file=str(canaries), seq_len=24, d_model=16, n_layer=1,
-              epochs=2, k_in=10, k_out=10)  # fmt: skip
+              epochs=2)  # fmt: skip
     res = run(DPAuditConfig(**kw, candidate_file=str(candidates)), tmp_path / "run")
     arm = res.arms[0]
     assert res.canaries.kind == "file" and res.summary.data["tokens"].startswith("UTF-8 bytes")
     assert arm.exposure["n_candidates"] == 220 and arm.rank_exposure.shape == (40,)
+    # the default guess counts are a quarter of the file's 40 canaries each (not of `canaries`)
     assert (arm.audit.k_in, arm.audit.k_out, arm.audit.guesses) == (10, 10, 20)
+    with pytest.raises(UserError, match="exceed the 40 canaries"):
+        run(DPAuditConfig(**kw, k_in=30, k_out=20), tmp_path / "too-many")
+    with pytest.raises(UserError, match="at least 10 candidate texts"):
+        few = write_lines(tmp_path / "few.txt", codes[40:45])
+        run(DPAuditConfig(**kw, candidate_file=str(few)), tmp_path / "few")
+    assert not (tmp_path / "too-many").exists() and not (tmp_path / "few").exists()
     with pytest.raises(UserError, match="longer than the context"):
         run(DPAuditConfig(**{**kw, "seq_len": 8}), tmp_path / "short")
     assert not (tmp_path / "short").exists()

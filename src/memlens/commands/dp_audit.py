@@ -136,9 +136,19 @@ def _summary(s: Any, reused: list[str]) -> None:
             f"exposure: mean over canaries, ranked among {n_cand} random candidates "
             f"(rank exposure at most log2 {n_cand + 1} = {math.log2(n_cand + 1):.2f} bits)."
         )
-    console.print(f"σ: DP-SGD noise multiplier. k±: {first.note} ({first.selection} selection).")
+    if len({a.audit.note for a in arms}) == 1:
+        console.print(
+            f"σ: DP-SGD noise multiplier. k±: {first.note} ({first.selection} selection)."
+        )
+    else:  # split and bonferroni choose k± per arm
+        per_arm = "; ".join(f"{a.name}: {a.audit.note}" for a in arms)
+        console.print(
+            f"σ: DP-SGD noise multiplier. k± per arm ({first.selection} selection): {per_arm}."
+        )
+    same = len({a.audit.guesses for a in arms}) == 1
     console.print(
-        f"ceiling: ε̂ if every guess were right ({first.guesses} guesses); with all "
+        f"ceiling: ε̂ if every guess were right "
+        f"({f'{first.guesses} guesses' if same else 'the arm’s guesses'}); with all "
         f"{first.canaries} canaries guessed right at most {first.ceiling:.2f}. ε in nats."
     )
     dp = [a for a in arms if a.accountant_epsilon is not None]
@@ -244,8 +254,12 @@ def register(app: typer.Typer) -> None:
             help="How k+/k- are chosen: fixed (default, before scoring), split (on half the "
             "canaries) or bonferroni (best of a fixed grid, corrected).",
         ),
-        k_in: int = typer.Option(None, "--k-in", help="Guess IN for the k+ best scores (M/4)."),
-        k_out: int = typer.Option(None, "--k-out", help="Guess OUT for the k- worst scores (M/4)."),
+        k_in: int = typer.Option(
+            None, "--k-in", help="Guess IN for the k+ best scores (M/4, at least 1)."
+        ),
+        k_out: int = typer.Option(
+            None, "--k-out", help="Guess OUT for the k- worst scores (M/4, at least 1)."
+        ),
         score: str = typer.Option(
             None, "--score", help="loss (default) or loss_diff (loss before minus after training)."
         ),

@@ -347,7 +347,7 @@ def audit_arm(
     bits, n_pred = score_bits(model, prep.canary_seqs, **kw)
     loss = bits / np.maximum(n_pred, 1)  # bits per predicted token
     scores = -loss if base_bits is None else base_bits / np.maximum(n_pred, 1) - loss
-    k_in, k_out = cfg.guess_counts
+    k_in, k_out = cfg.guess_counts(prep.canaries.m)
     audit = audit_scores(
         scores,
         prep.canaries.included,

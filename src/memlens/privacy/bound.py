@@ -294,6 +294,40 @@ class CanaryAudit:
         return asdict(self)
 
 
+def default_guess_counts(m: int) -> tuple[int, int]:
+    """k₊, k₋ of the ``fixed`` selection when none are given: a quarter of the ``m`` canaries
+    each, and at least one guess each (so that 2 or 3 canaries still get guesses)."""
+    k = max(1, int(m) // 4)
+    return k, k
+
+
+def check_guess_counts(m: int, k_in: int, k_out: int) -> None:
+    """Raise :class:`UserError` unless ``k_in``, ``k_out`` make at least one and at most ``m``
+    guesses (an audit without guesses would report ε̂ = 0 for any model)."""
+    if k_in < 0 or k_out < 0:
+        raise UserError(f"guess counts must be 0 or more, got k_in = {k_in}, k_out = {k_out}.")
+    if k_in + k_out == 0:
+        raise UserError(
+            "with no guesses IN and none OUT the audit can only report 0; guess at least one."
+        )
+    if k_in + k_out > m:
+        raise UserError(f"`k_in` + `k_out` = {k_in + k_out} guesses exceed the {m} canaries.")
+
+
+def split_sizes(m: int, split_fraction: float = 0.5) -> tuple[int, int]:
+    """Canaries that choose k₊, k₋ and canaries the bound is computed from under ``split``;
+    raises :class:`UserError` unless each part has at least 2 (so ``m`` ≥ 4 at one half)."""
+    if not 0.0 < split_fraction < 1.0:
+        raise UserError(f"the split fraction must be between 0 and 1, got {split_fraction}.")
+    n_sel = int(round(split_fraction * m))
+    if n_sel < 2 or m - n_sel < 2:
+        raise UserError(
+            f"{m} canaries are too few to split into a selection part and an audit part of 2 or "
+            "more each; use at least 4 canaries or the fixed selection."
+        )
+    return n_sel, m - n_sel
+
+
 def _best_on_grid(
     scores: np.ndarray, included: np.ndarray, delta: float, confidence: float, m: int
 ) -> tuple[float, int, int, int, int]:
@@ -331,7 +365,8 @@ def audit_scores(
         Whether each canary was in the training data.
     delta, confidence : the DP claim's δ and the bound's confidence.
     selection : ``fixed``, ``split`` or ``bonferroni`` (see :class:`CanaryAudit`).
-    k_in, k_out : guesses IN and OUT for ``fixed`` (default: a quarter of the canaries each).
+    k_in, k_out : guesses IN and OUT for ``fixed`` (default: a quarter of the canaries each,
+        at least 1; at least one guess in all).
     split_fraction : share of canaries used to choose k₊, k₋ under ``split``.
     seed : seeds the split.
 
@@ -349,8 +384,9 @@ def audit_scores(
     _check_counts(m, 0, 0, delta)
     _check_confidence(confidence)
     if selection == "fixed":
-        k_in = m // 4 if k_in is None else int(k_in)
-        k_out = m // 4 if k_out is None else int(k_out)
+        k_in = default_guess_counts(m)[0] if k_in is None else int(k_in)
+        k_out = default_guess_counts(m)[1] if k_out is None else int(k_out)
+        check_guess_counts(m, k_in, k_out)
         r, v = count_correct(guess(s, k_in, k_out), inc)
         eps = epsilon_lower_bound(m, r, v, delta, confidence)
         return CanaryAudit(
@@ -396,15 +432,9 @@ def audit_scores(
             details={"grid_size": len(grid)},
         )
     if selection == "split":
-        if not 0.0 < split_fraction < 1.0:
-            raise UserError(f"the split fraction must be between 0 and 1, got {split_fraction}.")
+        n_sel, _ = split_sizes(m, split_fraction)
         perm = np.random.default_rng(seed).permutation(m)
-        n_sel = int(round(split_fraction * m))
         sel, rest = perm[:n_sel], perm[n_sel:]
-        if n_sel < 2 or len(rest) < 2:
-            raise UserError(
-                f"{m} canaries are too few to split into a selection part and an audit part of 2 or more each."
-            )
         _, a, b, _, _ = _best_on_grid(s[sel], inc[sel], delta, confidence, len(sel))
         # apply the chosen counts as fractions of the audited part
         m2 = len(rest)

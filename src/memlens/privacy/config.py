@@ -124,21 +124,33 @@ class DPAuditConfig(Config):
                 f"(`seq_len` {self.seq_len}, one position for the first token or BOS); use a "
                 f"shorter `canary_length` or a longer `seq_len`"
             )
-        if (
-            self.k_in is not None
-            and self.k_out is not None
-            and self.k_in + self.k_out > self.canaries
-        ):
-            raise ValueError(
-                f"`k_in` + `k_out` = {self.k_in + self.k_out} guesses exceed the {self.canaries} "
-                "canaries"
-            )
         if self.selection != "fixed" and (self.k_in is not None or self.k_out is not None):
             raise ValueError(
                 f"guess counts (`k_in`, `k_out`) are chosen by the {self.selection} selection; "
                 "give them only with fixed"
             )
+        if self.k_in == 0 and self.k_out == 0:
+            raise ValueError(
+                "with no guesses IN and none OUT the audit can only report 0; guess at least one"
+            )
+        if self.canary_file is None:  # a canary file's count is known once it is read
+            self.check_canary_count(self.canaries)
+        if self.canary_file is None and 0 < self.candidates < 10:
+            raise ValueError(
+                f"exposure needs at least 10 random candidates (or 0 for none), got "
+                f"{self.candidates}"
+            )
         return self
+
+    def check_canary_count(self, m: int) -> None:
+        """Raise :class:`~memlens.errors.UserError` unless ``m`` canaries suit the guess counts
+        and the selection (checked before training, once ``m`` is known)."""
+        from memlens.privacy.bound import check_guess_counts, split_sizes
+
+        if self.selection == "fixed":
+            check_guess_counts(m, *self.guess_counts(m))  # type: ignore[arg-type]
+        elif self.selection == "split":
+            split_sizes(m)
 
     @property
     def arms(self) -> list[tuple[str, float | None]]:
@@ -146,15 +158,17 @@ class DPAuditConfig(Config):
         out = [(arm_name(e), e) for e in self.dp_epsilons]
         return sorted(out, key=lambda a: (a[1] is not None, a[1] or 0.0))
 
-    @property
-    def guess_counts(self) -> tuple[int | None, int | None]:
-        """k₊, k₋ for the fixed selection (default: a quarter of the canaries each)."""
+    def guess_counts(self, m: int) -> tuple[int | None, int | None]:
+        """k₊, k₋ for the fixed selection with ``m`` canaries (default: a quarter of them each,
+        at least 1; :func:`~memlens.privacy.bound.default_guess_counts`)."""
+        from memlens.privacy.bound import default_guess_counts
+
         if self.selection != "fixed":
             return None, None
-        m = self.canaries
+        k_in, k_out = default_guess_counts(m)
         return (
-            m // 4 if self.k_in is None else self.k_in,
-            m // 4 if self.k_out is None else self.k_out,
+            k_in if self.k_in is None else self.k_in,
+            k_out if self.k_out is None else self.k_out,
         )
 
 

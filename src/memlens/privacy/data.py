@@ -153,6 +153,11 @@ def make_canaries(cfg: DPAuditConfig, vocab: Vocab) -> Canaries:
     if cfg.candidate_file is not None:
         cand_texts, _ = read_texts(cfg.candidate_file, text_column=cfg.text_column)
         cand_toks = encode(cand_texts, vocab)
+        if len(cand_texts) < 10:
+            raise UserError(
+                f"exposure needs at least 10 candidate texts, got {len(cand_texts)} in "
+                f"{cfg.candidate_file}."
+            )
         if set(cand_texts) & set(texts):
             raise UserError(
                 "some candidate texts are also canaries; candidates must never be trained on."
@@ -233,15 +238,19 @@ def prepare(cfg: DPAuditConfig, device: Any) -> Prepared:
         vocab = Vocab(V, None, allowed_token_ids(V), f"synthetic ids (V={V})")
     canaries = make_canaries(cfg, vocab)
     m = canaries.m
-    k_in, k_out = cfg.guess_counts
-    if (k_in or 0) + (k_out or 0) > m:
-        raise UserError(f"`k_in` + `k_out` = {k_in + k_out} guesses exceed the {m} canaries.")
+    cfg.check_canary_count(m)
     data = text_data(cfg, vocab, m) if cfg.train is not None else synthetic_data(cfg, m)
     rows = training_rows(data, canaries, vocab, cfg.seq_len)
     if any(e is not None for e in cfg.dp_epsilons):
         from memlens.privacy.arms import fresh_model
-        from memlens.privacy.dp import check_private_trainable
+        from memlens.privacy.dp import DPSettings, check_private_trainable, check_reachable
 
+        # Opacus's Poisson rate and step count of train_rows: ceil(N / batch) steps per epoch
+        steps_per_epoch = math.ceil(len(rows) / min(cfg.batch_size, len(rows)))
+        for eps in cfg.dp_epsilons:
+            if eps is not None:
+                dp = DPSettings(eps, cfg.dp_delta, cfg.max_grad_norm, cfg.accountant)
+                check_reachable(dp, 1.0 / steps_per_epoch, cfg.epochs * steps_per_epoch)
         probe = fresh_model(cfg, vocab, device) if is_gpt else hf_model
         check_private_trainable(probe, torch.from_numpy(rows[:2]), device)
     return Prepared(

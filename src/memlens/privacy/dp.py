@@ -194,6 +194,39 @@ def check_private_trainable(model: nn.Module, example: Tensor, device: torch.dev
         ) from None
 
 
+def _unreachable(dp: DPSettings, sample_rate: float, steps: int) -> UserError:
+    return UserError(
+        f"a target epsilon of {dp.epsilon:g} at delta {dp.delta:g} is out of reach for Opacus's "
+        f"{dp.accountant.upper()} accountant over {steps} steps at sampling rate {sample_rate:.3g} "
+        f"(even the largest noise it searches, sigma {_SIGMA_SEARCH_LIMIT:g}, spends more); use a "
+        "larger epsilon, fewer epochs or a larger delta."
+    )
+
+
+# The largest noise multiplier Opacus's search (``opacus.accountants.utils.get_noise_multiplier``)
+# evaluates before giving up: it doubles sigma from 20 and stops once it exceeds MAX_SIGMA (1e6).
+_SIGMA_SEARCH_LIMIT = 655360.0
+
+
+def check_reachable(dp: DPSettings, sample_rate: float, steps: int) -> None:
+    """Raise :class:`UserError` (one sentence) if Opacus cannot find a noise multiplier for
+    ``dp.epsilon`` at ``dp.delta`` over ``steps`` steps at Poisson rate ``sample_rate``.
+
+    :func:`opacus.accountants.utils.get_noise_multiplier` gives up (``ValueError``) when even
+    sigma = 655,360 spends more than the target: one accountant evaluation at that sigma says so
+    in advance (the RDP accountant cannot certify ε below about 0.1 at δ = 1e-5, whatever the
+    noise). Used before anything is trained or written.
+    """
+    from opacus.accountants import create_accountant
+
+    accountant = create_accountant(mechanism=dp.accountant)
+    accountant.history = [(_SIGMA_SEARCH_LIMIT, float(sample_rate), int(steps))]
+    with quiet():
+        floor = float(accountant.get_epsilon(delta=dp.delta))
+    if floor > dp.epsilon:
+        raise _unreachable(dp, sample_rate, steps)
+
+
 class PoissonBatches:
     """``batch_at`` of a DP-SGD run: the rows of step ``step``, Poisson-sampled by Opacus.
 
@@ -354,8 +387,8 @@ def train_rows(
     ``dp.max_grad_norm``, sums, noises with the σ that
     :meth:`opacus.PrivacyEngine.make_private_with_epsilon` chose for ``dp.epsilon`` over
     ``epochs`` epochs, and divides by the expected batch size before Adam steps. Deterministic
-    under ``seed`` (sampling and noise use seeded generators). An empty batch takes a pure-noise
-    step with DP and no step without.
+    under ``seed`` (sampling and noise use seeded generators, dropout a seeded global generator
+    restored afterwards). An empty batch takes a pure-noise step with DP and no step without.
 
     Parameters
     ----------
@@ -365,7 +398,8 @@ def train_rows(
         (Poisson sampling) and Adam's learning rate (``betas``).
     dp : the privacy target, or ``None`` for the same loop without clipping and noise.
     physical_batch_size : rows per per-sample-gradient chunk (default: within 2^28 numbers).
-    progress : called as ``progress(step, total_steps)`` after every step.
+    progress : called as ``progress(step, total_steps)`` before the first step (step 0, before
+        the noise multiplier is searched) and after every step.
 
     Returns
     -------
@@ -390,22 +424,30 @@ def train_rows(
     )
     engine = None
     backward = plain_backward
+    if progress is not None:  # the bar shows before Opacus's search for sigma (seconds to minutes)
+        progress(0, epochs * batches.steps_per_epoch)
     if dp is not None:
         g_noise = torch.Generator(device=device).manual_seed(int(seed) + 1)
         with quiet():
             engine = PrivacyEngine(accountant=dp.accountant)
-            _, optimizer, _ = engine.make_private_with_epsilon(
-                module=module,
-                optimizer=optimizer,
-                data_loader=batches.loader,  # its sample rate is the accountant's
-                target_epsilon=dp.epsilon,
-                target_delta=dp.delta,
-                epochs=epochs,
-                max_grad_norm=dp.max_grad_norm,
-                poisson_sampling=False,  # the loader above already samples Poisson, seeded
-                grad_sample_mode="no_op",  # per-sample gradients from torch.func (the hook)
-                noise_generator=g_noise,
-            )
+            try:
+                _, optimizer, _ = engine.make_private_with_epsilon(
+                    module=module,
+                    optimizer=optimizer,
+                    data_loader=batches.loader,  # its sample rate is the accountant's
+                    target_epsilon=dp.epsilon,
+                    target_delta=dp.delta,
+                    epochs=epochs,
+                    max_grad_norm=dp.max_grad_norm,
+                    poisson_sampling=False,  # the loader above already samples Poisson, seeded
+                    grad_sample_mode="no_op",  # per-sample gradients from torch.func (the hook)
+                    noise_generator=g_noise,
+                )
+            except ValueError as exc:  # Opacus: "The privacy budget is too low."
+                if "budget is too low" not in str(exc):
+                    raise
+                steps_per_epoch = batches.steps_per_epoch
+                raise _unreachable(dp, 1.0 / steps_per_epoch, epochs * steps_per_epoch) from None
         trainable = {k: p for k, p in module.named_parameters() if p.requires_grad}
         if physical_batch_size is None:
             n_params = sum(p.numel() for p in trainable.values())
@@ -430,7 +472,12 @@ def train_rows(
             progress(info.step, info.total)
 
     start = time.perf_counter()
-    with quiet():
+    # Dropout (Hugging Face models; memlens GPTs have none) draws from torch's global generator,
+    # also under vmap: seed it for this run only, so that the same seed trains the same model
+    # whatever ran before (another arm, or a resumed run that skipped it).
+    fork = [device] if device.type == "cuda" else []
+    with quiet(), torch.random.fork_rng(devices=fork):
+        torch.manual_seed(int(seed) + 2)
         steps = train(
             module,
             config,
