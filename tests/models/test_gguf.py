@@ -137,14 +137,21 @@ def cli(args, capsys, monkeypatch):
 
 @pytest.fixture(name="bad_checkpoints")
 def bad_checkpoints_fixture(tiny, tmp_path):
-    """A GGUF of an architecture transformers does not know, a file that is not GGUF, a
-    truncated safetensors checkpoint and a directory with only a pickled pytorch_model.bin."""
+    """A GGUF of an architecture transformers does not know, a file that is not GGUF (bytes, or
+    none), a GGUF lacking a tensor, a truncated safetensors checkpoint and a directory with only a
+    pickled pytorch_model.bin."""
     import pathlib
     import shutil
+    import types
 
     root, tok, ref = tiny
     G.write_llama_gguf(ref, tok, tmp_path / "odd.gguf", "F32", architecture="memlens-toy")
     (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
+    (tmp_path / "empty.gguf").write_bytes(b"")
+    # A GGUF file without one of its blocks' tensors: transformers would fill it at random.
+    state = {k: v for k, v in ref.state_dict().items() if k != "model.layers.1.mlp.down_proj.weight"}
+    partial = types.SimpleNamespace(config=ref.config, state_dict=lambda: state)
+    G.write_llama_gguf(partial, tok, tmp_path / "partial.gguf", "Q8_0")
     good = H.save_lm(ref, tok, tmp_path / "good")
     trunc = tmp_path / "truncated"
     shutil.copytree(good, trunc)
@@ -169,6 +176,12 @@ def bad_checkpoints_fixture(tiny, tmp_path):
             "transformers cannot load the GGUF file odd.gguf (architecture 'memlens-toy')",
         ),
         ("junk.gguf", "is not a readable GGUF file"),
+        ("empty.gguf", "is not a readable GGUF file"),
+        (
+            "partial.gguf",
+            "the GGUF file partial.gguf lacks 1 of the tensors its 'llama' architecture needs "
+            "(e.g. model.layers.1.mlp.down_proj.weight), which would be left random",
+        ),
         ("truncated", "damaged or incomplete"),
         ("pickled", "holds a pickled PyTorch checkpoint with objects other than tensors"),
     ],
@@ -189,4 +202,29 @@ def test_bad_checkpoints_one_sentence_exit_2(
     code, _, err = cli([*args, "--device", "cpu"], capsys, monkeypatch)
     assert code == 2, err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (where / "run").exists()  # nothing half-written
     assert not (where / "cache" / "gguf").exists() or not any((where / "cache" / "gguf").iterdir())
+
+
+
+def test_mia_manifest_describes_the_gguf_model_and_a_bad_reference_leaves_nothing(
+    tiny, bad_checkpoints, capsys, monkeypatch
+):
+    where, good = bad_checkpoints
+    a, b = where / "a.txt", where / "b.txt"
+    monkeypatch.setenv("MEMLENS_CACHE", str(where / "cache"))
+    base = ["mia", "--members", a, "--nonmembers", b, "--attacks", "loss,ref", "--n-boot", "20"]
+    base += ["--device", "cpu", "--model", good]
+    # The reference fails to load after the target did: no empty run directory is left.
+    args = [*base, "--reference", where / "junk.gguf", "--out", where / "run"]
+    code, _, err = cli(args, capsys, monkeypatch)
+    assert code == 2 and "is not a readable GGUF file" in err and err.count("\n") == 1
+    assert not (where / "run").exists()
+    # manifest.json describes the models as the audit's does: dtype, source, GGUF quantization.
+    args = [*base, "--reference", tiny[0] / "tiny.gguf", "--out", where / "ok"]
+    code, _, err = cli(args, capsys, monkeypatch)
+    assert code in (0, None), err
+    manifest = json.loads((where / "ok" / "manifest.json").read_text())
+    assert manifest["model"]["dtype"] == "float32" and manifest["model"]["source"] == "huggingface"
+    (ref,) = manifest["references"]
+    assert ref["source"] == "gguf" and ref["checkpoint"]["quantization"] == "Q8_0"

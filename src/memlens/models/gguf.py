@@ -124,14 +124,24 @@ def dequantize_gguf(
     arch = info["architecture"] or "unknown"
     try:
         with _quiet_gguf_loading():
-            model = AutoModelForCausalLM.from_pretrained(
-                path.parent, gguf_file=path.name, dtype=torch.float32
+            model, loading = AutoModelForCausalLM.from_pretrained(
+                path.parent, gguf_file=path.name, dtype=torch.float32, output_loading_info=True
             )
     except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError, TypeError) as exc:
         raise UserError(
             f"transformers cannot load the GGUF file {path.name} (architecture '{arch}'): "
             f"{_first_line(exc)}."
         ) from None
+    # transformers fills tensors the file lacks with random values and only logs it: refuse.
+    missing = list(loading.get("missing_keys") or [])
+    mismatched = list(loading.get("mismatched_keys") or [])
+    if missing or mismatched:
+        bad = missing or [m[0] if isinstance(m, (tuple, list)) else m for m in mismatched]
+        what = "lacks" if missing else "has wrongly shaped"
+        raise UserError(
+            f"the GGUF file {path.name} {what} {len(bad)} of the tensors its '{arch}' "
+            f"architecture needs (e.g. {bad[0]}), which would be left random."
+        )
     packed = [n for n, m in model.named_modules() if type(m).__name__.startswith("Gguf")]
     if packed:  # a future transformers that keeps blocks packed: memlens needs float weights
         raise UserError(
