@@ -149,7 +149,9 @@ def bad_checkpoints_fixture(tiny, tmp_path):
     (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
     (tmp_path / "empty.gguf").write_bytes(b"")
     # A GGUF file without one of its blocks' tensors: transformers would fill it at random.
-    state = {k: v for k, v in ref.state_dict().items() if k != "model.layers.1.mlp.down_proj.weight"}
+    state = {
+        k: v for k, v in ref.state_dict().items() if k != "model.layers.1.mlp.down_proj.weight"
+    }
     partial = types.SimpleNamespace(config=ref.config, state_dict=lambda: state)
     G.write_llama_gguf(partial, tok, tmp_path / "partial.gguf", "Q8_0")
     good = H.save_lm(ref, tok, tmp_path / "good")
@@ -206,7 +208,6 @@ def test_bad_checkpoints_one_sentence_exit_2(
     assert not (where / "cache" / "gguf").exists() or not any((where / "cache" / "gguf").iterdir())
 
 
-
 def test_mia_manifest_describes_the_gguf_model_and_a_bad_reference_leaves_nothing(
     tiny, bad_checkpoints, capsys, monkeypatch
 ):
@@ -228,3 +229,14 @@ def test_mia_manifest_describes_the_gguf_model_and_a_bad_reference_leaves_nothin
     assert manifest["model"]["dtype"] == "float32" and manifest["model"]["source"] == "huggingface"
     (ref,) = manifest["references"]
     assert ref["source"] == "gguf" and ref["checkpoint"]["quantization"] == "Q8_0"
+
+
+def test_unwritable_cache_one_sentence(tiny, tmp_path, monkeypatch):
+    root, _, _ = tiny
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache should be")
+    monkeypatch.setenv("MEMLENS_CACHE", str(blocker / "cache"))
+    with pytest.raises(
+        UserError, match=r"cannot write to the memlens cache at .*; set MEMLENS_CACHE"
+    ):
+        load_causal_lm(root / "tiny.gguf", device="cpu")

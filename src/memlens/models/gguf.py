@@ -157,10 +157,16 @@ def dequantize_gguf(
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    with _quiet_gguf_loading():
-        model.save_pretrained(out, safe_serialization=True)
-        if tok is not None:
-            tok.save_pretrained(out)
+    try:
+        with _quiet_gguf_loading():
+            model.save_pretrained(out, safe_serialization=True)
+            if tok is not None:
+                tok.save_pretrained(out)
+    except OSError as exc:  # e.g. a full disk: the float weights take 4 bytes per parameter
+        raise UserError(
+            f"could not write the dequantized weights of {path.name} to {out} "
+            f"({exc.strerror or _first_line(exc)})."
+        ) from None
     info |= {
         "format": "gguf",
         "file": path.name,
