@@ -103,6 +103,26 @@ def test_adapter_over_another_base_is_refused(adapted, tmp_path):
         load_causal_lm(root / "base", device="cpu", adapter=root / "base")
 
 
+def test_adapter_path_mistakes_one_sentence(adapted, tmp_path):
+    import shutil
+
+    root = adapted
+    # A file (e.g. a llama.cpp LoRA .gguf) is not called a missing directory.
+    (tmp_path / "lora.gguf").write_bytes(b"GGUF")
+    with pytest.raises(UserError, match=r"is a file \(a llama.cpp GGUF adapter, which memlens"):
+        load_causal_lm(root / "base", device="cpu", adapter=tmp_path / "lora.gguf")
+    with pytest.raises(UserError, match="is a file; pass a PEFT adapter directory"):
+        load_causal_lm(root / "base", device="cpu", adapter=root / "train.txt")
+    # A config that names no adapter type is said so, not as peft's KeyError('peft_type').
+    bare = tmp_path / "bare"
+    shutil.copytree(root / "lora", bare)
+    (bare / "adapter_config.json").write_text("{}")
+    with pytest.raises(
+        UserError, match="is not a readable PEFT adapter config .it names no peft_type"
+    ):
+        load_causal_lm(root / "base", device="cpu", adapter=bare)
+
+
 def cli(args, capsys, monkeypatch):
     from memlens import cli as memlens_cli
 
