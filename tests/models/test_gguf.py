@@ -111,6 +111,16 @@ def test_gguf_dequantized_weights_are_cached(tiny, tmp_path, monkeypatch):
     second = load_causal_lm(root / "tiny.gguf", device="cpu")
     assert second.describe()["checkpoint"]["sha256"] == first.describe()["checkpoint"]["sha256"]
     assert torch.equal(second.model.lm_head.weight, first.model.lm_head.weight)
+    monkeypatch.undo()
+    monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    # A damaged cached copy (a truncated safetensors file) is converted again, not reported as
+    # a damaged checkpoint of the user's (whose GGUF file is fine).
+    # (A new file in its place: the loaded models' weights are mapped from the old one.)
+    weights = cached[0] / "model.safetensors"
+    (cached[0] / "damaged").write_bytes(weights.read_bytes()[:1000])
+    (cached[0] / "damaged").replace(weights)
+    third = load_causal_lm(root / "tiny.gguf", device="cpu")
+    assert torch.equal(third.model.lm_head.weight, first.model.lm_head.weight)
 
 
 def test_find_gguf(tmp_path):

@@ -13,7 +13,7 @@ the tokenizer) under ``<cache>/gguf/<first 16 hex digits of the file's SHA-256>/
 ``memlens_gguf.json`` describing the source: file name and hash, architecture, the file type
 (e.g. ``Q4_1``), the count of tensors per storage type and the dtype of the dequantized weights.
 A second load reads that directory (seconds); an edited file has another hash and is converted
-anew. :func:`memlens.models.hf.load_causal_lm` calls :func:`resolve_gguf` first, so a ``.gguf``
+anew, and so is a cached copy whose weights no longer open (e.g. truncated). :func:`memlens.models.hf.load_causal_lm` calls :func:`resolve_gguf` first, so a ``.gguf``
 file, or a directory holding one, is accepted wherever a model is.
 """
 
@@ -178,6 +178,21 @@ def dequantize_gguf(
     return info
 
 
+def _intact(directory: Path) -> bool:
+    """Whether every safetensors file of a cached conversion opens and is fully covered by its
+    header (a truncated or damaged copy is not)."""
+    from safetensors import safe_open
+
+    files = sorted(directory.glob("*.safetensors"))
+    try:
+        for f in files:
+            with safe_open(str(f), framework="pt"):
+                pass
+    except Exception:  # noqa: BLE001 - any failure to open means: not a usable copy
+        return False
+    return bool(files)
+
+
 def resolve_gguf(
     name_or_path: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None
 ) -> tuple[Path, dict[str, Any]] | None:
@@ -193,6 +208,8 @@ def resolve_gguf(
         return None
     digest = sha256_file(path)
     final = cache_dir(cache) / "gguf" / digest[:16]
+    if (final / INFO_FILE).is_file() and not _intact(final):
+        shutil.rmtree(final, ignore_errors=True)  # a damaged cached copy: convert the file again
     if not (final / INFO_FILE).is_file():
         tmp = fresh_dir(final)
         try:
