@@ -250,3 +250,22 @@ def test_unwritable_cache_one_sentence(tiny, tmp_path, monkeypatch):
         UserError, match=r"cannot write to the memlens cache at .*; set MEMLENS_CACHE"
     ):
         load_causal_lm(root / "tiny.gguf", device="cpu")
+
+
+def test_gguf_without_tokenizer_asks_for_one(tiny, tmp_path, monkeypatch):
+    import gguf
+
+    root, tok, ref = tiny
+    monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
+    for name in ("tokenizer_model", "tokenizer_pre", "token_list", "token_types", "token_merges"):
+        monkeypatch.setattr(gguf.GGUFWriter, f"add_{name}", lambda self, *a, **k: None)
+    G.write_llama_gguf(ref, tok, tmp_path / "bare.gguf", "Q8_0")
+    monkeypatch.undo()
+    monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
+    # Said about the user's file, not about memlens's cache directory.
+    with pytest.raises(
+        UserError, match=r"the GGUF file bare.gguf holds no tokenizer; pass `tokenizer`"
+    ):
+        load_causal_lm(tmp_path / "bare.gguf", device="cpu")
+    lm = load_causal_lm(tmp_path / "bare.gguf", device="cpu", tokenizer=tok)
+    assert lm.describe()["checkpoint"]["tokenizer_from_gguf"] is False
