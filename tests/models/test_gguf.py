@@ -44,8 +44,8 @@ def _tiny_llama(vocab_size: int, tie: bool = False):
 
 @pytest.fixture(scope="module", name="tiny")
 def tiny_fixture(tmp_path_factory):
-    """A tiny GQA Llama with tied embeddings (as SmolLM2) written as Q8_0 GGUF, and the Hugging
-    Face model holding the same dequantized weights."""
+    """A tiny GQA Llama with tied embeddings (as SmolLM2) written as Q8_0 GGUF, the Hugging Face
+    model holding the same dequantized weights, and the original (unquantized) model."""
     root = tmp_path_factory.mktemp("gguf")
     tok = G.byte_bpe_tokenizer(TEXTS)
     model = _tiny_llama(len(tok), tie=True)
@@ -56,7 +56,7 @@ def tiny_fixture(tmp_path_factory):
     assert not torch.equal(
         ref.model.layers[0].mlp.up_proj.weight, model.model.layers[0].mlp.up_proj.weight
     )
-    return root, tok, ref
+    return root, tok, ref, model
 
 
 def _hf_bits(model, tok, text: str) -> tuple[float, int]:
@@ -69,7 +69,7 @@ def _hf_bits(model, tok, text: str) -> tuple[float, int]:
 
 
 def test_gguf_bits_equal_hf_loss_of_dequantized_model(tiny, tmp_path, monkeypatch):
-    root, tok, ref = tiny
+    root, tok, ref, original = tiny
     monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
     lm = load_causal_lm(root / "tiny.gguf", device="cpu")
     d = lm.describe()
@@ -93,10 +93,17 @@ def test_gguf_bits_equal_hf_loss_of_dequantized_model(tiny, tmp_path, monkeypatc
     for i, text in enumerate(TEXTS[:8]):
         bits, n = _hf_bits(ref, tok, text)
         assert abs(scored.bits[i] - bits) / n < 1e-4
+    # The tolerance sees quantization: the unquantized model is off by more than 1e-4 bits per
+    # token on some text (measured 9e-4), so scoring the wrong weights fails the check above.
+    off = [
+        abs(_hf_bits(original, tok, t)[0] - _hf_bits(ref, tok, t)[0]) / _hf_bits(ref, tok, t)[1]
+        for t in TEXTS[:8]
+    ]
+    assert max(off) > 1e-4
 
 
 def test_gguf_dequantized_weights_are_cached(tiny, tmp_path, monkeypatch):
-    root, _, _ = tiny
+    root, _, _, _ = tiny
     cache = tmp_path / "cache"
     monkeypatch.setenv("MEMLENS_CACHE", str(cache))
     first = load_causal_lm(root, device="cpu")  # a directory holding one .gguf works too
@@ -154,7 +161,7 @@ def bad_checkpoints_fixture(tiny, tmp_path):
     import shutil
     import types
 
-    root, tok, ref = tiny
+    root, tok, ref, _ = tiny
     G.write_llama_gguf(ref, tok, tmp_path / "odd.gguf", "F32", architecture="memlens-toy")
     (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
     (tmp_path / "empty.gguf").write_bytes(b"")
@@ -242,7 +249,7 @@ def test_mia_manifest_describes_the_gguf_model_and_a_bad_reference_leaves_nothin
 
 
 def test_unwritable_cache_one_sentence(tiny, tmp_path, monkeypatch):
-    root, _, _ = tiny
+    root, _, _, _ = tiny
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the cache should be")
     monkeypatch.setenv("MEMLENS_CACHE", str(blocker / "cache"))
@@ -255,7 +262,7 @@ def test_unwritable_cache_one_sentence(tiny, tmp_path, monkeypatch):
 def test_gguf_without_tokenizer_asks_for_one(tiny, tmp_path, monkeypatch):
     import gguf
 
-    root, tok, ref = tiny
+    root, tok, ref, _ = tiny
     monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
     for name in ("tokenizer_model", "tokenizer_pre", "token_list", "token_types", "token_merges"):
         monkeypatch.setattr(gguf.GGUFWriter, f"add_{name}", lambda self, *a, **k: None)
