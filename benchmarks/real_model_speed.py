@@ -132,7 +132,7 @@ def per_sample_generate(lm, prompts: np.ndarray, suffix: int) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--n", type=int, default=64, help="texts")
     ap.add_argument("--min-chars", type=int, default=200)
     ap.add_argument("--max-chars", type=int, default=1200)

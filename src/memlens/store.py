@@ -220,6 +220,16 @@ class RunDir:
             **extra,
         }
 
+    def discard_if_empty(self) -> bool:
+        """Remove the directory when it holds no file (a run that failed before writing
+        anything, e.g. on a model that does not load); return whether it was removed."""
+        import shutil
+
+        if not self.path.is_dir() or any(p.is_file() for p in self.path.rglob("*")):
+            return False
+        shutil.rmtree(self.path, ignore_errors=True)
+        return True
+
     def write_manifest(self, **extra: Any) -> Path:
         return write_json_atomic(self.path / "manifest.json", self.manifest(**extra))
 

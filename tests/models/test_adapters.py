@@ -103,6 +103,26 @@ def test_adapter_over_another_base_is_refused(adapted, tmp_path):
         load_causal_lm(root / "base", device="cpu", adapter=root / "base")
 
 
+def test_adapter_path_mistakes_one_sentence(adapted, tmp_path):
+    import shutil
+
+    root = adapted
+    # A file (e.g. a llama.cpp LoRA .gguf) is not called a missing directory.
+    (tmp_path / "lora.gguf").write_bytes(b"GGUF")
+    with pytest.raises(UserError, match=r"is a file \(a llama.cpp GGUF adapter, which memlens"):
+        load_causal_lm(root / "base", device="cpu", adapter=tmp_path / "lora.gguf")
+    with pytest.raises(UserError, match="is a file; pass a PEFT adapter directory"):
+        load_causal_lm(root / "base", device="cpu", adapter=root / "train.txt")
+    # A config that names no adapter type is said so, not as peft's KeyError('peft_type').
+    bare = tmp_path / "bare"
+    shutil.copytree(root / "lora", bare)
+    (bare / "adapter_config.json").write_text("{}")
+    with pytest.raises(
+        UserError, match="is not a readable PEFT adapter config .it names no peft_type"
+    ):
+        load_causal_lm(root / "base", device="cpu", adapter=bare)
+
+
 def cli(args, capsys, monkeypatch):
     from memlens import cli as memlens_cli
 
@@ -181,3 +201,64 @@ def test_finetune_lora_leaves_the_base_unchanged(adapted):
     after = lm.model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def _damaged_adapters(root, where):
+    """Adapter directories a user can hand over by mistake, each with the sentence it gets."""
+    import pathlib
+    import shutil
+
+    def copy(name, keep_record=False):
+        d = where / name
+        shutil.copytree(root / "lora", d)
+        if not keep_record:
+            (d / "memlens_adapter.json").unlink()
+        return d
+
+    truncated = copy("truncated")
+    data = (truncated / "adapter_model.safetensors").read_bytes()
+    (truncated / "adapter_model.safetensors").write_bytes(data[: len(data) - 64])
+    pickled = copy("pickled")
+    (pickled / "adapter_model.safetensors").unlink()
+    torch.save({"note": pathlib.PurePosixPath("not a tensor")}, pickled / "adapter_model.bin")
+    weightless = copy("weightless")
+    (weightless / "adapter_model.safetensors").unlink()
+    return {
+        "truncated": (truncated, "adapter weights .* are damaged or incomplete"),
+        "pickled": (pickled, "holds objects other than tensors, which memlens does not unpickle"),
+        "weightless": (weightless, "has no adapter_model.safetensors or adapter_model.bin"),
+        "missing": (where / "nowhere", "adapter directory .* does not exist"),
+    }
+
+
+def test_damaged_adapters_one_sentence(adapted, tmp_path):
+    root = adapted
+    for path, message in _damaged_adapters(root, tmp_path).values():
+        with pytest.raises(UserError, match=message):
+            load_causal_lm(root / "base", device="cpu", adapter=path)
+
+
+def test_adapter_over_a_memlens_gpt_cli_one_sentence(adapted, tmp_path, capsys, monkeypatch):
+    """A LoRA adapter of a Llama over a memlens GPT checkpoint: refused by its fingerprint, and
+    without the fingerprint record by the modules it adapts, in one sentence with exit code 2."""
+    import shutil
+
+    from memlens.models.gpt import GPT, GPTConfig
+    from memlens.models.hf import save_gpt_checkpoint
+
+    root = adapted
+    tok = H.wordlevel_tokenizer()
+    gpt = GPT(GPTConfig(vocab_size=len(tok), seq_len=32, n_layer=1, d_model=16, n_head=2))
+    save_gpt_checkpoint(gpt, tmp_path / "gpt", tokenizer=tok)
+    foreign = tmp_path / "foreign"
+    shutil.copytree(root / "lora", foreign)
+    (foreign / "memlens_adapter.json").unlink()
+    for adapter, message in (
+        (root / "lora", "was trained on a different base than model"),
+        (foreign, "adapts a module 'model.layers.0."),
+    ):
+        args = ["mia", "--model", tmp_path / "gpt", "--adapter", adapter, "--device", "cpu"]
+        args += ["--members", root / "train.txt", "--nonmembers", root / "heldout.txt"]
+        code, _, err = cli([*args, "--out", tmp_path / "run"], capsys, monkeypatch)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "run").exists()

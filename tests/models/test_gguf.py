@@ -44,8 +44,8 @@ def _tiny_llama(vocab_size: int, tie: bool = False):
 
 @pytest.fixture(scope="module", name="tiny")
 def tiny_fixture(tmp_path_factory):
-    """A tiny GQA Llama with tied embeddings (as SmolLM2) written as Q8_0 GGUF, and the Hugging
-    Face model holding the same dequantized weights."""
+    """A tiny GQA Llama with tied embeddings (as SmolLM2) written as Q8_0 GGUF, the Hugging Face
+    model holding the same dequantized weights, and the original (unquantized) model."""
     root = tmp_path_factory.mktemp("gguf")
     tok = G.byte_bpe_tokenizer(TEXTS)
     model = _tiny_llama(len(tok), tie=True)
@@ -56,7 +56,7 @@ def tiny_fixture(tmp_path_factory):
     assert not torch.equal(
         ref.model.layers[0].mlp.up_proj.weight, model.model.layers[0].mlp.up_proj.weight
     )
-    return root, tok, ref
+    return root, tok, ref, model
 
 
 def _hf_bits(model, tok, text: str) -> tuple[float, int]:
@@ -69,7 +69,7 @@ def _hf_bits(model, tok, text: str) -> tuple[float, int]:
 
 
 def test_gguf_bits_equal_hf_loss_of_dequantized_model(tiny, tmp_path, monkeypatch):
-    root, tok, ref = tiny
+    root, tok, ref, original = tiny
     monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
     lm = load_causal_lm(root / "tiny.gguf", device="cpu")
     d = lm.describe()
@@ -93,10 +93,17 @@ def test_gguf_bits_equal_hf_loss_of_dequantized_model(tiny, tmp_path, monkeypatc
     for i, text in enumerate(TEXTS[:8]):
         bits, n = _hf_bits(ref, tok, text)
         assert abs(scored.bits[i] - bits) / n < 1e-4
+    # The tolerance sees quantization: the unquantized model is off by more than 1e-4 bits per
+    # token on some text (measured 9e-4), so scoring the wrong weights fails the check above.
+    off = [
+        abs(_hf_bits(original, tok, t)[0] - _hf_bits(ref, tok, t)[0]) / _hf_bits(ref, tok, t)[1]
+        for t in TEXTS[:8]
+    ]
+    assert max(off) > 1e-4
 
 
 def test_gguf_dequantized_weights_are_cached(tiny, tmp_path, monkeypatch):
-    root, _, _ = tiny
+    root, _, _, _ = tiny
     cache = tmp_path / "cache"
     monkeypatch.setenv("MEMLENS_CACHE", str(cache))
     first = load_causal_lm(root, device="cpu")  # a directory holding one .gguf works too
@@ -111,6 +118,16 @@ def test_gguf_dequantized_weights_are_cached(tiny, tmp_path, monkeypatch):
     second = load_causal_lm(root / "tiny.gguf", device="cpu")
     assert second.describe()["checkpoint"]["sha256"] == first.describe()["checkpoint"]["sha256"]
     assert torch.equal(second.model.lm_head.weight, first.model.lm_head.weight)
+    monkeypatch.undo()
+    monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    # A damaged cached copy (a truncated safetensors file) is converted again, not reported as
+    # a damaged checkpoint of the user's (whose GGUF file is fine).
+    # (A new file in its place: the loaded models' weights are mapped from the old one.)
+    weights = cached[0] / "model.safetensors"
+    (cached[0] / "damaged").write_bytes(weights.read_bytes()[:1000])
+    (cached[0] / "damaged").replace(weights)
+    third = load_causal_lm(root / "tiny.gguf", device="cpu")
+    assert torch.equal(third.model.lm_head.weight, first.model.lm_head.weight)
 
 
 def test_find_gguf(tmp_path):
@@ -137,14 +154,23 @@ def cli(args, capsys, monkeypatch):
 
 @pytest.fixture(name="bad_checkpoints")
 def bad_checkpoints_fixture(tiny, tmp_path):
-    """A GGUF of an architecture transformers does not know, a file that is not GGUF, a
-    truncated safetensors checkpoint and a directory with only a pickled pytorch_model.bin."""
+    """A GGUF of an architecture transformers does not know, a file that is not GGUF (bytes, or
+    none), a GGUF lacking a tensor, a truncated safetensors checkpoint and a directory with only a
+    pickled pytorch_model.bin."""
     import pathlib
     import shutil
+    import types
 
-    root, tok, ref = tiny
+    root, tok, ref, _ = tiny
     G.write_llama_gguf(ref, tok, tmp_path / "odd.gguf", "F32", architecture="memlens-toy")
     (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
+    (tmp_path / "empty.gguf").write_bytes(b"")
+    # A GGUF file without one of its blocks' tensors: transformers would fill it at random.
+    state = {
+        k: v for k, v in ref.state_dict().items() if k != "model.layers.1.mlp.down_proj.weight"
+    }
+    partial = types.SimpleNamespace(config=ref.config, state_dict=lambda: state)
+    G.write_llama_gguf(partial, tok, tmp_path / "partial.gguf", "Q8_0")
     good = H.save_lm(ref, tok, tmp_path / "good")
     trunc = tmp_path / "truncated"
     shutil.copytree(good, trunc)
@@ -169,6 +195,12 @@ def bad_checkpoints_fixture(tiny, tmp_path):
             "transformers cannot load the GGUF file odd.gguf (architecture 'memlens-toy')",
         ),
         ("junk.gguf", "is not a readable GGUF file"),
+        ("empty.gguf", "is not a readable GGUF file"),
+        (
+            "partial.gguf",
+            "the GGUF file partial.gguf lacks 1 of the tensors its 'llama' architecture needs "
+            "(e.g. model.layers.1.mlp.down_proj.weight), which would be left random",
+        ),
         ("truncated", "damaged or incomplete"),
         ("pickled", "holds a pickled PyTorch checkpoint with objects other than tensors"),
     ],
@@ -189,4 +221,58 @@ def test_bad_checkpoints_one_sentence_exit_2(
     code, _, err = cli([*args, "--device", "cpu"], capsys, monkeypatch)
     assert code == 2, err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (where / "run").exists()  # nothing half-written
     assert not (where / "cache" / "gguf").exists() or not any((where / "cache" / "gguf").iterdir())
+
+
+def test_mia_manifest_describes_the_gguf_model_and_a_bad_reference_leaves_nothing(
+    tiny, bad_checkpoints, capsys, monkeypatch
+):
+    where, good = bad_checkpoints
+    a, b = where / "a.txt", where / "b.txt"
+    monkeypatch.setenv("MEMLENS_CACHE", str(where / "cache"))
+    base = ["mia", "--members", a, "--nonmembers", b, "--attacks", "loss,ref", "--n-boot", "20"]
+    base += ["--device", "cpu", "--model", good]
+    # The reference fails to load after the target did: no empty run directory is left.
+    args = [*base, "--reference", where / "junk.gguf", "--out", where / "run"]
+    code, _, err = cli(args, capsys, monkeypatch)
+    assert code == 2 and "is not a readable GGUF file" in err and err.count("\n") == 1
+    assert not (where / "run").exists()
+    # manifest.json describes the models as the audit's does: dtype, source, GGUF quantization.
+    args = [*base, "--reference", tiny[0] / "tiny.gguf", "--out", where / "ok"]
+    code, _, err = cli(args, capsys, monkeypatch)
+    assert code in (0, None), err
+    manifest = json.loads((where / "ok" / "manifest.json").read_text())
+    assert manifest["model"]["dtype"] == "float32" and manifest["model"]["source"] == "huggingface"
+    (ref,) = manifest["references"]
+    assert ref["source"] == "gguf" and ref["checkpoint"]["quantization"] == "Q8_0"
+
+
+def test_unwritable_cache_one_sentence(tiny, tmp_path, monkeypatch):
+    root, _, _, _ = tiny
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache should be")
+    monkeypatch.setenv("MEMLENS_CACHE", str(blocker / "cache"))
+    with pytest.raises(
+        UserError, match=r"cannot write to the memlens cache at .*; set MEMLENS_CACHE"
+    ):
+        load_causal_lm(root / "tiny.gguf", device="cpu")
+
+
+def test_gguf_without_tokenizer_asks_for_one(tiny, tmp_path, monkeypatch):
+    import gguf
+
+    root, tok, ref, _ = tiny
+    monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
+    for name in ("tokenizer_model", "tokenizer_pre", "token_list", "token_types", "token_merges"):
+        monkeypatch.setattr(gguf.GGUFWriter, f"add_{name}", lambda self, *a, **k: None)
+    G.write_llama_gguf(ref, tok, tmp_path / "bare.gguf", "Q8_0")
+    monkeypatch.undo()
+    monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
+    # Said about the user's file, not about memlens's cache directory.
+    with pytest.raises(
+        UserError, match=r"the GGUF file bare.gguf holds no tokenizer; pass `tokenizer`"
+    ):
+        load_causal_lm(tmp_path / "bare.gguf", device="cpu")
+    lm = load_causal_lm(tmp_path / "bare.gguf", device="cpu", tokenizer=tok)
+    assert lm.describe()["checkpoint"]["tokenizer_from_gguf"] is False

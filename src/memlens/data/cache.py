@@ -84,9 +84,16 @@ def pip_download(
 
 
 def fresh_dir(final: Path) -> Path:
-    """A temporary directory next to ``final`` (rename it onto ``final`` when complete)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    """A temporary directory next to ``final`` (rename it onto ``final`` when complete);
+    :class:`UserError` when the cache cannot be written there."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to the memlens cache at {final.parent} ({exc.strerror or exc}); "
+            f"set {CACHE_ENV} to a writable directory."
+        ) from None
 
 
 def publish_dir(tmp: Path, final: Path) -> Path:

@@ -242,14 +242,14 @@ def run(
     Writes ``manifest.json``, ``mia.json`` (:class:`~memlens.mia.summary.MIASummary`: metrics
     per attack), ``scores.parquet`` (one row per sample: id, label, text, tokens, code lengths,
     every attack's score) and log-log ROC plots (``roc.png`` with all attacks,
-    ``roc_<attack>.png`` each). Reference code lengths and gradient norms are saved as
-    resumable cells. Everything is read and loaded before the run directory is created, so bad
-    input leaves nothing behind; ``out=None`` writes a fresh timestamped directory.
+    ``roc_<attack>.png`` each); the manifest also describes the target and the references
+    (dtype, a GGUF file's quantization, a merged adapter). Reference code lengths and gradient
+    norms are saved as resumable cells. The data and the target are read and loaded before the
+    run directory is created, and a fresh run directory that a later failure (e.g. a reference
+    that does not load) left empty is removed, so bad input leaves nothing behind; ``out=None``
+    writes a fresh timestamped directory.
     """
-    import pandas as pd
-
     from memlens.models.hf import load_causal_lm
-    from memlens.scoring import score_texts
     from memlens.store import RunDir, default_out_dir
 
     if config.adapter is not None and not config.references:
@@ -276,7 +276,29 @@ def run(
     )
     if lm.tokenizer is None:
         raise UserError(f"model {config.model} has no tokenizer; pass `tokenizer`.")
+    fresh = not out.exists()
     rd = RunDir(out, "mia", manifest_config, config.seed)
+    try:
+        return _score_and_write(config, rd, lm, attacks, samples, progress)
+    except BaseException:
+        if fresh:  # e.g. a reference that does not load: leave no empty run directory behind
+            rd.discard_if_empty()
+        raise
+
+
+def _score_and_write(
+    config: MIAConfig,
+    rd: Any,
+    lm: Any,
+    attacks: list[str],
+    samples: Any,
+    progress: ProgressFn | None,
+) -> RunResult[MIASummary]:
+    """The part of :func:`run` after the target is loaded: references, attacks, outputs."""
+    import pandas as pd
+
+    from memlens.models.hf import load_causal_lm
+    from memlens.scoring import score_texts
 
     refs: dict[str, Any] = {}
     ref_info: list[dict[str, Any]] = []
@@ -369,7 +391,11 @@ def run(
     rd.write_table("scores.parquet", table)
     plot_roc(res.scores, samples.labels, rd, summary)
     rd.write_json(summary.file, summary.to_json())
-    rd.write_manifest(outputs=["mia.json", "scores.parquet", "roc.png"])
+    rd.write_manifest(
+        outputs=["mia.json", "scores.parquet", "roc.png"],
+        model=summary.model,
+        references=summary.references,
+    )
     return RunResult(summary=summary, out_dir=rd.path)
 
 

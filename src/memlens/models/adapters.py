@@ -131,15 +131,28 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
     from memlens.models.loading import quiet_transformers
 
     path = Path(adapter).expanduser()
+    if path.is_file():
+        kind = (
+            " (a llama.cpp GGUF adapter, which memlens does not read)"
+            if path.suffix.lower() == ".gguf"
+            else ""
+        )
+        raise UserError(
+            f"adapter {path} is a file{kind}; pass a PEFT adapter directory "
+            f"({CONFIG_FILE} and {WEIGHTS_FILES[0]})."
+        )
     if not path.is_dir():
         raise UserError(f"adapter directory {path} does not exist.")
     if not (path / CONFIG_FILE).is_file():
         raise UserError(f"{path} holds no {CONFIG_FILE}; pass a PEFT adapter directory.")
     try:
+        declared = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+        if not isinstance(declared, dict) or "peft_type" not in declared:
+            raise ValueError("it names no peft_type")
         config = PeftConfig.from_pretrained(str(path))
     except (ValueError, OSError, TypeError, KeyError) as exc:
         raise UserError(
-            f"{path / CONFIG_FILE} is not a readable PEFT adapter config ({str(exc).splitlines()[0]})."
+            f"{path / CONFIG_FILE} is not a readable PEFT adapter config ({_first_line(exc)})."
         ) from None
     if lm.device_map is not None:
         raise UserError(
@@ -183,3 +196,8 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
         "base_fingerprint_checked": checked,
     }
     return lm
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(exc).__name__

@@ -13,7 +13,7 @@ the tokenizer) under ``<cache>/gguf/<first 16 hex digits of the file's SHA-256>/
 ``memlens_gguf.json`` describing the source: file name and hash, architecture, the file type
 (e.g. ``Q4_1``), the count of tensors per storage type and the dtype of the dequantized weights.
 A second load reads that directory (seconds); an edited file has another hash and is converted
-anew. :func:`memlens.models.hf.load_causal_lm` calls :func:`resolve_gguf` first, so a ``.gguf``
+anew, and so is a cached copy whose weights no longer open (e.g. truncated). :func:`memlens.models.hf.load_causal_lm` calls :func:`resolve_gguf` first, so a ``.gguf``
 file, or a directory holding one, is accepted wherever a model is.
 """
 
@@ -124,14 +124,24 @@ def dequantize_gguf(
     arch = info["architecture"] or "unknown"
     try:
         with _quiet_gguf_loading():
-            model = AutoModelForCausalLM.from_pretrained(
-                path.parent, gguf_file=path.name, dtype=torch.float32
+            model, loading = AutoModelForCausalLM.from_pretrained(
+                path.parent, gguf_file=path.name, dtype=torch.float32, output_loading_info=True
             )
     except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError, TypeError) as exc:
         raise UserError(
             f"transformers cannot load the GGUF file {path.name} (architecture '{arch}'): "
             f"{_first_line(exc)}."
         ) from None
+    # transformers fills tensors the file lacks with random values and only logs it: refuse.
+    missing = list(loading.get("missing_keys") or [])
+    mismatched = list(loading.get("mismatched_keys") or [])
+    if missing or mismatched:
+        bad = missing or [m[0] if isinstance(m, (tuple, list)) else m for m in mismatched]
+        what = "lacks" if missing else "has wrongly shaped"
+        raise UserError(
+            f"the GGUF file {path.name} {what} {len(bad)} of the tensors its '{arch}' "
+            f"architecture needs (e.g. {bad[0]}), which would be left random."
+        )
     packed = [n for n, m in model.named_modules() if type(m).__name__.startswith("Gguf")]
     if packed:  # a future transformers that keeps blocks packed: memlens needs float weights
         raise UserError(
@@ -147,10 +157,16 @@ def dequantize_gguf(
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    with _quiet_gguf_loading():
-        model.save_pretrained(out, safe_serialization=True)
-        if tok is not None:
-            tok.save_pretrained(out)
+    try:
+        with _quiet_gguf_loading():
+            model.save_pretrained(out, safe_serialization=True)
+            if tok is not None:
+                tok.save_pretrained(out)
+    except OSError as exc:  # e.g. a full disk: the float weights take 4 bytes per parameter
+        raise UserError(
+            f"could not write the dequantized weights of {path.name} to {out} "
+            f"({exc.strerror or _first_line(exc)})."
+        ) from None
     info |= {
         "format": "gguf",
         "file": path.name,
@@ -160,6 +176,21 @@ def dequantize_gguf(
     }
     (out / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info
+
+
+def _intact(directory: Path) -> bool:
+    """Whether every safetensors file of a cached conversion opens and is fully covered by its
+    header (a truncated or damaged copy is not)."""
+    from safetensors import safe_open
+
+    files = sorted(directory.glob("*.safetensors"))
+    try:
+        for f in files:
+            with safe_open(str(f), framework="pt"):
+                pass
+    except Exception:  # noqa: BLE001 - any failure to open means: not a usable copy
+        return False
+    return bool(files)
 
 
 def resolve_gguf(
@@ -177,6 +208,8 @@ def resolve_gguf(
         return None
     digest = sha256_file(path)
     final = cache_dir(cache) / "gguf" / digest[:16]
+    if (final / INFO_FILE).is_file() and not _intact(final):
+        shutil.rmtree(final, ignore_errors=True)  # a damaged cached copy: convert the file again
     if not (final / INFO_FILE).is_file():
         tmp = fresh_dir(final)
         try:

@@ -208,6 +208,15 @@ def load_causal_lm(
     hf_logging.disable_progress_bar()  # no "Loading weights" bars in memlens output
     try:
         source, checkpoint = resolve_source(name_or_path)  # registry names, GGUF files
+        if (
+            checkpoint is not None
+            and tokenizer is None
+            and not checkpoint.get("tokenizer_from_gguf", True)
+        ):
+            raise UserError(
+                f"the GGUF file {checkpoint['file']} holds no tokenizer; pass `tokenizer` (the "
+                "directory or hub name of the tokenizer the model was trained with)."
+            )
         if isinstance(device, str) and device.lower() == "map" and device_map is None:
             device_map = "auto"
         if device_map is not None:
