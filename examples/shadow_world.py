@@ -7,18 +7,22 @@ well can membership be inferred?":
    ``memlens fetch shakespeare``): speeches of 60-100 characters, plus planted examples
    *repeated* 4 times each and random *canaries* (32 random letters, digits and spaces, each
    once).
-2. ``memlens.shadow.run(ShadowTrainConfig(...))``: a byte-level BPE tokenizer trained on the pool, and 16
-   shadow GPTs trained as two batched stacks of 8 (one worker process per core), each on a random half of the candidates (every
-   candidate IN for exactly 8 of them); 40% of the pool is the population, OUT for all.
-3. ``run(ShadowAttackConfig(...))``: leave-one-model-out LiRA and RMIA against the loss, zlib and Min-K% attacks
-   on the same (target, example) pairs.
-4. ``run(MemorizationConfig(...))``: counterfactual memorization per example. The canaries should top it,
-   above the repeated examples (whose copies also train the "OUT" models).
+2. ``memlens.shadow.run(ShadowTrainConfig(...))``: a byte-level BPE tokenizer trained on the
+   pool, and 16 shadow GPTs trained as two batched stacks of 8 (one worker process per core),
+   each on a random half of the candidates (every candidate IN for exactly 8 of them) for 200
+   steps of 16 (about 12 epochs: the shadows generalize partly; ``shadow_world_sweep.py``
+   measures other lengths); 40% of the pool is the population, OUT for all.
+3. ``run(ShadowAttackConfig(...))``: leave-one-model-out LiRA and RMIA against the loss, zlib and
+   Min-K% attacks on the same (target, example) pairs, a copy of a repeated speech labelled a
+   member when the target trained on any copy; then the same scores on the texts that occur once.
+4. ``run(MemorizationConfig(...))``: counterfactual memorization per example, by kind. At 200
+   steps little is memorized and the repeated speeches rank highest; the canaries top it only
+   after about 2000 steps (``--steps 2000``), when the loss attack is perfect (docs/shadow.md).
 
 Run: ``memlens fetch shakespeare`` once, then
-``python examples/shadow_world.py [--out examples-out/shadow-world]`` (4.4 minutes on an idle
-2-core machine, about 20 on a busy one). Rerunning with the same ``--out`` reuses the trained
-shadows. It prints the equivalent ``memlens shadow`` commands.
+``python examples/shadow_world.py [--out examples-out/shadow-world]`` (under a minute on the
+2-core machine; ``--steps 2000`` took 4.4 minutes idle, about 20 busy). Rerunning with the same
+``--out`` reuses the trained shadows. It prints the equivalent ``memlens shadow`` commands.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 N_NATURAL = 700  # speeches seen once
 N_REPEATED, COPIES = 32, 4  # speeches planted 4 times each
 N_CANARIES = 48  # random strings, once each
-STEPS, BATCH, LR = 2000, 16, 1e-2  # training of every shadow (chosen from the sweep)
+STEPS, BATCH, LR = 200, 16, 1e-2  # training of every shadow (chosen by the sweep, docs/shadow.md)
 ALPHABET = list("abcdefghijklmnopqrstuvwxyz0123456789     ")
 
 

@@ -9,8 +9,10 @@ trained on any copy) and over the candidates whose text occurs once; and the cou
 memorization of the random canaries against the speeches that occur once and those planted 4
 times (per-token accuracy, the paper's measure, by which memlens ranks, and bits per token).
 
-Run: ``python examples/shadow_world_sweep.py [--steps 150,300,600,1000] [--out
-examples-out/shadow-sweep]``; finished trainings are reused.
+Run: ``python examples/shadow_world_sweep.py [--steps 150,200,300,600,1000] [--out
+examples-out/shadow-sweep] [--also DIR]`` (``--also``: finished shadows of the same world, e.g.
+an earlier run of the example, evaluated as one more row); finished trainings are reused. The
+tables are markdown (docs/shadow.md shows them).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="examples-out/shadow-sweep")
-    ap.add_argument("--steps", default="150,300,600,1000")
+    ap.add_argument("--steps", default="150,200,300,600,1000")
     ap.add_argument("--batch-size", type=int, default=BATCH)
     ap.add_argument("--lr", type=float, default=LR)
     ap.add_argument("--seed", type=int, default=0)
@@ -92,7 +94,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(1)
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the pool's path is in the shadows' config: one spelling
     pool = out / "world.jsonl"
     kind = build_pool(pool, args.seed)
     dirs = []
