@@ -210,6 +210,8 @@ def test_report_shows_the_headline_numbers_of_shadow_runs(
         ("best attack", best),
         ("best ROC-AUC", attacked["attacks"][best]["auc"]),
         ("loss attack ROC-AUC", attacked["attacks"]["loss"]["auc"]),
+        ("labels of repeated texts", "text"),
+        ("pairs relabelled by text", 0),
         ("mean counterfactual memorization (accuracy)", memorized["mean_mem_accuracy"]),
         ("IN models per estimate", 3),
     ]

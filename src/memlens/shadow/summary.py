@@ -105,6 +105,9 @@ class ShadowAttackSummary(MIASummary):
 
     def headline(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = [("mode", self.mode), *super().headline()]
+        if self.membership:
+            out.append(("labels of repeated texts", self.membership))
+            out.append(("pairs relabelled by text", self.n_relabelled))
         loss = self.attacks.get("loss")
         if loss is not None:
             out.append(("loss attack ROC-AUC", loss.auc))
