@@ -153,6 +153,50 @@ def test_cli_train_attack_memorization_on_a_synthetic_world(
     )
 
 
+def test_leave_one_model_out_labels_a_copy_by_its_text(
+    synthetic_run, tmp_path, monkeypatch, capsys
+):
+    import pandas as pd
+
+    _, out = synthetic_run
+    dup = tmp_path / "dup"
+    shutil.copytree(out, dup)
+    pool = pd.read_parquet(dup / "pool.parquet")
+    cand = np.flatnonzero(pool["role"].to_numpy() == "candidate")
+    with np.load(dup / "tokens.npz") as z:
+        tokens, lengths = z["tokens"].copy(), z["lengths"].copy()
+    tokens[cand[1]], lengths[cand[1]] = tokens[cand[0]], lengths[cand[0]]  # 1 is a copy of 0
+    np.savez(dup / "tokens.npz", tokens=tokens, lengths=lengths)
+    keep = np.load(dup / "keep.npy")
+    # a hand-built balanced design for the two copies (pairs 0/1, 2/3, 4/5)
+    keep[:, 0] = [1, 0, 1, 0, 1, 0]
+    keep[:, 1] = [0, 1, 1, 0, 0, 1]
+    np.save(dup / "keep.npy", keep)
+    seen = np.array([1, 1, 1, 0, 1, 1], dtype=bool)  # models that trained on either copy
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(dup),
+                            "--out", str(tmp_path / "text"), "--n-boot", "5")  # fmt: skip
+    assert code == 0, err
+    assert "labels by text" in stdout and "4 (target, copy) pairs" in stdout
+    mia = json.loads((tmp_path / "text" / "mia.json").read_text())
+    assert mia["membership"] == "text" and mia["n_relabelled"] == 4
+    assert mia["n_members"] == keep.sum() + 4
+    scores = pd.read_parquet(tmp_path / "text" / "scores.parquet")
+    label = scores["label"].to_numpy().reshape(6, -1).astype(bool)
+    assert label[:, 0].tolist() == label[:, 1].tolist() == seen.tolist()
+    assert label[:, 2:].tolist() == keep[:, 2:].tolist()
+    # the per-copy convention, by name
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(dup),
+                            "--out", str(tmp_path / "copy"), "--n-boot", "5",
+                            "--membership", "copy")  # fmt: skip
+    assert code == 0, err
+    assert "labels per copy" in stdout
+    mia = json.loads((tmp_path / "copy" / "mia.json").read_text())
+    assert mia["membership"] == "copy" and mia["n_relabelled"] == 4
+    assert mia["n_members"] == keep.sum()
+    scores = pd.read_parquet(tmp_path / "copy" / "scores.parquet")
+    assert scores["label"].to_numpy().reshape(6, -1).astype(bool).tolist() == keep.tolist()
+
+
 def test_report_shows_the_headline_numbers_of_shadow_runs(
     synthetic_run, tmp_path, monkeypatch, capsys
 ):
@@ -183,6 +227,8 @@ def test_report_shows_the_headline_numbers_of_shadow_runs(
         ("best attack", best),
         ("best ROC-AUC", attacked["attacks"][best]["auc"]),
         ("loss attack ROC-AUC", attacked["attacks"]["loss"]["auc"]),
+        ("labels of repeated texts", "text"),
+        ("pairs relabelled by text", 0),
         ("mean counterfactual memorization (accuracy)", memorized["mean_mem_accuracy"]),
         ("IN models per estimate", 3),
     ]

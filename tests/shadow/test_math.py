@@ -19,7 +19,14 @@ from memlens.shadow.attacks import (
     rmia,
 )
 from memlens.shadow.counterfactual import counterfactual
-from memlens.shadow.design import balanced_keep, is_balanced, partner, references_for
+from memlens.shadow.design import (
+    balanced_keep,
+    copy_groups,
+    is_balanced,
+    partner,
+    references_for,
+    text_membership,
+)
 from memlens.shadow.signals import logit_bits, signals_from_scores
 
 # -- design ----------------------------------------------------------------------------------------
@@ -49,6 +56,24 @@ def test_leave_one_model_out_references_hide_the_target_membership():
         assert t not in refs and partner(t) not in refs and len(refs) == K - 2
         # K/2 - 1 IN references for members and for non-members alike
         assert np.all(keep[refs].sum(axis=0) == K // 2 - 1)
+
+
+def test_text_membership_counts_any_copy_of_a_text():
+    # 4 models (pairs 0/1, 2/3), 5 examples: 0, 2 and 4 are copies of one text, 1 and 3 unique
+    keep = np.array(
+        [[1, 0, 0, 1, 0], [0, 1, 1, 0, 1], [0, 1, 0, 0, 0], [1, 0, 1, 1, 1]], dtype=bool
+    )
+    tokens = np.array([[5, 6, 7], [5, 6, 0], [5, 6, 7], [5, 6, 8], [5, 6, 7]])
+    groups = copy_groups(tokens, np.array([3, 2, 3, 3, 3]))
+    assert groups.tolist() == [0, 1, 0, 2, 0]  # [5, 6] alone is another text than [5, 6, 7]
+    # by hand: models 0, 1 and 3 saw a copy of the text, model 2 none
+    expect = np.array(
+        [[1, 0, 1, 1, 1], [1, 1, 1, 0, 1], [0, 1, 0, 0, 0], [1, 0, 1, 1, 1]], dtype=bool
+    )
+    assert text_membership(keep, groups).tolist() == expect.tolist()
+    assert text_membership(keep, np.arange(5)).tolist() == keep.tolist()  # no copies: keep
+    with pytest.raises(UserError, match="one group id per example"):
+        text_membership(keep, np.arange(4))
 
 
 @pytest.mark.parametrize("K,n", [(3, 10), (0, 10), (4, 1)])

@@ -184,6 +184,12 @@ def register(app: typer.Typer) -> None:
         offline_test: str | None = typer.Option(
             None, "--offline-test", help="Offline LiRA: one_sided (paper) or density (public code)."
         ),
+        membership: str | None = typer.Option(
+            None,
+            "--membership",
+            help="Leave-one-model-out labels of a repeated text's copies: text (a member when "
+            "the target saw any copy; default) or copy (keep.npy).",
+        ),
         fpr: list[str] = typer.Option(
             None, "--fpr", help="FPR levels (default 0,0.0001,0.001,0.01)."
         ),
@@ -208,6 +214,7 @@ def register(app: typer.Typer) -> None:
             ShadowAttackConfig,
             shadows=shadows, target=target, members=members, nonmembers=nonmembers,
             text_column=text_column, pool=pool, settings=merge({}, settings) or None,
+            membership=membership,
             fprs=options.fpr_levels(fpr), n_boot=n_boot, batch_size=batch_size, device=device,
             seed=seed,
         )  # fmt: skip
@@ -288,6 +295,7 @@ def _print_attack(result: Any) -> None:
     console = Console()
     if s.mode == "leave-one-model-out":
         console.print(f"pooling: {s.pooling}")
+        console.print(membership_line(s))
         a = s.offline_a
         console.print(f"offline RMIA a (calibrated per target): {min(a):.1f}-{max(a):.1f}")
     if s.online_a:
@@ -297,6 +305,20 @@ def _print_attack(result: Any) -> None:
             f"candidates: {min(b):.3f}-{max(b):.3f}"
         )
     console.print(f"wrote {result.out_dir}/mia.json, scores.parquet, roc.png")
+
+
+def membership_line(s: Any) -> str:
+    """How leave-one-model-out labelled the copies of repeated texts, and how much it mattered."""
+    if s.membership == "copy":
+        return (
+            f"labels per copy (membership copy): {s.n_relabelled} non-member (target, copy) "
+            "pairs are copies of a text the target trained on through another copy"
+        )
+    return (
+        f"labels by text (membership text): {s.n_relabelled} (target, copy) pairs that are "
+        "non-members by keep.npy are members, the target having trained on another copy of "
+        "their text (--membership copy: per copy)"
+    )
 
 
 def _print_memorization(result: Any, top: int) -> None:

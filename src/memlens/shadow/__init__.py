@@ -32,7 +32,7 @@ from memlens.shadow.attacks import (
 )
 from memlens.shadow.config import MemorizationConfig, ShadowAttackConfig, ShadowTrainConfig
 from memlens.shadow.counterfactual import counterfactual
-from memlens.shadow.design import balanced_keep, references_for
+from memlens.shadow.design import balanced_keep, references_for, text_membership
 from memlens.shadow.directory import Shadows, load_shadows
 from memlens.shadow.recipe import run
 from memlens.shadow.recipe_attack import ShadowAttackResult
@@ -61,4 +61,5 @@ __all__ = [
     "references_for",
     "rmia",
     "run",
+    "text_membership",
 ]

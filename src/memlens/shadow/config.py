@@ -126,7 +126,10 @@ class ShadowAttackConfig(Config):
     model directory) and ``members``/``nonmembers`` (texts of the shadows' pool, read with
     ``text_column``): the shadows are the target's references, the target scored in batches of
     ``batch_size`` on ``device``. ``pool``, when given, must be the file the shadows were trained
-    on. ``settings`` holds the attack choices (:class:`AttackSettings`, a dict is accepted);
+    on. ``membership`` is how leave-one-model-out labels the copies of a text that occurs several
+    times in the pool: ``text`` (default), a member of every target that trained on any copy of
+    its text (as with a ``target``, whose labels are per text); ``copy``, each copy by its own
+    ``keep.npy`` entry. ``settings`` holds the attack choices (:class:`AttackSettings`, a dict is accepted);
     ``baselines`` the reference-free attacks run on the same targets (Min-K% fraction ``k``);
     ``fprs`` the FPR levels of TPR at FPR; ``n_boot``, ``level`` and ``seed`` the bootstrap of
     the AUC interval.
@@ -141,6 +144,7 @@ class ShadowAttackConfig(Config):
     text_column: str = "text"
     pool: str | None = None
     settings: AttackSettings = AttackSettings()
+    membership: Literal["text", "copy"] = "text"
     baselines: list[str] = Field(default_factory=lambda: list(BASELINES))
     k: float = Field(default=0.2, gt=0, le=1)
     fprs: list[float] = Field(default_factory=lambda: list(LOW_FPRS))
@@ -156,6 +160,11 @@ class ShadowAttackConfig(Config):
             raise ValueError("a `target` needs its `members` and `nonmembers`")
         if self.target is None and (self.members is not None or self.nonmembers is not None):
             raise ValueError("`members` and `nonmembers` need a `target` model")
+        if self.target is not None and self.membership != "text":
+            raise ValueError(
+                "`membership` applies to leave-one-model-out evaluation; a target's labels are "
+                "its members and non-members, one per text"
+            )
         for a in self.fprs:
             if not 0 <= a < 1:
                 raise ValueError(f"FPR level must be at least 0 and below 1, got {a}")

@@ -76,3 +76,43 @@ def is_balanced(keep: np.ndarray) -> bool:
     """Every example IN for exactly half of the models."""
     keep = np.asarray(keep, dtype=bool)
     return bool(keep.shape[0] % 2 == 0 and np.all(keep.sum(axis=0) == keep.shape[0] // 2))
+
+
+def copy_groups(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``[n]`` group ids: examples with the same token sequence (copies of one text) share an id.
+
+    ``tokens [n, S]`` and ``lengths [n]``: each example is ``tokens[i, :lengths[i]]`` (as the
+    pool counts copies). Ids number the groups in order of first occurrence.
+    """
+    first: dict[bytes, int] = {}
+    ids = np.empty(len(lengths), dtype=np.int64)
+    for i, m in enumerate(np.asarray(lengths)):
+        key = np.ascontiguousarray(tokens[i, : int(m)]).tobytes()
+        ids[i] = first.setdefault(key, len(first))
+    return ids
+
+
+def text_membership(keep: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Membership by text: ``[K, n]``, True where model ``k`` trained on *any* copy of example
+    ``i``'s text (``groups[i]``, e.g. from :func:`copy_groups`).
+
+    ``keep`` labels each copy of a repeated text on its own; a model that trained on one copy has
+    seen the text of every other copy too, so for the question "did the model train on this
+    text?" all copies are members. An example that occurs once keeps its ``keep`` label.
+
+    Examples
+    --------
+    >>> keep = np.array([[True, False, False], [False, True, False]])
+    >>> text_membership(keep, np.array([0, 0, 1])).tolist()
+    [[True, True, False], [True, True, False]]
+    """
+    keep = np.asarray(keep, dtype=bool)
+    groups = np.asarray(groups)
+    if groups.shape != (keep.shape[1],):
+        raise UserError(
+            f"need one group id per example: {keep.shape[1]} examples, {groups.size} ids."
+        )
+    _, inv = np.unique(groups, return_inverse=True)
+    seen = np.zeros((inv.max() + 1 if inv.size else 0, keep.shape[0]), dtype=np.int64)
+    np.add.at(seen, inv, keep.T.astype(np.int64))
+    return (seen[inv] > 0).T

@@ -44,8 +44,11 @@ def attack(
     are the other shadows except its pair partner (:func:`memlens.shadow.design.references_for`),
     so every example has ``K/2 - 1`` IN and ``K/2 - 1`` OUT references. The ``K`` ROC problems
     are **pooled**: the scores of every (target, candidate) pair form one ROC with
-    ``K * n / 2`` members and as many non-members (each target's membership labels are its
-    keep row). Per-target AUCs are reported alongside (mean and standard deviation). A low-FPR
+    ``K * n / 2`` members and as many non-members under ``membership="copy"`` (each target's
+    labels are its keep row). Under ``membership="text"`` (the default) a copy of a text that
+    occurs several times is a member of every target that trained on any of its copies
+    (:func:`memlens.shadow.design.text_membership`), the convention of the target mode; the
+    references' IN and OUT stay per copy (the balanced design). Per-target AUCs are reported alongside (mean and standard deviation). A low-FPR
     TPR pooled over targets is not calibrated per example (Concepts §8, docs/concepts.md).
     ``progress`` receives the task ``"targets"``.
 
@@ -137,7 +140,7 @@ def _leave_one_out(
 
     from memlens.mia.metrics import roc_auc
     from memlens.shadow.attacks import attack_target, calibrate_offline_a, fit_online_a
-    from memlens.shadow.design import references_for
+    from memlens.shadow.design import copy_groups, references_for, text_membership
 
     K = sh.n_models
     if K < 6:
@@ -191,14 +194,17 @@ def _leave_one_out(
         for name in names:
             table[name][t] = res[name]
         emit(progress, "targets", t + 1, K)
-    labels = keep.astype(np.int8).ravel()
+    by_text = text_membership(keep, copy_groups(sh.tokens[cand], sh.lengths[cand]))
+    n_relabelled = int((by_text != keep).sum())
+    member = by_text if config.membership == "text" else keep
+    labels = member.astype(np.int8).ravel()
     scores = {name: table[name].ravel() for name in names}
     per_target = {}
     for name in names:
         aucs = []
         for t in range(K):
             ok = np.isfinite(table[name][t])
-            aucs.append(roc_auc(table[name][t][ok], keep[t][ok].astype(int)))
+            aucs.append(roc_auc(table[name][t][ok], member[t][ok].astype(int)))
         per_target[name] = {"mean": float(np.mean(aucs)), "sd": float(np.std(aucs, ddof=1))}
     summary = _evaluate(
         config,
@@ -209,8 +215,16 @@ def _leave_one_out(
         pooling=(
             f"each of the {K} shadows in turn is the target, with the other shadows except its "
             f"pair partner as references ({K // 2 - 1} IN and {K // 2 - 1} OUT per example); "
-            f"the {K} ROC problems are pooled into one ({K} x {n} scores, labels from keep.npy)"
+            f"the {K} ROC problems are pooled into one ({K} x {n} scores, labels "
+            + (
+                "by text: a member when the target trained on any copy of its text"
+                if config.membership == "text"
+                else "per copy, from keep.npy"
+            )
+            + ")"
         ),
+        membership=config.membership,
+        n_relabelled=n_relabelled,
         per_target_auc=per_target,
         offline_a=a_used,
         online_a=online_a if st.online_pz == "marginal" else [],

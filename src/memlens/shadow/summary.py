@@ -86,6 +86,10 @@ class ShadowAttackSummary(MIASummary):
     online_a: the ``a`` fitted for each target's online RMIA ``P(z)`` (empty with
         ``online_pz="out"``; :func:`~memlens.shadow.attacks.fit_online_a`).
     settings: the attack choices (:class:`~memlens.shadow.attacks.AttackSettings`).
+    membership: how leave-one-model-out labelled the copies of repeated texts: ``text`` (a
+        member of every target that trained on any copy) or ``copy`` (``keep.npy``).
+    n_relabelled: (target, example) pairs on which the two conventions differ: non-member copies
+        of a text the target trained on through another copy.
     """
 
     kind: ClassVar[str] = "shadow-attack"
@@ -96,9 +100,14 @@ class ShadowAttackSummary(MIASummary):
     offline_a: list[float] = []
     online_a: list[float] = []
     settings: dict[str, Any] = {}
+    membership: str = ""
+    n_relabelled: int = 0
 
     def headline(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = [("mode", self.mode), *super().headline()]
+        if self.membership:
+            out.append(("labels of repeated texts", self.membership))
+            out.append(("pairs relabelled by text", self.n_relabelled))
         loss = self.attacks.get("loss")
         if loss is not None:
             out.append(("loss attack ROC-AUC", loss.auc))
