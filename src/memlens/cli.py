@@ -51,17 +51,26 @@ for _name in COMMAND_MODULES:
     _mod.register(app)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", is_eager=True
-    ),
-) -> None:
-    if version:
+def _show_version(value: bool) -> None:
+    if value:
         from memlens import __version__
 
         typer.echo(f"memlens {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_show_version,
+        expose_value=False,
+    ),
+) -> None:
+    """memlens: measure, predict and control memorization in neural language models."""
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -108,16 +117,32 @@ def cli_message(message: str) -> str:
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    """Entry point: run the app, turning user errors and command-line usage errors into one line
+    on stderr and exit code 2."""
+    from typer.exceptions import TyperException  # the base of the command-line parser's errors
+
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="memlens")
     except UserError as exc:
         fail(cli_message(str(exc)))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         typer.secho(
             "interrupted: finished cells are saved; rerun with the same --out to resume.", err=True
         )
         sys.exit(130)
+    except TyperException as exc:  # unknown flag or command, a missing or bad value
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())  # a group without its command: its help, as before
+            sys.exit(2)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        fail(f"{message.rstrip('.')}{where}.", getattr(exc, "exit_code", 2))
+    if code == 130:  # the parser turns Ctrl-C into exit code 130
+        typer.secho(
+            "interrupted: finished cells are saved; rerun with the same --out to resume.", err=True
+        )
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -54,8 +54,25 @@ _progress_queue: Any = None
 
 def _worker_init(threads: int, q: Any) -> None:
     global _progress_queue
+    import signal
+
+    # Ctrl-C reaches the whole process group: the parent alone handles it (it stops the workers),
+    # so a worker does not drop its cell and start the next one
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _set_threads(threads)
     _progress_queue = q
+
+
+def _stop_workers(pool: Any) -> None:
+    """Cancel the cells not started and end the worker processes now (an interrupted sweep
+    keeps its finished cells; the running ones restart on resume)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _call_in_worker(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> dict[str, Any]:
@@ -133,9 +150,10 @@ def run_cells(
     q = manager.Queue()
     threads = max(1, available_cpus() // n_workers)
     try:
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=n_workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, q)
-        ) as pool:
+        )
+        try:
             futures = {
                 pool.submit(_call_in_worker, fn, args): i for i, (fn, args) in enumerate(cells)
             }
@@ -149,6 +167,10 @@ def run_cells(
                     if on_result is not None:
                         on_result(i, results[i])
             _drain(q, progress)
+        except BaseException:  # Ctrl-C, a failed cell: do not wait for the running cells
+            _stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
     except BrokenProcessPool:
         raise UserError(_SPAWN_GUARD) from None
     finally:

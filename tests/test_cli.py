@@ -1,0 +1,67 @@
+"""The ``memlens`` entry point: usage errors, the version, Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from memlens import __version__
+from memlens.cli import main
+
+
+def _main(argv, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["memlens", *argv])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    return exc.value.code, capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("argv", "sentence"),
+    [
+        (["audit", "--nope"], "error: No such option: --nope"),
+        (["nosuch"], "error: No such command 'nosuch' (see 'memlens --help')."),
+        (
+            ["dp-audit", "bound", "--guesses", "10", "--correct", "10", "--canaries", "100"],
+            "error: Missing option '--delta' (see 'memlens dp-audit bound --help').",
+        ),
+        (
+            ["dp-audit", "bound", "-r", "x", "-v", "1", "-M", "3", "--delta", "0"],
+            "error: Invalid value for '--guesses'",
+        ),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_code_2(argv, sentence, monkeypatch, capsys):
+    code, cap = _main(argv, monkeypatch, capsys)
+    assert code == 2
+    assert cap.err.startswith(sentence)
+    assert cap.err.count("\n") == 1 and "╭" not in cap.err and "Traceback" not in cap.err
+    assert cap.out == ""
+
+
+def test_version_and_success_exit_0(monkeypatch, capsys):
+    code, cap = _main(["--version"], monkeypatch, capsys)
+    assert (code, cap.out) == (0, f"memlens {__version__}\n")
+    code, cap = _main(["dp-audit", "bound", "-r", "10", "-v", "10", "-M", "100", "--delta", "0",
+                       "--json"], monkeypatch, capsys)  # fmt: skip
+    assert code == 0 and '"epsilon_lower_bound": 1.0518' in cap.out
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(monkeypatch, capsys):
+    import memlens.commands.size as size_cmd
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(size_cmd, "size_model", interrupted, raising=False)
+    monkeypatch.setattr(sys, "argv", ["memlens", "size", "--help"])
+    # the parser turns Ctrl-C inside a command into exit code 130; main says what to do
+    from memlens import cli
+
+    monkeypatch.setattr(cli, "app", lambda **kw: 130)
+    code, cap = _main([], monkeypatch, capsys)
+    assert code == 130
+    assert (
+        cap.err == "interrupted: finished cells are saved; rerun with the same --out to resume.\n"
+    )
