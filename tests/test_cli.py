@@ -65,3 +65,12 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(monkeypatch, capsys):
     assert (
         cap.err == "interrupted: finished cells are saved; rerun with the same --out to resume.\n"
     )
+
+
+def test_a_refused_run_prints_nothing_on_stdout(tmp_path, monkeypatch, capsys):
+    # the progress display starts at the first event: a run refused before it starts leaves no
+    # blank line behind (it used to, from the bars' stop)
+    argv = ["shadow", "attack", "--shadows", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    code, cap = _main(argv, monkeypatch, capsys)
+    assert code == 2 and cap.out == ""
+    assert cap.err == f"error: shadows directory {tmp_path / 'none'} does not exist.\n"

@@ -32,25 +32,31 @@ def progress_bars(
         TimeElapsedColumn(),
     )
     kwargs = {"console": console} if console is not None else {}
-    with Progress(*columns, transient=transient, **kwargs) as bars:
-        tasks: dict[str, Any] = {}
+    bars = Progress(*columns, transient=transient, **kwargs)
+    tasks: dict[str, Any] = {}
 
-        def update(event: ProgressEvent) -> None:
-            count = (
-                f"{event.completed:,.0f}/{event.total:,.0f}"
-                if event.total is not None
-                else f"{event.completed:,.0f}"
+    def update(event: ProgressEvent) -> None:
+        if not tasks:
+            bars.start()  # at the first event: a run refused before it starts prints nothing
+        count = (
+            f"{event.completed:,.0f}/{event.total:,.0f}"
+            if event.total is not None
+            else f"{event.completed:,.0f}"
+        )
+        if event.task not in tasks:
+            tasks[event.task] = bars.add_task(
+                event.task, total=event.total, count=count, note=event.note
             )
-            if event.task not in tasks:
-                tasks[event.task] = bars.add_task(
-                    event.task, total=event.total, count=count, note=event.note
-                )
-            bars.update(
-                tasks[event.task],
-                completed=event.completed,
-                total=event.total,
-                count=count,
-                note=event.note,
-            )
+        bars.update(
+            tasks[event.task],
+            completed=event.completed,
+            total=event.total,
+            count=count,
+            note=event.note,
+        )
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bars.stop()
