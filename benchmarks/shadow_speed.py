@@ -55,6 +55,8 @@ from memlens.training.saturation import PermutationBatches
 
 V, S, LAYERS, N_HALF = 512, 64, 2, 264  # the example world: 527 candidates, halves of 263-264
 SHAPES = {"tiny": (16, 4), "small": (32, 4), "example": (32, 16)}  # width, batch per model
+# examples/shadow_world.py trains its shadows twice: for the attacks, and to convergence
+EXAMPLE_STEPS = ((200, "attacks"), (2000, "counterfactual memorization"))
 
 
 def _hf_loss(model, tokens):
@@ -244,23 +246,25 @@ def main() -> None:
     example = [r for r in rows if r["shape"] == "example"]
     if example:
         fast = min(example, key=lambda r: r["batched_s_per_step"])
-        print(
-            f"fastest for the example shape: batched, {fast['mode']}: "
-            f"{fast['batched_s_per_step'] * 2000 / 60:.1f} min for the example's 2000 steps of "
-            f"{K} models at this load"
-        )
+        for steps, what in EXAMPLE_STEPS:
+            print(
+                f"fastest for the example shape: batched, {fast['mode']}: "
+                f"{fast['batched_s_per_step'] * steps / 60:.1f} min for the example's {steps} "
+                f"steps of {K} models ({what}) at this load"
+            )
     if args.world:
-        p = Path(args.world) / "shadows" / "shadow.json"
-        if p.exists():
+        for sub in ("shadows", "shadows-converged"):
+            p = Path(args.world) / sub / "shadow.json"
+            if not p.exists():
+                print(f"no finished {sub} in {args.world} (run examples/shadow_world.py)")
+                continue
             s = json.loads(p.read_text())
             print(
-                f"measured in {args.world}: {s['n_models']} usable shadow models in "
-                f"{len(s['stacks'])} stack(s), training {s['train_seconds_total']:.0f} s + scoring "
-                f"{s['score_seconds_total']:.0f} s of worker time "
-                f"(wall of the whole invocation {s['seconds_this_invocation']:.0f} s)"
+                f"measured in {args.world}/{sub}: {s['n_models']} usable shadow models, "
+                f"{s['steps']} steps, in {len(s['stacks'])} stack(s), training "
+                f"{s['train_seconds_total']:.0f} s + scoring {s['score_seconds_total']:.0f} s of "
+                f"worker time (wall of the whole invocation {s['seconds_this_invocation']:.0f} s)"
             )
-        else:
-            print(f"no finished example world in {args.world} (run examples/shadow_world.py)")
 
 
 if __name__ == "__main__":

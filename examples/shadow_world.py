@@ -216,10 +216,12 @@ def main() -> None:
         # counterfactual memorization is measured on models trained to convergence (Zhang et al.):
         # the same pool, seed and halves, trained longer
         conv = train_settings(pool, models=args.models, steps=args.converged_steps, seed=args.seed)
-        tc = run(ShadowTrainConfig(**conv), out / "shadows-converged", progress=progress).summary
+        done = run(ShadowTrainConfig(**conv), out / "shadows-converged", progress=progress)
+        tc = done.summary
         print(
-            f"\nthe same shadows trained {tc.steps} steps: {tc.train_seconds_total:.0f} s training; "
-            f"loss on own half {tc.mean_in_bits_per_token:.3f} bits/token, on the other half "
+            f"\nthe same shadows trained {tc.steps} steps: {tc.train_seconds_total:.0f} s training"
+            + (" (reused from an earlier run)" if done.reused else "")
+            + f"; loss on own half {tc.mean_in_bits_per_token:.3f} bits/token, on the other half "
             f"{tc.mean_out_bits_per_token:.3f}"
         )
         report_memorization(

@@ -74,3 +74,14 @@ def test_a_refused_run_prints_nothing_on_stdout(tmp_path, monkeypatch, capsys):
     code, cap = _main(argv, monkeypatch, capsys)
     assert code == 2 and cap.out == ""
     assert cap.err == f"error: shadows directory {tmp_path / 'none'} does not exist.\n"
+
+
+def test_transient_bars_write_nothing_into_a_file_or_pipe(capsys):
+    from memlens.commands._ui import progress_bars
+    from memlens.progress import ProgressEvent
+
+    with progress_bars() as progress:  # pytest's captured stdout is not a terminal
+        progress(ProgressEvent(task="a", completed=1, total=2))
+        progress(ProgressEvent(task="a", completed=2, total=2))
+    print("summary")
+    assert capsys.readouterr().out == "summary\n"

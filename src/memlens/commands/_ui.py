@@ -33,6 +33,10 @@ def progress_bars(
     )
     kwargs = {"console": console} if console is not None else {}
     bars = Progress(*columns, transient=transient, **kwargs)
+    if transient and not bars.console.is_terminal:
+        # bars that vanish at the end show nothing in a file or pipe but a stray blank line
+        yield lambda event: None
+        return
     tasks: dict[str, Any] = {}
 
     def update(event: ProgressEvent) -> None:
