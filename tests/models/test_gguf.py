@@ -128,6 +128,19 @@ def test_gguf_dequantized_weights_are_cached(tiny, tmp_path, monkeypatch):
     (cached[0] / "damaged").replace(weights)
     third = load_causal_lm(root / "tiny.gguf", device="cpu")
     assert torch.equal(third.model.lm_head.weight, first.model.lm_head.weight)
+    # A copy an older conversion made (no conversion_version; version 1 could cache random
+    # weights for missing tensors) is converted again: its weights here are zeroed to show it.
+    from safetensors.torch import load_file, save_file
+
+    info = json.loads((cached[0] / "memlens_gguf.json").read_text())
+    assert info["conversion_version"] == 2
+    del info["conversion_version"]
+    (cached[0] / "memlens_gguf.json").write_text(json.dumps(info))
+    zeroed = {k: torch.zeros_like(v) for k, v in load_file(weights).items()}
+    save_file(zeroed, cached[0] / "zeroed", metadata={"format": "pt"})
+    (cached[0] / "zeroed").replace(weights)
+    fourth = load_causal_lm(root / "tiny.gguf", device="cpu")
+    assert torch.equal(fourth.model.lm_head.weight, first.model.lm_head.weight)
 
 
 def test_find_gguf(tmp_path):

@@ -173,9 +173,24 @@ def dequantize_gguf(
         "sha256": sha256 or sha256_file(path),
         "dequantized_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "tokenizer_from_gguf": tok is not None,
+        "conversion_version": CONVERSION_VERSION,
     }
     (out / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info
+
+
+#: The version of memlens's GGUF conversion; a cached copy made by another version is converted
+#: again (version 1 could cache a file that lacked tensors, with those weights left random).
+CONVERSION_VERSION = 2
+
+
+def _current(directory: Path) -> bool:
+    """Whether a cached conversion was made by this version of the conversion."""
+    try:
+        info = json.loads((directory / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return info.get("conversion_version") == CONVERSION_VERSION
 
 
 def _intact(directory: Path) -> bool:
@@ -208,8 +223,9 @@ def resolve_gguf(
         return None
     digest = sha256_file(path)
     final = cache_dir(cache) / "gguf" / digest[:16]
-    if (final / INFO_FILE).is_file() and not _intact(final):
-        shutil.rmtree(final, ignore_errors=True)  # a damaged cached copy: convert the file again
+    if (final / INFO_FILE).is_file() and not (_current(final) and _intact(final)):
+        # a damaged cached copy, or one an older conversion made: convert the file again
+        shutil.rmtree(final, ignore_errors=True)
     if not (final / INFO_FILE).is_file():
         tmp = fresh_dir(final)
         try:
