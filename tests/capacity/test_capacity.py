@@ -288,12 +288,19 @@ def test_predicted_bits_charge_the_first_token():
     assert cap.predicted_bits(3.64, 10, 120.0) == pytest.approx(36.4)
 
 
+def _two_sequences_and_a_model():
+    """2 uniform sequences of 8 tokens over V = 16 and one GPT (1 layer, width 32) for them."""
+    V, S = 16, 8
+    data = uniform_sequences(V, S, 2, seed=0)[None]
+    model = GPT(GPTConfig(V, S, 1, 32), n_models=1, generator=torch.Generator().manual_seed(0))
+    return data, model
+
+
 def test_time_budget_stop_is_never_saturated(tmp_path):
     # a budget of 1 ms stops training at the first evaluation: the result says so, and the run
     # is not saturated even though its (tiny) dataset is memorized at once
-    V, S, N = 16, 8, 2
-    data = uniform_sequences(V, S, N, seed=0)[None]
-    model = GPT(GPTConfig(V, S, 1, 32), n_models=1, generator=torch.Generator().manual_seed(0))
+    N, S = 2, 8
+    data, model = _two_sequences_and_a_model()
     cfg = SaturationConfig(
         lr=1e-2, batch_size=2, max_steps=400, min_steps=1, eval_every=10, decay_frac=0.0
     )
@@ -335,9 +342,8 @@ def test_time_budget_stop_on_a_plateau_is_not_saturated(monkeypatch):
     from memlens.training import saturation
 
     monkeypatch.setattr(saturation, "time", _Clock())
-    V, S, N = 16, 8, 2
-    data = uniform_sequences(V, S, N, seed=0)[None]
-    model = GPT(GPTConfig(V, S, 1, 32), n_models=1, generator=torch.Generator().manual_seed(0))
+    N, S = 2, 8
+    data, model = _two_sequences_and_a_model()
     cfg = SaturationConfig(
         lr=1e-2, batch_size=2, max_steps=400, min_steps=1, eval_every=10, decay_frac=0.3
     )

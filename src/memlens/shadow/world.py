@@ -28,13 +28,13 @@ A share ``population_frac`` of the examples (chosen among texts that occur once)
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from memlens.errors import UserError
+from memlens.shadow.design import copy_groups
 from memlens.units import memorizable_bits, uniform_code_bits
 
 BOS_TEXT = "<|endoftext|>"
@@ -139,9 +139,9 @@ def _population(counts: np.ndarray, frac: float, seed: int) -> np.ndarray:
 
 
 def _counts(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    keys = [tokens[i, : lengths[i]].tobytes() for i in range(len(lengths))]
-    c = Counter(keys)
-    return np.array([c[k] for k in keys], dtype=np.int64)
+    """How many copies of its text (the same token sequence) each example has in the pool."""
+    groups = copy_groups(tokens, lengths)
+    return np.bincount(groups)[groups].astype(np.int64)
 
 
 def text_pool(
