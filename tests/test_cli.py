@@ -85,3 +85,22 @@ def test_transient_bars_write_nothing_into_a_file_or_pipe(capsys):
         progress(ProgressEvent(task="a", completed=2, total=2))
     print("summary")
     assert capsys.readouterr().out == "summary\n"
+
+
+def test_a_table_written_to_a_pipe_keeps_its_attack_names(tmp_path, monkeypatch, capsys):
+    """Rich's default width in a file or pipe (80) cut the attack column of the metrics table
+    to an ellipsis (``lira_…``); the command line's console is 160 wide there."""
+    import pandas as pd
+
+    name = "a_long_attack_name_of_32_letters"
+    n = 40
+    f = tmp_path / "scores.csv"
+    pd.DataFrame(
+        {name: range(2 * n), "another_long_attack_name_here": range(2 * n),
+         "label": [0] * n + [1] * n}
+    ).to_csv(f, index=False)  # fmt: skip
+    monkeypatch.delenv("COLUMNS", raising=False)
+    cols = f"{name},another_long_attack_name_here"
+    code, cap = _main(["mia", "metrics", "--scores", str(f), "--columns", cols], monkeypatch, capsys)
+    assert code in (0, None)
+    assert name in cap.out and "…" not in cap.out

@@ -221,6 +221,23 @@ def test_rmia_gamma_threshold_sits_at_the_pairwise_ratio():
     assert _rmia(gamma=8 / 3 * (1 + 1e-9), online_pz="out").tolist()[0] == 0.0
 
 
+def test_rmia_gamma_compare_counts_exact_ties_only_with_ge():
+    """An exact tie LR(x, z) = gamma: a candidate x that no reference trained on, with the
+    target's and the references' probabilities of a population sample z. Offline with a = 1,
+    P(x) and P(z) are the same mean over the same values, so LR(x, z) = 1 exactly."""
+    lp_x, lp_z = _lp([0.5]), _lp([0.5, 0.1])
+    refs_x, refs_z = _lp([[0.3], [0.6]]), _lp([[0.3, 0.2], [0.6, 0.1]])
+    out = np.zeros((2, 1), dtype=bool)
+    kw = {"offline": True, "a": 1.0, "gamma": 1.0}
+    # z1 ties (LR = 1); z2's ratio .1/.15 = .667 is below x's .5/.45 = 1.11: LR > 1
+    assert rmia(lp_x, refs_x, out, lp_z, refs_z, **kw).tolist() == [1.0]
+    assert rmia(lp_x, refs_x, out, lp_z, refs_z, gamma_compare="gt", **kw).tolist() == [0.5]
+    # away from ties the two agree (the hand case above)
+    assert _rmia(gamma=2.0, gamma_compare="gt").tolist() == [0.5, 0.0, 0.5, 0.0]
+    with pytest.raises(UserError, match="gamma_compare"):
+        _rmia(gamma_compare="eq")
+
+
 def test_online_rmia_members_are_not_tied_at_zero_with_the_default_gamma():
     """Members far above the OUT references: with an all-OUT P(z) a member's LR is about
     2 P_IN / (P_IN + P_OUT) < 2, so with gamma = 2 they score 0 like the non-members."""

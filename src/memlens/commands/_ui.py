@@ -8,10 +8,26 @@ and the elapsed time. Bars are transient (they vanish when the run ends, leaving
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
 from memlens.progress import ProgressEvent, ProgressFn
+
+#: Width of the console when it writes to a file or pipe and ``COLUMNS`` is not set (rich's
+#: default there, 80, cuts the wider tables' first column to an ellipsis in a log).
+PIPE_WIDTH = 160
+
+
+def make_console(*, stderr: bool = False) -> Any:
+    """The command line's rich console: the terminal's width, or :data:`PIPE_WIDTH` columns in a
+    file or pipe unless ``COLUMNS`` says otherwise."""
+    from rich.console import Console
+
+    out = Console(stderr=stderr)
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out = Console(stderr=stderr, width=PIPE_WIDTH)
+    return out
 
 
 @contextlib.contextmanager

@@ -95,10 +95,11 @@ def _fmt(v, spec: str = ".1f") -> str:
 
 def _print_summary(s: Any, out_dir: Path | None, reused_stages: list[str] | None = None) -> None:
     """Print an :class:`~memlens.audit.summary.AuditSummary`."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from memlens.commands._ui import make_console
+
+    console = make_console()
     target = s.target["name"]
     if s.target.get("adapter"):
         target += f" + adapter {s.target['adapter']['path']} (merged)"

@@ -51,10 +51,8 @@ def capacity(
     α = least-squares slope of capacity on parameters (Morris et al. 2025, arXiv:2505.24832).
     Presets: smoke (<60 s), quick (default, <10 min), paper (GPU).
     """
-    from rich.console import Console
-
     from memlens import capacity as cap
-    from memlens.commands._ui import progress_bars
+    from memlens.commands._ui import make_console, progress_bars
     from memlens.errors import UserError
     from memlens.store import to_json
 
@@ -72,7 +70,7 @@ def capacity(
         seq_len=seq_len, max_steps=max_steps, head_dim=head_dim, n_sequences=sizes,
         time_budget_s=time_budget_s,
     )  # fmt: skip
-    console = Console(stderr=json_out)
+    console = make_console(stderr=json_out)
     scale = options.scale_kwargs(
         backend, workers, ray_address, ray_cpus_per_cell, ray_gpus_per_cell
     )

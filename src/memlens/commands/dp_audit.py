@@ -67,10 +67,11 @@ def _fmt(x: float | None, nd: int = 2) -> str:
 def _summary(s: Any, reused: list[str]) -> None:
     """Print a :class:`~memlens.privacy.summary.DPAuditSummary`."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from memlens.commands._ui import make_console
+
+    console = make_console()
     c = s.canaries
     arms = list(s.arms.values())
     first = arms[0].audit
@@ -289,9 +290,7 @@ def register(app: typer.Typer) -> None:
         """Insert canaries, train (with and without DP-SGD), and bound epsilon from one run."""
         if ctx.invoked_subcommand is not None:
             return
-        from rich.console import Console
-
-        from memlens.commands._ui import progress_bars
+        from memlens.commands._ui import make_console, progress_bars
         from memlens.config import build_config
         from memlens.privacy import DPAuditConfig, run
         from memlens.privacy.outputs import OUTPUTS
@@ -331,7 +330,7 @@ def register(app: typer.Typer) -> None:
             device=device,
             threads=threads,
         )
-        with progress_bars(Console(stderr=True) if as_json else None) as progress:
+        with progress_bars(make_console(stderr=True) if as_json else None) as progress:
             result = run(
                 config, out, progress=progress,
                 **options.scale_kwargs(

@@ -19,14 +19,14 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Fetch again even when cached."),
     ) -> None:
         from rich import box
-        from rich.console import Console
         from rich.table import Table
 
+        from memlens.commands._ui import make_console
         from memlens.data import cache, corpora
         from memlens.errors import UserError
         from memlens.models import zoo
 
-        console = Console()
+        console = make_console()
         if not names:
             table = Table(title=f"memlens assets (cache: {cache.cache_dir()})", box=box.SIMPLE_HEAD)
             for col in ("name", "kind", "cached", "size", "package", "what"):

@@ -19,10 +19,11 @@ HELP = (
 
 def _print_fit(s: Any, title: str) -> None:
     """Print a :class:`memlens.laws.FitMiaSummary`."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from memlens.commands._ui import make_console
+
+    console = make_console()
     level = int(round(s.ci_level * 100))
     t = Table(title=title)
     t.add_column("constant")
@@ -161,10 +162,11 @@ def _experiment(which: str, doc: str) -> Any:
 
 def _print_mia(s: Any) -> None:
     """Print a :class:`memlens.laws.MiaExperimentSummary`."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from memlens.commands._ui import make_console
+
+    console = make_console()
     t = Table(title=f"MIA scaling experiment ({s.preset}): V={s.vocab_size}, S={s.seq_len}")
     for col in ("shape", "params", "N", "ratio", "|D|/C", "mem bits/param", "sat", "AUC", "F1",
                 "fitted", "published"):  # fmt: skip
@@ -209,10 +211,11 @@ def _print_mia(s: Any) -> None:
 
 def _print_dd(s: Any) -> None:
     """Print a :class:`memlens.laws.DoubleDescentSummary`."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from memlens.commands._ui import make_console
+
+    console = make_console()
     sh = s.shape
     t = Table(
         title=f"Double descent ({s.preset}): L={sh['n_layer']} d={sh['d_model']}, {sh['params']:,} params"

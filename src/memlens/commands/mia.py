@@ -45,12 +45,12 @@ LabelColumn = Annotated[
 def _summary(s: Any, title: str) -> None:
     """Print a :class:`~memlens.mia.summary.MIAMetricsSummary` (or :class:`MIASummary`)."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
+    from memlens.commands._ui import make_console
     from memlens.mia.metrics import alpha_key
 
-    console = Console()
+    console = make_console()
     table = Table(title=title, box=box.SIMPLE_HEAD)
     table.add_column("attack")
     table.add_column("AUC", justify="right")

@@ -33,15 +33,16 @@ DIAGNOSE_HELP = (
 def _print_table(
     title: str, rows: list[tuple[str, object, object]], headers: tuple[str, ...]
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from memlens.commands._ui import make_console
 
     table = Table(title=title, show_header=True, header_style="bold")
     for h in headers:
         table.add_column(h, justify="left" if h == headers[0] else "right")
     for row in rows:
         table.add_row(*[_cell(v) for v in row[: len(headers)]])
-    Console().print(table)
+    make_console().print(table)
 
 
 def _cell(v: object) -> str:

@@ -23,12 +23,11 @@ def report(
 ) -> None:
     """Write one HTML file with each run's configuration, provenance, headline numbers, tables
     and every plot; plots are embedded and the page loads nothing from the network."""
-    from rich.console import Console
-
+    from memlens.commands._ui import make_console
     from memlens.report import write_report
 
     info = write_report(run_dirs, out, title=title, max_rows=max_rows)
-    Console().print(
+    make_console().print(
         f"wrote {info.path} ({info.n_runs} run{'s' if info.n_runs != 1 else ''}, "
         f"{info.n_plots} plots embedded, {info.n_bytes / 1024:,.0f} KiB)"
     )

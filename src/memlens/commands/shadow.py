@@ -45,13 +45,11 @@ def _shape(spec: str | None) -> dict[str, int]:
 
 def _run(config: Any, out: Path | None, as_json: bool, bars: bool = True) -> Any:
     """Run ``config`` with progress bars (on stderr under ``--json``, which prints the summary)."""
-    from rich.console import Console
-
-    from memlens.commands._ui import progress_bars
+    from memlens.commands._ui import make_console, progress_bars
     from memlens.shadow import run
     from memlens.store import to_json
 
-    console = Console(stderr=True) if as_json else None
+    console = make_console(stderr=True) if as_json else None
     with progress_bars(console, enabled=bars) as progress:
         result = run(config, out, progress=progress)
     if as_json:
@@ -157,6 +155,11 @@ def register(app: typer.Typer) -> None:
         gamma: float | None = typer.Option(
             None, "--gamma", help="RMIA threshold on LR(x, z) (paper: 2)."
         ),
+        gamma_compare: str | None = typer.Option(
+            None,
+            "--gamma-compare",
+            help="RMIA counts LR(x, z) >= gamma (ge, the paper) or > gamma (gt, the research code).",
+        ),
         offline_a: float | None = typer.Option(
             None, "--offline-a", help="Offline RMIA's a (default: calibrated on a reference model)."
         ),
@@ -206,7 +209,7 @@ def register(app: typer.Typer) -> None:
         from memlens.shadow import ShadowAttackConfig
 
         settings = {
-            "gamma": gamma, "offline_a": offline_a, "rmia_signal": rmia_signal, "center": center,
+            "gamma": gamma, "gamma_compare": gamma_compare, "offline_a": offline_a, "rmia_signal": rmia_signal, "center": center,
             "offline_test": offline_test, "online_pz": online_pz, "averaging": averaging,
             "global_variance": global_variance,
         }  # fmt: skip
@@ -255,10 +258,10 @@ def register(app: typer.Typer) -> None:
 
 def _print_train(result: Any) -> None:
     """Print a :class:`~memlens.shadow.ShadowTrainSummary`."""
-    from rich.console import Console
+    from memlens.commands._ui import make_console
 
     s = result.summary
-    console = Console()
+    console = make_console()
     console.print(f"world: {s.world}")
     console.print(
         f"{s.n_models} shadow GPTs ({s.shape['n_layer']} layers, d={s.shape['d_model']}, "
@@ -283,8 +286,7 @@ def _print_train(result: Any) -> None:
 
 def _print_attack(result: Any) -> None:
     """Print a :class:`~memlens.shadow.ShadowAttackSummary` (the table of ``memlens mia``)."""
-    from rich.console import Console
-
+    from memlens.commands._ui import make_console
     from memlens.commands.mia import _summary
 
     s = result.summary
@@ -292,7 +294,7 @@ def _print_attack(result: Any) -> None:
         f"shadow attacks, {s.mode} ({s.n_members} member and {s.n_nonmembers} non-member scores)"
     )
     _summary(s, title)
-    console = Console()
+    console = make_console()
     if s.mode == "leave-one-model-out":
         console.print(f"pooling: {s.pooling}")
         console.print(membership_line(s))
@@ -324,11 +326,12 @@ def membership_line(s: Any) -> str:
 def _print_memorization(result: Any, top: int) -> None:
     """Print a :class:`~memlens.shadow.MemorizationSummary`."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
+    from memlens.commands._ui import make_console
+
     s = result.summary
-    console = Console()
+    console = make_console()
     table = Table(
         title=f"counterfactual memorization, top {top} of {s.n_examples} examples "
         f"({s.models_per_estimate['in']} IN / {s.models_per_estimate['out']} OUT models each)",

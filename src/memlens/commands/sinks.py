@@ -105,10 +105,11 @@ def register(app: typer.Typer) -> None:
 
 def _print_summary(s: Any, out_dir: Path | None) -> None:
     """Print a :class:`memlens.sinks.SinksSummary`."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from memlens.commands._ui import make_console
+
+    console = make_console()
     table = Table(title=f"MemSinks, preset {s.preset}: losses in bits per token")
     table.add_column("model", no_wrap=True)
     for col in ("val loss", "repeated", "mem gap", "extracted", "held-out"):

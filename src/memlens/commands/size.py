@@ -25,10 +25,11 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 
 def _print(rep) -> None:  # rep: memlens.laws.SizeReport
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from memlens.commands._ui import make_console
+
+    console = make_console()
     table = Table(title="memlens size", show_header=False)
     table.add_column("quantity")
     table.add_column("value", justify="right")

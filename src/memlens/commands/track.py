@@ -180,10 +180,11 @@ def _fmt(v, spec: str = ".3f") -> str:  # noqa: ANN001
 def _print_track(s: Any, out_dir: Path | None) -> None:
     """Print a :class:`memlens.track.TrackSummary`."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from memlens.commands._ui import make_console
+
+    console = make_console()
     crit = s.criterion
     thr = f" >= {crit['threshold']} x reference bits" if crit["threshold"] is not None else ""
     table = Table(
@@ -232,9 +233,9 @@ def _print_track(s: Any, out_dir: Path | None) -> None:
 
 def _print_grok(s: Any, out_dir: Path | None) -> None:
     """Print a :class:`memlens.track.GrokSummary`."""
-    from rich.console import Console
+    from memlens.commands._ui import make_console
 
-    console = Console()
+    console = make_console()
     console.print(
         f"{s.task}: {s.n_train} training pairs ({s.train_fraction:.0%}), {s.n_test} test pairs, "
         f"{s.steps} steps"

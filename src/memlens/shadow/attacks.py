@@ -51,8 +51,10 @@ arXiv:2312.03262)
       ``2 P_IN / (P_IN + P_OUT) < 2`` and with ``gamma = 2`` many members score 0.
     * ``gamma``: the paper's score counts ``LR(x, z) >= gamma``, as memlens does; the research
       code's CIFAR-10 configurations use ``gamma = 2`` (the default here) and compare with a
-      strict ``>``, as does the Privacy Meter tool with ``gamma = 1``. Scores are multiples of
-      ``1/|Z|``.
+      strict ``>``, as does the Privacy Meter tool with ``gamma = 1``: ``gamma_compare="gt"``
+      counts ``LR(x, z) > gamma`` (the two differ only on exact ties, e.g. a candidate whose
+      target and reference probabilities equal a population sample's, with ``gamma = 1``).
+      Scores are multiples of ``1/|Z|``.
 
     ``P(x|theta)`` for a sequence: by default (``rmia_signal="token"``) the per-token geometric
     mean probability ``2**mean_log2p``, a number in (0, 1] like the class probability of the
@@ -92,7 +94,8 @@ class AttackSettings(Config):
     """Choices of the shadow attacks (paper defaults; public-code variants by name).
 
     ``center``, ``global_variance``, ``offline_test``, ``min_std`` (bits): LiRA's Gaussians;
-    ``gamma``, ``offline_a`` (``None``: calibrated on a reference model), ``rmia_signal``,
+    ``gamma``, ``gamma_compare`` (``ge``: the paper's ``LR >= gamma``; ``gt``: the research code's
+    ``>``), ``offline_a`` (``None``: calibrated on a reference model), ``rmia_signal``,
     ``averaging``, ``online_pz`` (how online RMIA estimates ``P(z)``): RMIA. See the module docstring for each choice and its source.
     """
 
@@ -103,6 +106,7 @@ class AttackSettings(Config):
     offline_test: Literal["one_sided", "density"] = "one_sided"
     min_std: float = Field(default=1e-6, gt=0)
     gamma: float = Field(default=2.0, gt=0)
+    gamma_compare: Literal["ge", "gt"] = "ge"
     offline_a: float | None = Field(default=None, ge=0, le=1)
     rmia_signal: Literal["token", "sequence"] = "token"
     averaging: Literal["arithmetic", "geometric"] = "arithmetic"
@@ -275,6 +279,7 @@ def rmia(
     gamma: float = 2.0,
     averaging: str = "arithmetic",
     online_pz: str = "marginal",
+    gamma_compare: str = "ge",
 ) -> np.ndarray:
     """RMIA scores of ``n`` examples against ``m`` population samples.
 
@@ -287,6 +292,8 @@ def rmia(
     offline: use only OUT references and ``P(x) = ((1 + a) P_OUT + (1 - a)) / 2``.
     online_pz: online, ``marginal`` estimates ``P(z)`` as ``((1 + a') P_OUT(z) + (1 - a')) / 2``
         with ``a'`` from :func:`fit_online_a`; ``out`` takes ``P(z) = P_OUT(z)``.
+    gamma_compare: ``ge`` counts ``LR(x, z) >= gamma`` (the paper), ``gt`` counts ``>`` (the
+        research code and the Privacy Meter tool).
 
     Returns
     -------
@@ -310,10 +317,13 @@ def rmia(
             ln_pz = _log_offline_p(ln_pz, fit_online_a(lp_refs, in_refs, averaging=averaging))
         elif online_pz != "out":
             raise UserError(f"online_pz must be marginal or out, got {online_pz!r}.")
+    if gamma_compare not in ("ge", "gt"):
+        raise UserError(f"gamma_compare must be ge or gt, got {gamma_compare!r}.")
     ratio_x = ln_t - ln_px
     ratio_z = np.sort(lnz_t - ln_pz)
-    # LR(x, z) >= gamma  <=>  ratio_z <= ratio_x - ln(gamma)
-    count = np.searchsorted(ratio_z, ratio_x - math.log(gamma), side="right")
+    # LR(x, z) >= gamma  <=>  ratio_z <= ratio_x - ln(gamma)  (> gamma: ratio_z < ...)
+    side = "right" if gamma_compare == "ge" else "left"
+    count = np.searchsorted(ratio_z, ratio_x - math.log(gamma), side=side)
     return count / ratio_z.size
 
 
@@ -325,6 +335,7 @@ def calibrate_offline_a(
     *,
     gamma: float = 2.0,
     averaging: str = "arithmetic",
+    gamma_compare: str = "ge",
     grid: tuple[float, ...] = A_GRID,
 ) -> tuple[float, dict[str, float]]:
     """Choose offline RMIA's ``a`` by attacking one reference model with the others (the paper's way).
@@ -347,7 +358,7 @@ def calibrate_offline_a(
     for a in grid:
         s = rmia(
             lp[pseudo], lp[others], keep[others], lpz[pseudo], lpz[others],
-            offline=True, a=a, gamma=gamma, averaging=averaging,
+            offline=True, a=a, gamma=gamma, averaging=averaging, gamma_compare=gamma_compare,
         )  # fmt: skip
         auc = roc_auc(s, keep[pseudo].astype(int))
         aucs[repr(a)] = auc
@@ -395,7 +406,11 @@ def attack_target(
     )
     lpz_t = rmia_signal(target_z, settings.rmia_signal)[0]
     lpz_r = rmia_signal(refs_z, settings.rmia_signal)
-    common = {"gamma": settings.gamma, "averaging": settings.averaging}
+    common = {
+        "gamma": settings.gamma,
+        "averaging": settings.averaging,
+        "gamma_compare": settings.gamma_compare,
+    }
     out["rmia_online"] = rmia(
         lp_t, lp_r, in_refs, lpz_t, lpz_r, online_pz=settings.online_pz, **common
     )

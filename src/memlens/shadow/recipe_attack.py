@@ -169,7 +169,13 @@ def _leave_one_out(
         refs = references_for(t, K)
         if st.offline_a is None:
             a, _ = calibrate_offline_a(
-                lp_c, keep, lp_z, refs, gamma=st.gamma, averaging=st.averaging
+                lp_c,
+                keep,
+                lp_z,
+                refs,
+                gamma=st.gamma,
+                averaging=st.averaging,
+                gamma_compare=st.gamma_compare,
             )
         else:
             a = st.offline_a
@@ -328,7 +334,13 @@ def _target_attack(
     a = st.offline_a
     if a is None:
         a, _ = calibrate_offline_a(
-            lp_c, sh.keep, lp_z, refs, gamma=st.gamma, averaging=st.averaging
+            lp_c,
+            sh.keep,
+            lp_z,
+            refs,
+            gamma=st.gamma,
+            averaging=st.averaging,
+            gamma_compare=st.gamma_compare,
         )
     n_in, n_out = in_refs.sum(0), (~in_refs).sum(0)
     ok = (n_in >= 2) & (n_out >= 2)
