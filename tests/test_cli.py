@@ -104,3 +104,21 @@ def test_a_table_written_to_a_pipe_keeps_its_attack_names(tmp_path, monkeypatch,
     code, cap = _main(["mia", "metrics", "--scores", str(f), "--columns", cols], monkeypatch, capsys)
     assert code in (0, None)
     assert name in cap.out and "…" not in cap.out
+
+
+def test_every_command_summary_is_one_paragraph_without_a_hard_line_break():
+    """Rich help keeps a docstring's line breaks: a summary wrapped in the source showed a break
+    in the middle of a sentence in ``memlens --help`` (``report``, ``laws fit-mia``)."""
+    import typer
+
+    from memlens.cli import app
+
+    def walk(command, path):
+        summary = (command.help or "").strip().split("\n\n")[0]
+        yield " ".join(path), summary
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    found = dict(walk(typer.main.get_command(app), ["memlens"]))
+    assert len(found) > 20 and "memlens report" in found and "memlens laws fit-mia" in found
+    assert [name for name, summary in found.items() if "\n" in summary] == []

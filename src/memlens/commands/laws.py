@@ -81,8 +81,9 @@ def register(app: typer.Typer) -> None:
         as_json: options.Json = False,
         out: options.Out = None,
     ) -> None:
-        """Fit F1 = 1/2 (1 + c1 sigmoid(c2 - c3 |D|/Capacity)) by least squares, with CIs; with
-        --out, write fit_mia.json, predictions.csv and fit_mia.png there."""
+        """Fit F1 = 1/2 (1 + c1 sigmoid(c2 - c3 |D|/Capacity)) by least squares, with CIs.
+
+        With --out, write fit_mia.json, predictions.csv and fit_mia.png there."""
         from memlens.laws import FitMiaConfig, run_fit_mia
         from memlens.store import to_json
 

@@ -21,8 +21,10 @@ def report(
         20, "--max-rows", min=0, help="Rows shown per table (row counts are always given)."
     ),
 ) -> None:
-    """Write one HTML file with each run's configuration, provenance, headline numbers, tables
-    and every plot; plots are embedded and the page loads nothing from the network."""
+    """Write one HTML page of run directories: configuration, provenance, numbers, plots.
+
+    Each run's configuration, provenance, headline numbers, tables and every plot; plots are
+    embedded and the page loads nothing from the network."""
     from memlens.commands._ui import make_console
     from memlens.report import write_report
 
