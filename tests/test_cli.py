@@ -101,7 +101,9 @@ def test_a_table_written_to_a_pipe_keeps_its_attack_names(tmp_path, monkeypatch,
     ).to_csv(f, index=False)  # fmt: skip
     monkeypatch.delenv("COLUMNS", raising=False)
     cols = f"{name},another_long_attack_name_here"
-    code, cap = _main(["mia", "metrics", "--scores", str(f), "--columns", cols], monkeypatch, capsys)
+    code, cap = _main(
+        ["mia", "metrics", "--scores", str(f), "--columns", cols], monkeypatch, capsys
+    )
     assert code in (0, None)
     assert name in cap.out and "…" not in cap.out
 
