@@ -110,13 +110,11 @@ def report_memorization(run, config_cls, shadows: Path, out: Path, kind: dict[st
 def main() -> None:
     import torch
 
-    from memlens.mia.metrics import roc_auc, tpr_at_fpr
     from memlens.progress import ProgressEvent
     from memlens.shadow import (
         MemorizationConfig,
         ShadowAttackConfig,
         ShadowTrainConfig,
-        load_shadows,
         run,
     )
 
@@ -181,22 +179,19 @@ def main() -> None:
     for name, m in atk.attacks.items():
         t = m.tpr_at_fpr
         print(f"{name:24s} {m.auc:6.3f} {t['0.01']:7.3f} {t['0.001']:9.3f} {t['0.0']:7.3f}")
-    # the same scores on the candidates whose text occurs once (no question of labels)
-    table = result.scores
-    count = load_shadows(out / "shadows").pool["count"].to_numpy()
-    names = [c for c in table.columns if c not in ("target", "example", "pool_id", "label")]
-    scored = np.all([np.isfinite(table[c].to_numpy()) for c in names], axis=0)  # as mia.json
-    once = table[scored & (count[table["pool_id"].to_numpy()] == 1)]
-    y = once["label"].to_numpy()
-    print(f"on the {once['example'].nunique()} candidates whose text occurs once:")
+    # the same scores on the candidates whose text occurs once (a deduplicated evaluation: no
+    # question of labels; `memlens shadow attack --candidates once`)
+    dedup = run(
+        ShadowAttackConfig(shadows=str(out / "shadows"), candidates="once"), out / "attack-once"
+    ).summary
+    print(
+        f"on the {dedup.n_candidates_evaluated} candidates whose text occurs once "
+        f"({dedup.n_members} member and {dedup.n_nonmembers} non-member scores):"
+    )
     unique = {}
     for name in ("loss", "lira_online", "rmia_online", "rmia_offline"):
-        v = once[name].to_numpy()
-        unique[name] = (
-            roc_auc(v, y),
-            tpr_at_fpr(v, y, 0.01)["tpr"],
-            tpr_at_fpr(v, y, 0.001)["tpr"],
-        )
+        t = dedup.attacks[name].tpr_at_fpr
+        unique[name] = (dedup.attacks[name].auc, t["0.01"], t["0.001"])
         print(f"{name:24s} {unique[name][0]:6.3f} {unique[name][1]:7.3f} {unique[name][2]:9.3f}")
     loss = atk.attacks["loss"]
     for name in ("lira_online", "rmia_online", "rmia_offline"):
@@ -232,6 +227,10 @@ def main() -> None:
           f"--steps {args.steps} --batch-size {BATCH} --lr {LR:g} --population 0.4 --stack-size {args.models // 2} "
           f"--workers 2 --out {out / 'shadows'}")  # fmt: skip
     print(f"  memlens shadow attack --shadows {out / 'shadows'} --out {out / 'attack'}")
+    print(
+        f"  memlens shadow attack --shadows {out / 'shadows'} --candidates once "
+        f"--out {out / 'attack-once'}"
+    )
     print(f"  memlens shadow memorization --shadows {out / 'shadows'} --out {out / 'memorization'}")
     if args.converged_steps:
         print(

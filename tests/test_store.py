@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import sys
+from typing import ClassVar
+
+import pytest
 
 from memlens import store
+from memlens.config import Config
+from memlens.errors import UserError
+from memlens.store import RunDir
 
 
 def test_versions_record_the_installed_stack_and_skip_the_rest(monkeypatch):
@@ -24,3 +30,40 @@ def test_versions_record_the_installed_stack_and_skip_the_rest(monkeypatch):
     monkeypatch.setattr(md, "version", without_opacus)
     got = store.versions()
     assert "opacus" not in got and got["peft"] == real("peft")
+
+
+class _Old(Config):
+    what: ClassVar[str] = "test config"
+    steps: int = 10
+
+
+class _Nested(Config):
+    what: ClassVar[str] = "nested"
+    gamma: float = 2.0
+    compare: str = "ge"
+
+
+class _New(Config):
+    what: ClassVar[str] = "test config"
+    steps: int = 10
+    mode: str = "all"  # a setting added after _Old's runs were written
+    settings: _Nested = _Nested()
+
+
+def test_a_run_of_an_older_version_resumes_when_new_settings_keep_their_defaults(tmp_path):
+    old = RunDir(tmp_path / "r", "demo", {"steps": 10, "settings": {"gamma": 2.0}}, 0)
+    old.write_manifest()
+    RunDir(tmp_path / "r", "demo", _New(), 0)  # mode and settings.compare: the defaults
+    with pytest.raises(UserError, match=r"different config \(mode: 'all' there, 'once' here\)"):
+        RunDir(tmp_path / "r", "demo", _New(mode="once"), 0)
+    with pytest.raises(UserError, match=r"\(settings\.compare: 'ge' there, 'gt' here\)"):
+        RunDir(tmp_path / "r", "demo", _New(settings={"compare": "gt"}), 0)
+    with pytest.raises(UserError, match=r"\(steps: 10 there, 11 here\)"):
+        RunDir(tmp_path / "r", "demo", _New(steps=11), 0)
+    # a plain dict is compared as it is: a missing key is a difference
+    with pytest.raises(
+        UserError, match=r"\(settings.compare: not set there, 'ge' here; mode: not set"
+    ):
+        RunDir(tmp_path / "r", "demo", _New().to_dict(), 0)
+    with pytest.raises(UserError, match="holds a demo run, not other"):
+        RunDir(tmp_path / "r", "other", _Old(), 0)

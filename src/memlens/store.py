@@ -162,6 +162,37 @@ def config_hash(config: Any) -> str:
     ).hexdigest()[:12]
 
 
+def _as_asked(old: Any, schema: Any) -> Any:
+    """A stored config as the current config class reads it (settings added since filled in with
+    their defaults), or as it is without a class or when this version cannot read it."""
+    if schema is None or not isinstance(old, dict):
+        return old
+    try:
+        return json.loads(to_json(schema.model_validate(old).model_dump(mode="json")))
+    except Exception:  # a config this version cannot read is compared as it is
+        return old
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: stored -> asked`` for each setting that differs (nested keys dotted)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            if old.get(key, _MISSING) != new.get(key, _MISSING):
+                out += _differences(
+                    old.get(key, _MISSING), new.get(key, _MISSING), f"{prefix}{key}."
+                )
+        return out
+
+    def show(v: Any) -> str:
+        return "not set" if v is _MISSING else repr(v)[:40]
+
+    return [f"{prefix.rstrip('.') or 'config'}: {show(old)} there, {show(new)} here"]
+
+
+_MISSING = object()
+
+
 class RunDir:
     """A run directory with a manifest and resumable cells.
 
@@ -172,9 +203,12 @@ class RunDir:
     kind:
         The run type (``"capacity"``, ``"audit"``, ...), recorded in the manifest.
     config:
-        JSON-serializable configuration, recorded in the manifest. When the directory already
-        holds a manifest with a *different* config, resuming would mix results, so
-        :class:`UserError` is raised.
+        JSON-serializable configuration, or a pydantic config, recorded in the manifest. When
+        the directory already holds a manifest with a *different* config, resuming would mix
+        results, so :class:`UserError` is raised, naming the settings that differ. Given a
+        pydantic config, a manifest written by an older memlens that lacks settings added since
+        still matches when the current defaults of those settings are the values asked for (the
+        stored config is validated by the config's class, which fills them in).
     seed:
         The seed, recorded in the manifest.
     """
@@ -184,6 +218,9 @@ class RunDir:
     ) -> None:
         self.path = Path(path)
         self.kind = kind
+        schema = type(config) if hasattr(config, "model_validate") else None
+        if schema is not None:
+            config = config.model_dump(mode="json")
         self.config = json.loads(to_json(config))
         self.seed = seed
         try:
@@ -202,9 +239,16 @@ class RunDir:
                 old = json.loads(manifest.read_text())
             except (OSError, json.JSONDecodeError):
                 old = None
-            if old is not None and (old.get("kind") != kind or old.get("config") != self.config):
+            if old is not None and old.get("kind") != kind:
                 raise UserError(
-                    f"{self.path} already holds a {old.get('kind')} run with a different config; "
+                    f"{self.path} already holds a {old.get('kind')} run, not {kind}; use a new "
+                    "`out` directory."
+                )
+            stored = None if old is None else _as_asked(old.get("config"), schema)
+            if old is not None and stored != self.config:
+                differ = "; ".join(_differences(stored, self.config)[:3])
+                raise UserError(
+                    f"{self.path} already holds a {kind} run with a different config ({differ}); "
                     "use a new `out` directory or the same settings to resume."
                 )
 

@@ -195,6 +195,27 @@ def test_leave_one_model_out_labels_a_copy_by_its_text(
     assert mia["n_members"] == keep.sum()
     scores = pd.read_parquet(tmp_path / "copy" / "scores.parquet")
     assert scores["label"].to_numpy().reshape(6, -1).astype(bool).tolist() == keep.tolist()
+    # a deduplicated evaluation: the candidates whose text occurs once (all but 0 and 1), with
+    # the scores of the full evaluation (calibrated on every candidate)
+    full = pd.read_parquet(tmp_path / "text" / "scores.parquet")
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(dup),
+                            "--out", str(tmp_path / "once"), "--n-boot", "5",
+                            "--candidates", "once")  # fmt: skip
+    assert code == 0, err
+    n = keep.shape[1]
+    assert f"candidates: the {n - 2} whose text occurs once" in stdout
+    assert "(membership text)" not in stdout
+    mia = json.loads((tmp_path / "once" / "mia.json").read_text())
+    assert mia["candidates"] == "once" and mia["n_candidates_evaluated"] == n - 2
+    assert mia["n_relabelled"] == 0 and mia["n_members"] == keep[:, 2:].sum()
+    once = pd.read_parquet(tmp_path / "once" / "scores.parquet")
+    assert once["example"].tolist() == list(range(2, n)) * 6
+    expected = full[full["example"] >= 2].reset_index(drop=True)
+    pd.testing.assert_frame_equal(once, expected)
+    code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(dup),
+                       "--out", str(tmp_path / "t"), "--candidates", "once", "--target", str(dup),
+                       "--members", "m.txt", "--nonmembers", "n.txt")  # fmt: skip
+    assert code == 2 and "--candidates applies to leave-one-model-out" in err
 
 
 def test_report_shows_the_headline_numbers_of_shadow_runs(

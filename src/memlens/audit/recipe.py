@@ -404,7 +404,7 @@ class _RunCache:
         from memlens.store import RunDir
 
         if self._run is None:
-            self._run = RunDir(self.out, "audit", self.config.to_dict(), seed=None)
+            self._run = RunDir(self.out, "audit", self.config, seed=None)
             if not (self.out / "manifest.json").exists():
                 self._run.write_manifest(status="running")
         return self._run
@@ -435,7 +435,7 @@ def run(
 
     out = Path(out) if out is not None else default_out_dir("audit")
     if (out / "manifest.json").exists():  # fail now, not after the work, if it holds another run
-        RunDir(out, "audit", config.to_dict(), seed=None)
+        RunDir(out, "audit", config, seed=None)
     target = load_causal_lm(
         config.model,
         tokenizer=config.tokenizer,

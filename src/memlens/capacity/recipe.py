@@ -163,7 +163,7 @@ def run(
     from memlens.store import RunDir, default_out_dir
 
     check_backend(backend, ray_address)
-    rd = RunDir(out or default_out_dir("capacity"), "capacity", config.to_dict(), config.seed)
+    rd = RunDir(out or default_out_dir("capacity"), "capacity", config, config.seed)
     old = rd.load_cell("_wall")
     previous_wall = float(old.get("wall_seconds", 0.0)) if old else 0.0
     rd.write_manifest(status="running")

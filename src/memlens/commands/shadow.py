@@ -193,6 +193,12 @@ def register(app: typer.Typer) -> None:
             help="Leave-one-model-out labels of a repeated text's copies: text (a member when "
             "the target saw any copy; default) or copy (keep.npy).",
         ),
+        candidates: str | None = typer.Option(
+            None,
+            "--candidates",
+            help="Leave-one-model-out evaluates all candidates (default) or once: those whose "
+            "text occurs once in the pool (deduplicated).",
+        ),
         fpr: list[str] = typer.Option(
             None, "--fpr", help="FPR levels (default 0,0.0001,0.001,0.01)."
         ),
@@ -217,7 +223,7 @@ def register(app: typer.Typer) -> None:
             ShadowAttackConfig,
             shadows=shadows, target=target, members=members, nonmembers=nonmembers,
             text_column=text_column, pool=pool, settings=merge({}, settings) or None,
-            membership=membership,
+            membership=membership, candidates=candidates,
             fprs=options.fpr_levels(fpr), n_boot=n_boot, batch_size=batch_size, device=device,
             seed=seed,
         )  # fmt: skip
@@ -297,7 +303,14 @@ def _print_attack(result: Any) -> None:
     console = make_console()
     if s.mode == "leave-one-model-out":
         console.print(f"pooling: {s.pooling}")
-        console.print(membership_line(s))
+        if s.candidates == "once":
+            console.print(
+                f"candidates: the {s.n_candidates_evaluated} whose text occurs once in the pool "
+                "(scored and calibrated with all, labels as keep.npy; --candidates all to "
+                "evaluate every one)"
+            )
+        else:
+            console.print(membership_line(s))
         a = s.offline_a
         console.print(f"offline RMIA a (calibrated per target): {min(a):.1f}-{max(a):.1f}")
     if s.online_a:

@@ -183,7 +183,7 @@ def run(
 
     check_backend(backend, ray_address)
     rd = RunDir(
-        out or default_out_dir("laws-double-descent"), "laws-double-descent", config.to_dict(),
+        out or default_out_dir("laws-double-descent"), "laws-double-descent", config,
         config.seed,
     )  # fmt: skip
     rd.write_manifest(status="running")

@@ -325,7 +325,7 @@ def run(
 
     from memlens.store import RunDir
 
-    rd = RunDir(out, FitMiaSummary.kind, config.to_dict(), None)
+    rd = RunDir(out, FitMiaSummary.kind, config, None)
     rd.write_json(FitMiaSummary.file, summary.to_json())
     rd.write_table("predictions.csv", pd.DataFrame(summary.predictions))
     title = f"MIA law fit: {Path(config.file).name}"

@@ -207,9 +207,7 @@ def run(
     from memlens.store import RunDir, default_out_dir
 
     check_backend(backend, ray_address)
-    rd = RunDir(
-        out or default_out_dir("laws-mia"), "laws-mia-experiment", config.to_dict(), config.seed
-    )
+    rd = RunDir(out or default_out_dir("laws-mia"), "laws-mia-experiment", config, config.seed)
     rd.write_manifest(status="running")
     cells = mia_cells(config)
     start = time.perf_counter()

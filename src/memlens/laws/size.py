@@ -364,7 +364,7 @@ def run(
         return RunResult(rep)
     from memlens.store import RunDir
 
-    rd = RunDir(out, SizeReport.kind, config.to_dict(), None)
+    rd = RunDir(out, SizeReport.kind, config, None)
     rd.write_json(SizeReport.file, rep.to_dict())
     rd.write_manifest(status="finished")
     return RunResult(rep, rd.path)

@@ -303,9 +303,7 @@ def _run_theory(config: TheoryConfig, out: str | Path | None) -> RunResult[Theor
     summary = TheorySummary.model_validate(
         finite_or_none({k: v for k, v in result.items() if k in ("limit", "finite")})
     )
-    run = RunDir(
-        out or default_out_dir("prior-theory"), "prior-theory", config.to_dict(), config.seed
-    )
+    run = RunDir(out or default_out_dir("prior-theory"), "prior-theory", config, config.seed)
     run.write_json(TheorySummary.file, summary.to_json())
     run.write_table("curve_sigma2.csv", pd.DataFrame(result["curve_sigma2"]))
     run.write_table("curve_lambda.csv", pd.DataFrame(result["curve_lambda"]))

@@ -131,7 +131,7 @@ def run(
         prep = prepare(cfg, pick_device(cfg.device))
         check_backend(backend, ray_address)
         out = Path(out) if out is not None else default_out_dir(DPAuditSummary.kind)
-        run_dir = RunDir(out, DPAuditSummary.kind, cfg.to_dict(), cfg.seed)
+        run_dir = RunDir(out, DPAuditSummary.kind, cfg, cfg.seed)
         run_dir.write_manifest(status="running")
         (run_dir.path / "models").mkdir(exist_ok=True)
         base_bits = None

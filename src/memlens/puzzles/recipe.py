@@ -283,7 +283,7 @@ def _make(config: MakeConfig, out: str | Path | None) -> RunResult[MakeSummary]:
         config.puzzle, config.sizes, k=config.k, pegs=config.pegs, stacks=config.stacks,
         seeds=config.seeds, program=config.program,
     )  # fmt: skip
-    run_dir = RunDir(out or default_out_dir("puzzles-make"), "puzzles-make", config.to_dict(), None)
+    run_dir = RunDir(out or default_out_dir("puzzles-make"), "puzzles-make", config, None)
     path = write_text_atomic(
         run_dir.path / "prompts.jsonl", "".join(json.dumps(i) + "\n" for i in items)
     )

@@ -129,7 +129,10 @@ class ShadowAttackConfig(Config):
     on. ``membership`` is how leave-one-model-out labels the copies of a text that occurs several
     times in the pool: ``text`` (default), a member of every target that trained on any copy of
     its text (as with a ``target``, whose labels are per text); ``copy``, each copy by its own
-    ``keep.npy`` entry. ``settings`` holds the attack choices (:class:`AttackSettings`, a dict is accepted);
+    ``keep.npy`` entry. ``candidates`` chooses which candidates leave-one-model-out evaluates:
+    ``all``, or ``once``, those whose text occurs once in the pool (a deduplicated evaluation:
+    there a copy's references and its label answer the same question; every candidate is still
+    scored and calibrated). ``settings`` holds the attack choices (:class:`AttackSettings`, a dict is accepted);
     ``baselines`` the reference-free attacks run on the same targets (Min-K% fraction ``k``);
     ``fprs`` the FPR levels of TPR at FPR; ``n_boot``, ``level`` and ``seed`` the bootstrap of
     the AUC interval.
@@ -145,6 +148,7 @@ class ShadowAttackConfig(Config):
     pool: str | None = None
     settings: AttackSettings = AttackSettings()
     membership: Literal["text", "copy"] = "text"
+    candidates: Literal["all", "once"] = "all"
     baselines: list[str] = Field(default_factory=lambda: list(BASELINES))
     k: float = Field(default=0.2, gt=0, le=1)
     fprs: list[float] = Field(default_factory=lambda: list(LOW_FPRS))
@@ -164,6 +168,11 @@ class ShadowAttackConfig(Config):
             raise ValueError(
                 "`membership` applies to leave-one-model-out evaluation; a target's labels are "
                 "its members and non-members, one per text"
+            )
+        if self.target is not None and self.candidates != "all":
+            raise ValueError(
+                "`candidates` applies to leave-one-model-out evaluation; a target is evaluated "
+                "on its members and non-members"
             )
         for a in self.fprs:
             if not 0 <= a < 1:

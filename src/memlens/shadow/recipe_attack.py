@@ -101,7 +101,7 @@ def _write(
     from memlens.store import RunDir, default_out_dir
 
     out = Path(out) if out is not None else default_out_dir(ShadowAttackSummary.kind)
-    rd = RunDir(out, ShadowAttackSummary.kind, config.to_dict(), config.seed)
+    rd = RunDir(out, ShadowAttackSummary.kind, config, config.seed)
     rd.write_table("scores.parquet", table)
     plot_roc(scores, labels, rd, summary, each=False)
     rd.write_json(summary.file, summary.to_json())
@@ -114,7 +114,7 @@ def _check_out(config: ShadowAttackConfig, out: str | Path | None) -> None:
     from memlens.store import RunDir
 
     if out is not None and (Path(out) / "manifest.json").exists():
-        RunDir(out, ShadowAttackSummary.kind, config.to_dict(), config.seed)
+        RunDir(out, ShadowAttackSummary.kind, config, config.seed)
 
 
 def _baseline_scores(
@@ -200,9 +200,23 @@ def _leave_one_out(
         for name in names:
             table[name][t] = res[name]
         emit(progress, "targets", t + 1, K)
-    by_text = text_membership(keep, copy_groups(sh.tokens[cand], sh.lengths[cand]))
-    n_relabelled = int((by_text != keep).sum())
+    groups = copy_groups(sh.tokens[cand], sh.lengths[cand])
+    by_text = text_membership(keep, groups)
     member = by_text if config.membership == "text" else keep
+    cols = np.arange(n)
+    if config.candidates == "once":
+        cols = np.flatnonzero(np.bincount(groups)[groups] == 1)
+        if cols.size == 0:
+            raise UserError(
+                f"no candidate of the shadows in {sh.path} has a text that occurs once in the "
+                "pool; evaluate all candidates."
+            )
+        member, keep_eval, by_text = member[:, cols], keep[:, cols], by_text[:, cols]
+        table = {name: v[:, cols] for name, v in table.items()}
+    else:
+        keep_eval = keep
+    n_eval = cols.size
+    n_relabelled = int((by_text != keep_eval).sum())
     labels = member.astype(np.int8).ravel()
     scores = {name: table[name].ravel() for name in names}
     per_target = {}
@@ -216,12 +230,18 @@ def _leave_one_out(
         config,
         scores,
         labels,
-        ids=[f"{t}:{i}" for t in range(K) for i in range(n)],
+        ids=[f"{t}:{i}" for t in range(K) for i in cols],
         mode="leave-one-model-out",
         pooling=(
             f"each of the {K} shadows in turn is the target, with the other shadows except its "
             f"pair partner as references ({K // 2 - 1} IN and {K // 2 - 1} OUT per example); "
-            f"the {K} ROC problems are pooled into one ({K} x {n} scores, labels "
+            f"the {K} ROC problems are pooled into one ({K} x {n_eval} scores"
+            + (
+                f" of the candidates whose text occurs once in the pool, {n_eval} of {n}"
+                if config.candidates == "once"
+                else ""
+            )
+            + ", labels "
             + (
                 "by text: a member when the target trained on any copy of its text"
                 if config.membership == "text"
@@ -231,6 +251,8 @@ def _leave_one_out(
         ),
         membership=config.membership,
         n_relabelled=n_relabelled,
+        candidates=config.candidates,
+        n_candidates_evaluated=n_eval,
         per_target_auc=per_target,
         offline_a=a_used,
         online_a=online_a if st.online_pz == "marginal" else [],
@@ -251,9 +273,9 @@ def _leave_one_out(
     )
     df = pd.DataFrame(
         {
-            "target": np.repeat(np.arange(K), n),
-            "example": np.tile(np.arange(n), K),
-            "pool_id": np.tile(cand, K),
+            "target": np.repeat(np.arange(K), n_eval),
+            "example": np.tile(cols, K),
+            "pool_id": np.tile(cand[cols], K),
             "label": labels.astype(np.int64),
             **scores,
         }

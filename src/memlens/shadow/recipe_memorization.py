@@ -132,7 +132,7 @@ def memorization(
         world=sh.summary.world,
     )
     out = Path(out) if out is not None else default_out_dir(MemorizationSummary.kind)
-    rd = RunDir(out, MemorizationSummary.kind, config.to_dict(), 0)
+    rd = RunDir(out, MemorizationSummary.kind, config, 0)
     rd.write_table("memorization.parquet", df)
     rd.save_figure("memorization_hist.png", _plot_hist(df))
     rd.write_json(summary.file, summary.to_json())

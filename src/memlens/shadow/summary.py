@@ -89,7 +89,10 @@ class ShadowAttackSummary(MIASummary):
     membership: how leave-one-model-out labelled the copies of repeated texts: ``text`` (a
         member of every target that trained on any copy) or ``copy`` (``keep.npy``).
     n_relabelled: (target, example) pairs on which the two conventions differ: non-member copies
-        of a text the target trained on through another copy.
+        of a text the target trained on through another copy (among the evaluated candidates).
+    candidates: which candidates leave-one-model-out evaluated: ``all`` or ``once`` (those whose
+        text occurs once in the pool).
+    n_candidates_evaluated: how many candidates that is (each scored under every target).
     """
 
     kind: ClassVar[str] = "shadow-attack"
@@ -102,9 +105,13 @@ class ShadowAttackSummary(MIASummary):
     settings: dict[str, Any] = {}
     membership: str = ""
     n_relabelled: int = 0
+    candidates: str = "all"
+    n_candidates_evaluated: int | None = None
 
     def headline(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = [("mode", self.mode), *super().headline()]
+        if self.candidates == "once":
+            out.append(("candidates evaluated (text occurs once)", self.n_candidates_evaluated))
         if self.membership:
             out.append(("labels of repeated texts", self.membership))
             out.append(("pairs relabelled by text", self.n_relabelled))

@@ -96,7 +96,7 @@ def run(
     sink = SinkConfig(cfg.p_gen, cfg.p_mem, drop_scale=cfg.drop_scale)
     data = build_data(cfg)  # bad data stops here, before anything is written
     check_backend(backend, ray_address)
-    rd = RunDir(out or default_out_dir("sinks"), "sinks", cfg.to_dict(), cfg.seed)
+    rd = RunDir(out or default_out_dir("sinks"), "sinks", cfg, cfg.seed)
     rd.write_manifest(status="running")
     n_rows = len(data.streams["standard"])
     steps = cfg.steps if cfg.train_path is None else math.ceil(n_rows / cfg.batch_size)

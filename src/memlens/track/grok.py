@@ -274,7 +274,7 @@ def run(
     from memlens.training import every, load_checkpoint, save_checkpoint, train
 
     cfg = config
-    rd = RunDir(out or default_out_dir("grok"), "grok", cfg.to_dict(), cfg.seed)
+    rd = RunDir(out or default_out_dir("grok"), "grok", cfg, cfg.seed)
     rd.write_manifest(status="running")
     parts = PartStore(rd.path / "curve")
     ckpt = rd.path / "checkpoint.pt"

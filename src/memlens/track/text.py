@@ -230,7 +230,7 @@ def run(
     pad = lm.tokenizer.pad_token_id
     pad_id = int(pad) if isinstance(pad, int) else 0
 
-    run = RunDir(out or default_out_dir("track"), "track", cfg.model_dump(), cfg.seed)
+    run = RunDir(out or default_out_dir("track"), "track", cfg, cfg.seed)
     run.write_manifest(status="running", target=lm.describe())
     tracker = Tracker(
         examples,
