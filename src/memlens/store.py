@@ -162,6 +162,15 @@ def config_hash(config: Any) -> str:
     ).hexdigest()[:12]
 
 
+_LAST_RUN_DIR: Path | None = None
+
+
+def last_run_dir() -> Path | None:
+    """The run directory this process opened last (what an interrupted command names for
+    resuming), or ``None``."""
+    return _LAST_RUN_DIR
+
+
 class RunDir:
     """A run directory with a manifest and resumable cells.
 
@@ -207,6 +216,8 @@ class RunDir:
                     f"{self.path} already holds a {old.get('kind')} run with a different config; "
                     "use a new `out` directory or the same settings to resume."
                 )
+        global _LAST_RUN_DIR
+        _LAST_RUN_DIR = self.path
 
     def manifest(self, **extra: Any) -> dict[str, Any]:
         return {
