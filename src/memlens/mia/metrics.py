@@ -487,8 +487,8 @@ def evaluate_attacks(
         if kept.size and np.ptp(kept) == 0:
             warnings.append(
                 f"attack {name!r} gave every sample the same score ({kept[0]:g}), so its AUC of 0.5 "
-                "says nothing: the texts do not differ in what it measures (e.g. 'lowercase' on "
-                "texts that are already lowercase); leave it out."
+                "says nothing about membership: it cannot tell these samples apart (for example "
+                "'lowercase' on texts that are already lowercase)."
             )
     return AttackEvaluation(
         attacks=results,
