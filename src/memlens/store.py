@@ -212,8 +212,10 @@ class RunDir:
             except (OSError, json.JSONDecodeError):
                 old = None
             if old is not None and (old.get("kind") != kind or old.get("config") != self.config):
+                other = str(old.get("kind"))
+                article = "an" if other[:1].lower() in "aeiou" else "a"
                 raise UserError(
-                    f"{self.path} already holds a {old.get('kind')} run with a different config; "
+                    f"{self.path} already holds {article} {other} run with a different config; "
                     "use a new `out` directory or the same settings to resume."
                 )
         global _LAST_RUN_DIR
