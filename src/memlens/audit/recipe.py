@@ -116,9 +116,12 @@ def _stage_key(stage: str, texts_digest: str, *settings: Any) -> str:
     return f"{stage}-{h.hexdigest()[:16]}"
 
 
-def _spearman(x: np.ndarray, y: np.ndarray, x_name: str = "x") -> dict[str, Any]:
+def _spearman(
+    x: np.ndarray, y: np.ndarray, x_name: str = "x", of: str = "sample(s)"
+) -> dict[str, Any]:
     """Spearman's rho with its p-value and n; ``rho`` is None when undefined (n < 3 or constant),
-    with ``why`` saying which (``x_name`` names ``x``; ``y`` is the unintended bits)."""
+    with ``why`` saying which (``x_name`` names ``x``, ``of`` the samples; ``y`` is the
+    unintended bits)."""
     from scipy.stats import spearmanr
 
     ok = np.isfinite(x) & np.isfinite(y)
@@ -126,7 +129,7 @@ def _spearman(x: np.ndarray, y: np.ndarray, x_name: str = "x") -> dict[str, Any]
     n = int(len(x))
     why = None
     if n < 3:
-        why = f"only {n} sample(s), 3 needed"
+        why = f"only {n} {of}, 3 needed"
     elif np.ptp(x) == 0:
         why = f"every sample has {x_name} {x[0]:g}"
     elif np.ptp(y) == 0:
@@ -288,7 +291,12 @@ def audit_texts(
     cap = capacity_bits(target.n_params, alpha)
     mem_tr = tr["unintended_bits"].to_numpy()
     positive = mem_tr > 0
-    tfidf_pos = _spearman(tr["tfidf"].to_numpy()[positive], mem_tr[positive], "TF-IDF")
+    tfidf_pos = _spearman(
+        tr["tfidf"].to_numpy()[positive],
+        mem_tr[positive],
+        "TF-IDF",
+        "training sample(s) with positive unintended bits",
+    )
     tfidf_all = _spearman(tr["tfidf"].to_numpy(), mem_tr, "TF-IDF")
     dup = _spearman(tr["count"].to_numpy().astype(float), mem_tr, "duplicate count")
 

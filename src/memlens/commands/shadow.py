@@ -86,7 +86,9 @@ def register(app: typer.Typer) -> None:
             help="Tokenizer directory (default: byte-level BPE trained on the pool).",
         ),
         vocab_size: int | None = typer.Option(
-            None, "--vocab-size", help="Vocabulary of the trained tokenizer or synthetic world (default 1024)."
+            None,
+            "--vocab-size",
+            help="Vocabulary of the trained tokenizer or synthetic world (default 1024).",
         ),
         text_column: options.TextColumn = None,
         seq_len: int | None = typer.Option(
@@ -101,8 +103,12 @@ def register(app: typer.Typer) -> None:
             "--population-frac",
             help="Share of the pool held out of every model (RMIA's z; 0.2).",
         ),
-        steps: int | None = typer.Option(None, "--steps", help="Training steps of every model (default 1500)."),
-        lr: float | None = typer.Option(None, "--lr", help="Peak Adam learning rate (default 3e-3)."),
+        steps: int | None = typer.Option(
+            None, "--steps", help="Training steps of every model (default 1500)."
+        ),
+        lr: float | None = typer.Option(
+            None, "--lr", help="Peak Adam learning rate (default 3e-3)."
+        ),
         batch_size: int | None = typer.Option(
             None, "--batch-size", help="Examples per model per step (default 32)."
         ),
