@@ -320,7 +320,7 @@ def test_out_dir_holding_another_run_fails_before_any_work(
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exc:
         main()
-    assert exc.value.code == 2 and "already holds a audit run" in capsys.readouterr().err
+    assert exc.value.code == 2 and "already holds an audit run" in capsys.readouterr().err
     assert (out / "audit.json").read_bytes() == before
 
 
