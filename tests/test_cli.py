@@ -60,10 +60,36 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(monkeypatch, capsys):
     from memlens import cli
 
     monkeypatch.setattr(cli, "app", lambda **kw: 130)
+    import memlens.store as store
+
+    monkeypatch.setattr(store, "_LAST_RUN_DIR", None)
     code, cap = _main([], monkeypatch, capsys)
     assert code == 130
-    assert (
-        cap.err == "interrupted: finished cells are saved; rerun with the same --out to resume.\n"
+    assert cap.err == "interrupted before anything was saved.\n"
+
+
+def test_ctrl_c_names_the_run_directory_to_resume(tmp_path, monkeypatch, capsys):
+    # A run without --out writes to a timestamped directory: "rerun with the same --out" named
+    # nothing the user typed, and a rerun without --out started again from scratch.
+    import memlens.store as store
+    from memlens import cli
+    from memlens.store import RunDir
+
+    monkeypatch.setattr(store, "_LAST_RUN_DIR", None)  # restored after the test
+    monkeypatch.chdir(tmp_path)
+    run = RunDir(tmp_path / "memlens-runs" / "audit-20261201-120000", "audit", {"a": 1}, seed=0)
+    run.write_manifest()
+
+    def interrupted(**kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "app", interrupted)
+    code, cap = _main([], monkeypatch, capsys)
+    assert code == 130
+    where = tmp_path / "memlens-runs" / "audit-20261201-120000"
+    assert cap.err == (
+        f"interrupted: finished cells are saved in {where}; rerun the same command with "
+        f"--out {where} to resume.\n"
     )
 
 

@@ -67,3 +67,17 @@ def test_a_run_of_an_older_version_resumes_when_new_settings_keep_their_defaults
         RunDir(tmp_path / "r", "demo", _New().to_dict(), 0)
     with pytest.raises(UserError, match="holds a demo run, not other"):
         RunDir(tmp_path / "r", "other", _Old(), 0)
+
+
+def test_a_directory_of_another_run_is_refused_in_one_sentence(tmp_path):
+    from memlens.errors import UserError
+    from memlens.store import RunDir
+
+    for kind, article in (("audit", "an"), ("mia", "a")):
+        RunDir(tmp_path / kind, kind, {"a": 1}, seed=0).write_manifest()
+        with pytest.raises(UserError) as exc:
+            RunDir(tmp_path / kind, kind, {"a": 2}, seed=0)
+        assert str(exc.value) == (
+            f"{tmp_path / kind} already holds {article} {kind} run with a different config "
+            "(a: 1 there, 2 here); use a new `out` directory or the same settings to resume."
+        )

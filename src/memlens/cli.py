@@ -116,6 +116,21 @@ def cli_message(message: str) -> str:
     return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", sub, message).replace("`", "")
 
 
+def interrupted_message() -> str:
+    """What Ctrl-C leaves behind: the run directory to pass as ``--out`` to resume (a run without
+    ``--out`` writes to a timestamped directory, so "the same --out" would name nothing), or that
+    nothing was saved yet."""
+    from memlens.store import last_run_dir
+
+    where = last_run_dir()
+    if where is not None and where.is_dir() and any(p.is_file() for p in where.rglob("*")):
+        return (
+            f"interrupted: finished cells are saved in {where}; rerun the same command with "
+            f"--out {where} to resume."
+        )
+    return "interrupted before anything was saved."
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors and command-line usage errors into one line
     on stderr and exit code 2."""
@@ -126,9 +141,7 @@ def main() -> None:
     except UserError as exc:
         fail(cli_message(str(exc)))
     except (KeyboardInterrupt, typer.Abort):
-        typer.secho(
-            "interrupted: finished cells are saved; rerun with the same --out to resume.", err=True
-        )
+        typer.secho(interrupted_message(), err=True)
         sys.exit(130)
     except TyperException as exc:  # unknown flag or command, a missing or bad value
         ctx = getattr(exc, "ctx", None)
@@ -139,9 +152,7 @@ def main() -> None:
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         fail(f"{message.rstrip('.')}{where}.", getattr(exc, "exit_code", 2))
     if code == 130:  # the parser turns Ctrl-C into exit code 130
-        typer.secho(
-            "interrupted: finished cells are saved; rerun with the same --out to resume.", err=True
-        )
+        typer.secho(interrupted_message(), err=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 

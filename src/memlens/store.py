@@ -193,6 +193,15 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 _MISSING = object()
 
 
+_LAST_RUN_DIR: Path | None = None
+
+
+def last_run_dir() -> Path | None:
+    """The run directory this process opened last (what an interrupted command names for
+    resuming), or ``None``."""
+    return _LAST_RUN_DIR
+
+
 class RunDir:
     """A run directory with a manifest and resumable cells.
 
@@ -240,17 +249,23 @@ class RunDir:
             except (OSError, json.JSONDecodeError):
                 old = None
             if old is not None and old.get("kind") != kind:
+                other = str(old.get("kind"))
+                article = "an" if other[:1].lower() in "aeiou" else "a"
                 raise UserError(
-                    f"{self.path} already holds a {old.get('kind')} run, not {kind}; use a new "
+                    f"{self.path} already holds {article} {other} run, not {kind}; use a new "
                     "`out` directory."
                 )
             stored = None if old is None else _as_asked(old.get("config"), schema)
             if old is not None and stored != self.config:
                 differ = "; ".join(_differences(stored, self.config)[:3])
+                article = "an" if kind[:1].lower() in "aeiou" else "a"
                 raise UserError(
-                    f"{self.path} already holds a {kind} run with a different config ({differ}); "
+                    f"{self.path} already holds {article} {kind} run with a different config "
+                    f"({differ}); "
                     "use a new `out` directory or the same settings to resume."
                 )
+        global _LAST_RUN_DIR
+        _LAST_RUN_DIR = self.path
 
     def manifest(self, **extra: Any) -> dict[str, Any]:
         return {

@@ -320,7 +320,7 @@ def test_out_dir_holding_another_run_fails_before_any_work(
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exc:
         main()
-    assert exc.value.code == 2 and "already holds a audit run" in capsys.readouterr().err
+    assert exc.value.code == 2 and "already holds an audit run" in capsys.readouterr().err
     assert (out / "audit.json").read_bytes() == before
 
 
@@ -369,3 +369,21 @@ def test_interrupted_audit_resumes_finished_stages(base_run, overfit, files, tmp
     assert "reused 3 finished stage(s) from an earlier run: target, reference, extraction" in (
         " ".join(res.output.split())
     )
+
+
+def test_undefined_spearman_says_why():
+    """An undefined rank correlation carries the reason the console prints instead of a bare "-"
+    (no positive samples when target and reference agree; every text seen once)."""
+    from memlens.audit.recipe import _spearman
+
+    none = _spearman(np.array([]), np.array([]), "TF-IDF", "training sample(s) with positive bits")
+    assert none == {
+        "rho": None, "p_value": None, "n": 0,
+        "why": "only 0 training sample(s) with positive bits, 3 needed",
+    }  # fmt: skip
+    once = _spearman(np.ones(5), np.arange(5.0), "duplicate count")
+    assert once["rho"] is None and once["why"] == "every sample has duplicate count 1"
+    flat = _spearman(np.arange(5.0), np.zeros(5), "TF-IDF")
+    assert flat["why"] == "every sample has 0 unintended bits"
+    rho = _spearman(np.arange(5.0), np.arange(5.0) ** 2, "TF-IDF")
+    assert rho["rho"] == pytest.approx(1.0) and "why" not in rho

@@ -41,6 +41,12 @@ def test_audit_console_is_memlens_only(overfit, tmp_path, capsys, monkeypatch, a
     summary = json.loads((tmp_path / "run" / "audit.json").read_text())
     if affix == 4:  # every toy sentence has 13-17 tokens
         assert summary["warnings"] == [] and "warning" not in out
+        # No training text repeats: the duplicate-count Spearman is undefined, and the console
+        # says why instead of a bare "-".
+        assert summary["duplicate_spearman"] is None
+        assert summary["duplicate_spearman_detail"]["why"] == "every sample has duplicate count 1"
+        flat = " ".join(out.split())
+        assert "with duplicate count: undefined (every sample has duplicate count 1)" in flat
     else:  # 12 + 12 = 24 > 17: nothing eligible, and the audit says so and what to pass
         assert summary["train"]["n_extraction_eligible"] == 0
         (w,) = summary["warnings"]

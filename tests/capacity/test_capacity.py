@@ -376,3 +376,17 @@ def test_bf16_console_shows_the_published_bf16_figures(tmp_path):
     console = Console(record=True, width=200)
     print_summary(console, s, tmp_path / "r")
     assert "Published bf16: slope 3.60, mean of per-model ratios 3.51." in console.export_text()
+
+
+def test_documented_grid_file_loads(tmp_path):
+    """The grid file docs/capacity.md shows for `--config grid.toml` is a valid config: its shapes,
+    sizes, head size, per-shape steps and training settings land where the page says."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "capacity.md").read_text()
+    block = page.split("```toml\n", 1)[1].split("```", 1)[0]
+    conf = tmp_path / "grid.toml"
+    conf.write_text(block)
+    cfg = cap.load_config("quick", conf)  # the command line's default preset under the file
+    assert (cfg.vocab_size, cfg.seq_len, cfg.head_dim) == (64, 16, 4)
+    assert cfg.capacity_multiples == [0.5, 1.0] and cfg.n_sequences is None
+    assert [(s.n_layer, s.d_model, s.steps) for s in cfg.shapes] == [(1, 16, None), (1, 32, 800)]
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.max_steps) == (0.08, 32, 600)

@@ -207,3 +207,18 @@ def test_clopper_pearson_known_values():
     assert r.tpr_ci["0.0"] == list(clopper_pearson(2, 3))
     with pytest.raises(UserError, match="0 <= k <= n"):
         clopper_pearson(4, 3)
+
+
+def test_constant_attack_is_named_in_a_warning():
+    """An attack that scores every sample alike ('lowercase' on lowercase texts) has AUC 0.5 by
+    construction; the evaluation says which attack and why instead of a silent 0.5."""
+    y = np.array([1, 1, 1, 0, 0, 0])
+    r = evaluate_attacks(
+        {"loss": np.array([3.0, 2.0, 1.5, 1.0, 0.5, 0.0]), "lowercase": np.ones(6)},
+        y,
+        fprs=[0.5],
+        n_boot=10,
+    )
+    assert r.attacks["lowercase"].auc == 0.5 and r.attacks["loss"].auc == 1.0
+    (w,) = r.warnings
+    assert w.startswith("attack 'lowercase' gave every sample the same score (1)")

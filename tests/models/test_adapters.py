@@ -262,3 +262,22 @@ def test_adapter_over_a_memlens_gpt_cli_one_sentence(adapted, tmp_path, capsys, 
         code, _, err = cli([*args, "--out", tmp_path / "run"], capsys, monkeypatch)
         assert code == 2 and message in err and err.count("\n") == 1, err
         assert not (tmp_path / "run").exists()
+
+
+def test_merged_adapter_differentiates_like_the_same_weights_loaded_plainly(adapted):
+    """peft leaves the merged model's parameters frozen; the gradient-norm attacks then stopped
+    with a traceback ("no trainable parameters to differentiate"). The merged model gives the
+    gradient norms of a plain model holding the same weights."""
+    from memlens.mia.recipe import score_samples
+
+    root = adapted
+    lm = load_causal_lm(root / "base", device="cpu", adapter=root / "lora")
+    assert all(p.requires_grad for p in lm.model.parameters())
+    plain = load_causal_lm(root / "base", device="cpu")
+    plain.model.load_state_dict(lm.model.state_dict())
+    texts = TRAIN[:3]
+    got = score_samples(lm, texts, ["gradnorm", "gradnorm_mimir"])
+    want = score_samples(plain, texts, ["gradnorm", "gradnorm_mimir"])
+    for attack in ("gradnorm", "gradnorm_mimir"):
+        assert np.all(np.isfinite(got.scores[attack]))
+        np.testing.assert_allclose(got.scores[attack], want.scores[attack], rtol=1e-6)

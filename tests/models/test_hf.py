@@ -144,6 +144,15 @@ def test_bfloat16_loading(tiny_gpt2_dir):
     )
 
 
+def test_missing_checkpoint_file_is_not_a_hub_name(tmp_path, monkeypatch):
+    """A relative file name that does not exist (``model.gguf``) is a missing file, not a hub
+    repository that could not be reached."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("model-finetuned.gguf", "weights.safetensors"):
+        with pytest.raises(UserError, match=rf"^model file {name} does not exist\.$"):
+            load_causal_lm(name)
+
+
 def test_bad_model_inputs(tmp_path, tiny_gpt2_dir, word_tokenizer):
     with pytest.raises(UserError, match="does not exist"):
         load_causal_lm(tmp_path / "missing")

@@ -306,7 +306,7 @@ def test_hugging_face_model_trains_with_dp_sgd(tmp_path):
     assert res.summary.data["tokens"].startswith("tokenizer")
 
 
-def test_canary_texts_with_candidates_on_bytes(tmp_path):
+def test_canary_texts_with_candidates_on_bytes(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(0)
     codes = [f"pin {x:06d}" for x in rng.choice(10**6, size=260, replace=False)]
     canaries = write_lines(tmp_path / "canaries.txt", codes[:40])
@@ -318,6 +318,14 @@ def test_canary_texts_with_candidates_on_bytes(tmp_path):
     arm = res.arms[0]
     assert res.canaries.kind == "file" and res.summary.data["tokens"].startswith("UTF-8 bytes")
     assert arm.exposure["n_candidates"] == 220 and arm.rank_exposure.shape == (40,)
+    # the console says where the candidates came from (it called the file's texts "random")
+    from memlens.commands.dp_audit import _summary
+
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    _summary(res.summary, [])
+    flat = " ".join(capsys.readouterr().out.split())
+    assert "ranked among 220 never-trained texts of the candidate file" in flat
     # the default guess counts are a quarter of the file's 40 canaries each (not of `canaries`)
     assert (arm.audit.k_in, arm.audit.k_out, arm.audit.guesses) == (10, 10, 20)
     with pytest.raises(UserError, match="exceed the 40 canaries"):

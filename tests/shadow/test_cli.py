@@ -427,3 +427,28 @@ def test_fpr_levels_are_read_once_for_mia_and_shadow(tmp_path, monkeypatch, caps
                     "--scores", str(tmp_path / "s.csv")]):  # fmt: skip
         code, _, err = cli(monkeypatch, capsys, *command, "--fpr", "0.1,x")
         _one_line_exit_2(code, err, "--fpr 'x' is not a number; use e.g. --fpr 0.001,0.01.")
+
+
+def test_train_help_states_the_defaults_it_runs_with():
+    """`memlens shadow train --help` names the default of every training setting, and it is the
+    config's (the help named none for the steps, learning rate, batch, lengths and vocabulary)."""
+    import re
+
+    import typer
+
+    from memlens.cli import app
+    from memlens.shadow import ShadowTrainConfig
+
+    train = typer.main.get_command(app).commands["shadow"].commands["train"]
+    helps = {p.name: p.help for p in train.params}
+    fields = ShadowTrainConfig.model_fields
+    for param, field in (
+        ("vocab_size", "vocab_size"),
+        ("seq_len", "seq_len"),
+        ("n_examples", "n_examples"),
+        ("steps", "steps"),
+        ("lr", "lr"),
+        ("batch_size", "batch_size"),
+    ):
+        stated = re.search(r"default (\d[\d.e-]*)", helps[param])
+        assert stated and float(stated.group(1)) == fields[field].default, (param, helps[param])

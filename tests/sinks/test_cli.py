@@ -80,6 +80,10 @@ def test_rerun_resumes_every_cell_with_identical_numbers(smoke):
     assert res.exit_code == 0, (res.output, res.exception)
     after = json.loads((out / "sinks.json").read_text())
     assert all(after["compute"]["resumed"].values())
+    # the console says the arms were reused (the training seconds it prints are the earlier run's)
+    flat = " ".join(res.output.split())
+    assert "reused 3 trained arm(s) from an earlier run in this directory:" in flat
+    assert "reused" not in smoke[1]  # the first run trained every arm
     for name in ROWS:
         assert after[name] == before[name]
     assert after["localization"] == before["localization"]

@@ -150,3 +150,29 @@ def test_early_stop_and_a_finished_run_is_not_trained_further(tmp_path, monkeypa
     assert curve(first)["step"].tolist() == [0, 10, 20, 30] and first.summary.stopped_early
     again = run_grok(cfg, tmp_path / "run")
     assert curve(again)["step"].tolist() == [0, 10, 20, 30]
+
+
+def test_console_says_which_marks_were_not_reached(capsys, monkeypatch):
+    """A run too short to generalize prints "-" for the steps it never reached; the console says
+    what that means and what to pass, instead of a bare dash."""
+    from types import SimpleNamespace
+
+    from memlens.commands.track import _print_grok
+
+    monkeypatch.setenv("COLUMNS", "300")
+    s = SimpleNamespace(
+        task="(a + b) mod 97", n_train=3764, train_fraction=0.4, n_test=5645, steps=200,
+        step_train_acc_99=30, test_acc_at_step_train_acc_99=0.0, step_test_acc_95=None,
+        step_test_acc_99=None, train_acc_final=1.0, test_acc_final=0.0002,
+        memorization_gap_bits_peak=19.81, step_memorization_gap_peak=40,
+        memorization_gap_bits_final=14.5, weight_norm_initial=158.2, weight_norm_final=94.2,
+    )  # fmt: skip
+    _print_grok(s, None)
+    out = capsys.readouterr().out
+    assert "test accuracy >= 0.95 at step -, >= 0.99 at step -" in out
+    assert (
+        "not reached within 200 steps: test accuracy 0.95, test accuracy 0.99; raise --steps" in out
+    )
+    s.step_test_acc_95, s.step_test_acc_99 = 160, 190
+    _print_grok(s, None)
+    assert "not reached" not in capsys.readouterr().out

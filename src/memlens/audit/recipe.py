@@ -116,15 +116,26 @@ def _stage_key(stage: str, texts_digest: str, *settings: Any) -> str:
     return f"{stage}-{h.hexdigest()[:16]}"
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Spearman's rho with its p-value and n; ``rho`` is None when undefined (n < 3 or constant)."""
+def _spearman(
+    x: np.ndarray, y: np.ndarray, x_name: str = "x", of: str = "sample(s)"
+) -> dict[str, Any]:
+    """Spearman's rho with its p-value and n; ``rho`` is None when undefined (n < 3 or constant),
+    with ``why`` saying which (``x_name`` names ``x``, ``of`` the samples; ``y`` is the
+    unintended bits)."""
     from scipy.stats import spearmanr
 
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     n = int(len(x))
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {"rho": None, "p_value": None, "n": n}
+    why = None
+    if n < 3:
+        why = f"only {n} {of}, 3 needed"
+    elif np.ptp(x) == 0:
+        why = f"every sample has {x_name} {x[0]:g}"
+    elif np.ptp(y) == 0:
+        why = f"every sample has {y[0]:g} unintended bits"
+    if why is not None:
+        return {"rho": None, "p_value": None, "n": n, "why": why}
     res = spearmanr(x, y)
     return {"rho": float(res.statistic), "p_value": float(res.pvalue), "n": n}
 
@@ -280,9 +291,14 @@ def audit_texts(
     cap = capacity_bits(target.n_params, alpha)
     mem_tr = tr["unintended_bits"].to_numpy()
     positive = mem_tr > 0
-    tfidf_pos = _spearman(tr["tfidf"].to_numpy()[positive], mem_tr[positive])
-    tfidf_all = _spearman(tr["tfidf"].to_numpy(), mem_tr)
-    dup = _spearman(tr["count"].to_numpy().astype(float), mem_tr)
+    tfidf_pos = _spearman(
+        tr["tfidf"].to_numpy()[positive],
+        mem_tr[positive],
+        "TF-IDF",
+        "training sample(s) with positive unintended bits",
+    )
+    tfidf_all = _spearman(tr["tfidf"].to_numpy(), mem_tr, "TF-IDF")
+    dup = _spearman(tr["count"].to_numpy().astype(float), mem_tr, "duplicate count")
 
     def diff(key: str) -> float | None:
         a, b = getattr(s_train, key), getattr(s_held, key)

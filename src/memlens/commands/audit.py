@@ -93,6 +93,13 @@ def _fmt(v, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _rho(v: float | None, why: str | None) -> str:
+    """A Spearman rho, or why it is undefined (an audit.json written before ``why`` existed: -)."""
+    if v is None and why:
+        return f"undefined ({why})"
+    return _fmt(v, "+.3f")
+
+
 def _print_summary(s: Any, out_dir: Path | None, reused_stages: list[str] | None = None) -> None:
     """Print an :class:`~memlens.audit.summary.AuditSummary`."""
     from rich.table import Table
@@ -131,9 +138,12 @@ def _print_summary(s: Any, out_dir: Path | None, reused_stages: list[str] | None
         f"train memorized {cap.train_total_unintended_bits:.0f} bits = "
         f"{cap.fraction_of_capacity:.2e} of capacity ({cap.alpha_bits_per_param} bits/param x {cap.n_params:,} params)"
     )
+    tfidf_detail = s.tfidf_spearman_detail.get("positive_train") or {}
+    dup_detail = s.duplicate_spearman_detail.model_dump()
     console.print(
-        f"Spearman(unintended bits, TF-IDF) on positive train samples: {_fmt(s.tfidf_spearman, '+.3f')}; "
-        f"with duplicate count: {_fmt(s.duplicate_spearman, '+.3f')}"
+        f"Spearman(unintended bits, TF-IDF) on positive train samples: "
+        f"{_rho(s.tfidf_spearman, tfidf_detail.get('why'))}; "
+        f"with duplicate count: {_rho(s.duplicate_spearman, dup_detail.get('why'))}"
     )
     if s.first_token == "uniform":
         console.print(

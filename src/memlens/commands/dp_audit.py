@@ -133,8 +133,14 @@ def _summary(s: Any, reused: list[str]) -> None:
     console.print(ex_table)
     if has_exposure:
         n_cand = next(a.exposure for a in arms if a.exposure)["n_candidates"]
+        # with a canary file the candidates are the candidate file's texts, not random strings
+        where = (
+            "never-trained texts of the candidate file"
+            if s.canaries.kind == "file"
+            else "random candidates"
+        )
         console.print(
-            f"exposure: mean over canaries, ranked among {n_cand} random candidates "
+            f"exposure: mean over canaries, ranked among {n_cand} {where} "
             f"(rank exposure at most log2 {n_cand + 1} = {math.log2(n_cand + 1):.2f} bits)."
         )
     if len({a.audit.note for a in arms}) == 1:

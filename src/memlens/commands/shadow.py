@@ -84,14 +84,16 @@ def register(app: typer.Typer) -> None:
             help="Tokenizer directory (default: byte-level BPE trained on the pool).",
         ),
         vocab_size: int | None = typer.Option(
-            None, "--vocab-size", help="Vocabulary of the trained tokenizer or synthetic world."
+            None,
+            "--vocab-size",
+            help="Vocabulary of the trained tokenizer or synthetic world (default 1024).",
         ),
         text_column: options.TextColumn = None,
         seq_len: int | None = typer.Option(
-            None, "--seq-len", help="Tokens per example (BOS included)."
+            None, "--seq-len", help="Tokens per example (BOS included; default 64)."
         ),
         n_examples: int | None = typer.Option(
-            None, "--n-examples", help="Examples of a synthetic world."
+            None, "--n-examples", help="Examples of a synthetic world (default 512)."
         ),
         population: float | None = typer.Option(
             None,
@@ -99,10 +101,14 @@ def register(app: typer.Typer) -> None:
             "--population-frac",
             help="Share of the pool held out of every model (RMIA's z; 0.2).",
         ),
-        steps: int | None = typer.Option(None, "--steps", help="Training steps of every model."),
-        lr: float | None = typer.Option(None, "--lr", help="Peak Adam learning rate."),
+        steps: int | None = typer.Option(
+            None, "--steps", help="Training steps of every model (default 1500)."
+        ),
+        lr: float | None = typer.Option(
+            None, "--lr", help="Peak Adam learning rate (default 3e-3)."
+        ),
         batch_size: int | None = typer.Option(
-            None, "--batch-size", help="Examples per model per step."
+            None, "--batch-size", help="Examples per model per step (default 32)."
         ),
         stack_size: int | None = typer.Option(
             None, "--stack-size", help="Models per batched stack (default: all K in one)."

@@ -100,10 +100,10 @@ def register(app: typer.Typer) -> None:
         )
         with progress_bars() as progress:
             result = run(cfg, out, progress=progress, **scale)
-        _print_summary(result.summary, result.out_dir)
+        _print_summary(result.summary, result.out_dir, result.reused)
 
 
-def _print_summary(s: Any, out_dir: Path | None) -> None:
+def _print_summary(s: Any, out_dir: Path | None, reused: list[str] | None = None) -> None:
     """Print a :class:`memlens.sinks.SinksSummary`."""
     from rich.table import Table
 
@@ -170,6 +170,11 @@ def _print_summary(s: Any, out_dir: Path | None) -> None:
         + ", ".join(f"{k} {v:.0f}" for k, v in secs.items())
         + f"; this invocation {s.seconds_total_this_invocation:.0f} s"
     )
+    if reused:  # the training seconds above are those of the earlier run
+        console.print(
+            f"reused {len(reused)} trained arm(s) from an earlier run in this directory: "
+            + ", ".join(reused)
+        )
     console.print(
         f"wrote {out_dir}/sinks.json, arms.csv, sinks_summary.png, sinks_curves.png, sinks_localization.png"
     )

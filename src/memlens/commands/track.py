@@ -250,5 +250,19 @@ def _print_grok(s: Any, out_dir: Path | None) -> None:
         f"memorization gap peak {s.memorization_gap_bits_peak:.2f} bits/answer at step {s.step_memorization_gap_peak}, "
         f"final {s.memorization_gap_bits_final:.3f}; weight norm {s.weight_norm_initial:.1f} -> {s.weight_norm_final:.1f}"
     )
+    missing = [
+        name
+        for name, step in (
+            ("train accuracy 0.99", s.step_train_acc_99),
+            ("test accuracy 0.95", s.step_test_acc_95),
+            ("test accuracy 0.99", s.step_test_acc_99),
+        )
+        if step is None
+    ]
+    if missing:  # a "-" above: say what it means and what to pass
+        console.print(
+            f"not reached within {s.steps} steps: {', '.join(missing)}; "
+            "raise --steps to see the model generalize (the quick preset grokked at step 610)."
+        )
     if out_dir is not None:
         console.print(f"wrote {out_dir}/grok.json, curve.parquet, grok_accuracy.png, grok_bits.png")

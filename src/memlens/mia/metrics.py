@@ -482,6 +482,14 @@ def evaluate_attacks(
             f"{len(unscored)} of {n} samples could not be scored by every attack and were excluded "
             "from all attacks (listed under 'unscored')."
         )
+    for name, v in cols.items():
+        kept = v[keep]
+        if kept.size and np.ptp(kept) == 0:
+            warnings.append(
+                f"attack {name!r} gave every sample the same score ({kept[0]:g}), so its AUC of 0.5 "
+                "says nothing about membership: it cannot tell these samples apart (for example "
+                "'lowercase' on texts that are already lowercase)."
+            )
     return AttackEvaluation(
         attacks=results,
         n_samples=n,

@@ -172,6 +172,9 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
             checked = True
     state = _adapter_state(path)
     _check_shapes(lm.model, state, path, lm.name)
+    # peft freezes every base parameter (requires_grad False) and merging keeps them frozen; the
+    # merged model must differentiate like any loaded model (the gradnorm attacks need it)
+    trainable = {id(p): p.requires_grad for p in lm.model.parameters()}
     try:
         with quiet_transformers():
             peft_model = PeftModel.from_pretrained(lm.model, str(path), is_trainable=False)
@@ -180,6 +183,9 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
         raise UserError(
             f"adapter {path} does not fit base model {lm.name} ({str(exc).strip().splitlines()[0]})."
         ) from None
+    for p in model.parameters():
+        if id(p) in trainable:
+            p.requires_grad_(trainable[id(p)])
     lm.model = model.eval()
     weights = next((path / f for f in WEIGHTS_FILES if (path / f).is_file()), None)
     lm.adapter = {

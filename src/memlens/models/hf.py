@@ -133,9 +133,15 @@ def context_length_of(config: Any) -> int | None:
     return None
 
 
+# Checkpoint file suffixes: a name ending in one is a local file, never a hub repository.
+FILE_SUFFIXES = (".gguf", ".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+
+
 def _looks_like_hub_name(name: str) -> bool:
-    """``org/name`` or ``name``, and not a path into an existing local directory."""
+    """``org/name`` or ``name``, and not a path into an existing local directory or a file name."""
     if name.startswith((".", "/", "~")) or "\\" in name:
+        return False
+    if name.lower().endswith(FILE_SUFFIXES):
         return False
     parts = name.split("/")
     if len(parts) == 2 and Path(parts[0]).is_dir():
@@ -283,6 +289,8 @@ def _load_causal_lm(name_or_path: Any, tokenizer: Any, dtype: Any, device: Any) 
                 f"model '{name}' is not a local directory and could not be loaded from the Hugging Face hub ({_first_line(exc)})."
             ) from None
         source = "huggingface"
+    elif name.lower().endswith(FILE_SUFFIXES):
+        raise UserError(f"model file {path} does not exist.")
     else:
         raise UserError(f"model directory {path} does not exist.")
 
