@@ -406,3 +406,24 @@ def test_fpr_levels_are_read_once_for_mia_and_shadow(tmp_path, monkeypatch, caps
                     "--scores", str(tmp_path / "s.csv")]):  # fmt: skip
         code, _, err = cli(monkeypatch, capsys, *command, "--fpr", "0.1,x")
         _one_line_exit_2(code, err, "--fpr 'x' is not a number; use e.g. --fpr 0.001,0.01.")
+
+
+@pytest.mark.parametrize("name", ["keep.npy", "signals.npz", "tokens.npz", "pool.parquet"])
+def test_a_damaged_shadows_file_is_one_sentence(synthetic_run, tmp_path, monkeypatch, capsys, name):
+    _, out = synthetic_run
+    work = tmp_path / "copy"
+    shutil.copytree(out, work)
+    raw = (work / name).read_bytes()
+    (work / name).write_bytes(raw[: len(raw) // 2])  # a copy cut short
+    code, _, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(work),
+                       "--out", str(tmp_path / "o"))  # fmt: skip
+    _one_line_exit_2(code, err, f"{name} is damaged or incomplete")
+    assert not (tmp_path / "o").exists()
+    # an archive lacking an array the reader needs
+    if name == "signals.npz":
+        np.savez(work / name, other=np.zeros(3))
+        from memlens.errors import UserError
+        from memlens.shadow.directory import load_shadows
+
+        with pytest.raises(UserError, match="signals.npz is damaged or incomplete"):
+            load_shadows(work)
