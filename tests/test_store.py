@@ -81,3 +81,11 @@ def test_a_directory_of_another_run_is_refused_in_one_sentence(tmp_path):
             f"{tmp_path / kind} already holds {article} {kind} run with a different config "
             "(a: 1 there, 2 here); use a new `out` directory or the same settings to resume."
         )
+
+
+def test_an_output_path_that_is_a_file_is_one_sentence(tmp_path):
+    (tmp_path / "f").write_text("x")
+    for out in (tmp_path / "f", tmp_path / "f" / "run"):
+        with pytest.raises(UserError, match=f"cannot be created: {tmp_path / 'f'} is a file"):
+            store.RunDir(out, "mia", {}, 0)
+    assert (tmp_path / "f").read_text() == "x"

@@ -85,11 +85,20 @@ def _call_in_worker(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]) ->
     return fn(*args, progress=report)
 
 
-def check_backend(backend: str, ray_address: str | None = None) -> None:
-    """Refuse an unknown backend, a missing Ray or an unreachable ``host:port`` address.
+def check_backend(backend: str, ray_address: str | None = None, device: str | None = None) -> None:
+    """Refuse an unknown backend, a missing Ray, an unreachable ``host:port`` address, or a
+    ``device`` that is unknown or (with the local backend) not present here; with Ray only the
+    name is checked, as a worker may have a GPU this process lacks.
 
     Sweeps call this before creating their run directory, so bad input leaves nothing behind.
     """
+    if device is not None:
+        from memlens.training.devices import check_device_name, pick_device
+
+        if backend == "local":
+            pick_device(device)
+        else:
+            check_device_name(device)
     if backend not in ("local", "ray"):
         raise UserError(f"unknown backend {backend!r}; choose local or ray.")
     if backend == "ray":

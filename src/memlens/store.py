@@ -232,6 +232,11 @@ class RunDir:
             config = config.model_dump(mode="json")
         self.config = json.loads(to_json(config))
         self.seed = seed
+        blocker = next((p for p in (self.path, *self.path.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise UserError(
+                f"the output directory {self.path} cannot be created: {blocker} is a file."
+            )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-probe"

@@ -185,11 +185,28 @@ def test_bad_head_count_and_unwritable_out(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     r = run_cli("capacity", "--preset", "smoke", "--out", str(blocker / "sub"))
-    assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text("shapes = [[[")
     r = run_cli("capacity", "--config", str(bad), "--out", str(tmp_path / "o2"))
     assert r.returncode == 2 and "cannot parse" in r.stderr
+
+
+def test_a_bad_device_leaves_no_run_directory(tmp_path):
+    # checked before the run directory is made (the cell found it, after manifest.json was written);
+    # with Ray only the name is checked, since a worker may have a GPU this process lacks
+    from memlens.scale import check_backend
+
+    cfg = cap.load_config("smoke", device="tpu")
+    with pytest.raises(UserError, match="unknown device 'tpu'"):
+        cap.run(cfg, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA device"):
+            cap.run(cap.load_config("smoke", device="cuda"), tmp_path / "o")
+        assert not (tmp_path / "o").exists()
+    with pytest.raises(UserError, match="unknown device 'cuda:x'"):
+        check_backend("ray", device="cuda:x")
 
 
 def test_custom_config_file(tmp_path):

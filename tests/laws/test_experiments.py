@@ -130,6 +130,9 @@ def test_describe_peak_known_answers():
         ("mia-experiment", ["--preset", "huge"], "unknown preset"),
         ("mia-experiment", ["--preset", "smoke", "--max-steps", "0"], "max_steps"),
         ("double-descent", ["--preset", "nope"], "unknown preset"),
+        # a bad device is refused before the run directory exists (it was found in a cell)
+        ("mia-experiment", ["--preset", "smoke", "--device", "tpu"], "unknown device 'tpu'"),
+        ("double-descent", ["--preset", "smoke", "--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
 def test_experiment_bad_input(tmp_path, cmd, args, match):

@@ -195,6 +195,12 @@ def bad_checkpoints_fixture(tiny, tmp_path):
     state = dict(ref.state_dict())
     state["note"] = pathlib.PurePosixPath("objects beyond tensors need unpickling")
     torch.save(state, pickled / "pytorch_model.bin")
+    cut = tmp_path / "truncated-bin"  # a tensors-only .bin cut short (torch raises RuntimeError)
+    shutil.copytree(good, cut)
+    (cut / "model.safetensors").unlink()
+    torch.save(dict(ref.state_dict()), cut / "pytorch_model.bin")
+    data = (cut / "pytorch_model.bin").read_bytes()
+    (cut / "pytorch_model.bin").write_bytes(data[: len(data) - 3000])
     H.write_lines(tmp_path / "a.txt", TEXTS[:4])
     H.write_lines(tmp_path / "b.txt", TEXTS[4:8])
     return tmp_path, good
@@ -216,6 +222,7 @@ def bad_checkpoints_fixture(tiny, tmp_path):
         ),
         ("truncated", "damaged or incomplete"),
         ("pickled", "holds a pickled PyTorch checkpoint with objects other than tensors"),
+        ("truncated-bin", "the PyTorch weights (.bin) in"),
     ],
 )
 @pytest.mark.parametrize("command", ["audit", "mia"])

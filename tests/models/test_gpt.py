@@ -87,3 +87,12 @@ def test_bad_shapes_are_user_errors():
         GPTConfig(64, 16, 1, 30, 4)
     with pytest.raises(UserError, match="vocab"):
         GPTConfig(1, 16, 1, 32)
+
+
+def test_a_gpt_too_large_for_memory_is_one_sentence():
+    # a vocabulary of 1e11 at d=16 is 6.4 TB of float32: the allocator refuses at once
+    with pytest.raises(
+        UserError,
+        match=r"a GPT of 1,600,000,003,440 parameters \(6,400.0 GB in float32\) does not fit",
+    ):
+        GPT(GPTConfig(10**11, 8, 1, 16))

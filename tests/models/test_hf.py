@@ -176,6 +176,20 @@ def test_bad_model_inputs(tmp_path, tiny_gpt2_dir, word_tokenizer):
         windowed_forward(lambda ids, attention_mask=None: ids, 8, 8)
 
 
+def test_a_model_directory_without_its_tokenizer_files_is_refused(tmp_path, tiny_gpt2_dir):
+    # transformers would build the config's GPT2Tokenizer with special tokens only, which turns
+    # every text into no tokens ("text 0 tokenizes to no tokens" was the only hint)
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_gpt2_dir, bare, ignore=shutil.ignore_patterns("tokenizer*"))
+    with pytest.raises(UserError, match="no tokenizer at .*vocabulary files are missing"):
+        load_causal_lm(bare, device="cpu")
+    with pytest.raises(UserError, match="vocabulary files are missing"):
+        load_tokenizer(bare)
+    assert load_causal_lm(bare, tokenizer=tiny_gpt2_dir, device="cpu").tokenizer is not None
+
+
 def test_unreachable_hub_fails_fast_and_restores_online_mode(monkeypatch):
     # With the hub unreachable, a hub name fails in one sentence at once (cache only), instead
     # of retrying for 25-50 s; the offline switch is put back afterwards.

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from memlens.errors import UserError
 from memlens.prior import asymptotic as asy
 from memlens.prior import isotropic, linear, table
+from memlens.prior.recipe import TheoryConfig, theory_result
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -187,6 +188,29 @@ def test_population_finite_instance_matches_moments():
 def test_bad_input_raises_user_error(call):
     with pytest.raises(UserError):
         call()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        # beyond these the fixed point overflowed (OverflowError, ZeroDivisionError), failed to
+        # converge (RuntimeError) or drew a plot with infinite limits; and no numpy overflow warning
+        (lambda: table.theory(ISO, 1e300, 0.1), "`gamma` must lie between 1e-12 and 1e"),
+        (lambda: table.theory(ISO, 1e-300, 0.1), "`gamma` must lie between"),
+        (lambda: asy.make_population("isotropic", 1e300), "`r2` must lie between 1e-08 and"),
+        (lambda: asy.make_population("isotropic", 1e-30), "`r2` must lie between"),
+        (lambda: asy.make_population("lowrank", eta=1e-300), "prior variances must lie between"),
+        (lambda: asy.make_population("aligned", alpha=1e5), "prior variances must be"),
+        (lambda: theory_result(TheoryConfig(sigma2=1e300)), "`sigma2` must be at most 1e"),
+    ],
+)
+def test_values_beyond_double_precision_are_one_sentence(call, match):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserError, match=match):
+            call()
 
 
 @pytest.mark.parametrize("eta", [0.8, 0.3])

@@ -265,6 +265,24 @@ def test_run_without_result_json_shows_manifest_fields(tmp_path):
     assert headline(run) == ([("n_items", 1), ("status", "done")], [])
 
 
+def test_a_run_missing_its_result_file_says_so(capacity_run, tmp_path):
+    # a finished manifest without capacity.json showed the manifest's fields and nothing else
+    import shutil
+
+    half = tmp_path / "half"
+    shutil.copytree(capacity_run, half)
+    (half / "capacity.json").unlink()
+    assert any(
+        "capacity.json is missing, so this run has no results" in n for n in load_run(half).notes
+    )
+    manifest = json.loads((half / "manifest.json").read_text())
+    (half / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    assert "capacity.json is missing: the run is still running or was interrupted" in (
+        load_run(half).notes
+    )
+    assert not any("is missing" in n for n in load_run(capacity_run).notes)
+
+
 def test_bad_input_one_sentence_exit_2(capacity_run, tmp_path):
     no_manifest = tmp_path / "plain"
     no_manifest.mkdir()

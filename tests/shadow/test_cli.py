@@ -452,3 +452,24 @@ def test_train_help_states_the_defaults_it_runs_with():
     ):
         stated = re.search(r"default (\d[\d.e-]*)", helps[param])
         assert stated and float(stated.group(1)) == fields[field].default, (param, helps[param])
+
+
+@pytest.mark.parametrize("name", ["keep.npy", "signals.npz", "tokens.npz", "pool.parquet"])
+def test_a_damaged_shadows_file_is_one_sentence(synthetic_run, tmp_path, monkeypatch, capsys, name):
+    _, out = synthetic_run
+    work = tmp_path / "copy"
+    shutil.copytree(out, work)
+    raw = (work / name).read_bytes()
+    (work / name).write_bytes(raw[: len(raw) // 2])  # a copy cut short
+    code, _, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(work),
+                       "--out", str(tmp_path / "o"))  # fmt: skip
+    _one_line_exit_2(code, err, f"{name} is damaged or incomplete")
+    assert not (tmp_path / "o").exists()
+    # an archive lacking an array the reader needs
+    if name == "signals.npz":
+        np.savez(work / name, other=np.zeros(3))
+        from memlens.errors import UserError
+        from memlens.shadow.directory import load_shadows
+
+        with pytest.raises(UserError, match="signals.npz is damaged or incomplete"):
+            load_shadows(work)

@@ -122,6 +122,7 @@ def test_config_validation_and_cli_errors(tmp_path, capsys, monkeypatch):
         GrokConfig(train_fraction=1.0)
     for args, fragment in [
         (["--p", "1"], "at least 2"),
+        (["--p", "1000000"], "at most 2000 (training is full-batch"),  # 8 TB: allocator traceback
         (["--train-fraction", "0"], "strictly between 0 and 1"),
         (["--preset", "full"], "unknown preset"),
         (["--weight-decay", "-1"], "non-negative"),

@@ -162,7 +162,7 @@ def run(
     from memlens.scale import check_backend, run_stored_cells
     from memlens.store import RunDir, default_out_dir
 
-    check_backend(backend, ray_address)
+    check_backend(backend, ray_address, config.device)
     rd = RunDir(out or default_out_dir("capacity"), "capacity", config, config.seed)
     old = rd.load_cell("_wall")
     previous_wall = float(old.get("wall_seconds", 0.0)) if old else 0.0

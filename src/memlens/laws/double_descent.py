@@ -181,7 +181,7 @@ def run(
     from memlens.scale import check_backend, run_stored_cells
     from memlens.store import RunDir, default_out_dir
 
-    check_backend(backend, ray_address)
+    check_backend(backend, ray_address, config.device)
     rd = RunDir(
         out or default_out_dir("laws-double-descent"), "laws-double-descent", config,
         config.seed,

@@ -206,7 +206,7 @@ def run(
     from memlens.scale import check_backend, run_stored_cells
     from memlens.store import RunDir, default_out_dir
 
-    check_backend(backend, ray_address)
+    check_backend(backend, ray_address, config.device)
     rd = RunDir(out or default_out_dir("laws-mia"), "laws-mia-experiment", config, config.seed)
     rd.write_manifest(status="running")
     cells = mia_cells(config)

@@ -172,10 +172,20 @@ class GPT(nn.Module):
         self.config = config
         self.n_models = n_models
         K, V, S, d = n_models, config.vocab_size, config.seq_len, config.d_model
-        self.wte = nn.Parameter(torch.empty(K, V, d))
-        self.wpe = nn.Parameter(torch.empty(K, S, d))
-        self.blocks = nn.ModuleList(_Block(K, d, config.n_head) for _ in range(config.n_layer))
-        self.ln_f = _LayerNorm(K, d)
+        try:
+            self.wte = nn.Parameter(torch.empty(K, V, d))
+            self.wpe = nn.Parameter(torch.empty(K, S, d))
+            self.blocks = nn.ModuleList(_Block(K, d, config.n_head) for _ in range(config.n_layer))
+            self.ln_f = _LayerNorm(K, d)
+        except (RuntimeError, MemoryError) as exc:  # the allocator's refusal, e.g. V = 1e11
+            if isinstance(exc, RuntimeError) and "allocate" not in str(exc):
+                raise
+            what = "a GPT" if K == 1 else f"{K} GPTs"
+            gb = K * config.n_params * 4 / 1e9
+            raise UserError(
+                f"{what} of {config.n_params:,} parameters ({gb:,.1f} GB in float32) does not fit "
+                "in memory; choose a smaller vocabulary, width or depth."
+            ) from None
         self.reset_parameters(init_std, generator)
 
     @torch.no_grad()

@@ -421,13 +421,22 @@ def _load_tokenizer(tokenizer: Any, model_name: str, required: bool) -> Any:
     local = Path(where).expanduser()
     try:
         with quiet_hub():
-            return AutoTokenizer.from_pretrained(local if local.exists() else where)
+            tok = AutoTokenizer.from_pretrained(local if local.exists() else where)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if not required and tokenizer is None:
             return None
         raise UserError(
             f"no usable tokenizer at {where} ({_first_line(exc)}); pass `tokenizer`."
         ) from None
+    # Without its vocabulary files, transformers builds the class named in config.json with
+    # special tokens only, which turns every text into no tokens.
+    if set(tok.get_vocab()) <= set(tok.all_special_tokens):
+        if not required and tokenizer is None:
+            return None
+        raise UserError(
+            f"no tokenizer at {where} (its vocabulary files are missing); pass `tokenizer`."
+        )
+    return tok
 
 
 # -- memlens GPT checkpoints ----------------------------------------------------------------------

@@ -50,7 +50,22 @@ def load_error(path: Path | str, exc: BaseException) -> UserError | None:
             "memlens does not unpickle (it could run code); convert it to safetensors where it "
             "came from (save_pretrained(..., safe_serialization=True))."
         )
+    if _raised_in(exc, os.path.join("torch", "serialization.py")):
+        return UserError(
+            f"the PyTorch weights (.bin) in {path} are damaged or incomplete; save or download "
+            "the checkpoint again."
+        )
     return None
+
+
+def _raised_in(exc: BaseException, filename: str) -> bool:
+    """Whether ``exc`` was raised inside a module whose file path ends with ``filename``."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(filename):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def missing_weights_error(path: Path | str, info: dict[str, Any]) -> UserError | None:

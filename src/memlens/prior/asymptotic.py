@@ -53,6 +53,20 @@ from memlens.errors import UserError
 PRIOR_KINDS = ("isotropic", "aligned", "misaligned", "lowrank")
 
 
+#: The feature and prior variances the limits are computed for: beyond them the fixed point's
+#: kappa^2 * variance overflows double precision (r2 = 1e300 did).
+SCALE_RANGE = (1e-100, 1e100)
+
+#: The signal variance ``r2`` (and the largest noise variance ``sigma2``) the limits are computed
+#: for: below about 1e-20 the admissible penalties are lost to rounding, above about 1e150 the
+#: fixed point overflows; rescale the responses to bring them into range.
+R2_RANGE = (1e-8, 1e8)
+
+#: The overparameterization ratios the fixed point is solved for: beyond them (about 1e150 and
+#: 1e-300) kappa^2 overflows or underflows double precision.
+GAMMA_RANGE = (1e-12, 1e12)
+
+
 @dataclass(frozen=True)
 class Population:
     """A commuting feature/prior population for the proportional limit.
@@ -89,6 +103,13 @@ class Population:
             raise UserError("feature variances must be positive and finite.")
         if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.any(w > 0)):
             raise UserError("prior variances must be non-negative, finite and not all zero.")
+        lo, hi = SCALE_RANGE
+        if np.any((s < lo) | (s > hi)) or np.any((w > 0) & ((w < lo) | (w > hi))):
+            raise UserError(
+                f"feature and prior variances must lie between {lo:g} and {hi:g} (got feature "
+                f"variances {', '.join(f'{v:g}' for v in s)} and prior variances "
+                f"{', '.join(f'{v:g}' for v in w)}), beyond which the fixed point overflows."
+            )
 
     @property
     def p(self) -> np.ndarray:
@@ -155,14 +176,20 @@ def make_population(
     """
     if not (math.isfinite(r2) and r2 > 0):
         raise UserError(f"`r2` must be a positive number, got {r2}.")
+    if not R2_RANGE[0] <= r2 <= R2_RANGE[1]:
+        raise UserError(
+            f"`r2` must lie between {R2_RANGE[0]:g} and {R2_RANGE[1]:g} (rescale the "
+            f"responses), got {r2:g}."
+        )
     if kind == "isotropic":
         return Population((1.0,), (1.0,), (r2,), name=kind)
     if kind in ("aligned", "misaligned"):
         if not (math.isfinite(alpha) and alpha >= 0):
             raise UserError(f"`alpha` must be a finite number >= 0, got {alpha}.")
         s = _two_level_spectrum(spread)
-        w = s ** (alpha if kind == "aligned" else -alpha)
-        w = w * r2 / np.sum(0.5 * s * w)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked by Population
+            w = s ** (alpha if kind == "aligned" else -alpha)
+            w = w * r2 / np.sum(0.5 * s * w)
         return Population(
             (0.5, 0.5), tuple(s), tuple(w), name=kind, params={"spread": spread, "alpha": alpha}
         )
@@ -179,6 +206,9 @@ def make_population(
 def _check_gamma(gamma: float) -> float:
     if not (math.isfinite(gamma) and gamma > 0):
         raise UserError(f"`gamma` must be a positive number, got {gamma}.")
+    lo, hi = GAMMA_RANGE
+    if not lo <= gamma <= hi:
+        raise UserError(f"`gamma` must lie between {lo:g} and {hi:g}, got {gamma:g}.")
     return float(gamma)
 
 

@@ -196,6 +196,11 @@ def theory_result(config: TheoryConfig) -> dict:
     pop = config.population()
     asy._check_gamma(config.gamma)
     asy._check_sigma2(config.sigma2)
+    if config.sigma2 > asy.R2_RANGE[1]:
+        raise UserError(
+            f"`sigma2` must be at most {asy.R2_RANGE[1]:g} (rescale the responses), got "
+            f"{config.sigma2:g}."
+        )
     out = {"limit": table.theory(pop, config.gamma, config.sigma2)}
     if config.n < 0:
         raise UserError(f"`n` must be 0 (off) or a positive sample size, got {config.n}.")

@@ -99,6 +99,15 @@ def load_run(path: str | Path, *, max_rows: int = 20) -> Run:
     run.main_name = _main_json_name(kind, run.jsons)
     if run.main_name is not None:
         run.main = run.jsons.pop(run.main_name)
+    expected = _expected_main_json(kind)
+    if run.main_name is None and expected is not None and not (path / expected).exists():
+        status = manifest.get("status")
+        run.notes.append(
+            f"{expected} is missing: the run is still running or was interrupted"
+            if status == "running"
+            else f"{expected} is missing, so this run has no results (it did not finish, or the "
+            "file was removed); rerun it with the same output directory"
+        )
 
     for p in top:
         if p.is_file() and p.suffix in TABLE_SUFFIXES:
@@ -117,6 +126,14 @@ def load_run(path: str | Path, *, max_rows: int = 20) -> Run:
         if p.name not in shown and p.suffix != ".png" and p.name not in SKIP_DIRS
     ]
     return run
+
+
+def _expected_main_json(kind: str) -> str | None:
+    """The main JSON result a known run kind writes (``None`` for a kind memlens does not know)."""
+    from memlens.results import summary_model
+
+    model = summary_model(kind)
+    return (model.file or None) if model is not None else MAIN_JSON.get(kind)
 
 
 def _main_json_name(kind: str, jsons: dict[str, Any]) -> str | None:

@@ -18,7 +18,9 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,13 +75,27 @@ class Shadows:
         """The stored per-token scores of one shadow on pool rows ``rows`` (a TokenScores)."""
         from memlens.scoring import TokenScores
 
-        with np.load(self.path / "token_scores.npz") as z:
-            log2p = z["log2p"][model][rows].astype(np.float64)
-            mu = z["mu_log2p"][model][rows].astype(np.float64)
-            sigma = z["sigma_log2p"][model][rows].astype(np.float64)
+        path = self.path / "token_scores.npz"
+        with _damaged(path):
+            with np.load(path, allow_pickle=False) as z:
+                log2p = z["log2p"][model][rows].astype(np.float64)
+                mu = z["mu_log2p"][model][rows].astype(np.float64)
+                sigma = z["sigma_log2p"][model][rows].astype(np.float64)
         width = log2p.shape[-1]
         mask = np.arange(width)[None, :] < (self.lengths[rows] - 1)[:, None]
         return TokenScores(log2p=log2p, mask=mask, mu_log2p=mu, sigma_log2p=sigma)
+
+
+@contextlib.contextmanager
+def _damaged(path: Path) -> Iterator[None]:
+    """Turn a file of a shadows directory that cannot be read (truncated, not the format its name
+    says, or lacking an array) into one sentence."""
+    import zipfile
+
+    try:
+        yield
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
+        raise UserError(f"{path} is damaged or incomplete; retrain the shadows.") from None
 
 
 def load_shadows(path: str | Path) -> Shadows:
@@ -100,14 +116,18 @@ def load_shadows(path: str | Path) -> Shadows:
         summary = ShadowTrainSummary.model_validate(json.loads((p / "shadow.json").read_text()))
     except (OSError, json.JSONDecodeError, ValidationError):
         raise UserError(f"{p / 'shadow.json'} cannot be read; retrain the shadows.") from None
-    keep = np.load(p / "keep.npy", allow_pickle=False)
-    with np.load(p / "signals.npz", allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    with np.load(p / "tokens.npz", allow_pickle=False) as z:
-        tokens, lengths = z["tokens"], z["lengths"]
-    pool = pd.read_parquet(p / "pool.parquet")
-    sig = Signals.from_arrays(arrays)
-    zsig = Signals.from_arrays(arrays, prefix="z_")
+    with _damaged(p / "keep.npy"):
+        keep = np.load(p / "keep.npy", allow_pickle=False)
+    with _damaged(p / "signals.npz"):
+        with np.load(p / "signals.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        sig = Signals.from_arrays(arrays)
+        zsig = Signals.from_arrays(arrays, prefix="z_")
+    with _damaged(p / "tokens.npz"):
+        with np.load(p / "tokens.npz", allow_pickle=False) as z:
+            tokens, lengths = z["tokens"], z["lengths"]
+    with _damaged(p / "pool.parquet"):
+        pool = pd.read_parquet(p / "pool.parquet")
     if sig.loglik_bits.shape != keep.shape or len(pool) != len(lengths):
         raise UserError(f"the files in {p} do not belong together; retrain the shadows.")
     return Shadows(p, summary, keep, sig, zsig, pool, tokens, lengths)

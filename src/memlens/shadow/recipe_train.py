@@ -108,7 +108,7 @@ def train(
     from memlens.store import RunDir, default_out_dir
 
     t_start = time.perf_counter()
-    check_backend(config.backend, config.ray_address)
+    check_backend(config.backend, config.ray_address, config.device)
     pool = build_pool(config)
     K = config.n_models
     cand = pool.candidates

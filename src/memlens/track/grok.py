@@ -44,6 +44,10 @@ from memlens.progress import ProgressFn, emit
 from memlens.results import RunResult
 from memlens.track.summary import GrokSummary
 
+#: The largest modulus: full-batch training holds all p^2 pairs (p = 2000: 4 million pairs;
+#: p = 1e6 asked the allocator for 8 TB).
+MAX_P = 2000
+
 
 class GrokConfig(Config):
     """Settings of the modular-addition experiment (the ``quick`` preset is the default).
@@ -82,6 +86,11 @@ class GrokConfig(Config):
     def _p(cls, v: int) -> int:
         if v < 2:
             raise ValueError(f"the modulus p must be at least 2, got {v}")
+        if v > MAX_P:
+            raise ValueError(
+                f"the modulus p must be at most {MAX_P} (training is full-batch over all p^2 "
+                f"pairs), got {v}"
+            )
         return v
 
     @field_validator("train_fraction")

@@ -37,6 +37,18 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+def check_device_name(device: str | torch.device | None) -> None:
+    """Refuse a device name torch does not know (:class:`UserError`), without asking whether that
+    device is present here: a sweep's cells may run on Ray workers that have a GPU this process
+    lacks, and :func:`pick_device` checks presence where a cell runs."""
+    if device is None or isinstance(device, torch.device) or str(device).lower() == "auto":
+        return
+    try:
+        torch.device(str(device))
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps.") from None
+
+
 def set_threads(n: int) -> None:
     """Use ``n`` torch CPU threads (at least 1)."""
     if n < 0:
