@@ -263,6 +263,11 @@ def _bad_files(d: Path, overfit) -> dict[str, Path]:
         ("empty", "is empty"),
         ("non_utf8", "not valid UTF-8"),
         ("too_long", "longer than the context of 32 of model"),
+        (
+            "same_heldout",
+            "held-out data must be disjoint (both were read from the same data "
+            "with the same split: name the held-out split with --heldout-split).",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence(
@@ -283,6 +288,8 @@ def test_bad_input_exits_2_with_one_sentence(
         args["--prefix"] = "30"
     elif case == "non_utf8":
         args["--train"] = str(bad["nontext"])
+    elif case == "same_heldout":
+        args["--heldout"] = args["--train"]
     else:
         args["--train"] = str(bad["long"])
     out = tmp_path / "out"

@@ -387,14 +387,24 @@ def _extraction_warnings(
     ]
 
 
-def _drop_overlap(train: TextSet, heldout: TextSet) -> TextSet:
-    """Remove held-out texts that also occur in the training set; record how many."""
+def _drop_overlap(train: TextSet, heldout: TextSet, *, same_source: bool = False) -> TextSet:
+    """Remove held-out texts that also occur in the training set; record how many.
+
+    ``same_source``: both were read from one file or dataset with one split (the error then
+    says to give the held-out texts their own split)."""
     seen = set(train.texts)
     keep = [i for i, t in enumerate(heldout.texts) if t not in seen]
     removed = len(heldout.texts) - len(keep)
     if not keep:
+        hint = (
+            " (both were read from the same data with the same split: name the held-out split "
+            "with `heldout_split`)"
+            if same_source
+            else ""
+        )
         raise UserError(
-            "every held-out text also occurs in the training set; held-out data must be disjoint."
+            "every held-out text also occurs in the training set; held-out data must be "
+            f"disjoint{hint}."
         )
     return TextSet(
         texts=[heldout.texts[i] for i in keep],
@@ -476,8 +486,11 @@ def run(
         "dedup": config.dedup,
     }
     train = load_texts(config.train, split=config.split, **kw)
+    heldout_split = config.heldout_split or config.split
     heldout = _drop_overlap(
-        train, load_texts(config.heldout, split=config.heldout_split or config.split, **kw)
+        train,
+        load_texts(config.heldout, split=heldout_split, **kw),
+        same_source=str(config.heldout) == str(config.train) and heldout_split == config.split,
     )
 
     cache = _RunCache(out, config)
