@@ -131,11 +131,28 @@ def interrupted_message() -> str:
     return "interrupted before anything was saved."
 
 
+def show_notes() -> None:
+    """Print memlens's own informational messages (the ``memlens`` loggers at INFO, e.g. a
+    checkpoint converted on first use) on stderr as ``note: ...``. The library only logs them,
+    so a notebook shows them only when its logging asks for them."""
+    import logging
+
+    class Notes(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            sys.stderr.write(f"note: {record.getMessage()}\n")  # the stderr of the moment
+
+    log = logging.getLogger("memlens")
+    log.handlers = [h for h in log.handlers if type(h).__name__ != "Notes"] + [Notes()]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors and command-line usage errors into one line
     on stderr and exit code 2."""
     from typer.exceptions import TyperException  # the base of the command-line parser's errors
 
+    show_notes()
     try:
         code = app(standalone_mode=False, prog_name="memlens")
     except UserError as exc:

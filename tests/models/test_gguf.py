@@ -14,6 +14,7 @@ import torch
 import helpers_gguf as G
 import helpers_hf as H
 from memlens.errors import UserError
+from memlens.models import gguf
 from memlens.models.gguf import find_gguf
 from memlens.models.hf import load_causal_lm
 from memlens.scoring import score_texts
@@ -102,11 +103,16 @@ def test_gguf_bits_equal_hf_loss_of_dequantized_model(tiny, tmp_path, monkeypatc
     assert max(off) > 1e-4
 
 
-def test_gguf_dequantized_weights_are_cached(tiny, tmp_path, monkeypatch):
+def test_gguf_dequantized_weights_are_cached(tiny, tmp_path, monkeypatch, capsys):
+    from memlens.cli import show_notes
+
     root, _, _, _ = tiny
     cache = tmp_path / "cache"
     monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    show_notes()  # as the command line does: the first load says it converts (it can take a minute)
+    monkeypatch.setattr(gguf, "NOTE_BYTES", 0)  # the note is for real-size files
     first = load_causal_lm(root, device="cpu")  # a directory holding one .gguf works too
+    assert capsys.readouterr().err.startswith("note: converting tiny.gguf to float weights")
     cached = sorted((cache / "gguf").iterdir())
     assert len(cached) == 1 and (cached[0] / "model.safetensors").is_file()
     info = json.loads((cached[0] / "memlens_gguf.json").read_text())
@@ -116,6 +122,7 @@ def test_gguf_dequantized_weights_are_cached(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(gg, "load_gguf_checkpoint", lambda *a, **k: 1 / 0)
     second = load_causal_lm(root / "tiny.gguf", device="cpu")
+    assert "converting" not in capsys.readouterr().err  # the cache: no note
     assert second.describe()["checkpoint"]["sha256"] == first.describe()["checkpoint"]["sha256"]
     assert torch.equal(second.model.lm_head.weight, first.model.lm_head.weight)
     monkeypatch.undo()

@@ -122,6 +122,12 @@ def dequantize_gguf(
     out = Path(out)
     info = read_gguf_info(path)
     arch = info["architecture"] or "unknown"
+    if path.stat().st_size >= NOTE_BYTES:  # a real checkpoint: this takes a while
+        import logging
+
+        logging.getLogger(__name__).info(
+            "converting %s to float weights (once per file; later loads read the cache)", path.name
+        )
     try:
         with _quiet_gguf_loading():
             model, loading = AutoModelForCausalLM.from_pretrained(
@@ -178,6 +184,10 @@ def dequantize_gguf(
     (out / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info
 
+
+#: A GGUF file at least this large (bytes) gets a note when it is converted (SmolLM2-135M's 93 MB
+#: file takes about a minute on a 2-core CPU); tiny test files convert in a moment.
+NOTE_BYTES = 10_000_000
 
 #: The version of memlens's GGUF conversion; a cached copy made by another version is converted
 #: again (version 1 could cache a file that lacked tensors, with those weights left random).
