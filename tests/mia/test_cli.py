@@ -203,7 +203,7 @@ def test_load_samples_layouts(tmp_path):
         (["--model", "{t}", "--members", "{m}"], "--nonmembers"),
         (
             ["--model", "{t}", "--members", "{m}", "--nonmembers", "{n}", "--fpr", "2"],
-            "between 0 and 1",
+            "at least 0 and below 1",
         ),
         (["--model", "{t}", "--data", "{tmp}/bad.csv"], "not a membership label"),
     ],
@@ -241,6 +241,13 @@ def test_mia_metrics_command(tmp_path, capsys, monkeypatch):
     assert code == 0
     r = json.loads(stdout)["attacks"]["score"]
     assert r["tpr_at_fpr"] == {"0.1": 1.0} and r["auc"] == pytest.approx(0.94)
+    # FPR 0 (what `shadow attack` reports by default) is a level too: the TPR with no false positive
+    code, stdout, _ = cli(
+        ["mia", "metrics", "--scores", f, "--fpr", "0,0.1", "--json"], capsys, monkeypatch
+    )
+    assert code == 0
+    tpr0 = json.loads(stdout)["attacks"]["score"]["tpr_at_fpr"]["0.0"]
+    assert tpr0 == 0.4  # 0.95, 0.90, 0.85, 0.80 score above every non-member (the top one: 0.70)
     assert r["n_nonmembers"] == 10 and len(r["warnings"]) == 1
     code, stdout, _ = cli(
         ["mia", "metrics", "--scores", f, "--out", tmp_path / "m"], capsys, monkeypatch

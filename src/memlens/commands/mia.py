@@ -27,7 +27,10 @@ HELP = (
 
 Fpr = Annotated[
     list[str] | None,
-    typer.Option("--fpr", help="FPR levels for TPR at FPR <= alpha (default 0.001,0.01)."),
+    typer.Option(
+        "--fpr",
+        help="FPR levels for TPR at FPR <= alpha, 0 included (default 0.001,0.01).",
+    ),
 ]
 NBoot = Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the AUC interval.")]
 NanPolicy = Annotated[

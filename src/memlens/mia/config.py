@@ -14,8 +14,8 @@ from memlens.mia.metrics import DEFAULT_FPRS
 
 def _check_fprs(values: list[float]) -> list[float]:
     for a in values:
-        if not 0.0 < a < 1.0:
-            raise ValueError(f"FPR level must be strictly between 0 and 1, got {a}")
+        if not 0.0 <= a < 1.0:  # 0: the TPR with no false positive (as shadow attacks report)
+            raise ValueError(f"FPR level must be at least 0 and below 1, got {a}")
     return values
 
 
