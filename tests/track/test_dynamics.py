@@ -393,7 +393,7 @@ def test_quick_preset_writes_results(tiny_run):
     assert manifest["status"] == "finished" and manifest["config"]["steps"] == 120
 
 
-def test_quick_preset_interrupted_and_resumed_matches_uninterrupted(tiny_run, tmp_path):
+def test_quick_preset_interrupted_and_resumed_matches_uninterrupted(tiny_run, tmp_path, capsys):
     _, ref_out = tiny_run
     out = tmp_path / "run"
 
@@ -404,7 +404,12 @@ def test_quick_preset_interrupted_and_resumed_matches_uninterrupted(tiny_run, tm
     with pytest.raises(KeyboardInterrupt):
         run_quick(QuickConfig(**TINY), out, progress=interrupt)
     assert not (out / "dynamics.json").exists()
-    run_quick(QuickConfig(**TINY), out)  # resumes from the checkpoint written at step 70
+    resumed = run_quick(QuickConfig(**TINY), out)  # resumes from the checkpoint at step 70
+    assert resumed.summary.training["resumed_from_step"] == 70
+    from memlens.commands.track import _print_track
+
+    _print_track(resumed.summary, None)
+    assert "resumed from step 70 of the interrupted run" in capsys.readouterr().out
     a = load_observations(ref_out / "track")
     b = load_observations(out / "track")
     assert a.steps.tolist() == b.steps.tolist()

@@ -209,6 +209,12 @@ def _print_track(s: Any, out_dir: Path | None) -> None:
             _fmt(m.extraction_rate_final),
         )
     console.print(table)
+    resumed = (s.training or {}).get("resumed_from_step") or 0
+    if resumed:
+        console.print(
+            f"resumed from step {resumed} of the interrupted run in this directory (its "
+            "observations kept; training continued from its checkpoint)"
+        )
     ct = s.continued_training
     te = ct.get("training_examples")
     if te is not None:

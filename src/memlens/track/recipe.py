@@ -230,6 +230,7 @@ def run(
         rd, tracker, config.threshold, "bits",
         training={
             "steps": step,
+            "resumed_from_step": start_step,
             "wall_seconds_this_session": time.perf_counter() - t_start,
             "model": {"n_layer": config.n_layer, "d_model": config.d_model, "n_params": model.config.n_params},
             "train_rows": len(train),

@@ -277,6 +277,10 @@ def run(
 
     trainer.remove_callback(PrinterCallback)  # memlens prints its own summary
     resume = ckpt_dir.exists() and any(p.name.startswith("checkpoint-") for p in ckpt_dir.iterdir())
+    resumed_from = max(
+        (int(p.name.split("-")[-1]) for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        default=0,
+    ) if resume else 0  # fmt: skip
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -300,6 +304,7 @@ def run(
             "mean_training_loss_bits_per_token": loss / math.log(2),
             "model": lm.describe(),
             "resumed": resume,
+            "resumed_from_step": resumed_from,
         },
         target=lm.describe(),
     )
