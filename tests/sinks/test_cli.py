@@ -61,6 +61,9 @@ def test_smoke_writes_every_row_and_artifact(smoke):
     loc = s["localization"]
     for arm in ("standard", "memsinks"):
         assert [r["k"] for r in loc[arm]["ks"]] == [2, 8]
+    # the console states the gap each share is a fraction of (a tiny one made 1.885 look real)
+    gaps = ", ".join(f"{a} {loc[a]['mean_gap']:.4f}" for a in ("standard", "memsinks"))
+    assert f"bits per token): {gaps}; a share above 1" in " ".join(output.split())
     assert s["sinks"]["n_general"] == 90 and s["sinks"]["sinks_on_per_sequence"] == 11
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "sinks" and manifest["config"]["preset"] == "smoke"
