@@ -61,3 +61,17 @@ def test_no_module_but_units_defines_them():
             ):
                 found.append(f"{path.name}:{node.lineno}: zlib.compress")
     assert found == []
+
+
+def test_bad_units_input_is_one_sentence():
+    import pytest
+
+    from memlens.errors import UserError
+
+    # 'fp7' returned the fp32 figures; V = 0 was a math domain error
+    with pytest.raises(UserError, match="unknown precision 'fp7'; use fp32 or bf16"):
+        U.published_alpha("fp7")
+    for call in (U.uniform_code_bits, lambda v: U.uniform_entropy_bits(8, v)):
+        with pytest.raises(UserError, match="the vocabulary size must be positive, got 0"):
+            call(0)
+    assert U.memorizable_bits(3, 4) == 4.0

@@ -54,6 +54,8 @@ def published_alpha(precision: str = "fp32") -> dict[str, float]:
     """The published like-for-like alpha figures for ``precision`` (``fp32`` or ``bf16``)."""
     if precision == "bf16":
         return {"slope": PUBLISHED_ALPHA_BF16_SLOPE, "mean_per_model": PUBLISHED_ALPHA_BF16_MEAN}
+    if precision != "fp32":
+        raise UserError(f"unknown precision {precision!r}; use fp32 or bf16.")
     return {"slope": PUBLISHED_ALPHA_FP32_SLOPE, "mean_per_model": PUBLISHED_ALPHA_FP32_MEAN}
 
 
@@ -70,12 +72,12 @@ def capacity_bits(params: float, alpha: float = PUBLISHED_ALPHA) -> float:
 
 def uniform_code_bits(vocab_size: int) -> float:
     """``log2 V``: the uniform code length of one token over a vocabulary of V, in bits."""
-    return math.log2(vocab_size)
+    return math.log2(positive(vocab_size, "the vocabulary size"))
 
 
 def uniform_entropy_bits(seq_len: int, vocab_size: int) -> float:
     """``H(x) = S * log2 V``: the entropy of one sequence of S uniform tokens over V, in bits."""
-    return seq_len * math.log2(vocab_size)
+    return seq_len * uniform_code_bits(vocab_size)
 
 
 def memorizable_bits(seq_len: int, vocab_size: int) -> float:
@@ -84,7 +86,7 @@ def memorizable_bits(seq_len: int, vocab_size: int) -> float:
     The first token is coded uniformly at ``log2 V`` under both the model and the source (nothing
     precedes it), so only the S - 1 predicted tokens can carry memorized bits.
     """
-    return (seq_len - 1) * math.log2(vocab_size)
+    return (seq_len - 1) * uniform_code_bits(vocab_size)
 
 
 def zlib_bytes(text: str) -> int:

@@ -262,3 +262,9 @@ def test_mia_metrics_command(tmp_path, capsys, monkeypatch):
     pd.DataFrame({"score": [0.1, 0.2], "label": [1, 1]}).to_csv(tmp_path / "one.csv", index=False)
     code, _, stderr = cli(["mia", "metrics", "--scores", tmp_path / "one.csv"], capsys, monkeypatch)
     assert code == 2 and "both members and non-members" in stderr
+    # a 'nan' written as text (Python's csv module) is not a missing score: the sentence says
+    # which value and how to write a missing one (it said only "holds values that are not numbers")
+    (tmp_path / "nan.csv").write_text("score,label\n0.1,1\nnan,0\n0.3,0\n")
+    code, _, stderr = cli(["mia", "metrics", "--scores", tmp_path / "nan.csv"], capsys, monkeypatch)
+    assert code == 2 and stderr.count("\n") == 1
+    assert "holds 'nan' in row 1, which is not a number; leave a missing score empty" in stderr

@@ -71,3 +71,24 @@ def test_a_causal_lm_gets_the_default_budget(tiny_llama_dir, monkeypatch):
     finally:
         hook.remove()
     assert shapes == [(1, 64), (2, 50), (4, 25), (1, 2)]
+
+
+def test_bad_texts_and_token_ids_are_one_sentence(tiny_gpt2_dir):
+    # each raised IndexError, TypeError/ValueError from the tokenizer, or scored the characters
+    # of a single string as texts
+    from memlens.scoring import score_texts
+
+    lm = load_causal_lm(tiny_gpt2_dir, device="cpu")
+    for texts, match in [
+        ([], "there are no texts to score"),
+        ("the cat", "a list of strings, not a single string"),
+        (["the cat", 3], r"text 1 is not a string \(got int\)"),
+    ]:
+        with pytest.raises(UserError, match=match):
+            score_texts(lm, texts)
+    V = lm.vocab_size
+    for bad in (V, -1):
+        with pytest.raises(
+            UserError, match=rf"token id {bad} is outside the vocabulary .*\(0 to {V - 1}\)"
+        ):
+            score_sequences(lm, [[0, 1, 2], [1, bad]])

@@ -273,8 +273,17 @@ class EncodedTexts:
 def encode_texts(texts: Sequence[str], tokenizer: Any, *, add_bos: bool = True) -> EncodedTexts:
     """Tokenize texts (no special tokens added by the tokenizer) and prepend the BOS id.
 
-    Raises :class:`UserError` for a text that tokenizes to nothing.
+    Raises :class:`UserError` for no texts, a single string instead of a list of them, a text
+    that is not a string, and a text that tokenizes to nothing.
     """
+    if isinstance(texts, (str, bytes)):
+        raise UserError("`texts` must be a list of strings, not a single string.")
+    texts = list(texts)
+    if not texts:
+        raise UserError("there are no texts to score.")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise UserError(f"text {bad} is not a string (got {type(texts[bad]).__name__}).")
     bos = bos_token_id(tokenizer) if add_bos else None
     enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     tokens = []

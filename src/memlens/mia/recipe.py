@@ -399,6 +399,17 @@ def _score_and_write(
     return RunResult(summary=summary, out_dir=rd.path)
 
 
+def _is_number(value: Any) -> bool:
+    """Whether ``pd.to_numeric`` reads ``value`` as a number."""
+    import pandas as pd
+
+    try:
+        pd.to_numeric(pd.Series([value]), errors="raise")
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def run_metrics(
     config: MIAMetricsConfig, out: str | Path | None = None, *, progress: ProgressFn | None = None
 ) -> RunResult[MIAMetricsSummary]:
@@ -454,7 +465,11 @@ def run_metrics(
         try:
             scores[c] = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64)
         except (ValueError, TypeError):
-            raise UserError(f"column '{c}' of {path} holds values that are not numbers.") from None
+            row = next((i for i, v in enumerate(values) if v is not None and not _is_number(v)), 0)
+            raise UserError(
+                f"column '{c}' of {path} holds {values.iloc[row]!r} in row {row}, which is not a "
+                "number; leave a missing score empty."
+            ) from None
     evaluation = evaluate_attacks(
         scores,
         y,

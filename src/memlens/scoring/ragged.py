@@ -145,9 +145,11 @@ def score_sequences(
     from memlens.models.hf import CausalLM
 
     who = "the model"
+    vocab_size = None
     if isinstance(forward, CausalLM):
         lm = forward
         who = f"model {lm.name}"
+        vocab_size = lm.vocab_size
         if max_tokens is None:
             max_tokens = max(1, LOGITS_BUDGET // max(lm.vocab_size, 1))
         context_length = context_length or lm.context_length
@@ -164,6 +166,11 @@ def score_sequences(
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     if lengths.min() < 1:
         raise UserError("cannot score an empty sequence.")
+    lo, hi = min(int(s.min()) for s in seqs), max(int(s.max()) for s in seqs)
+    if lo < 0 or (vocab_size is not None and hi >= vocab_size):
+        bad = lo if lo < 0 else hi
+        allowed = f"0 to {vocab_size - 1}" if vocab_size is not None else "non-negative"
+        raise UserError(f"token id {bad} is outside the vocabulary of {who} ({allowed}).")
     longest = int(lengths.max())
     if context_length is not None and window_stride is None and longest > context_length:
         i = int(lengths.argmax())
