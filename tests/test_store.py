@@ -89,3 +89,18 @@ def test_an_output_path_that_is_a_file_is_one_sentence(tmp_path):
         with pytest.raises(UserError, match=f"cannot be created: {tmp_path / 'f'} is a file"):
             store.RunDir(out, "mia", {}, 0)
     assert (tmp_path / "f").read_text() == "x"
+
+
+def test_a_run_that_stopped_before_writing_anything_gives_way_to_a_corrected_config(tmp_path):
+    """Bad input found in a sweep's first cell (a model too large for memory) leaves only a
+    'running' manifest; the rerun with a corrected config may take the directory over. A run
+    with any result, or a finished one, is still refused."""
+    RunDir(tmp_path / "r", "capacity", {"vocab": 10**11}, 0).write_manifest(status="running")
+    RunDir(tmp_path / "r", "capacity", {"vocab": 512}, 0)
+    (tmp_path / "r" / "cells").mkdir()
+    (tmp_path / "r" / "cells" / "a.json").write_text("{}")
+    with pytest.raises(UserError, match="different config"):
+        RunDir(tmp_path / "r", "capacity", {"vocab": 256}, 0)
+    RunDir(tmp_path / "f", "capacity", {"vocab": 10**11}, 0).write_manifest(status="finished")
+    with pytest.raises(UserError, match="different config"):
+        RunDir(tmp_path / "f", "capacity", {"vocab": 512}, 0)

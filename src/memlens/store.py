@@ -173,6 +173,12 @@ def _as_asked(old: Any, schema: Any) -> Any:
         return old
 
 
+def _holds_only(directory: Path, manifest: Path) -> bool:
+    """Whether ``directory`` holds no file but its manifest (a run refused or stopped before it
+    wrote any result, e.g. a model too large for memory found in its first cell)."""
+    return all(p == manifest for p in directory.rglob("*") if p.is_file())
+
+
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """``key: stored -> asked`` for each setting that differs (nested keys dotted)."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -261,6 +267,13 @@ class RunDir:
                     "`out` directory."
                 )
             stored = None if old is None else _as_asked(old.get("config"), schema)
+            if (
+                old is not None
+                and stored != self.config
+                and old.get("status") == "running"
+                and _holds_only(self.path, manifest)
+            ):
+                stored = self.config  # a run that stopped before writing anything: start anew
             if old is not None and stored != self.config:
                 differ = "; ".join(_differences(stored, self.config)[:3])
                 article = "an" if kind[:1].lower() in "aeiou" else "a"
