@@ -263,6 +263,7 @@ def _bad_files(d: Path, overfit) -> dict[str, Path]:
         ("empty", "is empty"),
         ("non_utf8", "not valid UTF-8"),
         ("too_long", "longer than the context of 32 of model"),
+        ("reference_tokenizer", "; pass --reference-tokenizer."),
         (
             "same_heldout",
             "held-out data must be disjoint (both were read from the same data "
@@ -288,6 +289,9 @@ def test_bad_input_exits_2_with_one_sentence(
         args["--prefix"] = "30"
     elif case == "non_utf8":
         args["--train"] = str(bad["nontext"])
+    elif case == "reference_tokenizer":
+        (tmp_path / "no-vocab").mkdir()
+        args["--reference-tokenizer"] = str(tmp_path / "no-vocab")
     elif case == "same_heldout":
         args["--heldout"] = args["--train"]
     else:

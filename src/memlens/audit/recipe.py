@@ -470,12 +470,19 @@ def run(
         adapter=config.adapter,
     )
     bare_base = config.reference is None  # with an adapter: the base before fine-tuning
-    reference = load_causal_lm(
-        config.model if bare_base else config.reference,
-        tokenizer=config.tokenizer if bare_base else config.reference_tokenizer,
-        dtype=config.dtype,
-        device=config.device,
-    )
+    try:
+        reference = load_causal_lm(
+            config.model if bare_base else config.reference,
+            tokenizer=config.tokenizer if bare_base else config.reference_tokenizer,
+            dtype=config.dtype,
+            device=config.device,
+        )
+    except UserError as exc:  # the reference's tokenizer is set by its own parameter
+        if bare_base or "pass `tokenizer`" not in str(exc):
+            raise
+        raise UserError(
+            str(exc).replace("pass `tokenizer`", "pass `reference_tokenizer`")
+        ) from None
     for lm, param in ((target, "tokenizer"), (reference, "reference_tokenizer")):
         if lm.tokenizer is None:
             raise UserError(f"model {lm.name} has no tokenizer to read text with; pass `{param}`.")
