@@ -23,6 +23,10 @@ def _main(argv, monkeypatch, capsys):
         (["audit", "--nope"], "error: No such option: --nope"),
         (["nosuch"], "error: No such command 'nosuch' (see 'memlens --help')."),
         (
+            ["puzzles", "solve", "hanoi", "--max-moves", "-1"],
+            "error: Invalid value for '--max-moves'",
+        ),
+        (
             ["dp-audit", "bound", "--guesses", "10", "--correct", "10", "--canaries", "100"],
             "error: Missing option '--delta' (see 'memlens dp-audit bound --help').",
         ),

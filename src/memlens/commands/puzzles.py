@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         stacks: int | None = _STACKS,
         seed: int = _SEED,
         max_moves: int = typer.Option(
-            1 << 16, "--max-moves", help="List the solution only up to this many moves."
+            1 << 16, "--max-moves", min=0, help="List the solution only up to this many moves."
         ),
         as_json: bool = typer.Option(
             False, "--json", help="Print solvable, optimal_length and solution as JSON."
