@@ -197,6 +197,22 @@ def test_load_samples_layouts(tmp_path):
             "needs at least one reference",
         ),
         (
+            [
+                "--model",
+                "{t}",
+                "--members",
+                "{m}",
+                "--nonmembers",
+                "{n}",
+                "--attacks",
+                "loss",
+                "--reference",
+                "{tmp}/never-read",
+            ],
+            "only the ref attack uses them and the chosen --attacks leave it out; add ref or "
+            "drop the --references.",
+        ),
+        (
             ["--model", "{t}", "--members", "{tmp}/missing.txt", "--nonmembers", "{n}"],
             "does not exist",
         ),

@@ -252,9 +252,15 @@ def run(
     from memlens.models.hf import load_causal_lm
     from memlens.store import RunDir, default_out_dir
 
+    given = list(config.references)
     if config.adapter is not None and not config.references:
         config = config.model_copy(update={"references": [config.model]})  # the bare base
     attacks = select_attacks(config.attacks, len(config.references))
+    if given and "ref" not in attacks:
+        raise UserError(
+            f"{len(given)} reference model(s) given, but only the ref attack uses them and the "
+            "chosen `attacks` leave it out; add ref or drop the `references`."
+        )
     samples = load_samples(
         members=config.members,
         nonmembers=config.nonmembers,
