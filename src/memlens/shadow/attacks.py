@@ -112,6 +112,14 @@ class AttackSettings(Config):
     averaging: Literal["arithmetic", "geometric"] = "arithmetic"
     online_pz: Literal["marginal", "out"] = "marginal"
 
+    def rmia_options(self) -> dict[str, object]:
+        """The keyword arguments every RMIA call shares (:func:`rmia`, :func:`calibrate_offline_a`)."""
+        return {
+            "gamma": self.gamma,
+            "averaging": self.averaging,
+            "gamma_compare": self.gamma_compare,
+        }
+
 
 # -- LiRA ------------------------------------------------------------------------------------------
 
@@ -406,11 +414,7 @@ def attack_target(
     )
     lpz_t = rmia_signal(target_z, settings.rmia_signal)[0]
     lpz_r = rmia_signal(refs_z, settings.rmia_signal)
-    common = {
-        "gamma": settings.gamma,
-        "averaging": settings.averaging,
-        "gamma_compare": settings.gamma_compare,
-    }
+    common = settings.rmia_options()
     out["rmia_online"] = rmia(
         lp_t, lp_r, in_refs, lpz_t, lpz_r, online_pz=settings.online_pz, **common
     )

@@ -168,15 +168,7 @@ def _leave_one_out(
     for t in range(K):
         refs = references_for(t, K)
         if st.offline_a is None:
-            a, _ = calibrate_offline_a(
-                lp_c,
-                keep,
-                lp_z,
-                refs,
-                gamma=st.gamma,
-                averaging=st.averaging,
-                gamma_compare=st.gamma_compare,
-            )
+            a, _ = calibrate_offline_a(lp_c, keep, lp_z, refs, **st.rmia_options())
         else:
             a = st.offline_a
         a_used.append(a)
@@ -355,15 +347,7 @@ def _target_attack(
     lp_c, lp_z = _rmia_lp(sh.signals, st), _rmia_lp(sh.z_signals, st)
     a = st.offline_a
     if a is None:
-        a, _ = calibrate_offline_a(
-            lp_c,
-            sh.keep,
-            lp_z,
-            refs,
-            gamma=st.gamma,
-            averaging=st.averaging,
-            gamma_compare=st.gamma_compare,
-        )
+        a, _ = calibrate_offline_a(lp_c, sh.keep, lp_z, refs, **st.rmia_options())
     n_in, n_out = in_refs.sum(0), (~in_refs).sum(0)
     ok = (n_in >= 2) & (n_out >= 2)
     shadow_scores = {name: np.full(n, np.nan) for name in SHADOW_ATTACKS}

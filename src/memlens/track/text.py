@@ -277,10 +277,9 @@ def run(
 
     trainer.remove_callback(PrinterCallback)  # memlens prints its own summary
     resume = ckpt_dir.exists() and any(p.name.startswith("checkpoint-") for p in ckpt_dir.iterdir())
-    resumed_from = max(
-        (int(p.name.split("-")[-1]) for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        default=0,
-    ) if resume else 0  # fmt: skip
+    # the Trainer's checkpoints are checkpoint-<step>: it resumes from the latest
+    steps = [p.name.removeprefix("checkpoint-") for p in ckpt_dir.glob("checkpoint-*")]
+    resumed_from = max((int(n) for n in steps if n.isdigit()), default=0)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
