@@ -144,6 +144,10 @@ def test_track_cli_text_errors(text_files, tmp_path, capsys, monkeypatch):
             "no tracked text has 80 tokens",
         ),
         (
+            ["--train", str(root / "train.txt"), "--seq-len", "4", "--prefix", "3"],
+            "texts are cut into pieces of 4 tokens (--seq-len), fewer than the 35 that extraction",
+        ),
+        (
             ["--train", str(root / "train.txt"), "--threshold", "2"],
             "threshold must be in (0, 1], got 2.0",
         ),

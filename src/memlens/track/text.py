@@ -223,8 +223,16 @@ def run(
         not examples.has_reference
         and not (examples.lengths - examples.n_lead >= cfg.prefix + cfg.suffix).any()
     ):
+        need = cfg.prefix + cfg.suffix
+        if cfg.seq_len is not None and cfg.seq_len < need:
+            raise UserError(
+                f"texts are cut into pieces of {cfg.seq_len} tokens (`seq_len`), fewer than the "
+                f"{need} that extraction needs (`prefix` + `suffix`), and there is no "
+                "`reference`; raise `seq_len`, shorten `prefix` and `suffix`, or give a "
+                "reference model."
+            )
         raise UserError(
-            f"no tracked text has {cfg.prefix + cfg.suffix} tokens for extraction and there is no "
+            f"no tracked text has {need} tokens for extraction and there is no "
             "`reference`; use a shorter `prefix` and `suffix` or give a reference model."
         )
     pad = lm.tokenizer.pad_token_id
