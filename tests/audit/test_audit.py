@@ -232,7 +232,7 @@ def test_audit_and_mia_report_the_same_zlib_size(base_run):
     np.testing.assert_allclose(-df["target_bits"] / score, df["zlib_bytes"], rtol=1e-12)
 
 
-def test_long_texts_are_scored_with_a_window_when_asked(overfit, files):
+def test_long_texts_are_scored_with_a_window_when_asked(base_run, overfit, files):
     long = " ".join(overfit.train[:3])  # ~45 tokens, context 32
     p = write_lines(files["dir"] / "long.txt", [long, *overfit.train[3:10]])
     summary, df, _ = run_cli(
@@ -241,6 +241,27 @@ def test_long_texts_are_scored_with_a_window_when_asked(overfit, files):
         "--out", str(files["dir"] / "run-window"), *FLAGS,
     )  # fmt: skip
     assert df["n_tokens_target"].max() > 32 and np.isfinite(df["target_bits"]).all()
+    # texts that fit the context are scored whole, as in the run without a window
+    base = base_run[1].drop_duplicates("text").set_index("text")["target_bits"]
+    short = df[df["text"] != long]
+    np.testing.assert_allclose(short["target_bits"], base.loc[short["text"]], rtol=1e-6)
+    # the long text by hand: its tokens (BOS first) through the target, position i predicted
+    # by the window [0, 32) when i < 32, else by the first window ending 8, 16, ... tokens later
+    # (at most at T) that holds it; bits = -sum log2 p of tokens 1..T-1
+    from memlens.data.text import encode_texts
+
+    lm = load_causal_lm(overfit.target, device="cpu")
+    ids = torch.as_tensor(encode_texts([long], lm.tokenizer).tokens[0])[None]
+    T = ids.shape[1]
+    bits = 0.0
+    with torch.no_grad():
+        for i in range(T - 1):
+            end = 32 if i < 32 else min(32 + 8 * math.ceil((i + 1 - 32) / 8), T)
+            logits = lm.model(input_ids=ids[:, end - 32 : end]).logits[0, i - (end - 32)]
+            bits -= torch.log_softmax(logits.double(), -1)[ids[0, i + 1]].item() / math.log(2)
+    row = df[df["text"] == long].iloc[0]
+    assert row["n_tokens_target"] == T - 1 and T > 40
+    assert row["target_bits"] == pytest.approx(bits, rel=1e-5)
 
 
 # -- bad input: one sentence, exit code 2, nothing written ----------------------------------------

@@ -35,6 +35,21 @@ def test_fit_mia_reproduces_the_published_observed_values(tmp_path):
     for p, (_, _, f1) in zip(preds, rows, strict=True):
         assert p["f1"] == f1
         assert abs(p["fitted_f1"] - f1) < 0.05
+    # The least-squares answer, found apart from the library: with c1 at its bound 2, Nelder-Mead
+    # (scipy.optimize.minimize) over (c2, c3) of the sum of squared residuals gives c2 = 0.29830,
+    # c3 = 129.023 and SSR = 0.0021730. That is far below the corrected published constants'
+    # (1.3405, 1.1159, 120.61) SSR on these rows, 0.011423 = .004^2 + .039^2 + .009^2 + .016^2
+    # + .093^2 + .030^2 (they reproduce the target F1s to 1e-5, so their residuals are
+    # observed - target).
+    assert d["constants"]["c2"] == pytest.approx(0.29830, abs=1e-4)
+    assert d["constants"]["c3"] == pytest.approx(129.023, rel=1e-5)
+    ssr_fit = sum((p["fitted_f1"] - p["f1"]) ** 2 for p in preds)
+    assert ssr_fit == pytest.approx(0.0021730, rel=1e-4)
+    published = laws.mia_f1(
+        np.array([r[1] for r in rows]), 3.64 * np.array([r[0] for r in rows], dtype=float)
+    )
+    ssr_published = float(((published - np.array([r[2] for r in rows])) ** 2).sum())
+    assert ssr_published == pytest.approx(0.011423, abs=5e-6)
     # The six observed values sit at only 3 distinct |D|/C, so the ceiling constant c1 is not
     # identifiable: it runs to its upper bound (2, formulas.FIT_BOUNDS) and the
     # fit says so rather than report a confident interval.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import zlib
 
@@ -122,6 +123,22 @@ def test_mia_end_to_end_every_attack_separates(bundle, tmp_path, capsys, monkeyp
         table["zlib_mimir"], -table["target_bits"] / table["n_tokens"] / z, rtol=1e-12
     )
     assert result["references"][0]["first_token"] == "model"  # both tokenizers have a BOS
+    # target bits by hand for three texts: BOS + tokens through the saved target, -sum log2 p of
+    # every token after BOS; loss is minus their mean, ref the reference's bits minus them
+    from memlens.data.text import encode_texts
+    from memlens.models.hf import load_causal_lm
+
+    lm = load_causal_lm(root / "target", device="cpu")
+    for i in (0, 1, 30):
+        ids = torch.as_tensor(encode_texts([table.loc[i, "text"]], lm.tokenizer).tokens[0])[None]
+        with torch.no_grad():
+            logp = torch.log_softmax(lm.model(input_ids=ids).logits[0, :-1].double(), -1)
+        bits = -logp.gather(-1, ids[0, 1:, None]).sum().item() / math.log(2)
+        assert table.loc[i, "target_bits"] == pytest.approx(bits, rel=1e-5)
+        assert table.loc[i, "n_tokens"] == ids.shape[1] - 1
+    np.testing.assert_allclose(table["loss"], -table["target_bits"] / table["n_tokens"], rtol=1e-12)
+    (ref_col,) = [c for c in table.columns if c.startswith("ref_bits:")]
+    np.testing.assert_allclose(table["ref"], table[ref_col] - table["target_bits"], rtol=1e-12)
     assert attacks["loss"]["auc"] > 0.9
     # The one-word text cannot be scored by min-k: reported, and excluded from every attack.
     assert result["n_samples"] == 49 and result["n_evaluated"] == 48

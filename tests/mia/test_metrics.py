@@ -148,6 +148,13 @@ def test_evaluate_reports_counts_and_low_fpr_warning():
     assert r.n_members == 10 and r.n_nonmembers == 10
     assert r.tpr_at_fpr == {"0.001": 0.4, "0.1": 1.0}
     assert r.threshold_at_fpr["0.1"] == 0.35
+    # the evaluation carries the hand values of the functions it combines (see above)
+    assert r.auc == pytest.approx(0.94, abs=1e-15)
+    assert r.fpr_reached == {"0.001": 0.0, "0.1": 0.1}
+    assert (r.threshold, r.f1, r.recall) == (0.35, pytest.approx(20 / 21), 1.0)
+    assert r.balanced_accuracy == pytest.approx(0.95)
+    # TPR intervals are Clopper-Pearson on the counted members: 4 of 10 and 10 of 10
+    assert r.tpr_ci["0.1"][1] == 1.0 and r.tpr_ci["0.1"][0] == pytest.approx(0.025**0.1)
     assert len(r.warnings) == 2  # 10 * 0.001 and 10 * 0.1 are both < 10
     assert "n_nonmembers * alpha = 0.01 < 10" in r.warnings[0]
     big = evaluate(np.r_[s, np.zeros(90)], np.r_[y, np.zeros(90, int)], fprs=[0.1], n_boot=10)

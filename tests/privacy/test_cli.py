@@ -54,6 +54,26 @@ def test_tiny_audit_end_to_end(tmp_path, monkeypatch, capsys):
     assert dp["accountant_epsilon"] <= 2.0 and dp["epsilon_lower_bound"] <= dp["accountant_epsilon"]
     assert d["arms"]["no-dp"]["epsilon_lower_bound"] > dp["epsilon_lower_bound"]
     assert f"{dp['accountant_epsilon']:.2f}" in cap.out
+    # each arm's audit by hand from canaries.parquet: IN for the k+ highest scores, OUT for the
+    # k- lowest, v = right guesses; eps-hat is Appendix D's bound for (m = 60, r, v, delta), the
+    # bound itself pinned by the published check values in test_bound.py
+    import numpy as np
+    import pandas as pd
+
+    from memlens.privacy.bound import epsilon_lower_bound
+
+    table = pd.read_parquet(out / "canaries.parquet")
+    inc = table["included"].to_numpy(dtype=bool)
+    for arm in ("no-dp", "dp-eps2"):
+        a = d["arms"][arm]["audit"]
+        order = np.argsort(-table[f"{arm}:score"].to_numpy(), kind="stable")
+        k_in, k_out = a["k_in"], a["k_out"]
+        assert (k_in, k_out) == (15, 15)  # m // 4 each way, fixed in advance
+        v = int(inc[order[:k_in]].sum() + (~inc[order[len(order) - k_out :]]).sum())
+        assert (a["canaries"], a["guesses"], a["correct"]) == (60, 30, v)
+        assert a["epsilon_lower_bound"] == pytest.approx(
+            epsilon_lower_bound(60, 30, v, 1e-5), abs=1e-9
+        )
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "done" and m["accountant_epsilon"]["dp-eps2"] == dp["accountant_epsilon"]
     assert m["config"]["dp_epsilons"] == [None, 2.0] and m["seed"] == 0

@@ -26,6 +26,23 @@ def test_rank_exposure_equals_a_hand_count():
     assert rank_exposure(canaries, candidates) == pytest.approx(expected, abs=1e-12)
 
 
+def test_exposure_of_a_given_skew_normal_is_minus_log2_of_its_cdf():
+    from memlens.privacy.exposure import SkewNormalFit
+
+    # a = 0 is the normal: F(loc) = 1/2 (1 bit), F(loc - 1.6448536 scale) = 0.05 (4.3219 bits);
+    # a skew-normal's CDF at its location is 1/2 - arctan(a)/pi: a = 1 gives 1/4 (2 bits),
+    # a = -1 gives 3/4 (0.415 bits)
+    normal = SkewNormalFit(a=0.0, loc=10.0, scale=2.0, n=100)
+    got = normal.exposure(np.array([10.0, 10.0 - 2 * 1.6448536269514722]))
+    assert got == pytest.approx([1.0, -math.log2(0.05)], rel=1e-9)
+    assert SkewNormalFit(a=1.0, loc=3.0, scale=5.0, n=100).exposure(np.array([3.0]))[
+        0
+    ] == pytest.approx(2.0, rel=1e-12)
+    assert SkewNormalFit(a=-1.0, loc=3.0, scale=5.0, n=100).exposure(np.array([3.0]))[
+        0
+    ] == pytest.approx(-math.log2(0.75), rel=1e-12)
+
+
 def test_extrapolated_exposure_recovers_a_known_tail():
     from scipy.stats import skewnorm
 

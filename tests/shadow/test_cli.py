@@ -136,6 +136,40 @@ def test_cli_train_attack_memorization_on_a_synthetic_world(
     assert mia["n_members"] == mia["n_nonmembers"] == 6 * 32 // 2
     assert (tmp_path / "atk" / "roc.png").exists()
     assert "leave-one-model-out" in stdout
+    # the scores of target 3, by hand from the saved signals: its references are shadows 0, 1, 4
+    # and 5 (its pair partner 2 left out), two IN and two OUT per example. phi is the base-2
+    # logit of p(x); LiRA online = log N(phi; IN) - log N(phi; OUT) with per-example means and
+    # sample standard deviations (ddof 1), offline = (phi - mu_out) / sd_out (the paper's
+    # one-sided test); the loss baseline is the mean token log2 p.
+    import pandas as pd
+    from scipy.stats import norm
+    from sklearn.metrics import roc_auc_score
+
+    scores = pd.read_parquet(tmp_path / "atk" / "scores.parquet")
+    keep = np.load(out / "keep.npy")
+    with np.load(out / "signals.npz") as z:
+        ll, mean_log2p, accuracy = z["loglik_bits"], z["mean_log2p"], z["accuracy"]
+    phi = ll - np.log2(-np.expm1(ll * np.log(2)))
+    refs, t = [0, 1, 4, 5], 3
+
+    def centre_and_spread(side):
+        v = np.where(side, phi[refs], np.nan)
+        return np.nanmean(v, axis=0), np.nanstd(v, axis=0, ddof=1)
+
+    (mu_in, sd_in), (mu_out, sd_out) = centre_and_spread(keep[refs]), centre_and_spread(~keep[refs])
+    mine = scores[scores["target"] == t]
+    np.testing.assert_allclose(
+        mine["lira_online"],
+        norm.logpdf(phi[t], mu_in, sd_in) - norm.logpdf(phi[t], mu_out, sd_out),
+        rtol=1e-10,
+    )
+    np.testing.assert_allclose(mine["lira_offline"], (phi[t] - mu_out) / sd_out, rtol=1e-10)
+    np.testing.assert_allclose(mine["loss"], mean_log2p[t], rtol=1e-12)
+    # labels are keep.npy (no copies in a uniform world); the AUC is sklearn's on the pooled table
+    assert scores["label"].to_numpy().reshape(6, -1).astype(bool).tolist() == keep.tolist()
+    assert mia["attacks"]["lira_online"]["auc"] == pytest.approx(
+        roc_auc_score(scores["label"], scores["lira_online"]), abs=1e-12
+    )
     code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
                             "--out", str(tmp_path / "mem"), "--top", "3")  # fmt: skip
     assert code == 0, err
@@ -143,6 +177,17 @@ def test_cli_train_attack_memorization_on_a_synthetic_world(
     assert summary["models_per_estimate"] == {
         "in": 3, "out": 3, "rule": summary["models_per_estimate"]["rule"]
     }  # fmt: skip
+    # counterfactual memorization by hand: the mean over the 3 IN shadows minus the mean over
+    # the 3 OUT shadows, of per-token accuracy and of the sequence log-likelihood
+    table = pd.read_parquet(tmp_path / "mem" / "memorization.parquet").sort_values("example")
+    n_in = keep.sum(axis=0)
+
+    def in_minus_out(v):
+        return (v * keep).sum(axis=0) / n_in - (v * ~keep).sum(axis=0) / (6 - n_in)
+
+    np.testing.assert_allclose(table["mem_accuracy"], in_minus_out(accuracy), atol=1e-12)
+    np.testing.assert_allclose(table["mem_bits"], in_minus_out(ll), rtol=1e-10)
+    assert summary["mean_mem_accuracy"] == pytest.approx(in_minus_out(accuracy).mean(), abs=1e-12)
     assert "counterfactual memorization" in stdout
     # --json prints the summary the run wrote, and only that, on stdout
     code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
