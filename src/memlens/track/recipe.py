@@ -168,7 +168,7 @@ def run(
     memorized step and final bits), the tracker's append-only ``track/parts/*.parquet``,
     ``heatmap.png``, ``group_curves.png``, a training checkpoint (for resuming) and
     ``manifest.json``. Rerunning with the same ``out`` and settings resumes from the last
-    checkpoint. ``progress`` receives a :class:`~memlens.progress.ProgressEvent` every step.
+    checkpoint (``reused`` names it). ``progress`` receives a :class:`~memlens.progress.ProgressEvent` every step.
     """
     from memlens.models.gpt import GPT, GPTConfig
     from memlens.store import RunDir, default_out_dir
@@ -238,7 +238,7 @@ def run(
             "batch_loss_bits_per_token_this_session": [[s, v] for s, v in loss_bits],
         },
     )  # fmt: skip
-    return RunResult(summary, rd.path)
+    return RunResult(summary, rd.path, [f"checkpoint at step {start_step}"] if start_step else [])
 
 
 def _finish(

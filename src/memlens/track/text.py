@@ -307,4 +307,5 @@ def run(
         },
         target=lm.describe(),
     )
-    return RunResult(summary, run.path)
+    reused = [f"checkpoint at step {resumed_from}"] if resume and resumed_from else []
+    return RunResult(summary, run.path, reused)
