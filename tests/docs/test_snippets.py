@@ -335,8 +335,9 @@ RUN: dict[tuple[str, str], Run] = {
         setup=_mia_inputs, check=_check_mia
     ),
     ("prior.md", "import numpy as np"): Run(
-        check=lambda ns, out: [Path(f).is_file() for f in ("X_noisy.parquet", "y_noisy.csv")]
-        == [True, True]
+        check=lambda ns, out: (
+            [Path(f).is_file() for f in ("X_noisy.parquet", "y_noisy.csv")] == [True, True]
+        )
     ),
     (
         "prior.md",
