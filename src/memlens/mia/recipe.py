@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from memlens.config import require_config
 from memlens.errors import UserError
 from memlens.mia import attacks as A
 from memlens.mia.config import MIAConfig, MIAMetricsConfig
@@ -250,6 +251,7 @@ def run(
     that does not load) left empty is removed, so bad input leaves nothing behind; ``out=None``
     writes a fresh timestamped directory.
     """
+    require_config(config, MIAConfig)
     from memlens.models.hf import load_causal_lm
     from memlens.store import RunDir, default_out_dir
 
@@ -434,6 +436,7 @@ def run_metrics(
     ``mia.json``, ROC plots and a manifest there; without, nothing is written (``out_dir`` is
     ``None``). ``progress`` is accepted for the run contract; the evaluation reports none.
     """
+    require_config(config, MIAMetricsConfig)
     import pandas as pd
 
     from memlens.data.tables import is_missing, read_table

@@ -39,7 +39,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from memlens.config import Config
+from memlens.config import Config, require_config
 from memlens.progress import ProgressFn, emit
 from memlens.results import RunResult
 from memlens.track.summary import GrokSummary
@@ -277,6 +277,7 @@ def run(
     (``reused`` names it). ``progress`` receives
     a :class:`~memlens.progress.ProgressEvent` after every evaluation (note: the accuracies).
     """
+    require_config(config, GrokConfig)
     import pandas as pd
 
     from memlens.store import PartStore, RunDir, default_out_dir
