@@ -11,6 +11,7 @@ import pytest
 
 import memlens
 from memlens.errors import UserError
+from memlens.recipes import RECIPES
 
 
 def test_import_memlens_does_not_import_torch():
@@ -120,3 +121,27 @@ def test_docstring_examples_run():
     for mod in (memlens, memlens.recipes):
         result = doctest.testmod(mod)
         assert result.attempted >= 2 and result.failed == 0, mod.__name__
+
+
+@pytest.mark.parametrize("config_class, recipe", list(RECIPES.items()))
+def test_every_recipe_refuses_a_plain_dict_in_one_sentence(config_class, recipe, tmp_path):
+    """A notebook user's ``run({"model": ...}, out)`` (or another capability's config) is one
+    sentence naming the config to build, and writes nothing; the single-config recipes failed
+    with ``AttributeError: 'dict' object has no attribute ...``."""
+    import importlib
+
+    from memlens.laws import SizeConfig
+
+    module, _, name = recipe.partition(":")
+    run = getattr(importlib.import_module(module), name)
+    cls_name = config_class.partition(":")[2]
+    out = tmp_path / "out"
+    with pytest.raises(UserError) as exc:
+        run({"seed": 1}, out)
+    message = str(exc.value)
+    assert cls_name in message and "dict" in message and "\n" not in message, message
+    assert not out.exists()
+    if cls_name != "SizeConfig":
+        with pytest.raises(UserError, match="SizeConfig"):
+            run(SizeConfig(params=1e6, n_sequences=10, vocab_size=64), out)
+        assert not out.exists()

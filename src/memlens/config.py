@@ -74,6 +74,18 @@ class Config(BaseModel):
         return self.model_dump(mode="json")
 
 
+def require_config(config: Any, cls: type[Config]) -> None:
+    """Raise :class:`UserError` (one sentence) unless ``config`` is a ``cls``: a recipe called with
+    a plain dict, or another capability's config, says what it takes instead of failing on the
+    first attribute it reads."""
+    if isinstance(config, cls):
+        return
+    name = cls.__name__
+    got = type(config).__name__
+    hint = f" (from a dict: {name}(**settings))" if isinstance(config, Mapping) else ""
+    raise UserError(f"this recipe runs {name} configs{hint}, not a {got}.")
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML (or, with PyYAML installed, YAML) file holding a table of settings."""
     path = Path(path)

@@ -2,7 +2,8 @@
 
 Every recipe has the signature ``run(config, out, *, progress=None, ...) -> RunResult[S]``:
 
-* ``config`` is a :class:`memlens.config.Config` (validated at the door);
+* ``config`` is a :class:`memlens.config.Config` (validated at the door; anything else, a plain
+  dict included, is refused in one sentence naming the class to build);
 * ``out`` is the run directory (``None``: a fresh timestamped one); the library writes
   everything in it (manifest, tables, plots, the main JSON) through :mod:`memlens.store`;
 * ``progress`` receives :class:`memlens.progress.ProgressEvent` values;

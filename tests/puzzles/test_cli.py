@@ -221,3 +221,19 @@ def test_docstring_examples_run():
     for mod in (pkg, budget, sandbox):
         result = doctest.testmod(mod)
         assert result.attempted > 0 and result.failed == 0, mod.__name__
+
+
+def test_eval_from_python_names_the_reused_items(tmp_path):
+    """``run(EvalConfig(...), out)`` twice on the same ``out``: the rerun grades nothing again and
+    its result names every stored item in ``reused`` (it was always empty)."""
+    from memlens.puzzles.recipe import EvalConfig, MakeConfig, run
+
+    made = run(MakeConfig(puzzle="hanoi", sizes="1-3"), tmp_path / "prompts")
+    items = [json.loads(line) for line in open(made.summary.prompts)]
+    path = tmp_path / "responses.jsonl"
+    path.write_text("".join(json.dumps({**i, "response": "no idea"}) + "\n" for i in items))
+    first = run(EvalConfig(responses=str(path)), tmp_path / "eval")
+    again = run(EvalConfig(responses=str(path)), tmp_path / "eval")
+    assert first.reused == [] and first.summary.items == 3
+    assert again.reused == ["item000000", "item000001", "item000002"]
+    assert again.summary == first.summary

@@ -406,6 +406,7 @@ def test_quick_preset_interrupted_and_resumed_matches_uninterrupted(tiny_run, tm
     assert not (out / "dynamics.json").exists()
     resumed = run_quick(QuickConfig(**TINY), out)  # resumes from the checkpoint at step 70
     assert resumed.summary.training["resumed_from_step"] == 70
+    assert resumed.reused == ["checkpoint at step 70"]  # the result says so too (it was empty)
     from memlens.commands.track import _print_track
 
     _print_track(resumed.summary, None)

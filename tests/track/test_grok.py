@@ -113,6 +113,9 @@ def test_interrupted_run_resumes_to_the_same_curve(tmp_path):
     assert not (tmp_path / "cut" / "grok.json").exists()
     resumed = run_grok(GrokConfig(**SMALL), tmp_path / "cut")
     pd.testing.assert_frame_equal(curve(resumed), curve(full), rtol=1e-5)
+    # the result says what was reused: nothing the first time, on the rerun the checkpoint the
+    # interruption at step 50 left
+    assert full.reused == [] and resumed.reused == ["checkpoint at step 50"]
 
 
 def test_config_validation_and_cli_errors(tmp_path, capsys, monkeypatch):

@@ -41,6 +41,7 @@ from memlens.audit.plots import plot_audit
 from memlens.audit.rarity import TfidfCorpus
 from memlens.audit.summary import AuditSummary, SplitSummary
 from memlens.audit.unintended import unintended_bits
+from memlens.config import require_config
 from memlens.data.text import EncodedTexts, TextSet, load_texts
 from memlens.errors import UserError
 from memlens.progress import ProgressFn
@@ -456,6 +457,7 @@ def run(
     ``progress`` receives :class:`~memlens.progress.ProgressEvent` values for the tasks
     ``scoring (target)``, ``scoring (reference)`` and ``greedy extraction``.
     """
+    require_config(config, AuditConfig)
     from memlens.models.hf import load_causal_lm
     from memlens.store import RunDir, default_out_dir
 

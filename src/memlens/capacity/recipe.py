@@ -29,6 +29,7 @@ from memlens.capacity.config import CapacityConfig, Shape
 from memlens.capacity.fit import summarize
 from memlens.capacity.outputs import write_outputs
 from memlens.capacity.summary import CapacitySummary
+from memlens.config import require_config
 from memlens.progress import ProgressFn, emit
 from memlens.results import RunResult
 
@@ -159,6 +160,7 @@ def run(
     timestamped directory. Writes ``manifest.json``, ``capacity.json``, ``runs.csv``,
     ``curves.csv`` and two plots.
     """
+    require_config(config, CapacityConfig)
     from memlens.scale import check_backend, run_stored_cells
     from memlens.store import RunDir, default_out_dir
 

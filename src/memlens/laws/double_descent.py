@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from memlens.config import require_config
 from memlens.laws.cells import _cell_key, _chunks, _stack
 from memlens.laws.settings import DoubleDescentConfig
 from memlens.laws.summaries import DoubleDescentSummary
@@ -176,6 +177,7 @@ def run(
     ``double_descent.png`` (held-out and train code length per token against capacity ratio,
     ratio 1 and the source's entropy rate marked; memorized bits on the right).
     """
+    require_config(config, DoubleDescentConfig)
     import pandas as pd
 
     from memlens.scale import check_backend, run_stored_cells

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from memlens.config import Config
+from memlens.config import Config, require_config
 from memlens.errors import UserError
 from memlens.laws.formulas import (
     CORRECTED,
@@ -318,6 +318,7 @@ def run(
     """Fit the MIA law to ``config.file`` (:func:`fit_mia_table`); with ``out``, also write
     ``fit_mia.json``, ``predictions.csv``, ``fit_mia.png`` and ``manifest.json`` there (a fit takes
     a second, so ``None`` writes no run directory)."""
+    require_config(config, FitMiaConfig)
     summary = FitMiaSummary(**fit_mia_table(config.file, alpha=config.alpha, level=config.level))
     if out is None:
         return RunResult(summary)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from memlens.config import require_config
 from memlens.errors import UserError
 from memlens.laws.cells import _cell_key, _chunks, _stack
 from memlens.laws.fit import fit_mia_law
@@ -201,6 +202,7 @@ def run(
     law with CIs, published constants) and ``mia_experiment.png``. A rerun with the same config
     and ``out`` reuses finished cells.
     """
+    require_config(config, MiaExperimentConfig)
     import pandas as pd
 
     from memlens.scale import check_backend, run_stored_cells

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from memlens.config import Config
+from memlens.config import Config, require_config
 from memlens.errors import UserError
 from memlens.laws.formulas import (
     CORRECTED,
@@ -359,6 +359,7 @@ def run(
 ) -> RunResult[SizeReport]:
     """Answer a :class:`SizeConfig` (:func:`size`); with ``out``, also write ``size.json`` and
     ``manifest.json`` there (an instant answer needs no run directory, so ``None`` writes none)."""
+    require_config(config, SizeConfig)
     rep = size(**config.model_dump())
     if out is None:
         return RunResult(rep)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from memlens.config import require_config
 from memlens.errors import UserError
 from memlens.mia import attacks as A
 from memlens.mia.config import MIAConfig, MIAMetricsConfig
@@ -244,11 +245,13 @@ def run(
     every attack's score) and log-log ROC plots (``roc.png`` with all attacks,
     ``roc_<attack>.png`` each); the manifest also describes the target and the references
     (dtype, a GGUF file's quantization, a merged adapter). Reference code lengths and gradient
-    norms are saved as resumable cells. The data and the target are read and loaded before the
+    norms are saved as resumable cells; a rerun with the same ``out`` reuses them and names them
+    in ``reused`` (``reference-<i>``, ``gradnorm``). The data and the target are read and loaded before the
     run directory is created, and a fresh run directory that a later failure (e.g. a reference
     that does not load) left empty is removed, so bad input leaves nothing behind; ``out=None``
     writes a fresh timestamped directory.
     """
+    require_config(config, MIAConfig)
     from memlens.models.hf import load_causal_lm
     from memlens.store import RunDir, default_out_dir
 
@@ -308,6 +311,7 @@ def _score_and_write(
 
     refs: dict[str, Any] = {}
     ref_info: list[dict[str, Any]] = []
+    reused: list[str] = []  # the cells an earlier run with the same ``out`` left
     if "ref" in attacks:
         for i, (name, path) in enumerate(
             zip(reference_names(config.references), config.references, strict=True)
@@ -327,6 +331,8 @@ def _score_and_write(
                 arrays = {k: v.tolist() for k, v in stored[0].to_arrays().items()}
                 rd.save_cell(f"reference-{i}", {"path": path, "model": stored[1], **arrays})
                 del ref
+            else:
+                reused.append(f"reference-{i}")
             refs[name] = stored[0]
             ref_info.append(stored[1])
 
@@ -337,6 +343,8 @@ def _score_and_write(
         for m in norms
         if cell is not None and len(cell.get(m) or []) == len(samples)
     }
+    if gn:
+        reused.append("gradnorm")
     res = score_samples(
         lm,
         samples.texts,
@@ -402,7 +410,7 @@ def _score_and_write(
         model=summary.model,
         references=summary.references,
     )
-    return RunResult(summary=summary, out_dir=rd.path)
+    return RunResult(summary=summary, out_dir=rd.path, reused=reused)
 
 
 def _is_number(value: Any) -> bool:
@@ -428,6 +436,7 @@ def run_metrics(
     ``mia.json``, ROC plots and a manifest there; without, nothing is written (``out_dir`` is
     ``None``). ``progress`` is accepted for the run contract; the evaluation reports none.
     """
+    require_config(config, MIAMetricsConfig)
     import pandas as pd
 
     from memlens.data.tables import is_missing, read_table

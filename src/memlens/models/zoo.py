@@ -111,6 +111,6 @@ def resolve_model_name(name: str, cache: str | os.PathLike[str] | None = None) -
     if not is_cached(name, cache):
         raise UserError(
             f"model '{name}' is not in the cache at {model_file(name, cache).parent}; "
-            f"fetch it first (memlens fetch {name})."
+            f"fetch it first (memlens fetch {name}, or memlens.models.zoo.fetch_model)."
         )
     return model_file(name, cache)

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memlens.config import require_config
 from memlens.privacy.arms import ArmResult
 from memlens.privacy.canaries import Canaries
 from memlens.privacy.config import DPAuditConfig
@@ -107,6 +108,7 @@ def run(
     ``canaries.parquet``, ``dp_audit.png``, ``models/<arm>/`` and ``manifest.json`` (with the
     accountant's ε and ε̂ per arm).
     """
+    require_config(config, DPAuditConfig)
 
     from memlens.privacy.arms import (
         arm_cell,

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from memlens.config import require_config
 from memlens.progress import ProgressFn
 from memlens.results import RunResult
 from memlens.sinks.config import SinksConfig
@@ -84,6 +85,7 @@ def run(
         ``local`` in ``workers`` processes, one per CPU core by default; ``ray`` as Ray tasks).
         Same seeds, same numbers.
     """
+    require_config(config, SinksConfig)
     import torch
 
     from memlens.models.gpt import GPT, GPTConfig

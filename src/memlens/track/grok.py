@@ -39,7 +39,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from memlens.config import Config
+from memlens.config import Config, require_config
 from memlens.progress import ProgressFn, emit
 from memlens.results import RunResult
 from memlens.track.summary import GrokSummary
@@ -273,9 +273,11 @@ def run(
 
     Writes ``grok.json`` (see :func:`summarize`), ``curve.parquet`` (every evaluation), the
     append-only ``curve/part-*.parquet``, ``grok_accuracy.png``, ``grok_bits.png`` and
-    ``manifest.json``. A rerun with the same ``out`` and settings resumes. ``progress`` receives
+    ``manifest.json``. A rerun with the same ``out`` and settings resumes from the last checkpoint
+    (``reused`` names it). ``progress`` receives
     a :class:`~memlens.progress.ProgressEvent` after every evaluation (note: the accuracies).
     """
+    require_config(config, GrokConfig)
     import pandas as pd
 
     from memlens.store import PartStore, RunDir, default_out_dir
@@ -295,6 +297,7 @@ def run(
     tcfg = cfg.train_config()
     opt = tcfg.make_optimizer(model.parameters())
     step = load_checkpoint(ckpt, model, opt)
+    reused = [f"checkpoint at step {step}"] if step else []
     rows: list[dict[str, float]] = []
     prev = _load_curve(parts.directory)
     if prev is not None:
@@ -366,4 +369,4 @@ def run(
     rd.save_figure("grok_bits.png", plot_grok_bits(curve, summary.to_json()))
     rd.write_json(summary.file, summary.to_json())
     rd.write_manifest(status="finished")
-    return RunResult(summary, rd.path)
+    return RunResult(summary, rd.path, reused)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from memlens.config import Config
+from memlens.config import Config, require_config
 from memlens.progress import ProgressFn, emit
 from memlens.results import RunResult
 from memlens.track.analysis import analyze, first_true_step, forgetting_events, memorized_matrix
@@ -168,8 +168,9 @@ def run(
     memorized step and final bits), the tracker's append-only ``track/parts/*.parquet``,
     ``heatmap.png``, ``group_curves.png``, a training checkpoint (for resuming) and
     ``manifest.json``. Rerunning with the same ``out`` and settings resumes from the last
-    checkpoint. ``progress`` receives a :class:`~memlens.progress.ProgressEvent` every step.
+    checkpoint (``reused`` names it). ``progress`` receives a :class:`~memlens.progress.ProgressEvent` every step.
     """
+    require_config(config, QuickConfig)
     from memlens.models.gpt import GPT, GPTConfig
     from memlens.store import RunDir, default_out_dir
     from memlens.training import load_checkpoint, next_token_loss, pick_device, save_checkpoint
@@ -238,7 +239,7 @@ def run(
             "batch_loss_bits_per_token_this_session": [[s, v] for s, v in loss_bits],
         },
     )  # fmt: skip
-    return RunResult(summary, rd.path)
+    return RunResult(summary, rd.path, [f"checkpoint at step {start_step}"] if start_step else [])
 
 
 def _finish(

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from memlens.config import Config
+from memlens.config import Config, require_config
 from memlens.errors import UserError
 from memlens.progress import ProgressFn, emit
 from memlens.results import RunResult
@@ -208,6 +208,7 @@ def run(
     :func:`memlens.track.run_quick` (except the GPT checkpoint: Trainer checkpoints live in
     ``hf-checkpoints/``). ``progress`` receives a :class:`~memlens.progress.ProgressEvent` per step.
     """
+    require_config(cfg, TextTrackConfig)
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from memlens.models.hf import load_causal_lm
@@ -315,4 +316,5 @@ def run(
         },
         target=lm.describe(),
     )
-    return RunResult(summary, run.path)
+    reused = [f"checkpoint at step {resumed_from}"] if resume and resumed_from else []
+    return RunResult(summary, run.path, reused)
