@@ -145,3 +145,35 @@ def test_every_recipe_refuses_a_plain_dict_in_one_sentence(config_class, recipe,
         with pytest.raises(UserError, match="SizeConfig"):
             run(SizeConfig(params=1e6, n_sequences=10, vocab_size=64), out)
         assert not out.exists()
+
+
+def test_an_unknown_config_key_is_named_with_the_setting_meant():
+    """A misspelt key gets the closest setting; a ``run`` keyword put in a config is sent to
+    ``run``; otherwise the settings are listed (pydantic said "Extra inputs are not permitted")."""
+    from memlens.audit import AuditConfig
+    from memlens.capacity import load_config
+
+    with pytest.raises(UserError) as exc:
+        load_config("smoke", workers=1)
+    assert str(exc.value) == (
+        "invalid capacity config: 'workers' is not a setting but an argument of how it runs, "
+        "run(config, out, workers=...)."
+    )
+    with pytest.raises(UserError) as exc:
+        AuditConfig(model="m", train="t", heldout="h", prefx=8)
+    assert (
+        str(exc.value) == "invalid audit config: no setting named 'prefx'; did you mean 'prefix'?"
+    )
+    with pytest.raises(UserError) as exc:
+        AuditConfig.validate_dict({"model": "m", "train": "t", "heldout": "h", "zzz": 1})
+    message = str(exc.value)
+    assert message.startswith(
+        "invalid audit config: no setting named 'zzz'; its settings are model,"
+    )
+    assert message.endswith(".") and "\n" not in message
+    with pytest.raises(UserError) as exc:
+        load_config("smoke", train={"lrr": 1e-3})
+    assert str(exc.value) == "invalid capacity config: no setting named 'train.lrr'."
+    # a bad value of a known setting keeps the field-naming sentence
+    with pytest.raises(UserError, match=r"^invalid audit config \(prefix\): "):
+        AuditConfig(model="m", train="t", heldout="h", prefix=0)

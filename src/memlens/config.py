@@ -12,8 +12,9 @@ overrides (``None`` means "not given"), then validates.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -31,17 +32,50 @@ class ConfigError(UserError):
         self.validation = validation
 
 
-def validation_message(exc: ValidationError, what: str = "config") -> str:
+# Keyword arguments of the recipes' ``run(config, out, *, ...)``: a notebook user who puts one in
+# a config is told where it goes.
+RUN_KEYWORDS = (
+    "out",
+    "progress",
+    "backend",
+    "workers",
+    "ray_address",
+    "ray_num_cpus",
+    "ray_num_gpus",
+)
+
+
+def _unknown_setting(name: str, fields: Sequence[str], what: str) -> str:
+    if name in RUN_KEYWORDS:
+        return (
+            f"invalid {what}: '{name}' is not a setting but an argument of how it runs, "
+            f"run(config, out, {name}=...)."
+        )
+    close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; its settings are {', '.join(fields)}."
+    return f"invalid {what}: no setting named '{name}'{hint}"
+
+
+def validation_message(
+    exc: ValidationError, what: str = "config", fields: Sequence[str] = ()
+) -> str:
     """The first error of a pydantic ``ValidationError`` as one sentence (naming the field, or
-    only ``what`` when a check across fields failed)."""
+    only ``what`` when a check across fields failed). An unknown top-level key is named with the
+    closest of ``fields`` (the config's settings), or said to be an argument of ``run``."""
     err = exc.errors()[0]
     loc = tuple(err.get("loc", ()))
+    if err.get("type") == "extra_forbidden" and len(loc) == 1 and fields:
+        return _unknown_setting(str(loc[0]), fields, what)
     inner = (err.get("ctx") or {}).get("error")
+    if not loc and isinstance(inner, ConfigError):  # raised by the config's own __init__
+        return str(inner)
     while isinstance(inner, ConfigError):  # a nested config's error: its field, under ours
         err = inner.validation.errors()[0]
         loc += tuple(err.get("loc", ()))
         inner = (err.get("ctx") or {}).get("error")
     where = ".".join(str(x) for x in loc)
+    if err.get("type") == "extra_forbidden" and where:  # an unknown key of a nested section
+        return f"invalid {what}: no setting named '{where}'."
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ").rstrip(".")
     return f"invalid {what} ({where}): {msg}." if where else f"invalid {what}: {msg}."
 
@@ -59,7 +93,9 @@ class Config(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError(validation_message(exc, type(self).what), exc) from None
+            raise ConfigError(
+                validation_message(exc, type(self).what, list(type(self).model_fields)), exc
+            ) from None
 
     @classmethod
     def validate_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -67,7 +103,9 @@ class Config(BaseModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigError(validation_message(exc, cls.what), exc) from None
+            raise ConfigError(
+                validation_message(exc, cls.what, list(cls.model_fields)), exc
+            ) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready data (what the manifest records)."""
