@@ -177,3 +177,23 @@ def test_an_unknown_config_key_is_named_with_the_setting_meant():
     # a bad value of a known setting keeps the field-naming sentence
     with pytest.raises(UserError, match=r"^invalid audit config \(prefix\): "):
         AuditConfig(model="m", train="t", heldout="h", prefix=0)
+
+
+def test_print_of_a_run_result_shows_its_headline(tmp_path):
+    """``print(result)`` in a notebook: the kind, the directory and the headline numbers on a few
+    lines (the dataclass repr dumped the whole summary on one line)."""
+    from memlens.laws import SizeConfig
+
+    res = memlens.run(SizeConfig(params=1e6, n_sequences=10, vocab_size=64), tmp_path / "size")
+    res.reused = ["a", "b", "c", "d", "e", "f"]
+    assert repr(res).splitlines() == [
+        f"RunResult: laws-size in {tmp_path / 'size'}",
+        "  parameters: 1,000,000",
+        "  capacity (bits): 3,640,000",
+        "  dataset (sequences): 10",
+        "  capacity ratio: 0.001055",  # 10 * 64 * 6 bits / 3.64e6 bits
+        "  regime: memorization",
+        "  predicted MIA F1: 1",
+        "  α (bits/param): 3.64",
+        "  reused 6 stored: a, b, c, d, e, ...",
+    ]

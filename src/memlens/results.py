@@ -60,6 +60,28 @@ class RunResult(Generic[S]):
     out_dir: Path | None = None
     reused: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """The run's headline numbers on a few lines (``print(result)`` in a notebook); the
+        whole typed summary is ``result.summary``."""
+        kind = type(self.summary).kind or type(self.summary).__name__
+        where = f" in {self.out_dir}" if self.out_dir is not None else ""
+        lines = [f"RunResult: {kind}{where}"]
+        lines += [f"  {label}: {_short(value)}" for label, value in self.summary.headline()]
+        if self.reused:
+            shown = ", ".join(self.reused[:5]) + (", ..." if len(self.reused) > 5 else "")
+            lines.append(f"  reused {len(self.reused)} stored: {shown}")
+        return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    """A headline value for the console: whole floats with thousands separators, other floats
+    to 4 significant digits."""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{value:,.0f}"
+        return f"{value:.4g}"
+    return str(value)
+
 
 #: run kind -> "module:Class" of its Summary, imported on demand by :func:`summary_model` (the
 #: report). One line per kind, kept in alphabetical order.
