@@ -41,7 +41,7 @@ def square_cell(x: int, marks: str, progress) -> dict:
 
     progress(("started", x))
     if x == 0:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # Ray starts workers slowly on a loaded machine
         while len(list(Path(marks).glob("*.done"))) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
     else:
