@@ -210,7 +210,12 @@ def _print_track(s: Any, out_dir: Path | None) -> None:
         )
     console.print(table)
     resumed = (s.training or {}).get("resumed_from_step") or 0
-    if resumed:
+    if resumed and resumed >= (s.training or {}).get("steps", resumed + 1):
+        console.print(
+            "the run in this directory had finished: nothing was trained again (results "
+            "recomputed from its checkpoint and observations)"
+        )
+    elif resumed:
         console.print(
             f"resumed from step {resumed} of the interrupted run in this directory (its "
             "observations kept; training continued from its checkpoint)"
