@@ -275,5 +275,15 @@ def _print_grok(s: Any, out_dir: Path | None) -> None:
             f"not reached within {s.steps} steps: {', '.join(missing)}; "
             "raise --steps to see the model generalize (the quick preset grokked at step 610)."
         )
+    if s.resumed_from_step and s.resumed_from_step >= s.steps:
+        console.print(
+            "the run in this directory had finished: nothing was trained again (results "
+            "recomputed from its stored curve)"
+        )
+    elif s.resumed_from_step:
+        console.print(
+            f"resumed from step {s.resumed_from_step} of the interrupted run in this directory "
+            "(its curve kept; training continued from its checkpoint)"
+        )
     if out_dir is not None:
         console.print(f"wrote {out_dir}/grok.json, curve.parquet, grok_accuracy.png, grok_bits.png")
