@@ -206,7 +206,9 @@ def run(
     # whole curve (entries past the checkpoint, stored before a crash, are trained again)
     stored = (rd.load_cell("training_loss") or {}) if start_step else {}
     loss_bits: list[tuple[int, float]] = [
-        (int(s), float(v)) for s, v in stored.get("batch_loss_bits_per_token", []) if s <= start_step
+        (int(s), float(v))
+        for s, v in stored.get("batch_loss_bits_per_token", [])
+        if s <= start_step
     ]
     t_start = time.perf_counter()
     tracker.start()
