@@ -318,10 +318,13 @@ def _evaluate(
     run_dir.write_manifest(status="running", n_items=len(items))
 
     rows = []
+    reused: list[str] = []
     for i, item in enumerate(items):
         key = f"item{i:06d}"
         row = run_dir.load_cell(key)
-        if row is None:
+        if row is not None:
+            reused.append(key)
+        else:
             row = grade_item(
                 item,
                 budget_tokens=config.budget_tokens,
@@ -345,7 +348,7 @@ def _evaluate(
     run_dir.write_json(EvalSummary.file, summary.to_json())
     run_dir.save_figure("accuracy_by_size.png", _plot(by_size, budget, tpm))
     run_dir.write_manifest(status="done", n_items=len(items))
-    return RunResult(summary, run_dir.path)
+    return RunResult(summary, run_dir.path, reused)
 
 
 def _by_size(table: Any) -> Any:
