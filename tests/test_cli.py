@@ -92,7 +92,7 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path, monkeypatch, capsys)
     assert code == 130
     where = tmp_path / "memlens-runs" / "audit-20261201-120000"
     assert cap.err == (
-        f"interrupted: finished cells are saved in {where}; rerun the same command with "
+        f"interrupted: the work finished so far is saved in {where}; rerun the same command with "
         f"--out {where} to resume.\n"
     )
 

@@ -104,3 +104,30 @@ def test_a_run_that_stopped_before_writing_anything_gives_way_to_a_corrected_con
     RunDir(tmp_path / "f", "capacity", {"vocab": 10**11}, 0).write_manifest(status="finished")
     with pytest.raises(UserError, match="different config"):
         RunDir(tmp_path / "f", "capacity", {"vocab": 512}, 0)
+
+
+def test_reopening_a_run_removes_what_a_write_killed_mid_way_left_behind(tmp_path):
+    rd = RunDir(tmp_path / "r", "demo", {"steps": 1}, 0)
+    rd.write_manifest(status="running")
+    # a process killed inside atomic_path: the temporary file exists, the rename never ran
+    writing = [store.atomic_path(rd.path / "curves.csv"),
+               store.atomic_path(rd.path / "track" / "parts" / "part-1-2.parquet")]  # fmt: skip
+    for w in writing:  # (kept referenced: a collected generator would clean up after itself)
+        w.__enter__().write_text("half a table")
+    (rd.path / ".keep").write_text("not ours")
+    left = sorted(p.name for p in rd.path.rglob(".*.tmp*"))
+    assert len(left) == 2
+    RunDir(tmp_path / "r", "demo", {"steps": 1}, 0)  # the rerun
+    assert not list(rd.path.rglob(".*.tmp*"))
+    assert (rd.path / ".keep").exists() and (rd.path / "manifest.json").exists()
+    assert not (rd.path / "curves.csv").exists()
+
+
+def test_a_refused_directory_keeps_its_files(tmp_path):
+    rd = RunDir(tmp_path / "r", "demo", {"steps": 1}, 0)
+    rd.write_manifest(status="running")
+    writing = store.atomic_path(rd.path / "a.json")
+    writing.__enter__().write_text("{")
+    with pytest.raises(UserError):
+        RunDir(tmp_path / "r", "demo", {"steps": 2}, 0)
+    assert len(list(rd.path.glob(".a.json.*.tmp.json"))) == 1

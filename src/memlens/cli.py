@@ -125,7 +125,7 @@ def interrupted_message() -> str:
     where = last_run_dir()
     if where is not None and where.is_dir() and any(p.is_file() for p in where.rglob("*")):
         return (
-            f"interrupted: finished cells are saved in {where}; rerun the same command with "
+            f"interrupted: the work finished so far is saved in {where}; rerun the same command with "
             f"--out {where} to resume."
         )
     return "interrupted before anything was saved."

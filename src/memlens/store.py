@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -198,6 +199,18 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 _MISSING = object()
 
+#: The temporary files of :func:`atomic_path` (``.<name>.<8 random characters>.tmp<suffix>``).
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete what writes killed mid-way left behind (a crash skips :func:`atomic_path`'s
+    clean-up): nothing else writes in a run directory while it is being opened."""
+    for p in directory.rglob(".*.tmp*"):
+        if p.is_file() and _TEMPORARY.match(p.name):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
 
 _LAST_RUN_DIR: Path | None = None
 
@@ -282,6 +295,7 @@ class RunDir:
                     f"({differ}); "
                     "use a new `out` directory or the same settings to resume."
                 )
+        _remove_stale_temporaries(self.path)
         global _LAST_RUN_DIR
         _LAST_RUN_DIR = self.path
 

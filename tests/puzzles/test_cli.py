@@ -173,6 +173,8 @@ def test_make_then_eval(tmp_path):
     # Rerunning the same command resumes from the stored cells.
     again = memlens("puzzles", "eval", str(path), "--out", str(out), "--budget-tokens", "64000")
     assert again.returncode == 0 and again.stdout.splitlines()[0] == r.stdout.splitlines()[0]
+    assert "reused 6 of 6 graded items from an earlier run" in again.stdout
+    assert "reused" not in r.stdout
 
 
 def test_eval_rejects_bad_records(tmp_path):

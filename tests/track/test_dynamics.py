@@ -415,6 +415,32 @@ def test_quick_preset_interrupted_and_resumed_matches_uninterrupted(tiny_run, tm
     b = load_observations(out / "track")
     assert a.steps.tolist() == b.steps.tolist()
     np.testing.assert_allclose(b.code_bits, a.code_bits, rtol=1e-5, atol=1e-5)
+    # the training-loss curve spans both sessions, as in the uninterrupted run
+    want = json.loads((ref_out / "dynamics.json").read_text())["training"]
+    got = resumed.summary.training["batch_loss_bits_per_token"]
+    assert [s for s, _ in got] == [s for s, _ in want["batch_loss_bits_per_token"]]
+    assert got[0][0] == 1 and any(s > 70 for s, _ in got)
+    np.testing.assert_allclose(got, want["batch_loss_bits_per_token"], rtol=1e-5)
+
+
+def test_quick_preset_finished_run_rerun_trains_nothing_and_says_so(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from memlens.commands.track import _print_track
+
+    _, ref_out = tiny_run
+    out = tmp_path / "run"
+    shutil.copytree(ref_out, out)
+    before = json.loads((out / "dynamics.json").read_text())
+    again = run_quick(QuickConfig(**TINY), out)
+    assert again.summary.training["resumed_from_step"] == 120
+    after = json.loads((out / "dynamics.json").read_text())
+    assert after["curves"] == before["curves"] and after["groups"] == before["groups"]
+    loss = "batch_loss_bits_per_token"
+    assert after["training"][loss] == before["training"][loss] != []
+    _print_track(again.summary, None)
+    text = capsys.readouterr().out
+    assert "had finished: nothing was trained again" in text and "interrupted" not in text
 
 
 def test_track_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch):

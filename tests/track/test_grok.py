@@ -93,7 +93,7 @@ def curve(run) -> pd.DataFrame:
     return pd.read_parquet(run.out_dir / "curve.parquet")
 
 
-def test_interrupted_run_resumes_to_the_same_curve(tmp_path):
+def test_interrupted_run_resumes_to_the_same_curve(tmp_path, capsys):
     full = run_grok(GrokConfig(**SMALL), tmp_path / "full")
     d = json.loads((tmp_path / "full" / "grok.json").read_text())
     # p = 13: 169 pairs, 84 trained on and 85 held out. Under seed 0 the 60 steps memorize the
@@ -116,6 +116,19 @@ def test_interrupted_run_resumes_to_the_same_curve(tmp_path):
     # the result says what was reused: nothing the first time, on the rerun the checkpoint the
     # interruption at step 50 left
     assert full.reused == [] and resumed.reused == ["checkpoint at step 50"]
+    # the console says the run resumed (from the checkpoint Ctrl-C saved), and a rerun of the
+    # finished run trains nothing and says so
+    from memlens.commands.track import _print_grok
+
+    assert resumed.summary.resumed_from_step == 50 and full.summary.resumed_from_step == 0
+    _print_grok(resumed.summary, None)
+    assert "resumed from step 50 of the interrupted run" in capsys.readouterr().out
+    again = run_grok(GrokConfig(**SMALL), tmp_path / "cut")
+    assert again.summary.resumed_from_step == 60
+    pd.testing.assert_frame_equal(curve(again), curve(full), rtol=1e-5)
+    _print_grok(again.summary, None)
+    text = capsys.readouterr().out
+    assert "had finished: nothing was trained again" in text and "interrupted" not in text
 
 
 def test_config_validation_and_cli_errors(tmp_path, capsys, monkeypatch):
@@ -170,6 +183,7 @@ def test_console_says_which_marks_were_not_reached(capsys, monkeypatch):
         step_test_acc_99=None, train_acc_final=1.0, test_acc_final=0.0002,
         memorization_gap_bits_peak=19.81, step_memorization_gap_peak=40,
         memorization_gap_bits_final=14.5, weight_norm_initial=158.2, weight_norm_final=94.2,
+        resumed_from_step=0,
     )  # fmt: skip
     _print_grok(s, None)
     out = capsys.readouterr().out

@@ -164,3 +164,52 @@ def test_track_cli_text_errors(text_files, tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and fragment in err, err
         assert not out.exists()
+
+
+def test_text_run_resumes_past_a_torn_checkpoint_and_a_finished_run_trains_no_more(
+    text_files, tmp_path
+):
+    """A crash while the Trainer writes a checkpoint leaves it torn (its trainer_state.json,
+    written last, missing or cut): the rerun resumes from the one before instead of failing on
+    it. The mean training loss spans both sessions, and a rerun of the finished run trains no
+    step more (the Trainer, resumed at its last step, would) and changes nothing."""
+    from memlens.track.text import TextTrackConfig
+    from memlens.track.text import run as run_text
+
+    root, _ = text_files
+    cfg = TextTrackConfig(
+        model=str(root / "model"), train=str(root / "train.txt"), track=str(root / "track.jsonl"),
+        steps=30, checkpoint_every=10, lr=1e-2, batch_size=8, prefix=3, suffix=5,
+    )  # fmt: skip
+    full = run_text(cfg, tmp_path / "full")
+
+    def interrupt(event):
+        if event.completed == 25:
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        run_text(cfg, cut, progress=interrupt)
+    ckpts = cut / "hf-checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-20"]
+    torn = ckpts / "checkpoint-30"  # killed while writing step 30's checkpoint
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"\0" * 10)
+    (torn / "trainer_state.json").write_text('{"global_step": 3')
+    resumed = run_text(cfg, cut)
+    assert resumed.summary.training["resumed_from_step"] == 20
+    a, b = full.summary, resumed.summary
+    assert b.training["steps"] == 30 and b.curves["steps"] == a.curves["steps"]
+    for g in ("repeated", "unique", "heldout"):
+        np.testing.assert_allclose(
+            b.curves[g]["mean_code_bits"], a.curves[g]["mean_code_bits"], rtol=1e-5
+        )
+    loss = "mean_training_loss_bits_per_token"
+    assert b.training[loss] == pytest.approx(a.training[loss], rel=1e-5)
+
+    again = run_text(cfg, tmp_path / "full")
+    assert not (tmp_path / "full" / "hf-checkpoints" / "checkpoint-31").exists()
+    assert again.summary.training["steps"] == 30
+    assert again.summary.training["resumed_from_step"] == 30
+    assert again.summary.curves == a.curves and again.summary.groups == a.groups
+    assert again.summary.training[loss] == pytest.approx(a.training[loss], rel=1e-9)

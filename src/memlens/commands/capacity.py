@@ -122,5 +122,6 @@ def print_summary(console: Any, s: Any, out_dir: Path | None) -> None:
             f"[yellow]{s.stopped_by_time_budget} run(s) stopped by the time budget "
             f"({s.time_budget_s:g} s per shape): not saturated, so their bits are lower bounds.[/]"
         )
-    reused = f" ({s.reused_cells} shapes reused from an earlier run)" if s.reused_cells else ""
+    shapes = "shape" if s.reused_cells == 1 else "shapes"
+    reused = f" ({s.reused_cells} {shapes} reused from an earlier run)" if s.reused_cells else ""
     console.print(f"training time {s.wall_seconds:.0f} s{reused}; results in {out_dir}")

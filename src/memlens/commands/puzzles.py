@@ -221,6 +221,11 @@ def register(app: typer.Typer) -> None:
             fit = s.largest_n_within_budget.get(group)
             tail = f"   (largest n within budget: {fit['largest_n']})" if fit else ""
             typer.echo(f"{group}: " + " ".join(f"n={n}:{a:.2f}" for n, a in acc.items()) + tail)
+        if result.reused:
+            typer.echo(
+                f"reused {len(result.reused)} of {s.items} graded items from an earlier run in "
+                "this directory"
+            )
         typer.echo(f"wrote {result.out_dir}")
 
     @puzzles_app.command("budget", no_args_is_help=True)

@@ -210,7 +210,12 @@ def _print_track(s: Any, out_dir: Path | None) -> None:
         )
     console.print(table)
     resumed = (s.training or {}).get("resumed_from_step") or 0
-    if resumed:
+    if resumed and resumed >= (s.training or {}).get("steps", resumed + 1):
+        console.print(
+            "the run in this directory had finished: nothing was trained again (results "
+            "recomputed from its checkpoint and observations)"
+        )
+    elif resumed:
         console.print(
             f"resumed from step {resumed} of the interrupted run in this directory (its "
             "observations kept; training continued from its checkpoint)"
@@ -269,6 +274,16 @@ def _print_grok(s: Any, out_dir: Path | None) -> None:
         console.print(
             f"not reached within {s.steps} steps: {', '.join(missing)}; "
             "raise --steps to see the model generalize (the quick preset grokked at step 610)."
+        )
+    if s.resumed_from_step and s.resumed_from_step >= s.steps:
+        console.print(
+            "the run in this directory had finished: nothing was trained again (results "
+            "recomputed from its stored curve)"
+        )
+    elif s.resumed_from_step:
+        console.print(
+            f"resumed from step {s.resumed_from_step} of the interrupted run in this directory "
+            "(its curve kept; training continued from its checkpoint)"
         )
     if out_dir is not None:
         console.print(f"wrote {out_dir}/grok.json, curve.parquet, grok_accuracy.png, grok_bits.png")

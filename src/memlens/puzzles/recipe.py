@@ -317,7 +317,8 @@ def _evaluate(
     run_dir = RunDir(out or default_out_dir("puzzles-eval"), "puzzles-eval", manifest_config, None)
     run_dir.write_manifest(status="running", n_items=len(items))
 
-    rows, reused = [], []
+    rows = []
+    reused: list[str] = []
     for i, item in enumerate(items):
         key = f"item{i:06d}"
         row = run_dir.load_cell(key)

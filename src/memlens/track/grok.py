@@ -296,7 +296,7 @@ def run(
     model = ModAddMLP(cfg.p, cfg.d_embed, cfg.d_hidden)
     tcfg = cfg.train_config()
     opt = tcfg.make_optimizer(model.parameters())
-    step = load_checkpoint(ckpt, model, opt)
+    step = start_step = load_checkpoint(ckpt, model, opt)
     reused = [f"checkpoint at step {step}"] if step else []
     rows: list[dict[str, float]] = []
     prev = _load_curve(parts.directory)
@@ -364,6 +364,7 @@ def run(
     }
     summary.seconds_this_session = seconds
     summary.stopped_early = step < cfg.max_steps
+    summary.resumed_from_step = start_step
     rd.write_table("curve.parquet", curve)
     rd.save_figure("grok_accuracy.png", plot_grok_accuracy(curve, summary.to_json()))
     rd.save_figure("grok_bits.png", plot_grok_bits(curve, summary.to_json()))

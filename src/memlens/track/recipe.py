@@ -203,7 +203,14 @@ def run(
         batch_size=256,
     )
     train = train.to(dev)
-    loss_bits: list[tuple[int, float]] = []
+    # the batch losses at observed steps, kept with each checkpoint so a resumed run reports the
+    # whole curve (entries past the checkpoint, stored before a crash, are trained again)
+    stored = (rd.load_cell("training_loss") or {}) if start_step else {}
+    loss_bits: list[tuple[int, float]] = [
+        (int(s), float(v))
+        for s, v in stored.get("batch_loss_bits_per_token", [])
+        if s <= start_step
+    ]
     t_start = time.perf_counter()
     tracker.start()
     tracker.observe(model, start_step)
@@ -218,6 +225,7 @@ def run(
 
     def checkpoint(step: int) -> None:
         tracker.flush()
+        rd.save_cell("training_loss", {"batch_loss_bits_per_token": loss_bits})
         save_checkpoint(ckpt, model, opt, step)
 
     step = train_loop(
@@ -236,7 +244,7 @@ def run(
             "model": {"n_layer": config.n_layer, "d_model": config.d_model, "n_params": model.config.n_params},
             "train_rows": len(train),
             "epochs": step * config.batch_size / len(train),
-            "batch_loss_bits_per_token_this_session": [[s, v] for s, v in loss_bits],
+            "batch_loss_bits_per_token": [[s, v] for s, v in loss_bits],
         },
     )  # fmt: skip
     return RunResult(summary, rd.path, [f"checkpoint at step {start_step}"] if start_step else [])

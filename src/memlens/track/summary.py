@@ -99,6 +99,8 @@ class GrokSummary(Summary):
     optimizer: dict[str, Any] = {}
     seconds_this_session: float = 0.0
     stopped_early: bool = False
+    #: the step this session started from (0: a fresh run; else the checkpoint of an earlier run)
+    resumed_from_step: int = 0
 
     def headline(self) -> list[tuple[str, Any]]:
         return [

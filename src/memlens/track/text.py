@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -194,6 +195,39 @@ def _collator(pad_id: int) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     return collate
 
 
+def _resume_point(ckpt_dir: Path) -> tuple[int, Path | None]:
+    """The step and directory of the latest *complete* Trainer checkpoint in ``ckpt_dir`` (``0,
+    None`` when there is none), after deleting the checkpoints a crash cut short.
+
+    The Trainer writes a checkpoint's files in place and its ``trainer_state.json`` last, so a
+    checkpoint whose state does not parse was being written when the run was killed; resuming
+    from it fails, and the one before it (kept, ``save_total_limit`` = 1 deletes it only after
+    the next is complete) holds the same training up to its step.
+    """
+    import json
+    import shutil
+
+    complete: list[tuple[int, Path]] = []
+    for d in ckpt_dir.glob("checkpoint-*") if ckpt_dir.is_dir() else []:
+        step = d.name.removeprefix("checkpoint-")
+        if not (d.is_dir() and step.isdigit()):
+            continue
+        try:
+            json.loads((d / "trainer_state.json").read_text())
+            complete.append((int(step), d))
+        except (OSError, ValueError):
+            shutil.rmtree(d, ignore_errors=True)
+    return max(complete, default=(0, None))
+
+
+def _mean_loss_bits(log_history: list[dict[str, Any]]) -> float | None:
+    """Mean training loss in bits per token over every logged step (the Trainer logs each step's
+    loss; its history is saved with each checkpoint, so it spans every session of a resumed run),
+    or ``None`` when no step was logged."""
+    losses = [float(h["loss"]) for h in log_history if "loss" in h]
+    return float(np.mean(losses)) / math.log(2) if losses else None
+
+
 def run(
     cfg: TextTrackConfig,
     out: str | os.PathLike[str] | None = None,
@@ -257,7 +291,8 @@ def run(
         learning_rate=cfg.lr,
         lr_scheduler_type="constant",
         weight_decay=cfg.weight_decay,
-        logging_strategy="no",
+        logging_strategy="steps",  # every step's loss, in the checkpoints' log history
+        logging_steps=1,
         save_strategy="steps",
         save_steps=cfg.checkpoint_every,
         save_total_limit=1,
@@ -285,20 +320,33 @@ def run(
     from transformers.utils import logging as hf_logging
 
     trainer.remove_callback(PrinterCallback)  # memlens prints its own summary
-    resume = ckpt_dir.exists() and any(p.name.startswith("checkpoint-") for p in ckpt_dir.iterdir())
-    # the Trainer's checkpoints are checkpoint-<step>: it resumes from the latest
-    steps = [p.name.removeprefix("checkpoint-") for p in ckpt_dir.glob("checkpoint-*")]
-    resumed_from = max((int(n) for n in steps if n.isdigit()), default=0)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        out = trainer.train(resume_from_checkpoint=True if resume else None)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
-    loss = float(out.training_loss)
-    if not math.isfinite(loss):
+    resumed_from, checkpoint = _resume_point(ckpt_dir)
+    resume = checkpoint is not None
+    if resumed_from >= cfg.steps:
+        # a finished run: its tracker holds every observation, its last checkpoint the losses
+        # (the Trainer, resumed at its last step, would train one step more)
+        from transformers import TrainerState
+
+        state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+        global_step, log_history = state.global_step, state.log_history
+        if (tracker.last_step or 0) < global_step:  # killed before its last observation
+            from safetensors.torch import load_file
+
+            lm.model.load_state_dict(load_file(checkpoint / "model.safetensors"), strict=False)
+            tracker.observe(lm.model, global_step, force=True)
+            tracker.flush()
+    else:
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if resume else None)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
+        global_step, log_history = trainer.state.global_step, trainer.state.log_history
+    loss_bits = _mean_loss_bits(log_history)
+    if loss_bits is not None and not math.isfinite(loss_bits):
         raise UserError("training diverged (NaN or infinite loss); lower the learning rate `lr`.")
     summary = _finish(
         run,
@@ -306,10 +354,10 @@ def run(
         cfg.threshold,
         "auto",
         training={
-            "steps": int(trainer.state.global_step),
+            "steps": int(global_step),
             "train_rows": len(rows),
-            "epochs": trainer.state.global_step * cfg.batch_size / max(1, len(rows)),
-            "mean_training_loss_bits_per_token": loss / math.log(2),
+            "epochs": global_step * cfg.batch_size / max(1, len(rows)),
+            "mean_training_loss_bits_per_token": loss_bits,
             "model": lm.describe(),
             "resumed": resume,
             "resumed_from_step": resumed_from,
