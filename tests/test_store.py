@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
 import sys
 from typing import ClassVar
 
@@ -131,3 +132,14 @@ def test_a_refused_directory_keeps_its_files(tmp_path):
     with pytest.raises(UserError):
         RunDir(tmp_path / "r", "demo", {"steps": 2}, 0)
     assert len(list(rd.path.glob(".a.json.*.tmp.json"))) == 1
+
+
+def test_the_manifest_says_running_then_finished(tmp_path):
+    """One run contract: ``running`` while a run works, ``finished`` when it wrote its results
+    (three commands wrote ``done`` and seven wrote no status at all)."""
+    rd = RunDir(tmp_path / "r", "demo", {"a": 1}, seed=3)
+    rd.write_manifest(status="running")
+    assert json.loads((rd.path / "manifest.json").read_text())["status"] == "running"
+    rd.write_manifest(cells=2)
+    m = json.loads((rd.path / "manifest.json").read_text())
+    assert (m["status"], m["cells"], m["seed"], m["config"]) == ("finished", 2, 3, {"a": 1})

@@ -321,8 +321,13 @@ class RunDir:
         shutil.rmtree(self.path, ignore_errors=True)
         return True
 
-    def write_manifest(self, **extra: Any) -> Path:
-        return write_json_atomic(self.path / "manifest.json", self.manifest(**extra))
+    def write_manifest(self, status: str = "finished", **extra: Any) -> Path:
+        """Write ``manifest.json`` (config, seed, versions, git revision, ``extra``) atomically.
+
+        ``status`` is ``"running"`` while a run works (written first, so an interrupted
+        directory says so) and ``"finished"`` once its results are written, for every command.
+        """
+        return write_json_atomic(self.path / "manifest.json", self.manifest(status=status, **extra))
 
     # -- resumable cells -------------------------------------------------------------------
     def cell_file(self, key: str) -> Path:

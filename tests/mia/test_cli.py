@@ -152,9 +152,11 @@ def test_mia_end_to_end_every_attack_separates(bundle, tmp_path, capsys, monkeyp
     assert table.loc[:23, "label"].eq(1).all() and table.loc[24:, "label"].eq(0).all()
     assert (out / "roc.png").stat().st_size > 0 and (out / "roc_min_k_pp.png").exists()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "mia" and manifest["config"]["references"] == [
-        str(root / "reference")
-    ]
+    assert (
+        manifest["kind"] == "mia"
+        and manifest["status"] == "finished"
+        and manifest["config"]["references"] == [str(root / "reference")]
+    )
     assert "gradnorm" in stdout and "1 of 49 samples" in stdout
 
     # The same samples as one WikiMIA-style table (input, label) give the same numbers.

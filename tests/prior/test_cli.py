@@ -64,7 +64,11 @@ def test_theory_json_check_values_and_run_dir(tmp_path):
               "risk_vs_sigma2.png", "risk_vs_lambda.png"):  # fmt: skip
         assert (out / f).stat().st_size > 0, f
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "prior-theory" and manifest["config"]["prior"] == "isotropic"
+    assert (
+        manifest["kind"] == "prior-theory"
+        and manifest["status"] == "finished"
+        and manifest["config"]["prior"] == "isotropic"
+    )
     # Strict JSON: infinities become null (gamma < 1: J is infinite, 1/J = 0).
     lim = json.loads(_run("theory", "--gamma", "0.5", "--json", "--out", str(tmp_path / "u")))
     assert lim["limit"]["J"] is None and lim["limit"]["threshold_memorization"] == 0.0

@@ -75,7 +75,9 @@ def test_tiny_audit_end_to_end(tmp_path, monkeypatch, capsys):
             epsilon_lower_bound(60, 30, v, 1e-5), abs=1e-9
         )
     m = json.loads((out / "manifest.json").read_text())
-    assert m["status"] == "done" and m["accountant_epsilon"]["dp-eps2"] == dp["accountant_epsilon"]
+    assert (
+        m["status"] == "finished" and m["accountant_epsilon"]["dp-eps2"] == dp["accountant_epsilon"]
+    )
     assert m["config"]["dp_epsilons"] == [None, 2.0] and m["seed"] == 0
     # memlens report shows the audit's headline numbers, read from the typed dp_audit.json
     from memlens.report.html import esc, fmt

@@ -67,7 +67,7 @@ def test_smoke_writes_every_row_and_artifact(smoke):
     assert s["sinks"]["n_general"] == 90 and s["sinks"]["sinks_on_per_sequence"] == 11
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "sinks" and manifest["config"]["preset"] == "smoke"
-    assert manifest["status"] == "done" and manifest["seed"] == 0
+    assert manifest["status"] == "finished" and manifest["seed"] == 0
     for f in ("arms.csv", "sinks_summary.png", "sinks_curves.png", "sinks_localization.png"):
         assert (out / f).stat().st_size > 0
     for arm in ("standard", "dedup", "memsinks"):

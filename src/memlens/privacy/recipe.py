@@ -192,7 +192,7 @@ def run(
         write_outputs(run_dir, summary, c, arms)
         reused_arms = [a.name for a in arms if a.reused]
         run_dir.write_manifest(
-            status="done",
+            status="finished",
             backend=backend,
             opacus=_opacus_version(),
             accountant_epsilon={a.name: a.epsilon_spent for a in arms},

@@ -347,7 +347,7 @@ def _evaluate(
     summary = EvalSummary.model_validate(_summary(table, by_size, budget, tpm, overhead))
     run_dir.write_json(EvalSummary.file, summary.to_json())
     run_dir.save_figure("accuracy_by_size.png", _plot(by_size, budget, tpm))
-    run_dir.write_manifest(status="done", n_items=len(items))
+    run_dir.write_manifest(status="finished", n_items=len(items))
     return RunResult(summary, run_dir.path, reused)
 
 
