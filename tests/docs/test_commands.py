@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import typer
 
+from helpers_docs import code_blocks
 from memlens.cli import app
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
@@ -166,20 +167,7 @@ def page_problems(path: Path) -> list[str]:
 
 def python_blocks(text: str) -> list[str]:
     """The code of every ``python`` fenced block (``>>>`` prompts removed)."""
-    out: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        m = FENCE.match(lines[i])
-        if m and m.group(3).lower() in ("python", "py", "pycon"):
-            fence, body = m.group(2), []
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith(fence):
-                body.append(re.sub(r"^\s*(>>>|\.\.\.) ?", "", lines[i]))
-                i += 1
-            out.append("\n".join(body))
-        i += 1
-    return out
+    return code_blocks(text, ("python", "py", "pycon"), strip_prompts=True)
 
 
 def _resolve(dotted: str) -> object:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,29 +46,16 @@ import numpy as np
 import pytest
 
 import helpers_hf as H
+from helpers_docs import code_blocks
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
-FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+-]*)")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def python_blocks(text: str) -> list[str]:
     """The code of every ``python`` fenced block of ``text``, in order."""
-    out: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        m = FENCE.match(lines[i])
-        if m and m.group(2).lower() in ("python", "py"):
-            fence, body = m.group(1), []
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith(fence):
-                body.append(lines[i])
-                i += 1
-            out.append("\n".join(body) + "\n")
-        i += 1
-    return out
+    return [code + "\n" for code in code_blocks(text, ("python", "py"))]
 
 
 def pages() -> list[Path]:
