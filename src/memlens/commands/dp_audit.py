@@ -181,7 +181,10 @@ def _summary(s: Any, reused: list[str]) -> None:
     lora = arms[0].train.get("lora")
     if lora:
         targets = lora["target_modules"]
-        targets = targets if isinstance(targets, str) else ",".join(targets)
+        if targets == "all-linear":
+            targets = "every linear layer"
+        elif not isinstance(targets, str):
+            targets = ",".join(targets)
         where = f"the last {lora['last_layers']} blocks" if lora["last_layers"] else "every block"
         total = arms[0].train.get("total_parameters")
         share = (
