@@ -104,7 +104,7 @@ def test_a_dp_arm_changes_only_the_adapter_and_clips_only_its_gradients():
 
 def test_lora_arms_are_seeded_saved_as_adapters_and_reused(llama_dir, tmp_path):
     model, train = llama_dir
-    cfg = _cfg(model, train)
+    cfg = _cfg(model, train, score="loss_diff")  # scored against the bare base
     a = run(cfg, tmp_path / "a")
     b = run(cfg, tmp_path / "b")
     for x, y in zip(a.arms, b.arms, strict=True):  # deterministic under the seed

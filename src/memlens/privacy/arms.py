@@ -122,7 +122,8 @@ def _fresh_hf(cfg: DPAuditConfig, device: Any) -> tuple[Any, Any]:
 
 def parameter_counts(model: Any) -> dict[str, int]:
     """``{"trainable_parameters": ..., "total_parameters": ...}`` of ``model`` (trainable: the
-    parameters with ``requires_grad``, all that DP-SGD clips and noises; with LoRA, the adapter's)."""
+    parameters with ``requires_grad``, all that DP-SGD clips and noises; with LoRA, the adapter's;
+    total: every parameter, the adapter's included)."""
     params = list(model.parameters())
     return {
         "trainable_parameters": int(sum(p.numel() for p in params if p.requires_grad)),
