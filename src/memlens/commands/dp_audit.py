@@ -89,9 +89,15 @@ def _summary(s: Any, reused: list[str]) -> None:
     table.add_column(f"ε̂ ({s.confidence * 100:g}%)", justify="right")
     table.add_column("right/guesses", justify="right")
     table.add_column("ceiling", justify="right")
+    table.add_column("trained params", justify="right")
     table.add_column("train s", justify="right")
     for a in arms:
         seconds = a.train.get("seconds")
+        n_train = a.train.get("trainable_parameters")
+        lora = a.train.get("lora")
+        trained = "-" if n_train is None else f"{n_train:,}"
+        if lora:
+            trained = f"LoRA r{lora['r']}: {trained}"
         table.add_row(
             a.name,
             "∞ (no DP)" if a.accountant_epsilon is None else _fmt(a.accountant_epsilon),
@@ -99,6 +105,7 @@ def _summary(s: Any, reused: list[str]) -> None:
             _fmt(a.epsilon_lower_bound, 3),
             f"{a.audit.correct}/{a.audit.guesses}",
             _fmt(a.audit.ceiling_at_guesses),
+            trained,
             "-" if seconds is None else f"{seconds:.0f}",
         )
     console.print(table)
@@ -171,6 +178,25 @@ def _summary(s: Any, reused: list[str]) -> None:
             console.print(
                 f"ε̂ ≤ the {acc} accountant's ε in every DP arm, as a sound guarantee requires."
             )
+    lora = arms[0].train.get("lora")
+    if lora:
+        targets = lora["target_modules"]
+        if targets == "all-linear":
+            targets = "every linear layer"
+        elif not isinstance(targets, str):
+            targets = ",".join(targets)
+        where = f"the last {lora['last_layers']} blocks" if lora["last_layers"] else "every block"
+        total = arms[0].train.get("total_parameters")
+        share = (
+            f" of {total:,} ({100 * arms[0].train['trainable_parameters'] / total:.2f}%)"
+            if total
+            else ""
+        )
+        console.print(
+            f"LoRA r = {lora['r']}, alpha = {lora['alpha']} on {targets} in {where}: only the "
+            f"adapter's {arms[0].train.get('trainable_parameters'):,} parameters{share} are "
+            "trained, clipped and noised; every arm starts from the same adapter initialization."
+        )
     if reused:
         console.print(f"reused trained weights: {', '.join(reused)} (rerun of the same --out).")
 
@@ -255,6 +281,24 @@ def register(app: typer.Typer) -> None:
             "--physical-batch-size",
             help="Rows per per-sample-gradient chunk (default: within 1 GiB).",
         ),
+        lora_r: int = typer.Option(
+            None,
+            "--lora-r",
+            help="Fine-tune --model through a LoRA adapter of this rank: only the adapter is "
+            "trained, clipped and noised (default 0: every weight).",
+        ),
+        lora_alpha: int = typer.Option(
+            None, "--lora-alpha", help="LoRA alpha; the update is (alpha / r) B A (default 2r)."
+        ),
+        lora_target_modules: str = typer.Option(
+            None,
+            "--lora-target-modules",
+            help="Comma-separated module names to adapt, e.g. q_proj,v_proj (default: every "
+            "linear layer but the output head).",
+        ),
+        lora_last_layers: int = typer.Option(
+            None, "--lora-last-layers", help="Adapt only the last N blocks (default: all)."
+        ),
         selection: str = typer.Option(
             None,
             "--selection",
@@ -323,6 +367,12 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             lr=lr,
             physical_batch_size=physical_batch_size,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_target_modules=None
+            if lora_target_modules is None
+            else tuple(lora_target_modules.split(",")),
+            lora_last_layers=lora_last_layers,
             dp_epsilons=parse_epsilons(dp_epsilon),
             dp_delta=dp_delta,
             max_grad_norm=max_grad_norm,

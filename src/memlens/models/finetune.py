@@ -65,7 +65,6 @@ def finetune_lora(
     ``log`` is called with the trainer's log dicts (loss per logging step). Returns ``out``.
     """
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
     from memlens.data.text import encode_texts
@@ -95,37 +94,7 @@ def finetune_lora(
             "labels": ids.masked_fill(mask == 0, -100),
         }
 
-    targets: str | list[str] = s.target_modules
-    layers: dict[str, Any] = {}
-    if s.last_layers is not None:
-        pattern, n_blocks = _blocks(lm.model)
-        if not 1 <= s.last_layers <= n_blocks:
-            raise UserError(f"last_layers must be between 1 and {n_blocks}, got {s.last_layers}.")
-        layers = {
-            "layers_to_transform": list(range(n_blocks - s.last_layers, n_blocks)),
-            "layers_pattern": pattern,
-        }
-        if targets == "all-linear":  # peft takes a layer range only with module names
-            targets = _linear_suffixes(lm.model)
-    if not isinstance(targets, str):
-        present = {n.rsplit(".", 1)[-1] for n, _ in lm.model.named_modules()}
-        targets = [m for m in targets if m in present]
-        if not targets:
-            raise UserError(
-                f"model {lm.name} has none of the LoRA target modules {', '.join(s.target_modules)}."
-            )
-    config = LoraConfig(
-        r=s.r,
-        lora_alpha=s.alpha,
-        lora_dropout=s.dropout,
-        target_modules=targets,
-        bias="none",
-        task_type="CAUSAL_LM",
-        **layers,
-    )
-    torch.manual_seed(s.seed)
-    with quiet_transformers():
-        model = get_peft_model(lm.model, config)
+    model = attach_lora(lm.model, s, name=lm.name)
 
     class _Log(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
@@ -173,6 +142,70 @@ def finetune_lora(
         lm.model = model.unload()  # the base, without the LoRA layers
     lm.model.eval()
     return out
+
+
+def lora_config(model: Any, settings: LoraSettings, *, name: str = "the model") -> Any:
+    """The ``peft.LoraConfig`` of ``settings`` for ``model``: rank, alpha, dropout, the target
+    modules (``all-linear``, or the given suffixes that ``model`` has) and, with ``last_layers``,
+    the indices of its last blocks. Raises :class:`UserError` when ``r < 1``, ``last_layers`` is
+    out of range or no target module exists in ``model``."""
+    from peft import LoraConfig
+
+    s = settings
+    if s.r < 1:
+        raise UserError(f"a LoRA rank must be at least 1, got {s.r}.")
+    targets: str | list[str] = s.target_modules
+    layers: dict[str, Any] = {}
+    if s.last_layers is not None:
+        pattern, n_blocks = _blocks(model)
+        if not 1 <= s.last_layers <= n_blocks:
+            raise UserError(f"last_layers must be between 1 and {n_blocks}, got {s.last_layers}.")
+        layers = {
+            "layers_to_transform": list(range(n_blocks - s.last_layers, n_blocks)),
+            "layers_pattern": pattern,
+        }
+        if targets == "all-linear":  # peft takes a layer range only with module names
+            targets = _linear_suffixes(model)
+    if not isinstance(targets, str):
+        present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        targets = [m for m in targets if m in present]
+        if not targets:
+            raise UserError(
+                f"model {name} has none of the LoRA target modules {', '.join(s.target_modules)}."
+            )
+    return LoraConfig(
+        r=s.r,
+        lora_alpha=s.alpha,
+        lora_dropout=s.dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+        **layers,
+    )
+
+
+def attach_lora(model: Any, settings: LoraSettings, *, name: str = "the model") -> Any:
+    """Wrap ``model`` (a Hugging Face causal LM, modified in place) with fresh LoRA layers of
+    ``settings`` (:func:`lora_config`) and return the ``peft`` model: every base weight frozen
+    (``requires_grad`` False), only the adapter's ``lora_A``/``lora_B`` trainable.
+
+    The initialization is seeded by ``settings.seed`` (``lora_A`` Kaiming-uniform from torch's
+    global generator, ``lora_B`` zero, so base + adapter starts equal to the base); the global
+    generator is set to ``settings.seed`` as ``finetune_lora`` has always done.
+    """
+    import torch
+    from peft import get_peft_model
+
+    from memlens.models.loading import quiet_transformers
+
+    config = lora_config(model, settings, name=name)
+    torch.manual_seed(settings.seed)
+    try:
+        with quiet_transformers():
+            return get_peft_model(model, config)
+    except ValueError as exc:  # peft: "Target modules {...} not found in the base model."
+        first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else "no match"
+        raise UserError(f"LoRA cannot be applied to model {name}: {first}.") from None
 
 
 def _blocks(model: Any) -> tuple[str, int]:

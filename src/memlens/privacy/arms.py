@@ -88,7 +88,10 @@ def _gpt_config(cfg: DPAuditConfig, vocab_size: int) -> Any:
 
 
 def fresh_model(cfg: DPAuditConfig, vocab: Vocab, device: Any) -> Any:
-    """The initial model of every arm: a seeded GPT, or the Hugging Face model as loaded."""
+    """The initial model of every arm: a seeded GPT, or the Hugging Face model as loaded; with
+    LoRA (``cfg.lora``) that model wrapped in a fresh adapter initialized under ``cfg.seed``
+    (:func:`memlens.models.finetune.attach_lora`: the base frozen, only the adapter trainable),
+    the same in every arm."""
     import torch
 
     if cfg.model is None:
@@ -96,10 +99,52 @@ def fresh_model(cfg: DPAuditConfig, vocab: Vocab, device: Any) -> Any:
 
         g = torch.Generator().manual_seed(cfg.seed)
         return GPT(_gpt_config(cfg, vocab.size), n_models=1, generator=g).to(device)
+    return _fresh_hf(cfg, device)[1]
+
+
+def _fresh_hf(cfg: DPAuditConfig, device: Any) -> tuple[Any, Any]:
+    """The loaded :class:`~memlens.models.hf.CausalLM` (its ``model`` the base) and the model to
+    train: the base itself, or the base wrapped in a fresh seeded LoRA adapter."""
+    import torch
+
     from memlens.models.hf import load_causal_lm
 
     lm = load_causal_lm(cfg.model, device=str(device), dtype="float32")
-    return lm.model
+    if cfg.lora is None:
+        return lm, lm.model
+    from memlens.models.finetune import attach_lora
+
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # the seeded initialization leaves torch's RNG as it was
+        return lm, attach_lora(lm.model, cfg.lora, name=str(cfg.model))
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """``{"trainable_parameters": ..., "total_parameters": ...}`` of ``model`` (trainable: the
+    parameters with ``requires_grad``, all that DP-SGD clips and noises; with LoRA, the adapter's;
+    total: every parameter, the adapter's included)."""
+    params = list(model.parameters())
+    return {
+        "trainable_parameters": int(sum(p.numel() for p in params if p.requires_grad)),
+        "total_parameters": int(sum(p.numel() for p in params)),
+    }
+
+
+def lora_record(cfg: DPAuditConfig) -> dict[str, Any] | None:
+    """The LoRA settings of the arms as recorded in the stats and the manifest (``None``: none)."""
+    s = cfg.lora
+    if s is None:
+        return None
+    targets = s.target_modules if isinstance(s.target_modules, str) else list(s.target_modules)
+    return {
+        "r": s.r,
+        "alpha": s.alpha,
+        "target_modules": targets,
+        "last_layers": s.last_layers,
+        "dropout": s.dropout,
+        "init_seed": s.seed,
+    }
 
 
 @contextlib.contextmanager
@@ -135,8 +180,35 @@ def _save_weights(model: Any, path: Path, is_gpt: bool) -> None:
     os.replace(tmp, path)
 
 
-def _load_weights(path: Path, is_gpt: bool, device: Any) -> Any | None:
+def _save_lora(lm: Any, model: Any, path: Path) -> None:
+    """Save a trained LoRA adapter (``adapter_model.safetensors``, ``adapter_config.json`` and the
+    base's fingerprint, :func:`memlens.models.adapters.save_adapter`) into ``path`` atomically."""
+    import os
+
+    from memlens.models.adapters import save_adapter
+    from memlens.privacy.dp import quiet
+
+    tmp = path.parent / f".{path.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    with quiet(), _no_hf_bars():
+        save_adapter(model, tmp, lm)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def _load_weights(
+    path: Path, is_gpt: bool, device: Any, cfg: DPAuditConfig | None = None
+) -> Any | None:
     try:
+        if cfg is not None and cfg.lora is not None:  # base + the arm's adapter, merged
+            from memlens.models.hf import load_causal_lm
+            from memlens.privacy.dp import quiet
+
+            with quiet(), _no_hf_bars():
+                lm = load_causal_lm(cfg.model, device=str(device), dtype="float32", adapter=path)
+            return lm.model.eval()
         if is_gpt:
             from memlens.models.hf import load_gpt_checkpoint
 
@@ -240,10 +312,13 @@ def train_arm(
             "sample_rate": None,
             "final_loss_bits_per_token": float(nll.sum() / (N * cfg.seq_len)),
             "loop": "memlens.training.train_to_saturation (fixed budget, random permutations)",
+            **parameter_counts(model),
+            "lora": None,
         }
     dp = None
     if epsilon is not None:
         dp = DPSettings(epsilon, cfg.dp_delta, cfg.max_grad_norm, cfg.accountant)
+    counts = parameter_counts(model)
     stats = train_rows(
         model,
         tokens,
@@ -258,7 +333,7 @@ def train_arm(
         device=device,
         progress=progress,
     )
-    return stats.to_dict()
+    return {**stats.to_dict(), **counts, "lora": lora_record(cfg)}
 
 
 # -- one arm: trained weights (a resumable cell), then its audit ----------------------------------
@@ -274,7 +349,7 @@ def arm_cell(
 ) -> dict[str, Any]:
     """One arm as a cell of :func:`memlens.scale.run_stored_cells`: trained from the shared
     initialization; returns its training stats and its weights (a ``torch.save``'d state dict as
-    bytes, so that no filesystem is shared with the worker process or Ray node that trained it)."""
+    bytes, only the adapter's with LoRA, so that no filesystem is shared with the worker process or Ray node that trained it)."""
     import io
 
     import torch
@@ -285,8 +360,14 @@ def arm_cell(
         emit(progress, f"training {name}", done, total)
 
     stats = train_arm(cfg, model, prep.rows, epsilon, prep.device, prep.is_gpt, tick)
+    if cfg.lora is not None:  # only the adapter's weights: the base is the one loaded
+        from peft import get_peft_model_state_dict
+
+        state = get_peft_model_state_dict(model)
+    else:
+        state = model.state_dict()
     buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
     return {"stats": stats, "weights": buf.getvalue()}
 
 
@@ -296,17 +377,25 @@ def arm_key(name: str) -> str:
 
 
 def store_arm(cfg: DPAuditConfig, prep: Prepared, run_dir: Any, key: str, result: dict) -> None:
-    """Save a finished :func:`arm_cell`: its weights (safetensors, atomically) into
-    ``models/<name>/``, then its cell (a cell means "weights complete")."""
+    """Save a finished :func:`arm_cell`: its weights (safetensors, atomically; with LoRA the
+    adapter only, a PEFT adapter directory over the base) into ``models/<name>/``, then its cell (a cell means "weights complete")."""
     import io
 
     import torch
 
     name = key.removeprefix("arm-")
-    model = fresh_model(cfg, prep.vocab, torch.device("cpu"))
     state = torch.load(io.BytesIO(result["weights"]), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    _save_weights(model, run_dir.path / "models" / name, prep.is_gpt)
+    path = run_dir.path / "models" / name
+    if cfg.lora is not None:
+        from peft import set_peft_model_state_dict
+
+        lm, model = _fresh_hf(cfg, torch.device("cpu"))
+        set_peft_model_state_dict(model, state)
+        _save_lora(lm, model, path)
+    else:
+        model = fresh_model(cfg, prep.vocab, torch.device("cpu"))
+        model.load_state_dict(state)
+        _save_weights(model, path, prep.is_gpt)
     run_dir.save_cell(key, result["stats"])
 
 
@@ -318,10 +407,11 @@ def stored_arm(run_dir: Any, key: str) -> dict[str, Any] | None:
     return stats if stats is not None and path.is_dir() and any(path.iterdir()) else None
 
 
-def trained_model(prep: Prepared, run_dir: Any, name: str) -> Any:
-    """The trained model of arm ``name``, read back from the run directory for scoring."""
+def trained_model(prep: Prepared, run_dir: Any, name: str, cfg: DPAuditConfig | None = None) -> Any:
+    """The trained model of arm ``name``, read back from the run directory for scoring (with
+    LoRA: the base with the arm's adapter merged into it)."""
     path = run_dir.path / "models" / name
-    model = _load_weights(path, prep.is_gpt, prep.device)
+    model = _load_weights(path, prep.is_gpt, prep.device, cfg)
     if model is None:
         raise UserError(
             f"the saved weights of arm {name} in {path} cannot be read; delete that directory to "

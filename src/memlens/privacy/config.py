@@ -8,11 +8,14 @@ in the run's manifest. Units: ε in nats, δ a probability.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from memlens.config import Config
+
+if TYPE_CHECKING:
+    from memlens.models.finetune import LoraSettings
 
 
 class DPAuditConfig(Config):
@@ -29,7 +32,11 @@ class DPAuditConfig(Config):
     ``score``. Run: ``seed``, ``device``, torch CPU ``threads`` (``0`` or ``None``: torch's
     default) and ``batch_size_scoring``. Training: ``epochs`` of ``batch_size`` (expected) rows,
     Adam at ``lr`` after ``warmup_steps``, per-sample gradients in chunks of
-    ``physical_batch_size`` rows; ``accountant`` of Opacus (``prv`` or ``rdp``).
+    ``physical_batch_size`` rows; ``accountant`` of Opacus (``prv`` or ``rdp``). LoRA (Yu et al.
+    2022, "Differentially Private Fine-tuning of Language Models", arXiv:2110.06500): with
+    ``lora_r`` > 0 a Hugging Face model is fine-tuned through a LoRA adapter of rank ``lora_r``
+    (``lora_alpha``, ``lora_target_modules``, ``lora_last_layers``; see :attr:`lora`), the only
+    weights trained, clipped and noised; ``0`` fine-tunes every weight.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -61,6 +68,11 @@ class DPAuditConfig(Config):
     lr: float = Field(default=3e-3, gt=0)
     warmup_steps: int = Field(default=20, ge=0)
     physical_batch_size: int | None = Field(default=None, ge=1)
+    # LoRA (a Hugging Face model only): train, clip and noise only the adapter
+    lora_r: int = 0
+    lora_alpha: int | None = Field(default=None, ge=1)
+    lora_target_modules: tuple[str, ...] | None = None
+    lora_last_layers: int | None = Field(default=None, ge=1)
     # DP-SGD arms
     dp_epsilons: tuple[float | None, ...] = (None,)
     dp_delta: float = 1e-5
@@ -83,6 +95,22 @@ class DPAuditConfig(Config):
     def _m(cls, v: int) -> int:
         if v < 2:
             raise ValueError(f"an audit needs at least 2 canaries, got {v}")
+        return v
+
+    @field_validator("lora_r")
+    @classmethod
+    def _r(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"a LoRA rank must be 0 (full fine-tuning) or positive, got {v}")
+        return v
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _targets(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None:
+            v = tuple(m.strip() for m in v if m.strip())
+            if not v:
+                raise ValueError("LoRA target modules are empty; name at least one module")
         return v
 
     @field_validator("dp_delta", "confidence")
@@ -118,6 +146,16 @@ class DPAuditConfig(Config):
             raise ValueError("a `candidate_file` goes with a `canary_file`")
         if self.model is not None and self.tokenizer is not None:
             raise ValueError("a Hugging Face model uses its own tokenizer; do not give `tokenizer`")
+        if self.lora_r > 0 and self.model is None:
+            raise ValueError(
+                "LoRA adapts a Hugging Face model (`model`); a memlens GPT trains all its weights"
+            )
+        lora_extras = (self.lora_alpha, self.lora_target_modules, self.lora_last_layers)
+        if self.lora_r == 0 and any(x is not None for x in lora_extras):
+            raise ValueError(
+                "LoRA settings (`lora_alpha`, `lora_target_modules`, `lora_last_layers`) need a "
+                "LoRA rank (`lora_r` of 1 or more)"
+            )
         if self.canary_file is None and self.canary_length > self.seq_len - 1:
             raise ValueError(
                 f"canaries of {self.canary_length} tokens are longer than the context allows "
@@ -151,6 +189,25 @@ class DPAuditConfig(Config):
             check_guess_counts(m, *self.guess_counts(m))  # type: ignore[arg-type]
         elif self.selection == "split":
             split_sizes(m)
+
+    @property
+    def lora(self) -> LoraSettings | None:
+        """The LoRA settings of every arm (``None``: full fine-tuning): rank ``lora_r``, alpha
+        ``lora_alpha`` (default ``2 r``), ``lora_target_modules`` (default every linear layer but
+        the output head) in the ``lora_last_layers`` last blocks (default all), initialized
+        under ``seed``. Only ``r``, ``alpha``, the targets, the layers and the seed apply: the
+        optimizer, epochs and batches are the audit's own."""
+        if self.lora_r == 0:
+            return None
+        from memlens.models.finetune import LoraSettings
+
+        return LoraSettings(
+            r=self.lora_r,
+            alpha=2 * self.lora_r if self.lora_alpha is None else self.lora_alpha,
+            target_modules=self.lora_target_modules or "all-linear",
+            last_layers=self.lora_last_layers,
+            seed=self.seed,
+        )
 
     @property
     def arms(self) -> list[tuple[str, float | None]]:

@@ -187,6 +187,27 @@ def training_rows(data: TrainingData, canaries: Canaries, vocab: Vocab, S: int) 
     return np.concatenate(rows).astype(np.int64)
 
 
+def _with_lora(cfg: DPAuditConfig, model: Any) -> Any:
+    """``model`` with a fresh LoRA adapter of ``cfg.lora`` (raises on targets it lacks)."""
+    import torch
+
+    from memlens.models.finetune import attach_lora
+
+    with torch.random.fork_rng(devices=[]):
+        return attach_lora(model, cfg.lora, name=str(cfg.model))
+
+
+def _without_lora(peft_model: Any) -> Any:
+    """The base model again, its LoRA layers removed (``peft``'s ``unload``)."""
+    from memlens.models.loading import quiet_transformers
+
+    with quiet_transformers():
+        base = peft_model.unload()
+    for p in base.parameters():  # peft froze the base; restore as loaded
+        p.requires_grad_(True)
+    return base.eval()
+
+
 @dataclass
 class Prepared:
     """Everything an audit needs before training, built (and checked) before anything is written."""
@@ -252,7 +273,13 @@ def prepare(cfg: DPAuditConfig, device: Any) -> Prepared:
                 dp = DPSettings(eps, cfg.dp_delta, cfg.max_grad_norm, cfg.accountant)
                 check_reachable(dp, 1.0 / steps_per_epoch, cfg.epochs * steps_per_epoch)
         probe = fresh_model(cfg, vocab, device) if is_gpt else hf_model
+        if cfg.lora is not None:  # DP-SGD trains the adapter only: probe base + adapter
+            probe = _with_lora(cfg, hf_model)
         check_private_trainable(probe, torch.from_numpy(rows[:2]), device)
+        if cfg.lora is not None:
+            hf_model = _without_lora(probe)
+    elif cfg.lora is not None:  # the targets are checked before anything is written
+        hf_model = _without_lora(_with_lora(cfg, hf_model))
     return Prepared(
         vocab=vocab,
         canaries=canaries,

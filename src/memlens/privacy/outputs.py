@@ -48,6 +48,8 @@ def arms_table(summary: DPAuditSummary) -> Any:
                 "extrapolated_exposure_margin": ex.get("extrapolated_margin"),
                 "train_seconds": a.train.get("seconds"),
                 "steps": a.train.get("steps"),
+                "lora_r": (a.train.get("lora") or {}).get("r"),
+                "trainable_parameters": a.train.get("trainable_parameters"),
                 "reused_weights": a.reused_weights,
             }
         )

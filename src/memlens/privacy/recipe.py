@@ -81,6 +81,21 @@ def _opacus_version() -> str | None:
         return None
 
 
+def _lora_manifest(cfg: DPAuditConfig, arms: list[ArmResult]) -> dict | None:
+    """The LoRA settings and parameter counts of the arms (the same in every arm), or ``None``."""
+    from memlens.privacy.arms import lora_record
+
+    rec = lora_record(cfg)
+    if rec is None:
+        return None
+    t = arms[0].train
+    return {
+        **rec,
+        "trainable_parameters": t.get("trainable_parameters"),
+        "total_parameters": t.get("total_parameters"),
+    }
+
+
 def run(
     config: DPAuditConfig,
     out: str | Path | None = None,
@@ -159,7 +174,7 @@ def run(
         arms: list[ArmResult] = []
         for (name, eps), cell in zip(cfg.arms, done.results, strict=True):
             stats = cell if arm_key(name) in done.reused else cell["stats"]
-            model = trained_model(prep, run_dir, name)
+            model = trained_model(prep, run_dir, name, cfg)
             emit(progress, f"scoring {name}", 0, 1)
             reused = arm_key(name) in done.reused
             arms.append(audit_arm(cfg, prep, model, name, eps, stats, reused, base_bits))
@@ -198,6 +213,7 @@ def run(
             accountant_epsilon={a.name: a.epsilon_spent for a in arms},
             epsilon_lower_bound={a.name: a.audit.epsilon_lower_bound for a in arms},
             reused_arms=reused_arms,
+            lora=_lora_manifest(cfg, arms),
             seconds=summary.seconds,
         )
         return DPAuditResult(
