@@ -142,7 +142,9 @@ def run(
     rd.write_json(summary.file, summary.to_json())
     _write_tables(rd, summary)
     plot_sinks(rd, summary.to_json(), cells, loc)
-    rd.write_manifest(status="finished", seconds=summary.seconds_total_this_invocation, backend=backend)
+    rd.write_manifest(
+        status="finished", seconds=summary.seconds_total_this_invocation, backend=backend
+    )
     return RunResult(summary, rd.path, done.reused)
 
 
