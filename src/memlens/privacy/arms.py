@@ -114,9 +114,8 @@ def _fresh_hf(cfg: DPAuditConfig, device: Any) -> tuple[Any, Any]:
         return lm, lm.model
     from memlens.models.finetune import attach_lora
 
-    with torch.random.fork_rng(
-        devices=[]
-    ):  # the seeded initialization leaves torch's RNG as it was
+    # the seeded initialization leaves torch's RNG as it was
+    with torch.random.fork_rng(devices=[]):
         return lm, attach_lora(lm.model, cfg.lora, name=str(cfg.model))
 
 
@@ -349,7 +348,8 @@ def arm_cell(
 ) -> dict[str, Any]:
     """One arm as a cell of :func:`memlens.scale.run_stored_cells`: trained from the shared
     initialization; returns its training stats and its weights (a ``torch.save``'d state dict as
-    bytes, only the adapter's with LoRA, so that no filesystem is shared with the worker process or Ray node that trained it)."""
+    bytes, only the adapter's with LoRA, so that no filesystem is shared with the worker process
+    or Ray node that trained it)."""
     import io
 
     import torch
