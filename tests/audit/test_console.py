@@ -4,25 +4,14 @@ during extraction, and a sentence (with what to pass) when no text is long enoug
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 
 import pytest
 
+from helpers_cli import cli
 from helpers_hf import write_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def cli(args, capsys, monkeypatch):
-    from memlens import cli as memlens_cli
-
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["memlens", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        memlens_cli.main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 @pytest.mark.parametrize("affix", [4, 12])

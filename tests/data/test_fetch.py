@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from helpers_cli import cli
 from memlens.data import cache, corpora
 from memlens.errors import UserError
 from memlens.models import zoo
@@ -159,17 +159,6 @@ def test_fetch_model_checks_the_pinned_hash(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="pinned SHA-256"):
         zoo.fetch_model("tiny", cache=tmp_path / "other")
     assert not (tmp_path / "other" / "models" / "tiny").exists()
-
-
-def cli(args, capsys, monkeypatch):
-    from memlens import cli as memlens_cli
-
-    capsys.readouterr()  # only the command's own output below
-    monkeypatch.setattr(sys, "argv", ["memlens", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        memlens_cli.main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def test_fetch_command_lists_and_fetches(tmp_path, capsys, monkeypatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import zlib
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 import helpers_hf as H
+from helpers_cli import cli
 from memlens.mia.metrics import roc_auc
 from memlens.mia.recipe import load_samples
 
@@ -80,17 +80,6 @@ def bundle(tmp_path_factory):
     H.write_lines(root / "members.txt", members)
     H.write_lines(root / "nonmembers.txt", nonmembers + ["Cat"])
     return root, members, nonmembers + ["Cat"]
-
-
-def cli(args, capsys, monkeypatch):
-    """Run the real entry point in-process; returns (exit code, stdout, stderr)."""
-    from memlens import cli as memlens_cli
-
-    monkeypatch.setattr(sys, "argv", ["memlens", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        memlens_cli.main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def test_mia_end_to_end_every_attack_separates(bundle, tmp_path, capsys, monkeypatch):

@@ -5,7 +5,6 @@ reference of audit and mia, and an adapter over another base refused with one se
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 import helpers_hf as H
+from helpers_cli import cli
 from memlens.errors import UserError
 from memlens.models.finetune import LoraSettings, finetune_lora
 from memlens.models.hf import load_causal_lm
@@ -121,17 +121,6 @@ def test_adapter_path_mistakes_one_sentence(adapted, tmp_path):
         UserError, match="is not a readable PEFT adapter config .it names no peft_type"
     ):
         load_causal_lm(root / "base", device="cpu", adapter=bare)
-
-
-def cli(args, capsys, monkeypatch):
-    from memlens import cli as memlens_cli
-
-    capsys.readouterr()  # only the command's own output below
-    monkeypatch.setattr(sys, "argv", ["memlens", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        memlens_cli.main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def test_audit_and_mia_with_adapter_default_to_the_bare_base(

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import pytest
 import torch
 
 import helpers_gguf as G
 import helpers_hf as H
+from helpers_cli import cli
 from memlens.errors import UserError
 from memlens.models import gguf
 from memlens.models.gguf import find_gguf
@@ -159,17 +159,6 @@ def test_find_gguf(tmp_path):
         find_gguf(tmp_path)
     (tmp_path / "config.json").write_text("{}")  # a Hugging Face directory is not a GGUF one
     assert find_gguf(tmp_path) is None
-
-
-def cli(args, capsys, monkeypatch):
-    from memlens import cli as memlens_cli
-
-    capsys.readouterr()  # only the command's own output below
-    monkeypatch.setattr(sys, "argv", ["memlens", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
-        memlens_cli.main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 @pytest.fixture(name="bad_checkpoints")
