@@ -19,3 +19,14 @@ def cli(args, capsys, monkeypatch) -> tuple[int, str, str]:
         memlens_cli.main()
     out = capsys.readouterr()
     return exc.value.code, out.out, out.err
+
+
+def run_main(argv, monkeypatch, capsys):
+    """Run ``memlens ARGV...`` through :func:`memlens.cli.main`; returns ``(exit code, captured)``
+    with ``captured.out`` and ``captured.err`` (everything captured since the last read)."""
+    from memlens import cli as memlens_cli
+
+    monkeypatch.setattr(sys, "argv", ["memlens", *argv])
+    with pytest.raises(SystemExit) as exc:
+        memlens_cli.main()
+    return exc.value.code, capsys.readouterr()

@@ -6,15 +6,8 @@ import sys
 
 import pytest
 
+from helpers_cli import run_main as _main
 from memlens import __version__
-from memlens.cli import main
-
-
-def _main(argv, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["memlens", *argv])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    return exc.value.code, capsys.readouterr()
 
 
 @pytest.mark.parametrize(

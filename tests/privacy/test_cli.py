@@ -5,26 +5,19 @@ audit end to end with its console (accountant's ε beside ε̂, no library warni
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
+from helpers_cli import run_main as _main
 from helpers_hf import make_sentences, save_lm, wordlevel_tokenizer, write_lines
-from memlens.cli import app, main
+from memlens.cli import app
 
 TINY = [
     "--canaries", "60", "--n-train", "48", "--seq-len", "12", "--canary-length", "8",
     "--vocab-size", "32", "--d-model", "16", "--n-layer", "1", "--epochs", "20",
     "--batch-size", "32", "--lr", "0.01", "--candidates", "100", "--accountant", "rdp",
 ]  # fmt: skip
-
-
-def _main(argv, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["memlens", *argv])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    return exc.value.code, capsys.readouterr()
 
 
 def test_bound_json_has_the_check_values():

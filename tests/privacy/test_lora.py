@@ -4,14 +4,12 @@ adapters saved and reused on resume, bad input in one sentence."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 
+from helpers_cli import run_main as _main
 from helpers_hf import make_sentences, save_lm, wordlevel_tokenizer, write_lines
-from memlens.cli import main
 from memlens.models.finetune import LoraSettings, attach_lora
 from memlens.privacy import DPAuditConfig, run
 from memlens.privacy.dp import DPSettings, RowModel, per_sample_grads, row_loss, train_rows
@@ -132,13 +130,6 @@ def test_lora_arms_are_seeded_saved_as_adapters_and_reused(llama_dir, tmp_path):
     sa = load_file(tmp_path / "a" / "models" / "no-dp" / "adapter_model.safetensors")
     sb = load_file(tmp_path / "a" / "models" / "dp-eps8" / "adapter_model.safetensors")
     assert set(sa) == set(sb) and any(not torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def _main(argv, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["memlens", *argv])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    return exc.value.code, capsys.readouterr()
 
 
 @pytest.mark.parametrize(
