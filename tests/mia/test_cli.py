@@ -183,40 +183,17 @@ def test_load_samples_layouts(tmp_path):
     assert s.info["n_conflicts_excluded"] == 1
 
 
+LABELLED = ["--model", "{t}", "--members", "{m}", "--nonmembers", "{n}"]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
         (["--model", "{tmp}/nope", "--members", "{m}", "--nonmembers", "{n}"], "does not exist"),
+        ([*LABELLED, "--attacks", "loss,bogus"], "unknown attack"),
+        ([*LABELLED, "--attacks", "ref"], "needs at least one reference"),
         (
-            [
-                "--model",
-                "{t}",
-                "--members",
-                "{m}",
-                "--nonmembers",
-                "{n}",
-                "--attacks",
-                "loss,bogus",
-            ],
-            "unknown attack",
-        ),
-        (
-            ["--model", "{t}", "--members", "{m}", "--nonmembers", "{n}", "--attacks", "ref"],
-            "needs at least one reference",
-        ),
-        (
-            [
-                "--model",
-                "{t}",
-                "--members",
-                "{m}",
-                "--nonmembers",
-                "{n}",
-                "--attacks",
-                "loss",
-                "--reference",
-                "{tmp}/never-read",
-            ],
+            [*LABELLED, "--attacks", "loss", "--reference", "{tmp}/never-read"],
             "only the ref attack uses them and the chosen --attacks leave it out; add ref or "
             "drop the --references.",
         ),
@@ -225,10 +202,7 @@ def test_load_samples_layouts(tmp_path):
             "does not exist",
         ),
         (["--model", "{t}", "--members", "{m}"], "--nonmembers"),
-        (
-            ["--model", "{t}", "--members", "{m}", "--nonmembers", "{n}", "--fpr", "2"],
-            "at least 0 and below 1",
-        ),
+        ([*LABELLED, "--fpr", "2"], "at least 0 and below 1"),
         (["--model", "{t}", "--data", "{tmp}/bad.csv"], "not a membership label"),
     ],
 )
