@@ -7,23 +7,28 @@ well can membership be inferred?":
    ``memlens fetch shakespeare``): speeches of 60-100 characters, plus planted examples
    *repeated* 4 times each and random *canaries* (32 random letters, digits and spaces, each
    once).
-2. ``memlens.shadow.run(ShadowTrainConfig(...))``: a byte-level BPE tokenizer trained on the
-   pool, and 16 shadow GPTs trained as two batched stacks of 8 (one worker process per core),
-   each on a random half of the candidates (every candidate IN for exactly 8 of them) for 200
-   steps of 16 (about 12 epochs: the shadows generalize partly; ``shadow_world_sweep.py``
+2. ``memlens.shadow.run(ShadowTrainConfig(..., split_by="text"))``: a byte-level BPE tokenizer
+   trained on the pool, and 16 shadow GPTs trained as two batched stacks of 8 (one worker
+   process per core), each on a random half of the distinct texts (every text IN, with all its
+   copies, for exactly 8 of them: the membership game "did the model train on this text?") for
+   200 steps of 16 (about 12 epochs: the shadows generalize partly; ``shadow_world_sweep.py``
    measures other lengths); 40% of the pool is the population, OUT for all.
 3. ``run(ShadowAttackConfig(...))``: leave-one-model-out LiRA and RMIA against the loss, zlib and
-   Min-K% attacks on the same (target, example) pairs, a copy of a repeated speech labelled a
-   member when the target trained on any copy; then the same scores on the texts that occur once.
-4. ``run(MemorizationConfig(...))``: counterfactual memorization per example, by kind. At 200
-   steps little is memorized and the repeated speeches rank highest; so the same shadows (pool,
-   seed, halves) are also trained to convergence, 2000 steps (``--converged-steps``), as Zhang et
-   al. measure it, where the canaries top it (and the loss attack is perfect: docs/shadow.md).
+   Min-K% attacks on the same (target, text) pairs; then the same scores on the texts that occur
+   once.
+4. The same shadows split per copy (``split_by="copy"``, the default: each copy of a repeated
+   speech drawn on its own, so the OUT models of a copy mostly saw another copy), the design of
+   Zhang et al.'s counterfactual memorization, with the attacks on them for comparison.
+5. ``run(MemorizationConfig(...))``: counterfactual memorization per example, by kind, on the
+   per-copy shadows. At 200 steps little is memorized and the repeated speeches rank highest; so
+   the same shadows (pool, seed, halves) are also trained to convergence, 2000 steps
+   (``--converged-steps``), as Zhang et al. measure it, where the canaries top it (and the loss
+   attack is perfect: docs/shadow.md).
 
 Run: ``memlens fetch shakespeare`` once, then
-``python examples/shadow_world.py [--out examples-out/shadow-world]`` (under a minute on the
-2-core machine for the 200 steps, about 5 minutes idle more for the 2000; ``--converged-steps 0``
-skips those). Rerunning with the same
+``python examples/shadow_world.py [--out examples-out/shadow-world]`` (about a minute on the
+2-core machine for each set of 200-step shadows, about 5 minutes idle more for the 2000;
+``--converged-steps 0`` skips those). Rerunning with the same
 ``--out`` reuses the trained shadows. It prints the equivalent ``memlens shadow`` commands.
 """
 
@@ -73,14 +78,51 @@ def train_settings(
     batch_size: int = BATCH,
     lr: float = LR,
     seed: int = 0,
+    split_by: str = "copy",
 ) -> dict:
     """The ``ShadowTrainConfig`` fields of the example (100 warm-up steps, the default)."""
     return {
         "pool": str(pool), "n_models": models, "vocab_size": 512, "seq_len": 64,
         "n_layer": 2, "d_model": 32, "steps": steps, "batch_size": batch_size, "lr": lr,
         "warmup_steps": 100, "seed": seed, "population_frac": 0.4,
-        "stack_size": models // 2, "workers": 2,
+        "stack_size": models // 2, "workers": 2, "split_by": split_by,
     }  # fmt: skip
+
+
+def print_attacks(atk) -> None:
+    """The AUC and low-FPR TPRs of every attack of a ``ShadowAttackSummary``."""
+    print(f"{'attack':24s} {'AUC':>6s} {'TPR@1%':>7s} {'TPR@0.1%':>9s} {'TPR@0%':>7s}")
+    for name, m in atk.attacks.items():
+        t = m.tpr_at_fpr
+        print(f"{name:24s} {m.auc:6.3f} {t['0.01']:7.3f} {t['0.001']:9.3f} {t['0.0']:7.3f}")
+
+
+def versus_loss(label: str, atk, names=("lira_online", "rmia_online", "rmia_offline")) -> None:
+    """Does each shadow attack beat the loss attack at AUC and at TPR@1% FPR?"""
+    loss = atk.attacks["loss"]
+    for name in names:
+        m = atk.attacks[name]
+        auc, tpr, auc0, tpr0 = m.auc, m.tpr_at_fpr["0.01"], loss.auc, loss.tpr_at_fpr["0.01"]
+        beats = auc > auc0 and tpr > tpr0
+        print(
+            f"{name} vs loss ({label}): AUC {auc:.3f} vs {auc0:.3f}, TPR@1%FPR {tpr:.3f} vs "
+            f"{tpr0:.3f}: " + ("beats it on both" if beats else "does NOT beat it on both")
+        )
+
+
+def print_shadows(tr) -> None:
+    s = tr.summary
+    print(
+        f"{s.n_models} shadow GPTs of {s.n_params_per_model:,} parameters, {s.steps} steps as "
+        f"{len(s.stacks)} batched stack(s), split by {s.split_by}: "
+        f"{s.train_seconds_total:.0f} s training + {s.score_seconds_total:.0f} s scoring"
+        + (" (reused from an earlier run)" if tr.reused else "")
+    )
+    print(
+        f"loss on own half {s.mean_in_bits_per_token:.3f} bits/token, on the other half "
+        f"{s.mean_out_bits_per_token:.3f}; {s.n_candidates} candidates, "
+        f"{s.n_population} population"
+    )
 
 
 def report_memorization(run, config_cls, shadows: Path, out: Path, kind: dict[str, str]) -> None:
@@ -153,59 +195,43 @@ def main() -> None:
                 flush=True,
             )
 
-    tr = run(ShadowTrainConfig(**settings), out / "shadows", progress=progress)
-    s = tr.summary
-    print(f"world: {s.world}")
+    # 1. the membership game: a text, with all its copies, is IN for half of the shadows
+    by_text = out / "shadows-by-text"
+    tr = run(ShadowTrainConfig(**{**settings, "split_by": "text"}), by_text, progress=progress)
+    print(f"world: {tr.summary.world}")
+    print_shadows(tr)
+    atk = run(ShadowAttackConfig(shadows=str(by_text)), out / "attack").summary
     print(
-        f"{s.n_models} shadow GPTs of {s.n_params_per_model:,} parameters, {s.steps} steps as "
-        f"{len(s.stacks)} batched stack(s): {s.train_seconds_total:.0f} s training + "
-        f"{s.score_seconds_total:.0f} s scoring"
-        + (" (reused from an earlier run)" if tr.reused else "")
+        f"\nleave-one-model-out attacks, pooled over the {args.models} targets, each of the "
+        f"{atk.n_candidates_evaluated} distinct texts once:"
     )
-    print(
-        f"loss on own half {s.mean_in_bits_per_token:.3f} bits/token, on the other half "
-        f"{s.mean_out_bits_per_token:.3f}; {s.n_candidates} candidates, "
-        f"{s.n_population} population"
-    )
-
-    result = run(ShadowAttackConfig(shadows=str(out / "shadows")), out / "attack")
-    atk = result.summary
-    print(f"\nleave-one-model-out attacks, pooled over the {args.models} targets:")
-    print(
-        f"labels by text: {atk.n_relabelled} (target, copy) pairs of the planted repeats are "
-        "members because the target trained on another copy of their text"
-    )
-    print(f"{'attack':24s} {'AUC':>6s} {'TPR@1%':>7s} {'TPR@0.1%':>9s} {'TPR@0%':>7s}")
-    for name, m in atk.attacks.items():
-        t = m.tpr_at_fpr
-        print(f"{name:24s} {m.auc:6.3f} {t['0.01']:7.3f} {t['0.001']:9.3f} {t['0.0']:7.3f}")
-    # the same scores on the candidates whose text occurs once (a deduplicated evaluation: no
-    # question of labels; `memlens shadow attack --candidates once`)
+    print_attacks(atk)
+    # the same scores on the texts that occur once (`memlens shadow attack --candidates once`)
     dedup = run(
-        ShadowAttackConfig(shadows=str(out / "shadows"), candidates="once"), out / "attack-once"
+        ShadowAttackConfig(shadows=str(by_text), candidates="once"), out / "attack-once"
     ).summary
     print(
-        f"on the {dedup.n_candidates_evaluated} candidates whose text occurs once "
+        f"on the {dedup.n_candidates_evaluated} texts that occur once "
         f"({dedup.n_members} member and {dedup.n_nonmembers} non-member scores):"
     )
-    unique = {}
     for name in ("loss", "lira_online", "rmia_online", "rmia_offline"):
-        t = dedup.attacks[name].tpr_at_fpr
-        unique[name] = (dedup.attacks[name].auc, t["0.01"], t["0.001"])
-        print(f"{name:24s} {unique[name][0]:6.3f} {unique[name][1]:7.3f} {unique[name][2]:9.3f}")
-    loss = atk.attacks["loss"]
-    for name in ("lira_online", "rmia_online", "rmia_offline"):
-        m = atk.attacks[name]
-        for what, (auc, tpr, auc0, tpr0) in (
-            ("all", (m.auc, m.tpr_at_fpr["0.01"], loss.auc, loss.tpr_at_fpr["0.01"])),
-            ("once", (unique[name][0], unique[name][1], *unique["loss"][:2])),
-        ):
-            beats = auc > auc0 and tpr > tpr0
-            print(
-                f"{name} vs loss ({what}): AUC {auc:.3f} vs {auc0:.3f}, TPR@1%FPR {tpr:.3f} vs "
-                f"{tpr0:.3f}: " + ("beats it on both" if beats else "does NOT beat it on both")
-            )
+        m = dedup.attacks[name]
+        print(f"{name:24s} {m.auc:6.3f} {m.tpr_at_fpr['0.01']:7.3f} {m.tpr_at_fpr['0.001']:9.3f}")
+    versus_loss("all texts", atk)
+    versus_loss("texts once", dedup)
 
+    # 2. the same world split per copy (Zhang et al.'s design for counterfactual memorization):
+    # the OUT models of a repeated speech's copy mostly trained on another copy of it
+    tc = run(ShadowTrainConfig(**settings), out / "shadows", progress=progress)
+    print("\nthe same shadows split per copy:")
+    print_shadows(tc)
+    per_copy = run(ShadowAttackConfig(shadows=str(out / "shadows")), out / "attack-by-copy")
+    pc = per_copy.summary
+    print(
+        f"attacks on them, every candidate copy evaluated, labels by text ({pc.n_relabelled} "
+        "(target, copy) pairs are members through another copy of their text):"
+    )
+    versus_loss("split by copy", pc, names=("lira_online", "rmia_online"))
     report_memorization(run, MemorizationConfig, out / "shadows", out / "memorization", kind)
     if args.converged_steps:
         # counterfactual memorization is measured on models trained to convergence (Zhang et al.):
@@ -223,14 +249,16 @@ def main() -> None:
             run, MemorizationConfig, out / "shadows-converged", out / "memorization-converged", kind
         )
     print(f"\nelapsed {time.perf_counter() - t0:.0f} s; the same with the command line:")
-    print(f"  memlens shadow train --pool {pool} --models {args.models} --shape 2,32 --vocab-size 512 "
-          f"--steps {args.steps} --batch-size {BATCH} --lr {LR:g} --population 0.4 --stack-size {args.models // 2} "
-          f"--workers 2 --out {out / 'shadows'}")  # fmt: skip
-    print(f"  memlens shadow attack --shadows {out / 'shadows'} --out {out / 'attack'}")
+    train_cli = (f"memlens shadow train --pool {pool} --models {args.models} --shape 2,32 "
+                 f"--vocab-size 512 --steps {args.steps} --batch-size {BATCH} --lr {LR:g} "
+                 f"--population 0.4 --stack-size {args.models // 2} --workers 2")  # fmt: skip
+    print(f"  {train_cli} --split-by text --out {by_text}")
+    print(f"  memlens shadow attack --shadows {by_text} --out {out / 'attack'}")
     print(
-        f"  memlens shadow attack --shadows {out / 'shadows'} --candidates once "
-        f"--out {out / 'attack-once'}"
+        f"  memlens shadow attack --shadows {by_text} --candidates once --out {out / 'attack-once'}"
     )
+    print(f"  {train_cli} --out {out / 'shadows'}")
+    print(f"  memlens shadow attack --shadows {out / 'shadows'} --out {out / 'attack-by-copy'}")
     print(f"  memlens shadow memorization --shadows {out / 'shadows'} --out {out / 'memorization'}")
     if args.converged_steps:
         print(

@@ -370,6 +370,53 @@ def test_cli_text_pool_and_a_target_model(text_run, tmp_path, monkeypatch, capsy
     assert got["p"] == pytest.approx(want.pvalue, rel=1e-9)
 
 
+def test_split_by_text_trains_and_evaluates_every_text_once(tmp_path, monkeypatch, capsys):
+    """``--split-by text``: a model trains on all copies of a text or none; leave-one-model-out
+    evaluates one candidate per distinct text and memorization lists one row per text."""
+    import pandas as pd
+
+    lines = words_pool(tmp_path / "base.txt", 40, seed=2)
+    repeated = lines[:3]
+    (tmp_path / "pool.txt").write_text("\n".join(lines + repeated * 3) + "\n")  # 3 texts x 4
+    out = tmp_path / "shadows"
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "train", "--pool",
+                            str(tmp_path / "pool.txt"), "--models", "6", "--vocab-size", "280",
+                            "--seq-len", "32", "--shape", "1,16", "--steps", "20", "--batch-size",
+                            "8", "--lr", "0.01", "--device", "cpu", "--population", "0.2",
+                            "--split-by", "text", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert "split by text: the 12 candidates that are copies of a repeated text" in stdout
+    pool = pd.read_parquet(out / "pool.parquet")
+    cand = pool[pool.role == "candidate"].reset_index(drop=True)
+    keep = np.load(out / "keep.npy")
+    assert np.all(keep.sum(0) == 3) and json.loads((out / "shadow.json").read_text())[
+        "split_by"] == "text"  # fmt: skip
+    for text in repeated:  # the four copies of a repeated text share their column
+        cols = np.flatnonzero(cand.text.to_numpy() == text)
+        assert len(cols) == 4 and all(np.array_equal(keep[:, cols[0]], keep[:, c]) for c in cols)
+    n_texts = cand.text.nunique()
+    assert n_texts == len(cand) - 9
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                            "--out", str(tmp_path / "atk"), "--n-boot", "5")  # fmt: skip
+    assert code == 0, err
+    assert f"split by text: each of the {n_texts} distinct texts evaluated once" in stdout
+    mia = json.loads((tmp_path / "atk" / "mia.json").read_text())
+    assert mia["split_by"] == "text" and mia["n_candidates_evaluated"] == n_texts
+    assert mia["n_relabelled"] == 0 and mia["n_members"] + mia["n_nonmembers"] == 6 * n_texts
+    scores = pd.read_parquet(tmp_path / "atk" / "scores.parquet")
+    first = [int(np.flatnonzero(cand.text.to_numpy() == t)[0]) for t in cand.text.unique()]
+    assert scores["example"].tolist() == sorted(first) * 6
+    assert scores["label"].tolist() == keep[:, sorted(first)].astype(int).ravel().tolist()
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
+                            "--out", str(tmp_path / "mem"))  # fmt: skip
+    assert code == 0, err
+    table = pd.read_parquet(tmp_path / "mem" / "memorization.parquet")
+    assert len(table) == n_texts and table["text"].is_unique
+    assert sorted(table.loc[table["count"] == 4, "text"]) == sorted(repeated)
+    summary = json.loads((tmp_path / "mem" / "memorization.json").read_text())
+    assert "split by text" in summary["models_per_estimate"]["rule"]
+
+
 def _one_line_exit_2(code, err, fragment):
     assert code == 2, err
     err = err.strip()

@@ -22,9 +22,11 @@ from memlens.shadow.counterfactual import counterfactual
 from memlens.shadow.design import (
     balanced_keep,
     copy_groups,
+    first_copies,
     is_balanced,
     partner,
     references_for,
+    text_keep,
     text_membership,
 )
 from memlens.shadow.signals import logit_bits, signals_from_scores
@@ -74,6 +76,27 @@ def test_text_membership_counts_any_copy_of_a_text():
     assert text_membership(keep, np.arange(5)).tolist() == keep.tolist()  # no copies: keep
     with pytest.raises(UserError, match="one group id per example"):
         text_membership(keep, np.arange(4))
+
+
+def test_split_by_text_keeps_the_copies_of_a_text_together():
+    # 9 examples, 5 texts: text 0 three times, text 2 twice
+    groups = np.array([0, 1, 0, 2, 3, 2, 0, 4, 5]) % 5
+    K = 8
+    keep = text_keep(K, groups, seed=4)
+    assert keep.shape == (K, 9) and np.all(keep.sum(axis=0) == K // 2)
+    for g in range(5):  # every copy carries its text's column ...
+        cols = np.flatnonzero(groups == g)
+        assert all(np.array_equal(keep[:, cols[0]], keep[:, c]) for c in cols)
+    # ... and the texts are split as balanced_keep splits 5 examples, with the same seed
+    assert np.array_equal(keep[:, first_copies(groups)], balanced_keep(K, 5, seed=4))
+    for k in range(K):  # partners split the texts; a model's size counts the copies it drew
+        assert np.all(keep[k] ^ keep[partner(k)])
+        assert keep[k].sum() == sum(int((groups == g).sum()) for g in set(groups[keep[k]]))
+    assert first_copies(groups).tolist() == [0, 1, 3, 4, 7]
+    # no copies: the same matrix as per-copy splitting
+    assert np.array_equal(text_keep(K, np.arange(6), seed=1), balanced_keep(K, 6, seed=1))
+    with pytest.raises(UserError, match="at least 2 distinct texts"):
+        text_keep(4, np.zeros(5, dtype=int))
 
 
 @pytest.mark.parametrize("K,n", [(3, 10), (0, 10), (4, 1)])

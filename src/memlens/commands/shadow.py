@@ -101,6 +101,12 @@ def register(app: typer.Typer) -> None:
             "--population-frac",
             help="Share of the pool held out of every model (RMIA's z; 0.2).",
         ),
+        split_by: str | None = typer.Option(
+            None,
+            "--split-by",
+            help="Draw the halves per copy (copy, default) or per distinct text (text: a model "
+            "trains on all copies of a text or none).",
+        ),
         steps: int | None = typer.Option(
             None, "--steps", help="Training steps of every model (default 1500)."
         ),
@@ -132,8 +138,8 @@ def register(app: typer.Typer) -> None:
             ShadowTrainConfig, None, config,
             pool=pool, synthetic=synthetic, n_models=models, tokenizer=tokenizer,
             vocab_size=vocab_size, text_column=text_column, seq_len=seq_len,
-            n_examples=n_examples, population_frac=population, steps=steps, lr=lr,
-            batch_size=batch_size, stack_size=stack_size, seed=seed, device=device,
+            n_examples=n_examples, population_frac=population, split_by=split_by, steps=steps,
+            lr=lr, batch_size=batch_size, stack_size=stack_size, seed=seed, device=device,
             backend=backend, workers=workers, ray_address=ray_address,
             ray_num_cpus=ray_cpus_per_cell, ray_num_gpus=ray_gpus_per_cell, **_shape(shape),
         )  # fmt: skip
@@ -281,6 +287,11 @@ def _print_train(result: Any) -> None:
         f"stack(s) of {s.models_per_stack}; {s.n_candidates} candidates (each IN for "
         f"{s.n_models // 2} of them), {s.n_population} population examples OUT for all"
     )
+    if s.split_by == "text" and s.n_repeated_examples:
+        console.print(
+            f"split by text: the {s.n_repeated_examples} candidates that are copies of a repeated "
+            "text are IN for the same models as their other copies"
+        )
     if result.reused:
         console.print(f"reused {len(result.reused)} finished stack(s) of an earlier run")
     console.print(
@@ -330,6 +341,12 @@ def _print_attack(result: Any) -> None:
 
 def membership_line(s: Any) -> str:
     """How leave-one-model-out labelled the copies of repeated texts, and how much it mattered."""
+    if s.split_by == "text":
+        return (
+            f"split by text: each of the {s.n_candidates_evaluated} distinct texts evaluated "
+            "once; a target trained on all copies of a text or on none, so labels per copy and "
+            "per text agree"
+        )
     if s.membership == "copy":
         return (
             f"labels per copy (membership copy): {s.n_relabelled} non-member (target, copy) "

@@ -30,6 +30,12 @@ class ShadowTrainConfig(Config):
     ``vocab_size`` tokens) or ``synthetic`` (``uniform``/``markov`` with ``n_examples``,
     ``vocab_size``, ``branching``); examples of at most ``seq_len`` tokens; a share
     ``population_frac`` held out of every model (the RMIA population).
+    Design (:mod:`memlens.shadow.design`): ``split_by`` ``copy`` (default) draws every candidate
+    example on its own, so the copies of a text that occurs several times land in different
+    halves (Zhang et al.'s counterfactual memorization, where duplicates are partly seen by the
+    OUT models); ``text`` draws each distinct text once and a model that keeps it trains on all
+    of its copies (the membership game "did the model train on this text?", where a repeated
+    text is a member with its multiplicity or not at all).
     Models: ``n_models`` (K, even) GPTs of ``n_layer`` x ``d_model`` (``n_head`` 0 = automatic),
     ``stack_size`` per batched stack (default all K in one), trained ``steps`` steps of
     ``batch_size`` examples per model (Adam at ``lr``, ``warmup_steps``, linear decay over
@@ -53,6 +59,7 @@ class ShadowTrainConfig(Config):
     branching: int = Field(default=4, ge=1)
     seq_len: int = Field(default=64, ge=4)
     population_frac: float = Field(default=0.2, ge=0, lt=0.9)
+    split_by: Literal["copy", "text"] = "copy"
     n_models: int = 16
     stack_size: int | None = Field(default=None, ge=1)
     n_layer: int = Field(default=2, ge=1)

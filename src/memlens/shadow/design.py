@@ -16,6 +16,11 @@ example has exactly ``K/2 - 1`` IN and ``K/2 - 1`` OUT references whatever the t
 membership. Without that, the number of IN references (``K/2 - 1`` for a member, ``K/2`` for a
 non-member) would itself leak the answer into any estimator that depends on it (the public LiRA
 code truncates every example to the smallest IN count for the same reason).
+
+A pool may hold several copies of one text. :func:`balanced_keep` over the copies (``split_by
+copy``) gives each copy its own halves; :func:`text_keep` draws the halves over the distinct texts
+and gives every copy its text's column (``split_by text``), so a model trains on all copies of a
+text or on none. Both are balanced per example; only the second is balanced per text.
 """
 
 from __future__ import annotations
@@ -60,6 +65,35 @@ def balanced_keep(n_models: int, n_examples: int, seed: int = 0) -> np.ndarray:
         keep[2 * j, chosen] = True
         keep[2 * j + 1] = ~keep[2 * j]
     return keep
+
+
+def text_keep(n_models: int, groups: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The paired balanced keep matrix drawn over distinct texts: ``[K, n]`` (bool).
+
+    ``groups [n]``: the text of each example (ids ``0..G-1`` as :func:`copy_groups` numbers
+    them). The pairs split the ``G`` texts (:func:`balanced_keep` with ``G`` columns) and every
+    copy takes its text's column, so each text, with all its copies, is IN for exactly ``K/2``
+    models; a model's number of examples varies with the copies of the texts it drew.
+
+    Examples
+    --------
+    >>> keep = text_keep(4, np.array([0, 1, 1, 2]), seed=0)
+    >>> bool((keep[:, 1] == keep[:, 2]).all()), keep.sum(axis=0).tolist()
+    (True, [2, 2, 2, 2])
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    n_texts = int(groups.max()) + 1 if groups.size else 0
+    if n_texts < 2:
+        raise UserError(
+            f"the pool needs at least 2 distinct texts to split by text into halves, got {n_texts}."
+        )
+    return balanced_keep(n_models, n_texts, seed)[:, groups]
+
+
+def first_copies(groups: np.ndarray) -> np.ndarray:
+    """Positions of the first example of every text (``groups`` as :func:`copy_groups` gives)."""
+    _, first = np.unique(np.asarray(groups), return_index=True)
+    return np.sort(first)
 
 
 def partner(k: int) -> int:

@@ -140,7 +140,12 @@ def _leave_one_out(
 
     from memlens.mia.metrics import roc_auc
     from memlens.shadow.attacks import attack_target, calibrate_offline_a, fit_online_a
-    from memlens.shadow.design import copy_groups, references_for, text_membership
+    from memlens.shadow.design import (
+        copy_groups,
+        first_copies,
+        references_for,
+        text_membership,
+    )
 
     K = sh.n_models
     if K < 6:
@@ -195,7 +200,7 @@ def _leave_one_out(
     groups = copy_groups(sh.tokens[cand], sh.lengths[cand])
     by_text = text_membership(keep, groups)
     member = by_text if config.membership == "text" else keep
-    cols = np.arange(n)
+    by_split = sh.summary.split_by == "text"
     if config.candidates == "once":
         cols = np.flatnonzero(np.bincount(groups)[groups] == 1)
         if cols.size == 0:
@@ -203,10 +208,14 @@ def _leave_one_out(
                 f"no candidate of the shadows in {sh.path} has a text that occurs once in the "
                 "pool; evaluate all candidates."
             )
-        member, keep_eval, by_text = member[:, cols], keep[:, cols], by_text[:, cols]
-        table = {name: v[:, cols] for name, v in table.items()}
+    elif by_split:
+        # Split by text: the copies of a text share their membership and their scores, so the
+        # text is evaluated once (counting its copies would weigh it by its multiplicity).
+        cols = first_copies(groups)
     else:
-        keep_eval = keep
+        cols = np.arange(n)
+    member, keep_eval, by_text = member[:, cols], keep[:, cols], by_text[:, cols]
+    table = {name: v[:, cols] for name, v in table.items()}
     n_eval = cols.size
     n_relabelled = int((by_text != keep_eval).sum())
     labels = member.astype(np.int8).ravel()
@@ -231,6 +240,9 @@ def _leave_one_out(
             + (
                 f" of the candidates whose text occurs once in the pool, {n_eval} of {n}"
                 if config.candidates == "once"
+                else f", one per distinct text: the pool was split by text, so the copies of a "
+                f"text share their halves and their scores, {n_eval} texts of {n} candidates"
+                if by_split
                 else ""
             )
             + ", labels "
@@ -245,6 +257,7 @@ def _leave_one_out(
         n_relabelled=n_relabelled,
         candidates=config.candidates,
         n_candidates_evaluated=n_eval,
+        split_by=sh.summary.split_by,
         per_target_auc=per_target,
         offline_a=a_used,
         online_a=online_a if st.online_pz == "marginal" else [],
@@ -255,7 +268,13 @@ def _leave_one_out(
             "n_params": sh.summary.n_params_per_model,
             "steps": sh.summary.steps,
         },
-        references=[{"name": str(sh.path), "n_models": K - 2, "design": "balanced pairs"}],
+        references=[
+            {
+                "name": str(sh.path),
+                "n_models": K - 2,
+                "design": "balanced pairs" + (", split by text" if by_split else ""),
+            }
+        ],
         data={
             "shadows": str(sh.path),
             "world": sh.summary.world,

@@ -43,6 +43,9 @@ def memorization(
 ) -> MemorizationResult:
     """Counterfactual memorization of every candidate (:mod:`memlens.shadow.counterfactual`).
 
+    Shadows split by text (``split_by="text"``) give one row per distinct text: its copies were
+    IN together, so the measure is that of training on all of them against none.
+
     Writes ``memorization.parquet`` (one row per example: text, count in the pool, ``n_in``,
     ``n_out``, ``mem_accuracy`` and its standard error, ``mem_bits`` (sequence log-likelihood,
     bits) and per token, the IN and OUT means, TF-IDF rarity, and the audit's unintended bits
@@ -93,6 +96,13 @@ def memorization(
     if "entropy_bits" in sh.pool.columns:
         df["source_bits"] = pool["entropy_bits"].to_numpy()
     audit_note = None
+    by_split = sh.summary.split_by == "text"
+    if by_split:
+        # Split by text: a text's copies share their IN models and their signals; one row each.
+        from memlens.shadow.design import copy_groups, first_copies
+
+        df = df.iloc[first_copies(copy_groups(sh.tokens[cand], sh.lengths[cand]))]
+        df = df.reset_index(drop=True)
     if config.audit is not None:
         df, audit_note = _join_audit(df, config.audit)
     correlations = _spearman(df)
@@ -105,7 +115,12 @@ def memorization(
         models_per_estimate={
             "in": int(df["n_in"].min()),
             "out": int(df["n_out"].min()),
-            "rule": "every example is IN for exactly K/2 shadows and OUT for the other K/2",
+            "rule": (
+                "every text is IN, with all its copies, for exactly K/2 shadows and OUT for the "
+                "other K/2 (split by text; one row per distinct text)"
+                if by_split
+                else "every example is IN for exactly K/2 shadows and OUT for the other K/2"
+            ),
         },
         measure="M = per-token greedy accuracy (Zhang et al. 2023); also bits of log-likelihood",
         mean_mem_accuracy=float(df["mem_accuracy"].mean()),

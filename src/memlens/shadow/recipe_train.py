@@ -103,7 +103,7 @@ def train(
     from memlens.models.gpt import GPT
     from memlens.models.hf import save_gpt_checkpoint
     from memlens.scale import check_backend, run_stored_cells
-    from memlens.shadow.design import balanced_keep, check_design
+    from memlens.shadow.design import balanced_keep, check_design, copy_groups, text_keep
     from memlens.shadow.train import stack_layout, train_stack
     from memlens.store import RunDir, default_out_dir
 
@@ -113,7 +113,10 @@ def train(
     K = config.n_models
     cand = pool.candidates
     check_design(K, len(cand))
-    keep = balanced_keep(K, len(cand), config.seed)
+    if config.split_by == "text":
+        keep = text_keep(K, copy_groups(pool.tokens[cand], pool.lengths[cand]), config.seed)
+    else:
+        keep = balanced_keep(K, len(cand), config.seed)
     gcfg = config.gpt_config(pool.vocab_size)
     tcfg = config.train_config()
     fp = pool.fingerprint()
@@ -259,6 +262,7 @@ def _assemble(rd, pool, keep, layout, config, gcfg, stacks, fp) -> ShadowTrainSu
         n_candidates=int(len(cand)),
         n_population=int(len(popi)),
         n_repeated_examples=int((pool.counts[cand] > 1).sum()),
+        split_by=config.split_by,
         vocab_size=pool.vocab_size,
         seq_len=config.seq_len,
         shape=gcfg.to_dict(),

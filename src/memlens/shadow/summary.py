@@ -26,6 +26,7 @@ class ShadowTrainSummary(Summary):
     world: one line describing the pool; synthetic: the synthetic source, if any.
     fingerprint, pool_sha256: hashes of the tokenized pool and of the pool's texts.
     n_models, n_examples, n_candidates, n_population, n_repeated_examples: the design's counts.
+    split_by: ``copy`` (every candidate drawn on its own) or ``text`` (a text's copies together).
     vocab_size, seq_len, shape (a GPTConfig dict), n_params_per_model, steps: the models.
     stacks: per stack its ``index``, ``models``, ``reused`` and seconds; models_per_stack.
     train_seconds_total, score_seconds_total: worker time of all stacks (seconds).
@@ -46,6 +47,7 @@ class ShadowTrainSummary(Summary):
     n_candidates: int
     n_population: int
     n_repeated_examples: int = 0
+    split_by: str = "copy"
     vocab_size: int
     seq_len: int
     shape: dict[str, Any]
@@ -93,6 +95,8 @@ class ShadowAttackSummary(MIASummary):
     candidates: which candidates leave-one-model-out evaluated: ``all`` or ``once`` (those whose
         text occurs once in the pool).
     n_candidates_evaluated: how many candidates that is (each scored under every target).
+    split_by: the shadows' design (``copy`` or ``text``); split by text, leave-one-model-out
+        evaluates one candidate per distinct text and the two labelling conventions agree.
     """
 
     kind: ClassVar[str] = "shadow-attack"
@@ -107,6 +111,7 @@ class ShadowAttackSummary(MIASummary):
     n_relabelled: int = 0
     candidates: str = "all"
     n_candidates_evaluated: int | None = None
+    split_by: str = "copy"
 
     def headline(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = [("mode", self.mode), *super().headline()]
