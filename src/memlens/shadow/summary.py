@@ -70,6 +70,7 @@ class ShadowTrainSummary(Summary):
             ("world", self.world), ("shadow models", self.n_models),
             ("parameters per model", self.n_params_per_model), ("steps", self.steps),
             ("candidates", self.n_candidates), ("population", self.n_population),
+            ("halves drawn per", self.split_by),
             ("loss on own half (bits/token)", self.mean_in_bits_per_token),
             ("loss on other half (bits/token)", self.mean_out_bits_per_token),
             ("training seconds (all stacks)", self.train_seconds_total),
@@ -115,6 +116,8 @@ class ShadowAttackSummary(MIASummary):
 
     def headline(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = [("mode", self.mode), *super().headline()]
+        if self.mode == "leave-one-model-out":
+            out.append(("shadows' halves drawn per", self.split_by))
         if self.candidates == "once":
             out.append(("candidates evaluated (text occurs once)", self.n_candidates_evaluated))
         if self.membership:
