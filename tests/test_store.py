@@ -124,6 +124,16 @@ def test_reopening_a_run_removes_what_a_write_killed_mid_way_left_behind(tmp_pat
     assert not (rd.path / "curves.csv").exists()
 
 
+def test_a_directory_memlens_did_not_make_is_not_cleaned(tmp_path):
+    """``--out`` at a user's own directory (no manifest): files that look like memlens's
+    temporaries are the user's, and the directory is not walked."""
+    mine = tmp_path / "mine" / "deep"
+    mine.mkdir(parents=True)
+    (mine / ".notes.abc12345.tmp.txt").write_text("the user's")
+    RunDir(tmp_path / "mine", "demo", {"steps": 1}, 0)
+    assert (mine / ".notes.abc12345.tmp.txt").read_text() == "the user's"
+
+
 def test_a_refused_directory_keeps_its_files(tmp_path):
     rd = RunDir(tmp_path / "r", "demo", {"steps": 1}, 0)
     rd.write_manifest(status="running")

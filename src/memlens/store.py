@@ -295,7 +295,8 @@ class RunDir:
                     f"({differ}); "
                     "use a new `out` directory or the same settings to resume."
                 )
-        _remove_stale_temporaries(self.path)
+        if manifest.exists():  # a run directory; never walk a directory memlens did not make
+            _remove_stale_temporaries(self.path)
         global _LAST_RUN_DIR
         _LAST_RUN_DIR = self.path
 
