@@ -417,6 +417,17 @@ def test_split_by_text_trains_and_evaluates_every_text_once(tmp_path, monkeypatc
     assert sorted(table.loc[table["count"] == 4, "text"]) == sorted(repeated)
     summary = json.loads((tmp_path / "mem" / "memorization.json").read_text())
     assert "split by text" in summary["models_per_estimate"]["rule"]
+    # the default draws the copies one by one, and says how to draw them together
+    args = ["shadow", "train", "--pool", str(tmp_path / "pool.txt"), "--models", "2",
+            "--vocab-size", "280", "--seq-len", "32", "--shape", "1,16", "--steps", "2",
+            "--device", "cpu", "--out", str(tmp_path / "per-copy")]  # fmt: skip
+    code, stdout, err = cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert "split by copy: the 12 candidates that are copies of a repeated text" in stdout
+    assert "--split-by text draws a text with all its copies" in " ".join(stdout.split())
+    keep = np.load(tmp_path / "per-copy" / "keep.npy")
+    cols = [np.flatnonzero(cand.text.to_numpy() == t) for t in repeated]
+    assert any(len(set(keep[0, c].tolist())) == 2 for c in cols)  # copies in both halves
 
 
 def _one_line_exit_2(code, err, fragment):

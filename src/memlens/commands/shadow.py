@@ -292,6 +292,12 @@ def _print_train(result: Any) -> None:
             f"split by text: the {s.n_repeated_examples} candidates that are copies of a repeated "
             "text are IN for the same models as their other copies"
         )
+    elif s.n_repeated_examples:
+        console.print(
+            f"split by copy: the {s.n_repeated_examples} candidates that are copies of a repeated "
+            "text were drawn one by one (--split-by text draws a text with all its copies: "
+            "membership inference on texts)"
+        )
     if result.reused:
         console.print(f"reused {len(result.reused)} finished stack(s) of an earlier run")
     console.print(
