@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+import memlens
 from memlens.errors import UserError
 from memlens.models.gpt import GPT, GPTConfig
 from memlens.track import (
@@ -303,6 +304,10 @@ def test_append_only_storage_resume_and_mismatch(tmp_path):
         tr.observe(m, s)
     # steps 0-3 were flushed as two parts; step 4 was still buffered when the "crash" happened
     assert len(list((tmp_path / "t" / "parts").glob("*.parquet"))) == 2
+    # a tracker in the user's own loop records what a run manifest does: versions, revision
+    meta = json.loads((tmp_path / "t" / "tracker.json").read_text())
+    assert meta["versions"]["memlens"] == memlens.__version__ and "git_revision" in meta
+    assert meta["versions"]["torch"] == torch.__version__
     del tr
     tr2 = Tracker(ex, tmp_path / "t", schedule=Schedule.every(1), prefix=3, suffix=4)
     assert tr2.last_step == 3

@@ -199,8 +199,12 @@ class Tracker:
                 self._score_total = float(obs.score_seconds.sum())
                 self._train_before = float(obs.train_seconds.max())
         else:
+            from memlens.store import git_revision, versions
+
+            # what the run contract records in a manifest, for a tracker in a user's own loop
+            provenance = {"versions": versions(), "git_revision": git_revision()}
             write_table_atomic(d / "examples.parquet", self.examples.table())
-            write_json_atomic(meta_file, meta)
+            write_json_atomic(meta_file, meta | provenance)
 
     def flush(self) -> None:
         """Write buffered observations as one Parquet part (atomically)."""
