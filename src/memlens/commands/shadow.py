@@ -329,8 +329,8 @@ def _print_attack(result: Any) -> None:
         if s.candidates == "once":
             console.print(
                 f"candidates: the {s.n_candidates_evaluated} whose text occurs once in the pool "
-                "(scored and calibrated with all, labels as keep.npy; --candidates all to "
-                "evaluate every one)"
+                "(scored and calibrated with all; for them labels per copy and per text agree; "
+                "--candidates all to evaluate every one)"
             )
         else:
             console.print(membership_line(s))
