@@ -341,9 +341,9 @@ def test_cli_text_pool_and_a_target_model(text_run, tmp_path, monkeypatch, capsy
                             "--target", str(out / "models" / "model_00"), "--members",
                             str(tmp_path / "m.txt"), "--nonmembers", str(tmp_path / "n.txt"),
                             "--out", str(tmp_path / "atk"), "--n-boot", "10")  # fmt: skip
-    assert code == 0, err
-    mia = json.loads((tmp_path / "atk" / "mia.json").read_text())
-    assert mia["mode"] == "target" and "zlib" in mia["attacks"]
+    # a shadow is not its own reference: without it and its partner, 2 of 4 shadows are too few
+    _one_line_exit_2(code, err, "is shadow 0 of")
+    assert "needs at least 6 shadow models" in err and not (tmp_path / "atk").exists()
     # a rerun of the same command reuses all stacks
     code, stdout, err = cli(monkeypatch, capsys, *args)
     assert code == 0 and "reused 1 finished stack(s)" in stdout
@@ -417,6 +417,32 @@ def test_split_by_text_trains_and_evaluates_every_text_once(tmp_path, monkeypatc
     assert sorted(table.loc[table["count"] == 4, "text"]) == sorted(repeated)
     summary = json.loads((tmp_path / "mem" / "memorization.json").read_text())
     assert "split by text" in summary["models_per_estimate"]["rule"]
+    assert summary["split_by"] == "text" and f"of {n_texts} distinct texts" in stdout
+    # shadow 0 as the user's target, a repeated text among its members: it is left out of its own
+    # references with its partner, so its scores are those of target 0 leave-one-model-out (to
+    # float32 scoring noise: the target is scored alone, the shadows as a stack)
+    texts = cand.text.to_numpy()
+    members = [t for t in cand.text.unique() if keep[0, np.flatnonzero(texts == t)[0]]]
+    nonmembers = [t for t in cand.text.unique() if t not in members]
+    assert set(repeated) & set(members)
+    (tmp_path / "m.txt").write_text("\n".join(members) + "\n")
+    (tmp_path / "n.txt").write_text("\n".join(nonmembers) + "\n")
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                            "--target", str(out / "models" / "model_00"), "--members",
+                            str(tmp_path / "m.txt"), "--nonmembers", str(tmp_path / "n.txt"),
+                            "--device", "cpu", "--out", str(tmp_path / "atk-t"), "--n-boot", "5")  # fmt: skip
+    assert code == 0, err
+    assert "the target is shadow 0" in " ".join(stdout.split())
+    mia = json.loads((tmp_path / "atk-t" / "mia.json").read_text())
+    assert mia["target_shadow"] == 0 and mia["split_by"] == "text"
+    assert mia["references"][0]["n_models"] == 4
+    assert mia["references"][0]["design"] == "balanced pairs, split by text"
+    target = pd.read_parquet(tmp_path / "atk-t" / "scores.parquet")
+    loo = scores[scores["target"] == 0].assign(text=lambda d: texts[d["example"]])
+    both = target.merge(loo, on="text", suffixes=("", "_loo"))
+    assert len(both) == n_texts and (both["label"] == both["label_loo"]).all()
+    for name in ("lira_online", "lira_offline", "rmia_offline", "loss"):
+        np.testing.assert_allclose(both[name], both[f"{name}_loo"], rtol=1e-4, atol=1e-3)
     # the default draws the copies one by one, and says how to draw them together
     args = ["shadow", "train", "--pool", str(tmp_path / "pool.txt"), "--models", "2",
             "--vocab-size", "280", "--seq-len", "32", "--shape", "1,16", "--steps", "2",
@@ -428,6 +454,19 @@ def test_split_by_text_trains_and_evaluates_every_text_once(tmp_path, monkeypatc
     keep = np.load(tmp_path / "per-copy" / "keep.npy")
     cols = [np.flatnonzero(cand.text.to_numpy() == t) for t in repeated]
     assert any(len(set(keep[0, c].tolist())) == 2 for c in cols)  # copies in both halves
+
+
+def test_print_of_every_run_result_shows_its_headline():
+    """``print(result)`` of the results that add a table is RunResult's few headline lines (a
+    dataclass subclass would otherwise print every field of the summary and the whole table)."""
+    from memlens.audit.recipe import AuditResult
+    from memlens.privacy.recipe import DPAuditResult
+    from memlens.results import RunResult
+    from memlens.shadow.recipe_attack import ShadowAttackResult
+    from memlens.shadow.recipe_memorization import MemorizationResult
+
+    for cls in (ShadowAttackResult, MemorizationResult, AuditResult, DPAuditResult):
+        assert cls.__repr__ is RunResult.__repr__, cls.__name__
 
 
 def _one_line_exit_2(code, err, fragment):

@@ -50,7 +50,7 @@ from memlens.scoring import CodeLengths, check_window, comparable_bits, k_extrac
 from memlens.units import PUBLISHED_ALPHA, capacity_bits, zlib_bytes
 
 
-@dataclass
+@dataclass(repr=False)
 class AuditResult(RunResult[AuditSummary]):
     """What an audit returns: the typed ``audit.json`` (``summary``), ``samples`` (a pandas
     DataFrame, one row per text: ``samples.parquet``), the run directory and the ``reused``

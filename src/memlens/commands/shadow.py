@@ -329,13 +329,22 @@ def _print_attack(result: Any) -> None:
         if s.candidates == "once":
             console.print(
                 f"candidates: the {s.n_candidates_evaluated} whose text occurs once in the pool "
-                "(scored and calibrated with all, labels as keep.npy; --candidates all to "
-                "evaluate every one)"
+                "(scored and calibrated with all; for them labels per copy and per text agree; "
+                "--candidates all to evaluate every one)"
             )
         else:
             console.print(membership_line(s))
         a = s.offline_a
         console.print(f"offline RMIA a (calibrated per target): {min(a):.1f}-{max(a):.1f}")
+    else:
+        ref = s.references[0] if s.references else {}
+        line = f"references: {ref.get('n_models')} shadows ({ref.get('design')})"
+        if s.target_shadow is not None:
+            line += (
+                f"; the target is shadow {s.target_shadow} (its scores reproduce that shadow's), "
+                "left out of its own references with its pair partner"
+            )
+        console.print(line)
     if s.online_a:
         b = s.online_a
         console.print(
@@ -375,7 +384,8 @@ def _print_memorization(result: Any, top: int) -> None:
     s = result.summary
     console = make_console()
     table = Table(
-        title=f"counterfactual memorization, top {top} of {s.n_examples} examples "
+        title=f"counterfactual memorization, top {top} of {s.n_examples} "
+        f"{'distinct texts' if s.split_by == 'text' else 'examples'} "
         f"({s.models_per_estimate['in']} IN / {s.models_per_estimate['out']} OUT models each)",
         box=box.SIMPLE_HEAD,
     )

@@ -61,7 +61,7 @@ METHOD = (
 )
 
 
-@dataclass
+@dataclass(repr=False)
 class DPAuditResult(RunResult[DPAuditSummary]):
     """What :func:`run` returns: the typed ``dp_audit.json`` (``summary``), the run directory,
     the ``reused`` arms (trained weights taken from an earlier run), and the per-canary data:

@@ -27,7 +27,7 @@ from memlens.shadow.summary import ShadowAttackSummary
 UNITS = "bits (log base 2); LiRA scores in nats of likelihood ratio, RMIA in fractions of Z"
 
 
-@dataclass
+@dataclass(repr=False)
 class ShadowAttackResult(RunResult[ShadowAttackSummary]):
     """The typed ``mia.json`` (``summary``), the run directory, and ``scores``: the
     per-(target, example) table of ``scores.parquet`` (a pandas DataFrame)."""
@@ -53,7 +53,9 @@ def attack(
     ``progress`` receives the task ``"targets"``.
 
     With a ``target``: the user's model is scored on its member and non-member texts (texts of
-    the shadows' pool) and on the population, in one pass; all shadows are its references.
+    the shadows' pool) and on the population, in one pass; all shadows are its references, except
+    when the target is itself one of them (its log-likelihoods reproduce that shadow's): then it
+    and its pair partner are left out, as in leave-one-model-out (``target_shadow``).
     """
     sh = load_shadows(config.shadows)
     check_pool(sh, config.pool, config.text_column)
@@ -242,7 +244,7 @@ def _leave_one_out(
                 if config.candidates == "once"
                 else f", one per distinct text: the pool was split by text, so the copies of a "
                 f"text share their halves and their scores, {n_eval} texts of {n} candidates"
-                if by_split
+                if by_split and n_eval < n
                 else ""
             )
             + ", labels "
@@ -294,6 +296,16 @@ def _leave_one_out(
     return _write(config, out, summary, scores, labels, df)
 
 
+def _which_shadow(target_bits: np.ndarray, shadow_bits: np.ndarray) -> int | None:
+    """The shadow whose stored log-likelihoods (``shadow_bits [K, n]``, bits) the target's
+    (``target_bits [n]``) reproduce, to scoring noise (0.01 bit plus 1e-4 of the value on every
+    text), or None. Two models trained apart differ by bits on some text."""
+    tol = 0.01 + 1e-4 * np.abs(target_bits)
+    same = np.all(np.abs(shadow_bits - target_bits[None, :]) <= tol[None, :], axis=1)
+    hits = np.flatnonzero(same)
+    return int(hits[0]) if hits.size else None
+
+
 def _same_tokenizer(a: Any, b: Any) -> bool:
     try:
         return a.get_vocab() == b.get_vocab() and a.bos_token_id == b.bos_token_id
@@ -311,6 +323,7 @@ def _target_attack(
     from memlens.models.hf import load_causal_lm, load_tokenizer
     from memlens.scoring import score_sequences
     from memlens.shadow.attacks import attack_target, calibrate_offline_a, fit_online_a
+    from memlens.shadow.design import partner, references_for
     from memlens.shadow.signals import signals_from_scores
 
     if sh.tokenizer_dir is None or sh.texts is None:
@@ -321,6 +334,7 @@ def _target_attack(
     K = sh.n_models
     if K < 4:
         raise UserError(f"attacking a target needs at least 4 shadow models, got {K}.")
+    by_split = sh.summary.split_by == "text"
     samples = load_samples(
         members=config.members, nonmembers=config.nonmembers, text_column=config.text_column
     )
@@ -361,7 +375,24 @@ def _target_attack(
     tsig = signals_from_scores(scored)
     n = len(cols)
     t_c, t_z = tsig.take(None, np.arange(n)), tsig.take(None, np.arange(n, len(rows)))
-    refs = np.arange(K)
+    # A target that is one of the shadows must not be its own reference (its IN references
+    # would hold its own signal): it is attacked as leave-one-model-out attacks it, with the
+    # other shadows except its pair partner.
+    own = _which_shadow(
+        tsig.loglik_bits[0],
+        np.concatenate([sh.signals.loglik_bits[:, cols], sh.z_signals.loglik_bits], axis=1),
+    )
+    if own is None:
+        refs = np.arange(K)
+    else:
+        refs = references_for(own, K)
+        if refs.size < 4:
+            raise UserError(
+                f"target {config.target} is shadow {own} of {sh.path}, so its references are "
+                f"the other shadows except its pair partner, {refs.size} of them; attacking it "
+                "needs at least 6 shadow models."
+            )
+    in_refs = in_refs[refs]
     st = config.settings
     lp_c, lp_z = _rmia_lp(sh.signals, st), _rmia_lp(sh.z_signals, st)
     a = st.offline_a
@@ -373,13 +404,13 @@ def _target_attack(
     online_a = []
     if ok.any():
         if st.online_pz == "marginal":
-            lp_ok = _rmia_lp(sh.signals.take(None, np.asarray(cols)[ok]), st)
+            lp_ok = _rmia_lp(sh.signals.take(refs, np.asarray(cols)[ok]), st)
             online_a = [fit_online_a(lp_ok, in_refs[:, ok], averaging=st.averaging)]
         res = attack_target(
             t_c.take(None, ok),
             t_z,
-            sh.signals.take(None, np.asarray(cols)[ok]),
-            sh.z_signals,
+            sh.signals.take(refs, np.asarray(cols)[ok]),
+            sh.z_signals.take(refs),
             in_refs[:, ok],
             st,
             a,
@@ -399,8 +430,21 @@ def _target_attack(
         offline_a=[a],
         online_a=online_a,
         model=lm.describe(),
-        references=[{"name": str(sh.path), "n_models": K, "design": "balanced pairs"}],
+        references=[
+            {
+                "name": str(sh.path),
+                "n_models": int(refs.size),
+                "design": "balanced pairs" + (", split by text" if by_split else ""),
+                **(
+                    {"excluded": f"shadow {own} (the target) and its pair partner {partner(own)}"}
+                    if own is not None
+                    else {}
+                ),
+            }
+        ],
         data=samples.info | {"n_without_two_references_a_side": int((~ok).sum())},
+        split_by=sh.summary.split_by,
+        target_shadow=own,
     )
     df = pd.DataFrame(
         {

@@ -29,7 +29,7 @@ TOP_COLUMNS = (
 )  # fmt: skip
 
 
-@dataclass
+@dataclass(repr=False)
 class MemorizationResult(RunResult[MemorizationSummary]):
     """The typed ``memorization.json`` (``summary``), the run directory, and ``table``: one row
     per candidate example by descending ``mem_accuracy`` (``memorization.parquet``, a pandas
@@ -145,6 +145,7 @@ def memorization(
         ],
         shadows=str(sh.path),
         world=sh.summary.world,
+        split_by=sh.summary.split_by,
     )
     out = Path(out) if out is not None else default_out_dir(MemorizationSummary.kind)
     rd = RunDir(out, MemorizationSummary.kind, config, 0)

@@ -98,6 +98,8 @@ class ShadowAttackSummary(MIASummary):
     n_candidates_evaluated: how many candidates that is (each scored under every target).
     split_by: the shadows' design (``copy`` or ``text``); split by text, leave-one-model-out
         evaluates one candidate per distinct text and the two labelling conventions agree.
+    target_shadow: with a target, the shadow it is (its scores reproduce that shadow's), which
+        is then left out of its references with its pair partner; None for any other model.
     """
 
     kind: ClassVar[str] = "shadow-attack"
@@ -113,11 +115,14 @@ class ShadowAttackSummary(MIASummary):
     candidates: str = "all"
     n_candidates_evaluated: int | None = None
     split_by: str = "copy"
+    target_shadow: int | None = None
 
     def headline(self) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = [("mode", self.mode), *super().headline()]
-        if self.mode == "leave-one-model-out":
+        if self.mode in ("leave-one-model-out", "target"):
             out.append(("shadows' halves drawn per", self.split_by))
+        if self.target_shadow is not None:
+            out.append(("target is shadow (left out of its references)", self.target_shadow))
         if self.candidates == "once":
             out.append(("candidates evaluated (text occurs once)", self.n_candidates_evaluated))
         if self.membership:
@@ -144,6 +149,8 @@ class MemorizationSummary(Summary):
     audit: how many examples were found in the joined audit, if any.
     top: the most memorized examples (rank, pool id, count, measures, TF-IDF, text).
     shadows, world: where the shadows are and what they were trained on.
+    split_by: the shadows' design; ``text``: one row per distinct text (``n_examples`` counts
+        texts), its copies IN together.
     """
 
     kind: ClassVar[str] = "shadow-memorization"
@@ -164,10 +171,12 @@ class MemorizationSummary(Summary):
     top: list[dict[str, Any]] = []
     shadows: str = ""
     world: str | None = None
+    split_by: str = "copy"
 
     def headline(self) -> list[tuple[str, Any]]:
         return [
-            ("examples", self.n_examples), ("shadow models", self.n_models),
+            ("examples" if self.split_by == "copy" else "distinct texts", self.n_examples),
+            ("shadow models", self.n_models), ("shadows' halves drawn per", self.split_by),
             ("IN models per estimate", self.models_per_estimate.get("in")),
             ("OUT models per estimate", self.models_per_estimate.get("out")),
             ("mean counterfactual memorization (accuracy)", self.mean_mem_accuracy),
