@@ -35,7 +35,8 @@ class ShadowTrainConfig(Config):
     halves (Zhang et al.'s counterfactual memorization, where duplicates are partly seen by the
     OUT models); ``text`` draws each distinct text once and a model that keeps it trains on all
     of its copies (the membership game "did the model train on this text?", where a repeated
-    text is a member with its multiplicity or not at all).
+    text is a member with its multiplicity or not at all). A text is an example's token sequence:
+    the pieces of a text longer than ``seq_len`` are drawn one by one.
     Models: ``n_models`` (K, even) GPTs of ``n_layer`` x ``d_model`` (``n_head`` 0 = automatic),
     ``stack_size`` per batched stack (default all K in one), trained ``steps`` steps of
     ``batch_size`` examples per model (Adam at ``lr``, ``warmup_steps``, linear decay over
