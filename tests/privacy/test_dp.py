@@ -339,3 +339,28 @@ def test_canary_texts_with_candidates_on_bytes(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "short").exists()
     with pytest.raises(UserError, match="also canaries"):
         run(DPAuditConfig(**kw, candidate_file=str(canaries)), tmp_path / "same")
+
+
+def test_a_changed_canary_or_training_file_is_not_resumed_from_old_weights(tmp_path):
+    """The config names files, not their contents: a rerun into the same out after the canary
+    file (or the training texts) changed must not audit weights trained on the old canaries."""
+    rng = np.random.default_rng(1)
+    codes = [f"pin {x:06d}" for x in rng.choice(10**6, size=40, replace=False)]
+    canaries = write_lines(tmp_path / "canaries.txt", codes[:20])
+    train = write_lines(tmp_path / "train.txt", make_sentences(150, seed=2))
+    cfg = DPAuditConfig(
+        train=str(train), canary_file=str(canaries), seq_len=24, d_model=16, n_layer=1, epochs=1
+    )
+    first = run(cfg, tmp_path / "run")
+    digest = json.loads((tmp_path / "run" / "manifest.json").read_text())["inputs_sha256"]
+    assert first.summary.arms["no-dp"].train["inputs_sha256"] == digest
+    assert run(cfg, tmp_path / "run").reused == ["no-dp"]  # unchanged files: reused
+    write_lines(canaries, codes[20:])
+    with pytest.raises(UserError, match="other training rows, canaries or starting model"):
+        run(cfg, tmp_path / "run")
+    write_lines(canaries, codes[:20])
+    write_lines(train, make_sentences(150, seed=3))
+    with pytest.raises(UserError, match="use a new `out` directory"):
+        run(cfg, tmp_path / "run")
+    write_lines(train, make_sentences(150, seed=2))
+    assert run(cfg, tmp_path / "run").reused == ["no-dp"]
