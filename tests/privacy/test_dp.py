@@ -11,7 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers_hf import make_sentences, save_lm, tiny_gpt2, wordlevel_tokenizer, write_lines
+from helpers_hf import (
+    all_words,
+    make_sentences,
+    save_lm,
+    tiny_gpt2,
+    wordlevel_tokenizer,
+    write_lines,
+)
 from memlens.errors import UserError
 from memlens.models.gpt import GPT, GPTConfig
 from memlens.privacy import DPAuditConfig, run
@@ -339,3 +346,65 @@ def test_canary_texts_with_candidates_on_bytes(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "short").exists()
     with pytest.raises(UserError, match="also canaries"):
         run(DPAuditConfig(**kw, candidate_file=str(canaries)), tmp_path / "same")
+
+
+def test_a_changed_canary_or_training_file_is_not_resumed_from_old_weights(tmp_path):
+    """The config names files, not their contents: a rerun into the same out after the canary
+    file (or the training texts) changed must not audit weights trained on the old canaries."""
+    rng = np.random.default_rng(1)
+    codes = [f"pin {x:06d}" for x in rng.choice(10**6, size=40, replace=False)]
+    canaries = write_lines(tmp_path / "canaries.txt", codes[:20])
+    train = write_lines(tmp_path / "train.txt", make_sentences(150, seed=2))
+    cfg = DPAuditConfig(
+        train=str(train), canary_file=str(canaries), seq_len=24, d_model=16, n_layer=1, epochs=1
+    )
+    first = run(cfg, tmp_path / "run")
+    digest = json.loads((tmp_path / "run" / "manifest.json").read_text())["inputs_sha256"]
+    assert first.summary.arms["no-dp"].train["inputs_sha256"] == digest
+    assert run(cfg, tmp_path / "run").reused == ["no-dp"]  # unchanged files: reused
+    write_lines(canaries, codes[20:])
+    with pytest.raises(UserError, match="other training rows, canaries or starting model"):
+        run(cfg, tmp_path / "run")
+    write_lines(canaries, codes[:20])
+    write_lines(train, make_sentences(150, seed=3))
+    with pytest.raises(UserError, match="use a new `out` directory"):
+        run(cfg, tmp_path / "run")
+    write_lines(train, make_sentences(150, seed=2))
+    assert run(cfg, tmp_path / "run").reused == ["no-dp"]
+
+
+def test_a_canary_that_the_training_texts_hold_anyway_is_refused(tmp_path):
+    """A canary must reach the training data only through its coin: one that also occurs in the
+    training texts (a whole text or inside one) is trained on in its "out" world too."""
+    rng = np.random.default_rng(2)
+    codes = [f"pin {x:06d}" for x in rng.choice(10**6, size=20, replace=False)]
+    sentences = make_sentences(150, seed=2)
+    kw = dict(seq_len=24, d_model=16, n_layer=1, epochs=1)
+    for i, leaked in enumerate([codes[3], f"{sentences[7]} {codes[3]} and more"]):
+        train = write_lines(tmp_path / f"train{i}.txt", [*sentences, leaked])
+        canaries = write_lines(tmp_path / "canaries.txt", codes)
+        cfg = DPAuditConfig(train=str(train), canary_file=str(canaries), **kw)
+        with pytest.raises(UserError, match="canary 3 .* also occurs in the training texts"):
+            run(cfg, tmp_path / f"run{i}")
+        assert not (tmp_path / f"run{i}").exists()
+
+
+def test_canary_texts_that_tokenize_alike_are_refused(tmp_path):
+    """Two canary texts the tokenizer maps to the same ids (here unknown words, both [UNK]) are
+    one canary to the model, not two independent ones."""
+    import torch
+
+    from memlens.privacy.data import prepare
+
+    tok = wordlevel_tokenizer()
+    tok.save_pretrained(tmp_path / "tok")
+    words = all_words()
+    texts = [f"{words[i]} {words[-1 - i]} {words[i]}" for i in range(8)]
+    texts += ["xyzzy1 the the", "xyzzy2 the the"]  # [UNK] the the, twice
+    canaries = write_lines(tmp_path / "canaries.txt", texts)
+    train = write_lines(tmp_path / "train.txt", make_sentences(120, seed=3))
+    cfg = DPAuditConfig(
+        train=str(train), tokenizer=str(tmp_path / "tok"), canary_file=str(canaries), seq_len=16
+    )
+    with pytest.raises(UserError, match="canaries 8 and 9 are different texts but the same tokens"):
+        prepare(cfg, torch.device("cpu"))

@@ -343,6 +343,7 @@ def arm_cell(
     prep: Prepared,
     name: str,
     epsilon: float | None,
+    inputs_sha256: str | None = None,
     *,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
@@ -360,6 +361,8 @@ def arm_cell(
         emit(progress, f"training {name}", done, total)
 
     stats = train_arm(cfg, model, prep.rows, epsilon, prep.device, prep.is_gpt, tick)
+    if inputs_sha256 is not None:  # what it trained on (:func:`inputs_digest`), for reruns
+        stats["inputs_sha256"] = inputs_sha256
     if cfg.lora is not None:  # only the adapter's weights: the base is the one loaded
         from peft import get_peft_model_state_dict
 
@@ -369,6 +372,44 @@ def arm_cell(
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
     return {"stats": stats, "weights": buf.getvalue()}
+
+
+def inputs_digest(prep: Prepared) -> str:
+    """SHA-256 (16 hex digits) of what an arm is trained and audited on: the training rows
+    (canary rows included), every canary's tokens and inclusion coin, and for a Hugging Face
+    model the fingerprint of its input embedding (:func:`memlens.models.adapters.base_fingerprint`).
+
+    The config names files (``train``, ``canary_file``, ``model``), not their contents: a file
+    edited between two runs into the same ``out`` leaves the config unchanged, so the stored arms
+    carry this digest and are reused only when it matches (:func:`check_stored_inputs`).
+    """
+    import hashlib
+
+    h = hashlib.sha256(repr(prep.rows.shape).encode())
+    h.update(np.ascontiguousarray(prep.rows, dtype=np.int64).tobytes())
+    h.update(np.asarray(prep.canaries.included, dtype=np.uint8).tobytes())
+    for t in prep.canaries.tokens:
+        h.update(np.asarray(t, dtype=np.int64).tobytes())
+        h.update(b"|")
+    if prep.hf_model is not None:
+        from memlens.models.adapters import base_fingerprint
+
+        h.update(base_fingerprint(prep.hf_model).encode())
+    return h.hexdigest()[:16]
+
+
+def check_stored_inputs(run_dir: Any, names: list[str], digest: str) -> None:
+    """Raise :class:`UserError` if an arm stored in ``run_dir`` was trained on other inputs
+    (training rows, canaries, their coins or the starting model) than ``digest`` describes."""
+    for name in names:
+        stats = run_dir.load_cell(arm_key(name))
+        old = None if stats is None else stats.get("inputs_sha256")
+        if old is not None and old != digest:
+            raise UserError(
+                f"{run_dir.path} holds arm {name} trained on other training rows, canaries or "
+                f"starting model (a file changed under the same name: inputs {old} there, "
+                f"{digest} now); use a new `out` directory."
+            )
 
 
 def arm_key(name: str) -> str:

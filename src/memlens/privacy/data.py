@@ -74,10 +74,13 @@ def encode(texts: list[str], vocab: Vocab) -> list[np.ndarray]:
     return [np.asarray(i, dtype=np.int64) for i in ids]
 
 
-def text_data(cfg: DPAuditConfig, vocab: Vocab, m: int) -> TrainingData:
+def text_data(
+    cfg: DPAuditConfig, vocab: Vocab, m: int, texts: list[str] | None = None
+) -> TrainingData:
     from memlens.data.text import read_texts
 
-    texts, _ = read_texts(cfg.train, text_column=cfg.text_column)
+    if texts is None:
+        texts, _ = read_texts(cfg.train, text_column=cfg.text_column)
     docs = encode(texts, vocab)
     sep = np.array([vocab.bos], dtype=np.int64)
     stream = np.concatenate([x for d in docs for x in (d, sep)][:-1])
@@ -130,7 +133,25 @@ def synthetic_data(cfg: DPAuditConfig, m: int) -> TrainingData:
     )
 
 
-def make_canaries(cfg: DPAuditConfig, vocab: Vocab) -> Canaries:
+def check_canaries_not_in_training(canary_texts: list[str], train_texts: list[str]) -> None:
+    """Raise :class:`UserError` if a canary text occurs verbatim in the training texts.
+
+    The one-run audit needs each canary in the training data only through its own coin
+    (Steinke, Nasr & Jagielski 2023): a canary the training texts hold anyway is trained on in
+    its "out" world too, so guessing it measures the data, not the inclusion.
+    """
+    corpus = "\x00".join(train_texts)
+    for i, c in enumerate(canary_texts):
+        if c and c in corpus:
+            raise UserError(
+                f"canary {i} ({c[:40]!r}) also occurs in the training texts; a canary must reach "
+                "the training data only through its own coin, so remove it from one of the two."
+            )
+
+
+def make_canaries(
+    cfg: DPAuditConfig, vocab: Vocab, train_texts: list[str] | None = None
+) -> Canaries:
     from memlens.data.text import read_texts
     from memlens.privacy.canaries import file_canaries, random_canaries
 
@@ -139,7 +160,17 @@ def make_canaries(cfg: DPAuditConfig, vocab: Vocab) -> Canaries:
             cfg.canaries, cfg.canary_length, vocab.canary_ids, cfg.seed, cfg.candidates
         )
     texts, _ = read_texts(cfg.canary_file, text_column=cfg.text_column)
+    if train_texts is not None:
+        check_canaries_not_in_training(texts, train_texts)
     toks = encode(texts, vocab)
+    seen: dict[bytes, int] = {}
+    for i, t in enumerate(toks):
+        j = seen.setdefault(np.asarray(t, dtype=np.int64).tobytes(), i)
+        if j != i and len(set(texts)) == len(texts):
+            raise UserError(
+                f"canaries {j} and {i} are different texts but the same tokens; every canary "
+                "must be distinct as the model sees it."
+            )
     limit = cfg.seq_len - 1
     for i, t in enumerate(toks):
         if len(t) < 1:
@@ -257,10 +288,18 @@ def prepare(cfg: DPAuditConfig, device: Any) -> Prepared:
 
         V = cfg.vocab_size
         vocab = Vocab(V, None, allowed_token_ids(V), f"synthetic ids (V={V})")
-    canaries = make_canaries(cfg, vocab)
+    train_texts = None
+    if cfg.train is not None:
+        from memlens.data.text import read_texts
+
+        train_texts, _ = read_texts(cfg.train, text_column=cfg.text_column)
+    canaries = make_canaries(cfg, vocab, train_texts)
     m = canaries.m
     cfg.check_canary_count(m)
-    data = text_data(cfg, vocab, m) if cfg.train is not None else synthetic_data(cfg, m)
+    if train_texts is not None:
+        data = text_data(cfg, vocab, m, train_texts)
+    else:
+        data = synthetic_data(cfg, m)
     rows = training_rows(data, canaries, vocab, cfg.seq_len)
     if any(e is not None for e in cfg.dp_epsilons):
         from memlens.privacy.arms import fresh_model

@@ -129,7 +129,9 @@ def run(
         arm_cell,
         arm_key,
         audit_arm,
+        check_stored_inputs,
         fresh_model,
+        inputs_digest,
         score_bits,
         store_arm,
         stored_arm,
@@ -148,8 +150,10 @@ def run(
         prep = prepare(cfg, pick_device(cfg.device))
         check_backend(backend, ray_address)
         out = Path(out) if out is not None else default_out_dir(DPAuditSummary.kind)
+        digest = inputs_digest(prep)
         run_dir = RunDir(out, DPAuditSummary.kind, cfg, cfg.seed)
-        run_dir.write_manifest(status="running")
+        check_stored_inputs(run_dir, [name for name, _ in cfg.arms], digest)
+        run_dir.write_manifest(status="running", inputs_sha256=digest)
         (run_dir.path / "models").mkdir(exist_ok=True)
         base_bits = None
         if cfg.score == "loss_diff":  # the same initial model for every arm
@@ -161,7 +165,7 @@ def run(
         prep.hf_model = None
         done = run_stored_cells(
             run_dir,
-            [(arm_key(name), arm_cell, (cfg, prep, name, eps)) for name, eps in cfg.arms],
+            [(arm_key(name), arm_cell, (cfg, prep, name, eps, digest)) for name, eps in cfg.arms],
             load=lambda key: stored_arm(run_dir, key),
             save=lambda key, result: store_arm(cfg, prep, run_dir, key, result),
             progress=progress,
@@ -208,6 +212,7 @@ def run(
         reused_arms = [a.name for a in arms if a.reused]
         run_dir.write_manifest(
             status="finished",
+            inputs_sha256=digest,
             backend=backend,
             opacus=_opacus_version(),
             accountant_epsilon={a.name: a.epsilon_spent for a in arms},
