@@ -74,13 +74,8 @@ def encode(texts: list[str], vocab: Vocab) -> list[np.ndarray]:
     return [np.asarray(i, dtype=np.int64) for i in ids]
 
 
-def text_data(
-    cfg: DPAuditConfig, vocab: Vocab, m: int, texts: list[str] | None = None
-) -> TrainingData:
-    from memlens.data.text import read_texts
-
-    if texts is None:
-        texts, _ = read_texts(cfg.train, text_column=cfg.text_column)
+def text_data(cfg: DPAuditConfig, vocab: Vocab, m: int, texts: list[str]) -> TrainingData:
+    """The training stream of ``texts`` (the ``cfg.train`` file, read once by :func:`prepare`)."""
     docs = encode(texts, vocab)
     sep = np.array([vocab.bos], dtype=np.int64)
     stream = np.concatenate([x for d in docs for x in (d, sep)][:-1])
@@ -164,9 +159,9 @@ def make_canaries(
         check_canaries_not_in_training(texts, train_texts)
     toks = encode(texts, vocab)
     seen: dict[bytes, int] = {}
-    for i, t in enumerate(toks):
+    for i, t in enumerate(toks):  # (identical lines are refused below, with their own sentence)
         j = seen.setdefault(np.asarray(t, dtype=np.int64).tobytes(), i)
-        if j != i and len(set(texts)) == len(texts):
+        if j != i and texts[j] != texts[i]:
             raise UserError(
                 f"canaries {j} and {i} are different texts but the same tokens; every canary "
                 "must be distinct as the model sees it."

@@ -67,6 +67,15 @@ class Shadows:
         return None if all(v is None for v in t) else t
 
     @property
+    def groups(self) -> np.ndarray:
+        """``[n]`` the text of every candidate: copies of one text share an id
+        (:func:`memlens.shadow.design.copy_groups`)."""
+        from memlens.shadow.design import copy_groups
+
+        cand = self.candidates
+        return copy_groups(self.tokens[cand], self.lengths[cand])
+
+    @property
     def tokenizer_dir(self) -> Path | None:
         p = self.path / "tokenizer"
         return p if p.is_dir() else None

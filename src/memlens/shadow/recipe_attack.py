@@ -142,12 +142,7 @@ def _leave_one_out(
 
     from memlens.mia.metrics import roc_auc
     from memlens.shadow.attacks import attack_target, calibrate_offline_a, fit_online_a
-    from memlens.shadow.design import (
-        copy_groups,
-        first_copies,
-        references_for,
-        text_membership,
-    )
+    from memlens.shadow.design import first_copies, references_for, text_membership
 
     K = sh.n_models
     if K < 6:
@@ -199,7 +194,7 @@ def _leave_one_out(
         for name in names:
             table[name][t] = res[name]
         emit(progress, "targets", t + 1, K)
-    groups = copy_groups(sh.tokens[cand], sh.lengths[cand])
+    groups = sh.groups
     by_text = text_membership(keep, groups)
     member = by_text if config.membership == "text" else keep
     by_split = sh.summary.split_by == "text"

@@ -99,10 +99,9 @@ def memorization(
     by_split = sh.summary.split_by == "text"
     if by_split:
         # Split by text: a text's copies share their IN models and their signals; one row each.
-        from memlens.shadow.design import copy_groups, first_copies
+        from memlens.shadow.design import first_copies
 
-        df = df.iloc[first_copies(copy_groups(sh.tokens[cand], sh.lengths[cand]))]
-        df = df.reset_index(drop=True)
+        df = df.iloc[first_copies(sh.groups)].reset_index(drop=True)
     if config.audit is not None:
         df, audit_note = _join_audit(df, config.audit)
     correlations = _spearman(df)
