@@ -104,6 +104,13 @@ def test_rerun_is_deterministic_and_interrupted_train_resumes(synthetic_run, tmp
     assert (part / "cells" / "stack-0.json").exists() and not (
         part / "cells" / "stack-1.json"
     ).exists()
+    # the half-trained directory is refused by name, with the way to finish it (it used to say
+    # "train the shadows first", although they were being trained)
+    from memlens.errors import UserError
+    from memlens.shadow.directory import load_shadows
+
+    with pytest.raises(UserError, match=r"did not finish \(1 of 3 stacks finished\); rerun it"):
+        load_shadows(part)
     before = (part / "models" / "model_00" / "model.safetensors").stat().st_mtime_ns
     # resumed in two worker processes: where the stacks run is not part of the run's identity
     res = run(cfg.model_copy(update={"workers": 2}), part)
@@ -136,6 +143,14 @@ def test_cli_train_attack_memorization_on_a_synthetic_world(
     assert mia["n_members"] == mia["n_nonmembers"] == 6 * 32 // 2
     assert (tmp_path / "atk" / "roc.png").exists()
     assert "leave-one-model-out" in stdout
+    assert "offline RMIA a (calibrated per target): " in stdout
+    # an a the user fixed is not said to be calibrated (it was)
+    code, fixed, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                           "--offline-a", "0.3", "--out", str(tmp_path / "atk-a"), "--n-boot",
+                           "20")  # fmt: skip
+    assert code == 0, err
+    assert "offline RMIA a (fixed): 0.3-0.3" in fixed and "calibrated" not in fixed
+    assert json.loads((tmp_path / "atk-a" / "mia.json").read_text())["offline_a"] == [0.3] * 6
     # the scores of target 3, by hand from the saved signals: its references are shadows 0, 1, 4
     # and 5 (its pair partner 2 left out), two IN and two OUT per example. phi is the base-2
     # logit of p(x); LiRA online = log N(phi; IN) - log N(phi; OUT) with per-example means and
@@ -617,3 +632,38 @@ def test_a_damaged_shadows_file_is_one_sentence(synthetic_run, tmp_path, monkeyp
 
         with pytest.raises(UserError, match="signals.npz is damaged or incomplete"):
             load_shadows(work)
+
+
+def test_a_population_that_takes_the_pool_is_named(tmp_path, monkeypatch, capsys):
+    """The population is drawn among texts that occur once: a population that leaves fewer than
+    2 candidates is refused as such (it said "the pool needs at least 2 examples ... got 1" of
+    a 3-example pool), one smaller than asked for is a warning, and an attack on shadows without
+    one says why (it advised a population share above 0 when the share was 0.2)."""
+    from memlens.errors import UserError
+    from memlens.shadow import ShadowTrainConfig, run
+
+    (tmp_path / "three.txt").write_text("alpha beta\ngamma delta\nepsilon zeta\n")
+    for split_by, what in (("copy", "1 example"), ("text", "1 distinct text")):
+        cfg = ShadowTrainConfig(pool=str(tmp_path / "three.txt"), n_models=2, vocab_size=260,
+                                seq_len=16, population_frac=0.5, split_by=split_by)  # fmt: skip
+        with pytest.raises(UserError, match=rf"holding out 2 of the pool's 3 examples as the "
+                           rf"population leaves {what} to split into halves"):  # fmt: skip
+            run(cfg, tmp_path / f"o-{split_by}")
+        assert not (tmp_path / f"o-{split_by}").exists()
+    # every text occurs 10 times (each cut into 2 pieces of 7 tokens: 40 examples, 8 asked for
+    # by the default share 0.2): no population at all
+    (tmp_path / "same.txt").write_text("the king said\n" * 10 + "to a fool\n" * 10)
+    out = tmp_path / "same"
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "train", "--pool",
+                            str(tmp_path / "same.txt"), "--models", "6", "--vocab-size", "260",
+                            "--seq-len", "8", "--shape", "1,8", "--steps", "2", "--batch-size",
+                            "2", "--device", "cpu", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    warning = ("the population holds 0 of the 8 examples asked for: it is drawn among the "
+               "examples whose text occurs once in the pool, and 0 do")  # fmt: skip
+    assert json.loads((out / "shadow.json").read_text())["warnings"][0].startswith(warning)
+    assert "warning: " + warning in " ".join(stdout.split())
+    code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                       "--out", str(tmp_path / "a"))  # fmt: skip
+    _one_line_exit_2(code, err, "drawn among the examples whose text occurs once in the pool, "
+                     "and none does")  # fmt: skip

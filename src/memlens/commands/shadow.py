@@ -282,7 +282,8 @@ def _print_train(result: Any) -> None:
     console = make_console()
     console.print(f"world: {s.world}")
     console.print(
-        f"{s.n_models} shadow GPTs ({s.shape['n_layer']} layers, d={s.shape['d_model']}, "
+        f"{s.n_models} shadow GPTs ({s.shape['n_layer']} "
+        f"layer{'s' if s.shape['n_layer'] != 1 else ''}, d={s.shape['d_model']}, "
         f"{s.n_params_per_model:,} parameters each), {s.steps} steps, in {len(s.stacks)} "
         f"stack(s) of {s.models_per_stack}; {s.n_candidates} candidates (each IN for "
         f"{s.n_models // 2} of them), {s.n_population} population examples OUT for all"
@@ -298,6 +299,8 @@ def _print_train(result: Any) -> None:
             "text were drawn one by one (--split-by text draws a text with all its copies: "
             "membership inference on texts)"
         )
+    for w in s.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
     if result.reused:
         console.print(f"reused {len(result.reused)} finished stack(s) of an earlier run")
     console.print(
@@ -334,8 +337,6 @@ def _print_attack(result: Any) -> None:
             )
         else:
             console.print(membership_line(s))
-        a = s.offline_a
-        console.print(f"offline RMIA a (calibrated per target): {min(a):.1f}-{max(a):.1f}")
     else:
         ref = s.references[0] if s.references else {}
         line = f"references: {ref.get('n_models')} shadows ({ref.get('design')})"
@@ -345,6 +346,16 @@ def _print_attack(result: Any) -> None:
                 "left out of its own references with its pair partner"
             )
         console.print(line)
+    if s.offline_a:
+        a = s.offline_a
+        how = (
+            "fixed"
+            if s.settings.get("offline_a") is not None
+            else "calibrated per target"
+            if s.mode == "leave-one-model-out"
+            else "calibrated on the references"
+        )
+        console.print(f"offline RMIA a ({how}): {min(a):.1f}-{max(a):.1f}")
     if s.online_a:
         b = s.online_a
         console.print(
@@ -384,7 +395,7 @@ def _print_memorization(result: Any, top: int) -> None:
     s = result.summary
     console = make_console()
     table = Table(
-        title=f"counterfactual memorization, top {top} of {s.n_examples} "
+        title=f"counterfactual memorization, top {min(top, s.n_examples)} of {s.n_examples} "
         f"{'distinct texts' if s.split_by == 'text' else 'examples'} "
         f"({s.models_per_estimate['in']} IN / {s.models_per_estimate['out']} OUT models each)",
         box=box.SIMPLE_HEAD,

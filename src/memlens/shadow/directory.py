@@ -118,6 +118,7 @@ def load_shadows(path: str | Path) -> Shadows:
         raise UserError(f"{p} is a file, not a shadows directory.")
     missing = [f for f in REQUIRED if not (p / f).exists()]
     if missing:
+        _unfinished(p)
         raise UserError(
             f"{p} is not a finished shadows directory (no {missing[0]}); train the shadows first."
         )
@@ -140,6 +141,28 @@ def load_shadows(path: str | Path) -> Shadows:
     if sig.loglik_bits.shape != keep.shape or len(pool) != len(lengths):
         raise UserError(f"the files in {p} do not belong together; retrain the shadows.")
     return Shadows(p, summary, keep, sig, zsig, pool, tokens, lengths)
+
+
+def _unfinished(p: Path) -> None:
+    """Say so when ``p`` holds a ``shadow train`` run that was interrupted (resumable)."""
+    try:
+        manifest = json.loads((p / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return
+    if manifest.get("kind") != ShadowTrainSummary.kind or manifest.get("status") == "finished":
+        return
+    cfg = manifest.get("config") or {}
+    try:
+        k = int(cfg["n_models"])
+        n_stacks = -(-k // min(int(cfg.get("stack_size") or k), k))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        n_stacks = None
+    done = len(list((p / "cells").glob("stack-*.json")))
+    of = f" ({done} of {n_stacks} stacks finished)" if n_stacks else ""
+    raise UserError(
+        f"the training of the shadows in {p} did not finish{of}; rerun it with the same "
+        "settings and output directory to resume."
+    )
 
 
 def check_pool(sh: Shadows, pool: str | None, text_column: str = "text") -> None:

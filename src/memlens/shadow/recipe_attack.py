@@ -157,6 +157,12 @@ def _leave_one_out(
     lp_c = _rmia_lp(sh.signals, st)
     lp_z = _rmia_lp(sh.z_signals, st)
     if lp_z.shape[1] == 0:
+        if not (sh.pool["count"].to_numpy() == 1).any():
+            raise UserError(
+                f"the shadows in {sh.path} have no population examples for RMIA: the population "
+                "is drawn among the examples whose text occurs once in the pool, and none does; "
+                "train them on a pool with such texts."
+            )
         raise UserError(
             f"the shadows in {sh.path} have no population examples for RMIA; train them with "
             "`population_frac` above 0."

@@ -87,6 +87,29 @@ def _stack_info(res: dict[str, Any], fingerprint: str) -> dict[str, Any]:
     }
 
 
+def _check_candidates(pool: Any, split_by: str) -> None:
+    """Refuse a pool whose population leaves fewer than 2 candidates (or distinct candidate
+    texts, split by text) to split into halves, saying that the population took the rest."""
+    from memlens.shadow.design import copy_groups
+
+    cand = pool.candidates
+    n_pop = int(pool.population.sum())
+    if n_pop == 0:
+        return  # the design's own checks say what is missing
+    if split_by == "text":
+        n = int(np.unique(copy_groups(pool.tokens[cand], pool.lengths[cand])).size)
+        what = "distinct text" if n == 1 else "distinct texts"
+    else:
+        n = int(cand.size)
+        what = "example" if n == 1 else "examples"
+    if n < 2:
+        raise UserError(
+            f"holding out {n_pop} of the pool's {len(pool.lengths)} examples as the population "
+            f"leaves {n} {what} to split into halves (at least 2 needed); lower "
+            "`population_frac` or add examples."
+        )
+
+
 def _stack_seed(seed: int, index: int) -> int:
     return int(seed) * 1_000_003 + 7919 * (index + 1)
 
@@ -112,6 +135,7 @@ def train(
     pool = build_pool(config)
     K = config.n_models
     cand = pool.candidates
+    _check_candidates(pool, config.split_by)
     check_design(K, len(cand))
     if config.split_by == "text":
         keep = text_keep(K, copy_groups(pool.tokens[cand], pool.lengths[cand]), config.seed)
@@ -250,6 +274,15 @@ def _assemble(rd, pool, keep, layout, config, gcfg, stacks, fp) -> ShadowTrainSu
     ntok = sig["n_tokens"][None, :]
     in_bits = (-(ll * keep).sum(1) / (ntok * keep).sum(1)).tolist()
     out_bits = (-(ll * ~keep).sum(1) / (ntok * ~keep).sum(1)).tolist()
+    warnings = []
+    want = int(round(config.population_frac * N))
+    if len(popi) < want:
+        n_once = int((pool.counts == 1).sum())
+        warnings.append(
+            f"the population holds {len(popi)} of the {want} examples asked for: it is drawn "
+            f"among the examples whose text occurs once in the pool, and {n_once} do"
+            + ("; the attacks need one for RMIA" if len(popi) == 0 else "")
+        )
     train_s = [float(s.get("train_seconds", 0.0)) for s in stacks]
     score_s = [float(s.get("score_seconds", 0.0)) for s in stacks]
     return ShadowTrainSummary(
@@ -289,4 +322,5 @@ def _assemble(rd, pool, keep, layout, config, gcfg, stacks, fp) -> ShadowTrainSu
             if pool.texts is not None
             else "first token coded uniformly by every model (log2 V bits), not scored"
         ),
+        warnings=warnings,
     )

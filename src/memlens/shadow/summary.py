@@ -33,6 +33,7 @@ class ShadowTrainSummary(Summary):
     in_bits_per_token, out_bits_per_token: per model, its mean loss on the examples it trained
         on and on the others (bits per token); mean_in/out_bits_per_token: their means.
     first_token: how the first token is charged; seconds_this_invocation: wall time.
+    warnings: what the user should know about the run (e.g. a population smaller than asked for).
     """
 
     kind: ClassVar[str] = "shadow-train"
@@ -64,6 +65,7 @@ class ShadowTrainSummary(Summary):
     units: str = ""
     first_token: str = ""
     seconds_this_invocation: float = 0.0
+    warnings: list[str] = []
 
     def headline(self) -> list[tuple[str, Any]]:
         return [
