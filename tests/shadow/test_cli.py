@@ -144,13 +144,23 @@ def test_cli_train_attack_memorization_on_a_synthetic_world(
     assert (tmp_path / "atk" / "roc.png").exists()
     assert "leave-one-model-out" in stdout
     assert "offline RMIA a (calibrated per target): " in stdout
-    # an a the user fixed is not said to be calibrated (it was)
+    # an a the user fixed is not said to be calibrated (it was); a gamma no ratio reaches says
+    # why RMIA scored 0 everywhere and what to change (it gave only the generic "same score"
+    # warning, with 'lowercase' as its example)
     code, fixed, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
-                           "--offline-a", "0.3", "--out", str(tmp_path / "atk-a"), "--n-boot",
-                           "20")  # fmt: skip
+                           "--offline-a", "0.3", "--gamma", "1e6", "--out",
+                           str(tmp_path / "atk-a"), "--n-boot", "20")  # fmt: skip
     assert code == 0, err
+    fixed = " ".join(fixed.split())
     assert "offline RMIA a (fixed): 0.3-0.3" in fixed and "calibrated" not in fixed
-    assert json.loads((tmp_path / "atk-a" / "mia.json").read_text())["offline_a"] == [0.3] * 6
+    fixed_mia = json.loads((tmp_path / "atk-a" / "mia.json").read_text())
+    assert fixed_mia["offline_a"] == [0.3] * 6
+    for name in ("rmia_online", "rmia_offline"):
+        assert fixed_mia["attacks"][name]["auc"] == 0.5
+        assert f"{name}: no pair of a sample x and a population sample z reached LR(x, z) >= " \
+            "gamma = 1e+06, so every score is 0" in " ".join(fixed_mia["warnings"])
+        assert f"attack '{name}' gave every sample the same score" not in fixed
+    assert "a lower --gamma counts smaller ratios" in fixed
     # the scores of target 3, by hand from the saved signals: its references are shadows 0, 1, 4
     # and 5 (its pair partner 2 left out), two IN and two OUT per example. phi is the base-2
     # logit of p(x); LiRA online = log N(phi; IN) - log N(phi; OUT) with per-example means and

@@ -89,8 +89,10 @@ def _summary(s: Any, title: str) -> None:
             )
     warnings = list(s.warnings)
     warnings += list(dict.fromkeys(w for m in s.attacks.values() for w in m.warnings))
+    from memlens.cli import cli_message
+
     for w in warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        console.print(f"[yellow]warning:[/yellow] {cli_message(w)}")
 
 
 def register(app: typer.Typer) -> None:

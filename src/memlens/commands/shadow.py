@@ -346,6 +346,13 @@ def _print_attack(result: Any) -> None:
                 "left out of its own references with its pair partner"
             )
         console.print(line)
+        short = (s.data or {}).get("n_without_two_references_a_side", 0)
+        if short:
+            console.print(
+                f"{short} of the texts have fewer than two IN or two OUT shadows (a shadow that "
+                "trained on any copy of a text saw it): LiRA and RMIA cannot score them, so "
+                "every attack leaves them out"
+            )
     if s.offline_a:
         a = s.offline_a
         how = (

@@ -80,6 +80,21 @@ def _evaluate(
         seed=config.seed,
     )
     n1 = int(labels.sum())
+    st = config.settings
+    for name in ("rmia_online", "rmia_offline"):
+        v = np.asarray(scores.get(name, []), dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size and not v.any():
+            op = ">=" if st.gamma_compare == "ge" else ">"
+            generic = f"attack {name!r} gave every sample the same score"
+            evaluation.warnings = [w for w in evaluation.warnings if not w.startswith(generic)]
+            evaluation.warnings.append(
+                f"{name}: no pair of a sample x and a population sample z reached "
+                f"LR(x, z) {op} gamma = {st.gamma:g}, so every score is 0 (the target's "
+                "probabilities are within that factor of the references' mean, as for shadows "
+                "that barely learned their halves); a lower `gamma` counts smaller ratios "
+                "(1 is the Privacy Meter tool's)."
+            )
     return ShadowAttackSummary(
         **dict(evaluation),
         n_members=n1,
