@@ -157,8 +157,10 @@ def test_cli_train_attack_memorization_on_a_synthetic_world(
     assert fixed_mia["offline_a"] == [0.3] * 6
     for name in ("rmia_online", "rmia_offline"):
         assert fixed_mia["attacks"][name]["auc"] == 0.5
-        assert f"{name}: no pair of a sample x and a population sample z reached LR(x, z) >= " \
+        assert (
+            f"{name}: no pair of a sample x and a population sample z reached LR(x, z) >= "
             "gamma = 1e+06, so every score is 0" in " ".join(fixed_mia["warnings"])
+        )
         assert f"attack '{name}' gave every sample the same score" not in fixed
     assert "a lower --gamma counts smaller ratios" in fixed
     # the scores of target 3, by hand from the saved signals: its references are shadows 0, 1, 4
@@ -577,6 +579,10 @@ def test_config_file_and_two_models(tmp_path, monkeypatch, capsys):
     code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
                             "--out", str(tmp_path / "m"))  # fmt: skip
     assert code == 0 and "Warning" not in err, err
+    # one model a side has no standard error: the console says why the column is empty
+    mem = json.loads((tmp_path / "m" / "memorization.json").read_text())
+    assert mem["median_se_accuracy"] is None
+    assert "no standard errors: each estimate rests on one IN and one OUT model" in stdout
     code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
                        "--out", str(tmp_path / "a"))  # fmt: skip
     _one_line_exit_2(code, err, "at least 6 shadow models")

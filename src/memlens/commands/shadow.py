@@ -428,6 +428,11 @@ def _print_memorization(result: Any, top: int) -> None:
     if rep is not None and u is not None:
         line += f"; unique examples {u:.3f}, repeated ({s.n_repeated}) {rep:.3f}"
     console.print(line)
+    if s.median_se_accuracy is None:
+        console.print(
+            "no standard errors: each estimate rests on one IN and one OUT model, and a standard "
+            "error needs two a side (train at least 4 shadows)"
+        )
     for key, c in s.spearman.items():
         if key.endswith(":all"):
             console.print(f"Spearman {key[:-4]}: rho {c['rho']:+.3f} (n={c['n']})")
