@@ -377,15 +377,24 @@ def test_cli_text_pool_and_a_target_model(text_run, tmp_path, monkeypatch, capsy
     # counterfactual memorization joined with an audit's per-text unintended bits
     audit = tmp_path / "audit"
     audit.mkdir()
-    pd.DataFrame({"text": cand[:10], "unintended_bits": np.arange(10.0)}).to_parquet(
-        audit / "samples.parquet"
-    )
+    # the audit's held-out rows (its control: the audited model never trained on them) are
+    # not joined, although their texts are candidates too (they were)
+    pd.DataFrame(
+        {
+            "split": ["train"] * 10 + ["heldout"] * 5,
+            "text": cand[:15],
+            "unintended_bits": np.arange(15.0),
+        }
+    ).to_parquet(audit / "samples.parquet")
     code, stdout, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows", str(out),
                             "--audit", str(audit), "--pool", str(root / "pool.txt"),
                             "--out", str(tmp_path / "mem"))  # fmt: skip
     assert code == 0, err
     table = pd.read_parquet(tmp_path / "mem" / "memorization.parquet")
-    assert table["unintended_bits"].notna().sum() >= 10 and "found in the audit" in stdout
+    assert table["unintended_bits"].notna().sum() >= 10
+    assert "found in the training samples of the audit" in stdout
+    assert table.loc[table["text"].isin(cand[10:15]) & ~table["text"].isin(cand[:10]),
+                     "unintended_bits"].isna().all()  # fmt: skip
     summary = json.loads((tmp_path / "mem" / "memorization.json").read_text())
     # the correlation reported is Spearman's rho over exactly the 10 joined texts of the table
     from scipy.stats import spearmanr

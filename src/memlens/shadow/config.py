@@ -193,8 +193,9 @@ class ShadowAttackConfig(Config):
 
 class MemorizationConfig(Config):
     """Settings of ``memlens shadow memorization``: the ``shadows`` directory, an optional check
-    against the ``pool`` file (read with ``text_column``), an optional ``audit`` directory (its
-    per-text unintended bits are joined), and the ``top`` examples listed in the summary."""
+    against the ``pool`` file (read with ``text_column``), an optional ``audit`` directory (the
+    unintended bits of its training samples are joined by text; its held-out samples, the
+    audit's control, are not), and the ``top`` examples listed in the summary."""
 
     what: ClassVar[str] = "shadow memorization config"
 

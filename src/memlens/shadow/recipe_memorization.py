@@ -198,10 +198,16 @@ def _join_audit(df: Any, audit: str) -> tuple[Any, str]:
     a = pd.read_parquet(path)
     if "text" not in a.columns or "unintended_bits" not in a.columns:
         raise UserError(f"{path} has no text and unintended_bits columns.")
+    where = "the audit"
+    if "split" in a.columns:
+        # Unintended memorization is a training sample's: the held-out rows are the audit's
+        # control (the audited model never trained on them), not a memorization to correlate.
+        a = a[a["split"] == "train"]
+        where = "the training samples of the audit"
     a = a.drop_duplicates("text")[["text", "unintended_bits"]]
     merged = df.merge(a, on="text", how="left")
     found = int(merged["unintended_bits"].notna().sum())
-    return merged, f"{found} of {len(df)} examples found in the audit {audit}"
+    return merged, f"{found} of {len(df)} examples found in {where} {audit}"
 
 
 def _plot_hist(df: Any) -> Any:
