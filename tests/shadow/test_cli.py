@@ -692,3 +692,48 @@ def test_a_population_that_takes_the_pool_is_named(tmp_path, monkeypatch, capsys
                        "--out", str(tmp_path / "a"))  # fmt: skip
     _one_line_exit_2(code, err, "drawn among the examples whose text occurs once in the pool, "
                      "and none does")  # fmt: skip
+
+
+def test_samples_only_a_baseline_left_unscored_are_named_and_baselines_can_be_chosen(
+    synthetic_run, tmp_path, monkeypatch, capsys
+):
+    """Min-K% cannot score a text of fewer than 1/k predicted tokens, and the common evaluation
+    then drops it from LiRA and RMIA too: the warning says that only baselines did it and how
+    to keep those samples (`--baselines`, `--k`, which the command line lacked)."""
+    from memlens.shadow.config import ShadowAttackConfig
+    from memlens.shadow.recipe_attack import _evaluate
+
+    labels = np.array([1, 0] * 6)
+    rng = np.random.default_rng(0)
+    scores = {name: rng.normal(size=12) for name in ("lira_online", "loss", "min_k")}
+    scores["min_k"][[0, 3]] = np.nan
+    summary = _evaluate(ShadowAttackConfig(shadows="s"), scores, labels, n_boot=10)
+    hint = [w for w in summary.warnings if "left out by the baseline(s)" in w]
+    assert hint == [
+        "the 2 unscored samples were left out by the baseline(s) min_k alone (Min-K% needs at "
+        "least 1/k predicted tokens, k = 0.2), which also removes them from LiRA and RMIA; "
+        "`baselines` without them, or a larger `k`, keeps them."
+    ]
+    assert summary.attacks["lira_online"].n_members == 5  # the two dropped, one of each label
+    scores["lira_online"][5] = np.nan  # a shadow attack leaves one out too: no such hint
+    summary = _evaluate(ShadowAttackConfig(shadows="s"), scores, labels, n_boot=10)
+    assert not [w for w in summary.warnings if "left out by the baseline(s)" in w]
+    # the command line chooses the baselines (none at all, too) and Min-K%'s k
+    _, out = synthetic_run
+    code, stdout, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                            "--baselines", "loss,min_k", "--k", "0.5", "--n-boot", "10",
+                            "--out", str(tmp_path / "b"))  # fmt: skip
+    assert code == 0, err
+    mia = json.loads((tmp_path / "b" / "mia.json").read_text())
+    assert set(mia["attacks"]) == {
+        "lira_online", "lira_online_fixed_var", "lira_offline", "lira_offline_fixed_var",
+        "rmia_online", "rmia_offline", "loss", "min_k",
+    }  # fmt: skip
+    assert mia["k"] == 0.5
+    code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out),
+                       "--baselines", "none", "--n-boot", "10", "--out", str(tmp_path / "n"))  # fmt: skip
+    assert code == 0, err
+    assert set(json.loads((tmp_path / "n" / "mia.json").read_text())["attacks"]) == {
+        "lira_online", "lira_online_fixed_var", "lira_offline", "lira_offline_fixed_var",
+        "rmia_online", "rmia_offline",
+    }  # fmt: skip

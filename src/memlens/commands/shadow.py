@@ -43,6 +43,14 @@ def _shape(spec: str | None) -> dict[str, int]:
     return {"n_layer": layers, "d_model": width}
 
 
+def _baselines(spec: str | None) -> list[str] | None:
+    """``--baselines loss,zlib`` as a list (``none``: no baseline; unset: the config's default)."""
+    if spec is None:
+        return None
+    names = [b.strip() for b in spec.split(",") if b.strip()]
+    return [] if names == ["none"] else names
+
+
 def _run(config: Any, out: Path | None, as_json: bool, bars: bool = True) -> Any:
     """Run ``config`` with progress bars (on stderr under ``--json``, which prints the summary)."""
     from memlens.commands._ui import make_console, progress_bars
@@ -211,6 +219,17 @@ def register(app: typer.Typer) -> None:
             help="Leave-one-model-out evaluates all candidates (default) or once: those whose "
             "text occurs once in the pool (deduplicated).",
         ),
+        baselines: str | None = typer.Option(
+            None,
+            "--baselines",
+            help="Reference-free attacks run on the same targets, comma-separated "
+            "(default loss,zlib,min_k,min_k_pp; none for no baseline).",
+        ),
+        k: float | None = typer.Option(
+            None,
+            "--k",
+            help="Min-K% fraction of the baselines: the lowest floor(k*n) tokens (0.2).",
+        ),
         fpr: list[str] = typer.Option(
             None, "--fpr", help="FPR levels (default 0,0.0001,0.001,0.01)."
         ),
@@ -235,7 +254,7 @@ def register(app: typer.Typer) -> None:
             ShadowAttackConfig,
             shadows=shadows, target=target, members=members, nonmembers=nonmembers,
             text_column=text_column, pool=pool, settings=merge({}, settings) or None,
-            membership=membership, candidates=candidates,
+            membership=membership, candidates=candidates, baselines=_baselines(baselines), k=k,
             fprs=options.fpr_levels(fpr), n_boot=n_boot, batch_size=batch_size, device=device,
             seed=seed,
         )  # fmt: skip

@@ -80,6 +80,16 @@ def _evaluate(
         seed=config.seed,
     )
     n1 = int(labels.sum())
+    by = {a for u in evaluation.unscored for a in u.get("attacks", [])}
+    if by and by <= set(config.baselines):
+        # Only baselines left these samples unscored (Min-K% on texts of fewer than 1/k
+        # predicted tokens), yet the common evaluation drops them from LiRA and RMIA too.
+        evaluation.warnings.append(
+            f"the {len(evaluation.unscored)} unscored samples were left out by the baseline(s) "
+            f"{', '.join(sorted(by))} alone (Min-K% needs at least 1/k predicted tokens, "
+            f"k = {config.k:g}), which also removes them from LiRA and RMIA; `baselines` without "
+            "them, or a larger `k`, keeps them."
+        )
     st = config.settings
     for name in ("rmia_online", "rmia_offline"):
         v = np.asarray(scores.get(name, []), dtype=np.float64)
