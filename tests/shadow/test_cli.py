@@ -550,6 +550,19 @@ def test_bad_input_is_one_sentence_and_exit_2(text_run, tmp_path, monkeypatch, c
                        str(target), "--members", str(tmp_path / "m.txt"), "--nonmembers",
                        str(tmp_path / "n.txt"), "--out", str(tmp_path / "o4"))  # fmt: skip
     _one_line_exit_2(code, err, "differs from the shadows' tokenizer")
+    # a target without tokenizer files: said so, with the fix (it said "differs", or "pass
+    # --tokenizer", a flag this command does not have)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("memlens_gpt.json", "model.safetensors"):
+        shutil.copy(out / "models" / "model_00" / name, bare / name)
+    code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(out), "--target",
+                       str(bare), "--members", str(tmp_path / "m.txt"), "--nonmembers",
+                       str(tmp_path / "n.txt"), "--out", str(tmp_path / "o8"))  # fmt: skip
+    _one_line_exit_2(code, err, f"target {bare} has no tokenizer of its own to compare with the "
+                     f"shadows'; if it was trained with theirs, copy the files of "
+                     f"{out / 'tokenizer'} beside its weights.")  # fmt: skip
+    assert "--tokenizer" not in err and not (tmp_path / "o8").exists()
     # a member text held out of every shadow (the population)
     import pandas as pd
 

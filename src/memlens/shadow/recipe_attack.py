@@ -365,8 +365,19 @@ def _target_attack(
         members=config.members, nonmembers=config.nonmembers, text_column=config.text_column
     )
     _check_out(config, out)
-    lm = load_causal_lm(config.target, device=config.device)
-    if lm.tokenizer is None or not _same_tokenizer(lm.tokenizer, load_tokenizer(sh.tokenizer_dir)):
+    no_tokenizer = UserError(
+        f"target {config.target} has no tokenizer of its own to compare with the shadows'; if "
+        f"it was trained with theirs, copy the files of {sh.tokenizer_dir} beside its weights."
+    )
+    try:
+        lm = load_causal_lm(config.target, device=config.device)
+    except UserError as exc:
+        if "tokenizer at" in str(exc) and Path(config.target).expanduser().is_dir():
+            raise no_tokenizer from None
+        raise
+    if lm.tokenizer is None:
+        raise no_tokenizer
+    if not _same_tokenizer(lm.tokenizer, load_tokenizer(sh.tokenizer_dir)):
         raise UserError(
             f"the tokenizer of target {config.target} differs from the shadows' tokenizer; "
             "train the shadows with the target's tokenizer."
