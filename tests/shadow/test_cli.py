@@ -577,6 +577,13 @@ def test_bad_input_is_one_sentence_and_exit_2(text_run, tmp_path, monkeypatch, c
     code, _, err = cli(monkeypatch, capsys, "shadow", "attack", "--shadows", str(tmp_path),
                        "--out", str(tmp_path / "o5"))  # fmt: skip
     _one_line_exit_2(code, err, "not a finished shadows directory")
+    # the run directory of an attack where the shadows should be: named as such
+    (tmp_path / "mem-run").mkdir()
+    (tmp_path / "mem-run" / "manifest.json").write_text('{"kind": "shadow-attack"}')
+    code, _, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows",
+                       str(tmp_path / "mem-run"), "--out", str(tmp_path / "o9"))  # fmt: skip
+    _one_line_exit_2(code, err, f"{tmp_path / 'mem-run'} holds a run of kind 'shadow-attack', "
+                     "not shadow models")  # fmt: skip
     # a file where the shadows directory should be
     code, _, err = cli(monkeypatch, capsys, "shadow", "memorization", "--shadows",
                        str(tmp_path / "m.txt"), "--out", str(tmp_path / "o6"))  # fmt: skip

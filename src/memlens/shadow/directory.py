@@ -144,12 +144,19 @@ def load_shadows(path: str | Path) -> Shadows:
 
 
 def _unfinished(p: Path) -> None:
-    """Say so when ``p`` holds a ``shadow train`` run that was interrupted (resumable)."""
+    """Say so when ``p`` holds another kind of run, or a ``shadow train`` run that was
+    interrupted (resumable)."""
     try:
         manifest = json.loads((p / "manifest.json").read_text())
     except (OSError, ValueError):
         return
-    if manifest.get("kind") != ShadowTrainSummary.kind or manifest.get("status") == "finished":
+    kind = manifest.get("kind")
+    if isinstance(kind, str) and kind != ShadowTrainSummary.kind:
+        raise UserError(
+            f"{p} holds a run of kind {kind!r}, not shadow models; pass the directory that the shadow "
+            "training wrote."
+        )
+    if manifest.get("status") == "finished":
         return
     cfg = manifest.get("config") or {}
     try:
