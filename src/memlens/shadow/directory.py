@@ -153,8 +153,8 @@ def _unfinished(p: Path) -> None:
     kind = manifest.get("kind")
     if isinstance(kind, str) and kind != ShadowTrainSummary.kind:
         raise UserError(
-            f"{p} holds a run of kind {kind!r}, not shadow models; pass the directory that the shadow "
-            "training wrote."
+            f"{p} holds a run of kind {kind!r}, not shadow models; pass the directory that "
+            "the shadow training wrote."
         )
     if manifest.get("status") == "finished":
         return
