@@ -147,3 +147,25 @@ def test_every_command_summary_is_one_paragraph_without_a_hard_line_break():
     found = dict(walk(typer.main.get_command(app), ["memlens"]))
     assert len(found) > 20 and "memlens report" in found and "memlens laws fit-mia" in found
     assert [name for name, summary in found.items() if "\n" in summary] == []
+
+
+def test_device_help_offers_map_only_where_a_loaded_model_can_be_split():
+    """``--device map`` splits a Hugging Face model that memlens loads; commands that train
+    memlens's own models refuse it, so their help must not offer it."""
+    import typer
+
+    from memlens.cli import app
+
+    root = typer.main.get_command(app)
+
+    def device_help(*path):
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        (opt,) = [p for p in cmd.params if "--device" in getattr(p, "opts", [])]
+        return opt.help
+
+    assert "map" in device_help("audit") and "map" in device_help("mia")
+    assert "map" not in device_help("shadow", "train")
+    assert "map" not in device_help("dp-audit")
+    assert "mps" in device_help("shadow", "train") and "mps" in device_help("audit")

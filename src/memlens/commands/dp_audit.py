@@ -318,7 +318,7 @@ def register(app: typer.Typer) -> None:
             None, "--confidence", help="Confidence of the bound (0.95)."
         ),
         seed: options.Seed = None,
-        device: options.Device = None,
+        device: options.TrainDevice = None,
         threads: Annotated[
             int | None,
             typer.Option(

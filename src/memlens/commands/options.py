@@ -84,7 +84,16 @@ Tokenizer = Annotated[
     typer.Option("--tokenizer", help="Tokenizer of the target (default: its directory)."),
 ]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16 or float16.")]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or map.")]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="auto, cpu, cuda, cuda:N, mps, or map (a model split across devices by accelerate).",
+    ),
+]
+TrainDevice = Annotated[
+    str, typer.Option("--device", help="Where models train: auto, cpu, cuda, cuda:N or mps.")
+]
 BatchSize = Annotated[
     int,
     typer.Option(

@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
             None, "--stack-size", help="Models per batched stack (default: all K in one)."
         ),
         seed: options.Seed = None,
-        device: options.Device = None,
+        device: options.TrainDevice = None,
         backend: options.Backend = None,
         workers: int | None = typer.Option(
             None, "--workers", min=1, help="Local worker processes, one stack each (default 1)."
