@@ -90,6 +90,11 @@ def _evaluate(
             f"k = {config.k:g}), which also removes them from LiRA and RMIA; `baselines` without "
             "them, or a larger `k`, keeps them."
         )
+    if "zlib" in config.baselines and "zlib" not in scores:
+        evaluation.warnings.append(
+            "the zlib baseline is left out: it compresses each example's text, and these shadows "
+            "were trained on a synthetic source of token ids that has none."
+        )
     st = config.settings
     for name in ("rmia_online", "rmia_offline"):
         v = np.asarray(scores.get(name, []), dtype=np.float64)
