@@ -408,3 +408,27 @@ def test_canary_texts_that_tokenize_alike_are_refused(tmp_path):
     )
     with pytest.raises(UserError, match="canaries 8 and 9 are different texts but the same tokens"):
         prepare(cfg, torch.device("cpu"))
+
+
+def test_candidate_texts_are_checked_before_training(tmp_path):
+    """A candidate text longer than the context failed only when scored, after every arm had
+    trained (and left models/ behind); one the training texts hold is not "never trained on"."""
+    import torch
+
+    from memlens.privacy.data import prepare
+
+    rng = np.random.default_rng(3)
+    codes = [f"pin {x:06d}" for x in rng.choice(10**6, size=40, replace=False)]
+    sentences = make_sentences(150, seed=2)
+    canaries = write_lines(tmp_path / "canaries.txt", codes[:10])
+    train = write_lines(tmp_path / "train.txt", [*sentences, f"{sentences[0]} {codes[12]}"])
+    kw = dict(train=str(train), canary_file=str(canaries), seq_len=24, d_model=16, n_layer=1)
+    long = write_lines(tmp_path / "long.txt", [*codes[13:30], "pin " + "9" * 40])
+    with pytest.raises(UserError, match="candidate 17 has 44 tokens, longer than the context"):
+        prepare(DPAuditConfig(**kw, candidate_file=str(long)), torch.device("cpu"))
+    seen = write_lines(tmp_path / "seen.txt", codes[10:30])
+    with pytest.raises(UserError, match="candidate 2 .* occurs in the training texts"):
+        prepare(DPAuditConfig(**kw, candidate_file=str(seen)), torch.device("cpu"))
+    ok = write_lines(tmp_path / "ok.txt", codes[13:30])
+    prep = prepare(DPAuditConfig(**kw, candidate_file=str(ok)), torch.device("cpu"))
+    assert len(prep.candidate_seqs) == 17
