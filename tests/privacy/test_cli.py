@@ -218,6 +218,8 @@ def batchnorm_model(tmp_path_factory):
         (["--candidates", "5"], "at least 10 random candidates"),
         (["--canaries", "3", "--selection", "split"], "too few to split"),
         (["--k-in", "0", "--k-out", "0"], "guess at least one"),
+        # one arm name (dp-eps8) for both: the second arm silently took the first's cell
+        (["--dp-epsilon", "8,8.0000001"], "agree to 6 digits (both arm dp-eps8)"),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(
