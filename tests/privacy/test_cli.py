@@ -208,6 +208,7 @@ def batchnorm_model(tmp_path_factory):
         (["bound", "-r", "10", "-v", "11", "-M", "10", "--delta", "0"], "correct <= guesses"),
         (["bound", "-r", "11", "-v", "10", "-M", "10", "--delta", "0"], "guesses <= canaries"),
         (["bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "-0.1"], "at least 0"),
+        (["bound", "-r", "0", "-v", "0", "-M", "10", "--delta", "0"], "with no guesses"),
         (
             ["bound", "-r", "9", "-v", "9", "-M", "10", "--delta", "0", "--confidence", "1"],
             "strictly between 0 and 1",

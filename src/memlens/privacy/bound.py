@@ -200,6 +200,11 @@ def one_run_bound(
         raise UserError(f"an audit needs at least 2 canaries, got {canaries}.")
     _check_counts(canaries, guesses, correct, delta)
     _check_confidence(confidence)
+    if guesses == 0:
+        raise UserError(
+            "with no guesses the bound is 0 for any model; give the counts of an audit that "
+            "guessed at least one canary."
+        )
     return OneRunBound(
         epsilon_lower_bound=epsilon_lower_bound(canaries, guesses, correct, delta, confidence),
         ceiling=ceiling(canaries, delta, confidence),
