@@ -31,6 +31,10 @@ def test_bound_json_has_the_check_values():
         app, ["dp-audit", "bound", "-r", "100", "-v", "100", "-M", "100", "--delta", "0"]
     )
     assert res.exit_code == 0 and "epsilon lower bound: 3.493" in res.output
+    # a confidence close to 1 is not rounded to "100%" (6 significant digits did)
+    argv = ["dp-audit", "bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "0"]
+    res = CliRunner().invoke(app, [*argv, "--confidence", "0.999999999"])
+    assert res.exit_code == 0 and "at 99.9999999% confidence" in res.output, res.output
 
 
 def test_tiny_audit_end_to_end(tmp_path, monkeypatch, capsys):

@@ -86,7 +86,7 @@ def _summary(s: Any, reused: list[str]) -> None:
     table.add_column("arm")
     table.add_column("accountant ε", justify="right")
     table.add_column("σ", justify="right")
-    table.add_column(f"ε̂ ({s.confidence * 100:g}%)", justify="right")
+    table.add_column(f"ε̂ ({s.confidence * 100:.10g}%)", justify="right")
     table.add_column("right/guesses", justify="right")
     table.add_column("ceiling", justify="right")
     table.add_column("trained params", justify="right")
@@ -172,7 +172,7 @@ def _summary(s: Any, reused: list[str]) -> None:
         if bad:
             console.print(
                 f"[red]ε̂ exceeds the {acc} accountant's ε for {', '.join(bad)}[/red]: either the "
-                f"{(1 - s.confidence) * 100:g}% chance of a wrong bound, or the DP guarantee does not hold."
+                f"{(1 - s.confidence) * 100:.10g}% chance of a wrong bound, or the DP guarantee does not hold."
             )
         else:
             console.print(
@@ -426,7 +426,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(to_json(res.to_dict()))
             return
         typer.echo(
-            f"epsilon lower bound: {res.epsilon_lower_bound:.3f} at {confidence * 100:g}% "
+            f"epsilon lower bound: {res.epsilon_lower_bound:.3f} at {confidence * 100:.10g}% "
             f"confidence (delta = {delta:g}): {correct} of {guesses} guesses right, "
             f"{canaries} canaries."
         )
