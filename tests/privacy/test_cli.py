@@ -248,3 +248,13 @@ def test_dp_on_a_model_opacus_cannot_train_exits_2(batchnorm_model, tmp_path, mo
     err = cap.err.strip()
     assert code == 2 and "Opacus cannot train BNLM with DP-SGD: BatchNorm" in err, err
     assert "\n" not in err and not out.exists()
+
+
+def test_lora_placement_reads_as_english():
+    from memlens.commands.dp_audit import _blocks
+
+    assert [_blocks(n) for n in (None, 1, 2)] == [
+        "every block",
+        "the last block",  # was "the last 1 blocks"
+        "the last 2 blocks",
+    ]

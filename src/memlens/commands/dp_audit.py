@@ -64,6 +64,13 @@ def _fmt(x: float | None, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
+def _blocks(last_layers: int | None) -> str:
+    """Where a LoRA adapter sits: ``every block``, ``the last block``, ``the last N blocks``."""
+    if not last_layers:
+        return "every block"
+    return "the last block" if last_layers == 1 else f"the last {last_layers} blocks"
+
+
 def _summary(s: Any, reused: list[str]) -> None:
     """Print a :class:`~memlens.privacy.summary.DPAuditSummary`."""
     from rich import box
@@ -185,7 +192,7 @@ def _summary(s: Any, reused: list[str]) -> None:
             targets = "every linear layer"
         elif not isinstance(targets, str):
             targets = ",".join(targets)
-        where = f"the last {lora['last_layers']} blocks" if lora["last_layers"] else "every block"
+        where = _blocks(lora["last_layers"])
         total = arms[0].train.get("total_parameters")
         share = (
             f" of {total:,} ({100 * arms[0].train['trainable_parameters'] / total:.2f}%)"
