@@ -432,3 +432,27 @@ def test_candidate_texts_are_checked_before_training(tmp_path):
     ok = write_lines(tmp_path / "ok.txt", codes[13:30])
     prep = prepare(DPAuditConfig(**kw, candidate_file=str(ok)), torch.device("cpu"))
     assert len(prep.candidate_seqs) == 17
+
+
+def test_candidates_all_alike_still_give_the_audit_and_rank_exposure(tmp_path):
+    """A model that codes every candidate in the same number of bits (here a GPT-2 with every
+    weight zero, trained at a vanishing rate: uniform predictions) leaves no spread for the
+    skew-normal. The audit stopped after training ("every random candidate has the same code
+    length; nothing to fit"), and a rerun reused the weights and stopped again; now the bound and
+    rank exposure are reported, and the extrapolated exposure is absent with the reason."""
+    from helpers_hf import uniform_gpt2
+
+    tok = wordlevel_tokenizer()
+    model = save_lm(uniform_gpt2(len(tok)), tok, tmp_path / "uniform")
+    train = write_lines(tmp_path / "train.txt", make_sentences(80, seed=3))
+    cfg = DPAuditConfig(model=str(model), train=str(train), canaries=16, canary_length=4,
+                        seq_len=12, epochs=1, batch_size=16, candidates=20, lr=1e-30)  # fmt: skip
+    res = run(cfg, tmp_path / "run")
+    ex = res.summary.arms["no-dp"].exposure
+    # every canary ties with all 20 candidates and ranks after them: rank 21 of 21, 0 bits
+    assert ex["rank_inserted_mean"] == ex["rank_not_inserted_mean"] == 0.0
+    assert ex["skew_normal"] is None and ex["extrapolated_inserted_mean"] is None
+    assert "same code length" in ex["extrapolated_note"]
+    assert res.summary.arms["no-dp"].audit.guesses == 8
+    text = (tmp_path / "run" / "dp_audit.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text

@@ -157,6 +157,9 @@ def _summary(s: Any, reused: list[str]) -> None:
             f"exposure: mean over canaries, ranked among {n_cand} {where} "
             f"(rank exposure at most log2 {n_cand + 1} = {math.log2(n_cand + 1):.2f} bits)."
         )
+    for a in arms:
+        if a.exposure and a.exposure.get("extrapolated_note"):
+            console.print(f"extrapolated exposure of {a.name}: {a.exposure['extrapolated_note']}.")
     if len({a.audit.note for a in arms}) == 1:
         console.print(
             f"σ: DP-SGD noise multiplier. k±: {first.note} ({first.selection} selection)."

@@ -503,12 +503,22 @@ def audit_arm(
     )
     if prep.candidate_seqs:
         cbits, _ = score_bits(model, prep.candidate_seqs, **kw)
-        ext, fit = extrapolated_exposure(bits, cbits)
         arm.candidate_bits = cbits
         arm.rank_exposure = rank_exposure(bits, cbits)
+        fit_note: dict[str, Any] = {}
+        if np.ptp(cbits) > 0:
+            ext, fit = extrapolated_exposure(bits, cbits)
+            fit_note["skew_normal"] = fit.to_dict()
+        else:  # e.g. a model predicting every candidate token alike: no spread to fit
+            ext = np.full(len(bits), np.nan)
+            fit_note["skew_normal"] = None
+            fit_note["extrapolated_note"] = (
+                f"every candidate has the same code length ({cbits[0]:.4g} bits) under this "
+                "model, so no skew-normal can be fitted; only rank exposure is given"
+            )
         arm.extrapolated_exposure = ext
         arm.exposure = {
             **exposure_summary(arm.rank_exposure, ext, prep.canaries.included, len(cbits)),
-            "skew_normal": fit.to_dict(),
+            **fit_note,
         }
     return arm

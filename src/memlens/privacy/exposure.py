@@ -177,6 +177,7 @@ def exposure_summary(
     for name, arr in (("rank", np.asarray(rank)), ("extrapolated", np.asarray(extrapolated))):
         for group, mask in (("inserted", inc), ("not_inserted", ~inc)):
             vals = arr[mask]
+            vals = vals[~np.isnan(vals)]  # NaN: not defined (no skew-normal fit), not a number
             out[f"{name}_{group}_mean"] = float(vals.mean()) if len(vals) else None
             out[f"{name}_{group}_median"] = float(np.median(vals)) if len(vals) else None
         a, b = out[f"{name}_inserted_mean"], out[f"{name}_not_inserted_mean"]
