@@ -154,6 +154,34 @@ def test_console_names_each_arms_guess_counts_when_they_differ(capsys):
     assert "(40 guesses)" not in out
 
 
+def test_main_table_fits_80_columns_without_lora(capsys, monkeypatch):
+    """The "trained params" column (added for LoRA) squeezed the table of a memlens GPT audit at
+    80 columns ("accoun… ε", "∞ (no / DP)" on two lines); it shows only with a LoRA arm."""
+    from types import SimpleNamespace as NS
+
+    from memlens.commands.dp_audit import _summary
+
+    def arm(name, eps, lora):
+        audit = NS(note="k+ = 250, k- = 250 fixed", selection="fixed", guesses=500, correct=465,
+                   canaries=1000, ceiling=5.78, ceiling_at_guesses=5.09)  # fmt: skip
+        train = {"noise_multiplier": None if eps is None else 0.77, "accountant": "prv",
+                 "trainable_parameters": 106240, "seconds": 83.0, "lora": lora}  # fmt: skip
+        return NS(name=name, audit=audit, accountant_epsilon=eps, train=train,
+                  epsilon_lower_bound=2.291, exposure=None,
+                  mean_loss_inserted_bits_per_token=6.06,
+                  mean_loss_not_inserted_bits_per_token=6.8)  # fmt: skip
+
+    monkeypatch.setenv("COLUMNS", "80")
+    s = NS(canaries=NS(kind="random", m=1000, length_tokens=16, n_included=501), delta=1e-5,
+           confidence=0.95, arms={"no-dp": arm("no-dp", None, None), "dp-eps8": arm("dp-eps8", 8.0, None)})  # fmt: skip
+    _summary(s, [])
+    out = capsys.readouterr().out
+    assert "trained params" not in out
+    assert "…" not in out and "accountant ε" in out and "right/guesses" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("no-dp"))
+    assert row.split() == ["no-dp", "∞", "(no", "DP)", "-", "2.291", "465/500", "5.09", "83"]
+
+
 @pytest.fixture(scope="module")
 def batchnorm_model(tmp_path_factory):
     """A tiny causal LM with a BatchNorm, which DP-SGD cannot train (per-example gradients are not

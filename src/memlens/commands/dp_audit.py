@@ -96,7 +96,11 @@ def _summary(s: Any, reused: list[str]) -> None:
     table.add_column(f"ε̂ ({s.confidence * 100:.10g}%)", justify="right")
     table.add_column("right/guesses", justify="right")
     table.add_column("ceiling", justify="right")
-    table.add_column("trained params", justify="right")
+    # the trained share matters with LoRA; a memlens GPT or a full fine-tune trains every weight
+    # (the count is in dp_audit.json), and the column would squeeze the table at 80 columns
+    with_lora = any(a.train.get("lora") for a in arms)
+    if with_lora:
+        table.add_column("trained params", justify="right")
     table.add_column("train s", justify="right")
     for a in arms:
         seconds = a.train.get("seconds")
@@ -112,7 +116,7 @@ def _summary(s: Any, reused: list[str]) -> None:
             _fmt(a.epsilon_lower_bound, 3),
             f"{a.audit.correct}/{a.audit.guesses}",
             _fmt(a.audit.ceiling_at_guesses),
-            trained,
+            *([trained] if with_lora else []),
             "-" if seconds is None else f"{seconds:.0f}",
         )
     console.print(table)
