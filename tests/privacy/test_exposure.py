@@ -74,6 +74,13 @@ def test_too_few_candidates_or_constant_ones_are_refused():
         fit_skew_normal([1.0, 2.0])
     with pytest.raises(UserError, match="same code length"):
         fit_skew_normal([3.0] * 20)
+    # 49 tied lengths and one other: the fit was a spike that gave a canary tied with the 49
+    # (rank 50 of 51, 0.03 bits of rank exposure) 15 bits of extrapolated exposure
+    with pytest.raises(UserError, match="only 2 different values"):
+        fit_skew_normal([96.0] * 49 + [96.0000001])
+    with pytest.raises(UserError, match="only 9 different values"):
+        fit_skew_normal(np.repeat(np.arange(9.0), 3))
+    assert fit_skew_normal(np.repeat(np.arange(10.0), 3)).n == 30
 
 
 def test_canaries_are_seeded_and_included_with_probability_half():

@@ -70,6 +70,8 @@ def rank_exposure(canary_bits: np.ndarray, candidate_bits: np.ndarray) -> np.nda
     return np.log2(len(cand) + 1) - np.log2(rank)
 
 
+MIN_DISTINCT = 10  # different candidate code lengths a skew-normal fit needs
+
 _DEEP_LOGCDF = -700.0  # nats: below this, scipy's skew-normal CDF is near or past underflow
 
 
@@ -150,6 +152,14 @@ def fit_skew_normal(candidate_bits: np.ndarray) -> SkewNormalFit:
         )
     if np.ptp(cand) == 0:
         raise UserError("every random candidate has the same code length; nothing to fit.")
+    distinct = len(np.unique(cand))
+    if distinct < MIN_DISTINCT:
+        # a fit to a few tied values is a spike: a canary tied with most candidates (rank
+        # exposure near 0) came out at 15 bits against 49 equal lengths and one other
+        raise UserError(
+            f"the candidates' code lengths take only {distinct} different values; the "
+            f"skew-normal fit needs at least {MIN_DISTINCT}."
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a, loc, scale = skewnorm.fit(cand)
