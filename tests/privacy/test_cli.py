@@ -35,6 +35,10 @@ def test_bound_json_has_the_check_values():
     argv = ["dp-audit", "bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "0"]
     res = CliRunner().invoke(app, [*argv, "--confidence", "0.999999999"])
     assert res.exit_code == 0 and "at 99.9999999% confidence" in res.output, res.output
+    # counts that can only give 0 say why
+    argv = ["dp-audit", "bound", "-r", "4", "-v", "4", "-M", "1000", "--delta", "1e-5"]
+    res = CliRunner().invoke(app, argv)
+    assert "note: 4 guesses cannot certify any epsilon above 0" in res.output, res.output
 
 
 def test_tiny_audit_end_to_end(tmp_path, monkeypatch, capsys):
@@ -180,6 +184,16 @@ def test_main_table_fits_80_columns_without_lora(capsys, monkeypatch):
     assert "…" not in out and "accountant ε" in out and "right/guesses" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("no-dp"))
     assert row.split() == ["no-dp", "∞", "(no", "DP)", "-", "2.291", "465/500", "5.09", "83"]
+    assert "for any model" not in out
+    # 8 canaries, k± = 2 each: 4 guesses can only give 0, and the console says why
+    small = arm("no-dp", None, None)
+    small.audit = NS(note="k+ = 2, k- = 2 fixed", selection="fixed", guesses=4, correct=4,
+                     canaries=8, ceiling=0.79, ceiling_at_guesses=0.0,
+                     effective_confidence=0.95)  # fmt: skip
+    small.epsilon_lower_bound = 0.0
+    _summary(NS(canaries=s.canaries, delta=1e-5, confidence=0.95, arms={"no-dp": small}), [])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "ε̂ is 0 for any model here: 4 guesses cannot certify any epsilon above 0" in out
 
 
 @pytest.fixture(scope="module")

@@ -179,6 +179,14 @@ def _summary(s: Any, reused: list[str]) -> None:
         f"({f'{first.guesses} guesses' if same else 'the arm’s guesses'}); with all "
         f"{first.canaries} canaries guessed right at most {first.ceiling:.2f}. ε in nats."
     )
+    from memlens.privacy.bound import ceiling_hint
+
+    vacuous = next((a.audit for a in arms if a.audit.ceiling_at_guesses <= 0), None)
+    if vacuous is not None:  # ε̂ = 0 whatever the model: say why
+        hint = ceiling_hint(
+            vacuous.canaries, vacuous.guesses, s.delta, vacuous.effective_confidence
+        )
+        console.print(f"[yellow]ε̂ is 0 for any model here:[/yellow] {hint}")
     dp = [a for a in arms if a.accountant_epsilon is not None]
     if dp:
         bad = [a.name for a in dp if a.epsilon_lower_bound > a.accountant_epsilon]
@@ -432,7 +440,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
     ) -> None:
         """The one-run epsilon lower bound for counts obtained elsewhere (Appendix D)."""
-        from memlens.privacy.bound import one_run_bound
+        from memlens.privacy.bound import ceiling_hint, one_run_bound
         from memlens.store import to_json
 
         res = one_run_bound(canaries, guesses, correct, delta, confidence)
@@ -448,5 +456,8 @@ def register(app: typer.Typer) -> None:
             f"ceiling: {res.ceiling_at_guesses:.3f} if all {guesses} guesses were right; "
             f"{res.ceiling:.3f} with all {canaries} canaries guessed right. epsilon in nats."
         )
+        hint = ceiling_hint(canaries, guesses, delta, confidence)
+        if hint:
+            typer.echo(f"note: {hint}")
 
     app.add_typer(dp_app, name="dp-audit", help=HELP)

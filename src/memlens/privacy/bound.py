@@ -167,6 +167,32 @@ def ceiling(m: int, delta: float = 0.0, confidence: float = 0.95, r: int | None 
     return epsilon_lower_bound(m, r, r, delta, confidence)
 
 
+def ceiling_hint(m: int, r: int, delta: float = 0.0, confidence: float = 0.95) -> str | None:
+    """Why ``r`` guesses among ``m`` canaries cannot certify any ε > 0, in one sentence, or
+    ``None`` when they can (every guess right would give ε̂ > 0).
+
+    An audit whose ceiling is 0 reports ε̂ = 0 for any model, so saying so beats a bare 0: at
+    95% and δ = 0 at least 5 guesses are needed (½⁵ < 0.05), and a large δ makes
+    ``2·m·δ·α`` swamp the p-value however many guesses are right.
+    """
+    if r > 0 and ceiling(m, delta, confidence, r=r) > 0:
+        return None
+    if ceiling(m, delta, confidence) > 0:
+        return (
+            f"{r} guesses cannot certify any epsilon above 0 even if all are right; "
+            "guess IN or OUT for more canaries."
+        )
+    if ceiling(m, 0.0, confidence) > 0:
+        return (
+            f"with {m} canaries at delta {delta:g} no audit can certify any epsilon above 0, "
+            "even with every canary guessed right; use a smaller delta."
+        )
+    return (
+        f"{m} canaries are too few to certify any epsilon above 0 at {confidence * 100:.10g}% "
+        "confidence, even with every canary guessed right; use more canaries."
+    )
+
+
 @dataclass
 class OneRunBound:
     """ε̂ for counts of guesses, with the ceilings (all in nats).
