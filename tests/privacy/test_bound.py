@@ -192,7 +192,7 @@ def test_an_audit_that_can_only_report_zero_says_why():
 
 def test_billions_of_guesses_keep_an_exact_p_value():
     """scipy's bdtrc casts counts to 32-bit integers: beyond 2^31 guesses β was NaN and the
-    p-value silently 1 (ε̂ = 0); before that it drifted (P[Bin(1e9, ½) ≥ 5e8 + 1] came out 0.84).
+    p-value silently 1 (ε̂ = 0); before that it drifted (P[Bin(1e9, ½) ≥ 5e8 + 1] came out 0.16).
     α summed an array of v terms (tens of GB at 1e10). Known answers: at ε = 0, P[Bin(r, ½) ≥
     r/2 + 1] = (1 − P[Bin = r/2]) / 2; far above the mean, α ≈ 1/(v − rq), so p ≈ 2mδ/(v − rq)."""
     r = 10**9
