@@ -153,3 +153,16 @@ def test_the_manifest_says_running_then_finished(tmp_path):
     rd.write_manifest(cells=2)
     m = json.loads((rd.path / "manifest.json").read_text())
     assert (m["status"], m["cells"], m["seed"], m["config"]) == ("finished", 2, 3, {"a": 1})
+
+
+def test_a_foreign_manifest_is_refused_in_one_sentence(tmp_path):
+    """A manifest.json memlens did not write said "already holds a None run" (no kind), or, when
+    not a JSON object, raised AttributeError."""
+    from memlens.errors import UserError
+    from memlens.store import RunDir
+
+    for i, text in enumerate(["{}", "[]", '{"kind": null}']):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "manifest.json").write_text(text)
+        with pytest.raises(UserError, match="holds a manifest.json that is not a memlens run's"):
+            RunDir(tmp_path / str(i), "dp-audit", {"a": 1}, seed=0)

@@ -272,6 +272,11 @@ class RunDir:
                 old = json.loads(manifest.read_text())
             except (OSError, json.JSONDecodeError):
                 old = None
+            if old is not None and (not isinstance(old, dict) or not old.get("kind")):
+                raise UserError(
+                    f"{self.path} holds a manifest.json that is not a memlens run's; use a new "
+                    "`out` directory."
+                )
             if old is not None and old.get("kind") != kind:
                 other = str(old.get("kind"))
                 article = "an" if other[:1].lower() in "aeiou" else "a"

@@ -175,3 +175,29 @@ def test_few_canaries_still_get_guesses_and_no_guesses_is_refused():
         audit_scores(scores, inc, delta=0.0, k_in=0, k_out=0)
     with pytest.raises(UserError, match="too few to split"):
         audit_scores(scores, inc, delta=0.0, selection="split")
+
+
+def test_an_audit_that_can_only_report_zero_says_why():
+    """At 95% and δ = 0 four right guesses cannot reject ε = 0 (½⁴ = 0.0625 ≥ 0.05) and five can
+    (0.03125); at δ = 0.05 the 2·m·δ·α term swamps 1,000 right guesses. Such an audit printed a
+    bare 0 (e.g. 8 canaries, k± = 2 each)."""
+    from memlens.privacy.bound import ceiling_hint
+
+    assert ceiling(1000, 0.0, r=4) == 0.0 and ceiling(1000, 0.0, r=5) > 0.0
+    assert ceiling_hint(1000, 5, 0.0) is None and ceiling_hint(10, 10, 1e-5) is None
+    assert "4 guesses cannot certify" in ceiling_hint(1000, 4, 0.0)
+    assert "4 canaries are too few" in ceiling_hint(4, 4, 0.0)
+    assert ceiling(1000, 0.05) == 0.0 and "use a smaller delta" in ceiling_hint(1000, 1000, 0.05)
+
+
+def test_billions_of_guesses_keep_an_exact_p_value():
+    """scipy's bdtrc casts counts to 32-bit integers: beyond 2^31 guesses β was NaN and the
+    p-value silently 1 (ε̂ = 0); before that it drifted (P[Bin(1e9, ½) ≥ 5e8 + 1] came out 0.16).
+    α summed an array of v terms (tens of GB at 1e10). Known answers: at ε = 0, P[Bin(r, ½) ≥
+    r/2 + 1] = (1 − P[Bin = r/2]) / 2; far above the mean, α ≈ 1/(v − rq), so p ≈ 2mδ/(v − rq)."""
+    r = 10**9
+    pmf_mid = math.exp(-0.5 * math.log(math.pi * r / 2))  # P[Bin(r, 1/2) = r/2], Stirling
+    assert p_value(r, r, r // 2 + 1, 0.0, 0.0) == pytest.approx((1 - pmf_mid) / 2, rel=1e-9)
+    r, v = 10**10, 9 * 10**9
+    q = 1 / (1 + math.exp(-2.0))
+    assert p_value(r, r, v, 2.0, 1e-5) == pytest.approx(2 * r * 1e-5 / (v - r * q), rel=2e-3)

@@ -31,6 +31,14 @@ def test_bound_json_has_the_check_values():
         app, ["dp-audit", "bound", "-r", "100", "-v", "100", "-M", "100", "--delta", "0"]
     )
     assert res.exit_code == 0 and "epsilon lower bound: 3.493" in res.output
+    # a confidence close to 1 is not rounded to "100%" (6 significant digits did)
+    argv = ["dp-audit", "bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "0"]
+    res = CliRunner().invoke(app, [*argv, "--confidence", "0.999999999"])
+    assert res.exit_code == 0 and "at 99.9999999% confidence" in res.output, res.output
+    # counts that can only give 0 say why
+    argv = ["dp-audit", "bound", "-r", "4", "-v", "4", "-M", "1000", "--delta", "1e-5"]
+    res = CliRunner().invoke(app, argv)
+    assert "note: 4 guesses cannot certify any epsilon above 0" in res.output, res.output
 
 
 def test_tiny_audit_end_to_end(tmp_path, monkeypatch, capsys):
@@ -150,6 +158,44 @@ def test_console_names_each_arms_guess_counts_when_they_differ(capsys):
     assert "(40 guesses)" not in out
 
 
+def test_main_table_fits_80_columns_without_lora(capsys, monkeypatch):
+    """The "trained params" column (added for LoRA) squeezed the table of a memlens GPT audit at
+    80 columns ("accoun… ε", "∞ (no / DP)" on two lines); it shows only with a LoRA arm."""
+    from types import SimpleNamespace as NS
+
+    from memlens.commands.dp_audit import _summary
+
+    def arm(name, eps, lora):
+        audit = NS(note="k+ = 250, k- = 250 fixed", selection="fixed", guesses=500, correct=465,
+                   canaries=1000, ceiling=5.78, ceiling_at_guesses=5.09)  # fmt: skip
+        train = {"noise_multiplier": None if eps is None else 0.77, "accountant": "prv",
+                 "trainable_parameters": 106240, "seconds": 83.0, "lora": lora}  # fmt: skip
+        return NS(name=name, audit=audit, accountant_epsilon=eps, train=train,
+                  epsilon_lower_bound=2.291, exposure=None,
+                  mean_loss_inserted_bits_per_token=6.06,
+                  mean_loss_not_inserted_bits_per_token=6.8)  # fmt: skip
+
+    monkeypatch.setenv("COLUMNS", "80")
+    s = NS(canaries=NS(kind="random", m=1000, length_tokens=16, n_included=501), delta=1e-5,
+           confidence=0.95, arms={"no-dp": arm("no-dp", None, None), "dp-eps8": arm("dp-eps8", 8.0, None)})  # fmt: skip
+    _summary(s, [])
+    out = capsys.readouterr().out
+    assert "trained params" not in out
+    assert "…" not in out and "accountant ε" in out and "right/guesses" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("no-dp"))
+    assert row.split() == ["no-dp", "∞", "(no", "DP)", "-", "2.291", "465/500", "5.09", "83"]
+    assert "for any model" not in out
+    # 8 canaries, k± = 2 each: 4 guesses can only give 0, and the console says why
+    small = arm("no-dp", None, None)
+    small.audit = NS(note="k+ = 2, k- = 2 fixed", selection="fixed", guesses=4, correct=4,
+                     canaries=8, ceiling=0.79, ceiling_at_guesses=0.0,
+                     effective_confidence=0.95)  # fmt: skip
+    small.epsilon_lower_bound = 0.0
+    _summary(NS(canaries=s.canaries, delta=1e-5, confidence=0.95, arms={"no-dp": small}), [])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "ε̂ is 0 for any model here: 4 guesses cannot certify any epsilon above 0" in out
+
+
 @pytest.fixture(scope="module")
 def batchnorm_model(tmp_path_factory):
     """A tiny causal LM with a BatchNorm, which DP-SGD cannot train (per-example gradients are not
@@ -208,6 +254,7 @@ def batchnorm_model(tmp_path_factory):
         (["bound", "-r", "10", "-v", "11", "-M", "10", "--delta", "0"], "correct <= guesses"),
         (["bound", "-r", "11", "-v", "10", "-M", "10", "--delta", "0"], "guesses <= canaries"),
         (["bound", "-r", "10", "-v", "10", "-M", "10", "--delta", "-0.1"], "at least 0"),
+        (["bound", "-r", "0", "-v", "0", "-M", "10", "--delta", "0"], "with no guesses"),
         (
             ["bound", "-r", "9", "-v", "9", "-M", "10", "--delta", "0", "--confidence", "1"],
             "strictly between 0 and 1",
@@ -218,6 +265,8 @@ def batchnorm_model(tmp_path_factory):
         (["--candidates", "5"], "at least 10 random candidates"),
         (["--canaries", "3", "--selection", "split"], "too few to split"),
         (["--k-in", "0", "--k-out", "0"], "guess at least one"),
+        # one arm name (dp-eps8) for both: the second arm silently took the first's cell
+        (["--dp-epsilon", "8,8.0000001"], "agree to 6 digits (both arm dp-eps8)"),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(
@@ -241,3 +290,13 @@ def test_dp_on_a_model_opacus_cannot_train_exits_2(batchnorm_model, tmp_path, mo
     err = cap.err.strip()
     assert code == 2 and "Opacus cannot train BNLM with DP-SGD: BatchNorm" in err, err
     assert "\n" not in err and not out.exists()
+
+
+def test_lora_placement_reads_as_english():
+    from memlens.commands.dp_audit import _blocks
+
+    assert [_blocks(n) for n in (None, 1, 2)] == [
+        "every block",
+        "the last block",  # was "the last 1 blocks"
+        "the last 2 blocks",
+    ]

@@ -408,3 +408,51 @@ def test_canary_texts_that_tokenize_alike_are_refused(tmp_path):
     )
     with pytest.raises(UserError, match="canaries 8 and 9 are different texts but the same tokens"):
         prepare(cfg, torch.device("cpu"))
+
+
+def test_candidate_texts_are_checked_before_training(tmp_path):
+    """A candidate text longer than the context failed only when scored, after every arm had
+    trained (and left models/ behind); one the training texts hold is not "never trained on"."""
+    import torch
+
+    from memlens.privacy.data import prepare
+
+    rng = np.random.default_rng(3)
+    codes = [f"pin {x:06d}" for x in rng.choice(10**6, size=40, replace=False)]
+    sentences = make_sentences(150, seed=2)
+    canaries = write_lines(tmp_path / "canaries.txt", codes[:10])
+    train = write_lines(tmp_path / "train.txt", [*sentences, f"{sentences[0]} {codes[12]}"])
+    kw = dict(train=str(train), canary_file=str(canaries), seq_len=24, d_model=16, n_layer=1)
+    long = write_lines(tmp_path / "long.txt", [*codes[13:30], "pin " + "9" * 40])
+    with pytest.raises(UserError, match="candidate 17 has 44 tokens, longer than the context"):
+        prepare(DPAuditConfig(**kw, candidate_file=str(long)), torch.device("cpu"))
+    seen = write_lines(tmp_path / "seen.txt", codes[10:30])
+    with pytest.raises(UserError, match="candidate 2 .* occurs in the training texts"):
+        prepare(DPAuditConfig(**kw, candidate_file=str(seen)), torch.device("cpu"))
+    ok = write_lines(tmp_path / "ok.txt", codes[13:30])
+    prep = prepare(DPAuditConfig(**kw, candidate_file=str(ok)), torch.device("cpu"))
+    assert len(prep.candidate_seqs) == 17
+
+
+def test_candidates_all_alike_still_give_the_audit_and_rank_exposure(tmp_path):
+    """A model that codes every candidate in the same number of bits (here a GPT-2 with every
+    weight zero, trained at a vanishing rate: uniform predictions) leaves no spread for the
+    skew-normal. The audit stopped after training ("every random candidate has the same code
+    length; nothing to fit"), and a rerun reused the weights and stopped again; now the bound and
+    rank exposure are reported, and the extrapolated exposure is absent with the reason."""
+    from helpers_hf import uniform_gpt2
+
+    tok = wordlevel_tokenizer()
+    model = save_lm(uniform_gpt2(len(tok)), tok, tmp_path / "uniform")
+    train = write_lines(tmp_path / "train.txt", make_sentences(80, seed=3))
+    cfg = DPAuditConfig(model=str(model), train=str(train), canaries=16, canary_length=4,
+                        seq_len=12, epochs=1, batch_size=16, candidates=20, lr=1e-30)  # fmt: skip
+    res = run(cfg, tmp_path / "run")
+    ex = res.summary.arms["no-dp"].exposure
+    # every canary ties with all 20 candidates and ranks after them: rank 21 of 21, 0 bits
+    assert ex["rank_inserted_mean"] == ex["rank_not_inserted_mean"] == 0.0
+    assert ex["skew_normal"] is None and ex["extrapolated_inserted_mean"] is None
+    assert "same code length" in ex["extrapolated_note"]
+    assert res.summary.arms["no-dp"].audit.guesses == 8
+    text = (tmp_path / "run" / "dp_audit.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text

@@ -74,6 +74,13 @@ def test_too_few_candidates_or_constant_ones_are_refused():
         fit_skew_normal([1.0, 2.0])
     with pytest.raises(UserError, match="same code length"):
         fit_skew_normal([3.0] * 20)
+    # 49 tied lengths and one other: the fit was a spike that gave a canary tied with the 49
+    # (rank 50 of 51, 0.03 bits of rank exposure) 15 bits of extrapolated exposure
+    with pytest.raises(UserError, match="only 2 different values"):
+        fit_skew_normal([96.0] * 49 + [96.0000001])
+    with pytest.raises(UserError, match="only 9 different values"):
+        fit_skew_normal(np.repeat(np.arange(9.0), 3))
+    assert fit_skew_normal(np.repeat(np.arange(10.0), 3)).n == 30
 
 
 def test_canaries_are_seeded_and_included_with_probability_half():
@@ -88,3 +95,25 @@ def test_canaries_are_seeded_and_included_with_probability_half():
     assert not np.array_equal(include_with_half(2000, 5), include_with_half(2000, 6))
     with pytest.raises(UserError, match="at least 2 canaries"):
         random_canaries(1, 6, ids, seed=0)
+
+
+def test_extrapolated_exposure_stays_finite_deep_in_the_tail():
+    """scipy's skew-normal CDF underflows to 0 near 2^-1000: a well memorized canary against a
+    fit with a short left tail (a > 0) got exposure inf (Infinity in dp_audit.json). Known
+    answers: a = 1 is the law of the larger of two standard normals, F(z) = Φ(z)²; a = 0 is Φ."""
+    from scipy.special import log_ndtr
+
+    from memlens.privacy.exposure import SkewNormalFit
+
+    z = np.array([-5.0, -12.0, -40.0, -1000.0])
+    got = SkewNormalFit(a=1.0, loc=100.0, scale=10.0, n=50).exposure(100.0 + 10.0 * z)
+    assert np.isfinite(got).all()
+    assert got == pytest.approx(-2.0 * log_ndtr(z) / math.log(2.0), rel=1e-6)
+    got = SkewNormalFit(a=0.0, loc=0.0, scale=1.0, n=50).exposure(z)
+    assert got == pytest.approx(-log_ndtr(z) / math.log(2.0), rel=1e-6)
+    # a canary ranked first among candidates fitted with a positive skew: finite, above log2 |R|
+    from scipy.stats import skewnorm
+
+    cand = skewnorm.rvs(20.0, loc=100.0, scale=10.0, size=200, random_state=1)
+    ext, fit = extrapolated_exposure([0.0, 90.0], cand)
+    assert fit.a > 5 and np.isfinite(ext).all() and ext[0] > ext[1] > math.log2(201)

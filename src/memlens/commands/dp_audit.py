@@ -64,6 +64,13 @@ def _fmt(x: float | None, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
+def _blocks(last_layers: int | None) -> str:
+    """Where a LoRA adapter sits: ``every block``, ``the last block``, ``the last N blocks``."""
+    if not last_layers:
+        return "every block"
+    return "the last block" if last_layers == 1 else f"the last {last_layers} blocks"
+
+
 def _summary(s: Any, reused: list[str]) -> None:
     """Print a :class:`~memlens.privacy.summary.DPAuditSummary`."""
     from rich import box
@@ -86,10 +93,14 @@ def _summary(s: Any, reused: list[str]) -> None:
     table.add_column("arm")
     table.add_column("accountant ε", justify="right")
     table.add_column("σ", justify="right")
-    table.add_column(f"ε̂ ({s.confidence * 100:g}%)", justify="right")
+    table.add_column(f"ε̂ ({s.confidence * 100:.10g}%)", justify="right")
     table.add_column("right/guesses", justify="right")
     table.add_column("ceiling", justify="right")
-    table.add_column("trained params", justify="right")
+    # the trained share matters with LoRA; a memlens GPT or a full fine-tune trains every weight
+    # (the count is in dp_audit.json), and the column would squeeze the table at 80 columns
+    with_lora = any(a.train.get("lora") for a in arms)
+    if with_lora:
+        table.add_column("trained params", justify="right")
     table.add_column("train s", justify="right")
     for a in arms:
         seconds = a.train.get("seconds")
@@ -105,7 +116,7 @@ def _summary(s: Any, reused: list[str]) -> None:
             _fmt(a.epsilon_lower_bound, 3),
             f"{a.audit.correct}/{a.audit.guesses}",
             _fmt(a.audit.ceiling_at_guesses),
-            trained,
+            *([trained] if with_lora else []),
             "-" if seconds is None else f"{seconds:.0f}",
         )
     console.print(table)
@@ -150,6 +161,9 @@ def _summary(s: Any, reused: list[str]) -> None:
             f"exposure: mean over canaries, ranked among {n_cand} {where} "
             f"(rank exposure at most log2 {n_cand + 1} = {math.log2(n_cand + 1):.2f} bits)."
         )
+    for a in arms:
+        if a.exposure and a.exposure.get("extrapolated_note"):
+            console.print(f"extrapolated exposure of {a.name}: {a.exposure['extrapolated_note']}.")
     if len({a.audit.note for a in arms}) == 1:
         console.print(
             f"σ: DP-SGD noise multiplier. k±: {first.note} ({first.selection} selection)."
@@ -165,6 +179,14 @@ def _summary(s: Any, reused: list[str]) -> None:
         f"({f'{first.guesses} guesses' if same else 'the arm’s guesses'}); with all "
         f"{first.canaries} canaries guessed right at most {first.ceiling:.2f}. ε in nats."
     )
+    from memlens.privacy.bound import ceiling_hint
+
+    vacuous = next((a.audit for a in arms if a.audit.ceiling_at_guesses <= 0), None)
+    if vacuous is not None:  # ε̂ = 0 whatever the model: say why
+        hint = ceiling_hint(
+            vacuous.canaries, vacuous.guesses, s.delta, vacuous.effective_confidence
+        )
+        console.print(f"[yellow]ε̂ is 0 for any model here:[/yellow] {hint}")
     dp = [a for a in arms if a.accountant_epsilon is not None]
     if dp:
         bad = [a.name for a in dp if a.epsilon_lower_bound > a.accountant_epsilon]
@@ -172,7 +194,7 @@ def _summary(s: Any, reused: list[str]) -> None:
         if bad:
             console.print(
                 f"[red]ε̂ exceeds the {acc} accountant's ε for {', '.join(bad)}[/red]: either the "
-                f"{(1 - s.confidence) * 100:g}% chance of a wrong bound, or the DP guarantee does not hold."
+                f"{(1 - s.confidence) * 100:.10g}% chance of a wrong bound, or the DP guarantee does not hold."
             )
         else:
             console.print(
@@ -185,7 +207,7 @@ def _summary(s: Any, reused: list[str]) -> None:
             targets = "every linear layer"
         elif not isinstance(targets, str):
             targets = ",".join(targets)
-        where = f"the last {lora['last_layers']} blocks" if lora["last_layers"] else "every block"
+        where = _blocks(lora["last_layers"])
         total = arms[0].train.get("total_parameters")
         share = (
             f" of {total:,} ({100 * arms[0].train['trainable_parameters'] / total:.2f}%)"
@@ -418,7 +440,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
     ) -> None:
         """The one-run epsilon lower bound for counts obtained elsewhere (Appendix D)."""
-        from memlens.privacy.bound import one_run_bound
+        from memlens.privacy.bound import ceiling_hint, one_run_bound
         from memlens.store import to_json
 
         res = one_run_bound(canaries, guesses, correct, delta, confidence)
@@ -426,7 +448,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(to_json(res.to_dict()))
             return
         typer.echo(
-            f"epsilon lower bound: {res.epsilon_lower_bound:.3f} at {confidence * 100:g}% "
+            f"epsilon lower bound: {res.epsilon_lower_bound:.3f} at {confidence * 100:.10g}% "
             f"confidence (delta = {delta:g}): {correct} of {guesses} guesses right, "
             f"{canaries} canaries."
         )
@@ -434,5 +456,8 @@ def register(app: typer.Typer) -> None:
             f"ceiling: {res.ceiling_at_guesses:.3f} if all {guesses} guesses were right; "
             f"{res.ceiling:.3f} with all {canaries} canaries guessed right. epsilon in nats."
         )
+        hint = ceiling_hint(canaries, guesses, delta, confidence)
+        if hint:
+            typer.echo(f"note: {hint}")
 
     app.add_typer(dp_app, name="dp-audit", help=HELP)

@@ -472,7 +472,12 @@ def audit_arm(
     base_bits: np.ndarray | None,
 ) -> ArmResult:
     """Score the canaries (and candidates), guess, bound ε and measure exposure for one model."""
-    from memlens.privacy.exposure import exposure_summary, extrapolated_exposure, rank_exposure
+    from memlens.privacy.exposure import (
+        MIN_DISTINCT,
+        exposure_summary,
+        extrapolated_exposure,
+        rank_exposure,
+    )
 
     kw = dict(is_gpt=prep.is_gpt, device=prep.device, batch_size=cfg.batch_size_scoring)
     bits, n_pred = score_bits(model, prep.canary_seqs, **kw)
@@ -503,12 +508,26 @@ def audit_arm(
     )
     if prep.candidate_seqs:
         cbits, _ = score_bits(model, prep.candidate_seqs, **kw)
-        ext, fit = extrapolated_exposure(bits, cbits)
         arm.candidate_bits = cbits
         arm.rank_exposure = rank_exposure(bits, cbits)
+        fit_note: dict[str, Any] = {}
+        distinct = len(np.unique(cbits))
+        if distinct >= MIN_DISTINCT:
+            ext, fit = extrapolated_exposure(bits, cbits)
+            fit_note["skew_normal"] = fit.to_dict()
+        else:  # e.g. a model predicting every candidate token alike: no spread to fit
+            ext = np.full(len(bits), np.nan)
+            fit_note["skew_normal"] = None
+            fit_note["extrapolated_note"] = (
+                f"every candidate has the same code length ({cbits[0]:.4g} bits) under this "
+                "model, so no skew-normal can be fitted; only rank exposure is given"
+                if distinct == 1
+                else f"the candidates' code lengths take only {distinct} different values under "
+                f"this model (a skew-normal fit needs {MIN_DISTINCT}); only rank exposure is given"
+            )
         arm.extrapolated_exposure = ext
         arm.exposure = {
             **exposure_summary(arm.rank_exposure, ext, prep.canaries.included, len(cbits)),
-            "skew_normal": fit.to_dict(),
+            **fit_note,
         }
     return arm

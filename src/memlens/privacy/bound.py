@@ -87,23 +87,34 @@ def p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
     float
         The p-value, in [0, 1].
     """
-    from scipy.special import bdtrc, gammaln, log_expit
+    from scipy.special import betainc, gammaln, log_expit
 
     if epsilon < 0:
         raise UserError(f"epsilon must be at least 0, got {epsilon}.")
     # q = e^ε/(1+e^ε) and 1 - q, in logs without overflow
     log_q, log_1mq = float(log_expit(epsilon)), float(log_expit(-epsilon))
     q = math.exp(log_q)
-    beta = 1.0 if v == 0 else float(bdtrc(v - 1, r, q))  # P[Bin(r, q) >= v]
+    # P[Bin(r, q) >= v] = I_q(v, r - v + 1), the regularized incomplete beta (what
+    # scipy.stats.binom.sf computes; scipy.special.bdtrc casts counts to 32-bit integers, NaN
+    # above 2^31 guesses, and drifts before: 0.84 for P[Bin(1e9, 1/2) >= 5e8])
+    beta = 1.0 if v == 0 else float(betainc(v, r - v + 1, q))
     alpha = 0.0
     if delta > 0 and v > 0:
         # P[v > Bin(r, q) >= v - i] for i = 1..v: cumulative sums of pmf(v-1), pmf(v-2), ...
-        k = np.arange(v - 1, -1, -1, dtype=np.float64)
-        log_pmf = (
-            gammaln(r + 1) - gammaln(k + 1) - gammaln(r - k + 1) + k * log_q + (r - k) * log_1mq
-        )
-        window = np.cumsum(np.exp(log_pmf))
-        alpha = float(np.max(window / np.arange(1, v + 1)))
+        # pmf(k) < e^-882 (0 in float64) for |k - rq| > 21 sqrt(r) (Hoeffding): such terms
+        # add nothing, so only k within that band is summed (the same floats; millions of
+        # canaries need no array of millions)
+        band = 21.0 * math.sqrt(r)
+        top = min(v - 1, int(math.ceil(r * q + band)))
+        lowest = max(0, int(math.floor(r * q - band)))
+        if top >= lowest:
+            k = np.arange(top, lowest - 1, -1, dtype=np.float64)
+            log_pmf = (
+                gammaln(r + 1) - gammaln(k + 1) - gammaln(r - k + 1)
+                + k * log_q + (r - k) * log_1mq
+            )  # fmt: skip
+            window = np.cumsum(np.exp(log_pmf))
+            alpha = float(np.max(window / (v - k)))
     return min(1.0, beta + 2.0 * m * delta * alpha)
 
 
@@ -167,6 +178,32 @@ def ceiling(m: int, delta: float = 0.0, confidence: float = 0.95, r: int | None 
     return epsilon_lower_bound(m, r, r, delta, confidence)
 
 
+def ceiling_hint(m: int, r: int, delta: float = 0.0, confidence: float = 0.95) -> str | None:
+    """Why ``r`` guesses among ``m`` canaries cannot certify any ε > 0, in one sentence, or
+    ``None`` when they can (every guess right would give ε̂ > 0).
+
+    An audit whose ceiling is 0 reports ε̂ = 0 for any model, so saying so beats a bare 0: at
+    95% and δ = 0 at least 5 guesses are needed (½⁵ < 0.05), and a large δ makes
+    ``2·m·δ·α`` swamp the p-value however many guesses are right.
+    """
+    if r > 0 and ceiling(m, delta, confidence, r=r) > 0:
+        return None
+    if ceiling(m, delta, confidence) > 0:
+        return (
+            f"{r} guesses cannot certify any epsilon above 0 even if all are right; "
+            "guess IN or OUT for more canaries."
+        )
+    if ceiling(m, 0.0, confidence) > 0:
+        return (
+            f"with {m} canaries at delta {delta:g} no audit can certify any epsilon above 0, "
+            "even with every canary guessed right; use a smaller delta."
+        )
+    return (
+        f"{m} canaries are too few to certify any epsilon above 0 at {confidence * 100:.10g}% "
+        "confidence, even with every canary guessed right; use more canaries."
+    )
+
+
 @dataclass
 class OneRunBound:
     """ε̂ for counts of guesses, with the ceilings (all in nats).
@@ -200,6 +237,11 @@ def one_run_bound(
         raise UserError(f"an audit needs at least 2 canaries, got {canaries}.")
     _check_counts(canaries, guesses, correct, delta)
     _check_confidence(confidence)
+    if guesses == 0:
+        raise UserError(
+            "with no guesses the bound is 0 for any model; give the counts of an audit that "
+            "guessed at least one canary."
+        )
     return OneRunBound(
         epsilon_lower_bound=epsilon_lower_bound(canaries, guesses, correct, delta, confidence),
         ceiling=ceiling(canaries, delta, confidence),

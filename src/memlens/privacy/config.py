@@ -133,6 +133,14 @@ class DPAuditConfig(Config):
                 raise ValueError(f"a DP epsilon must be a positive number, got {e}")
         if len(set(v)) < len(v):
             raise ValueError("the same DP epsilon is listed twice")
+        names: dict[str, float | None] = {}
+        for e in v:  # arms are named by ε to 6 digits; two arms must not share a name
+            other = names.setdefault(arm_name(e), e)
+            if other != e:
+                raise ValueError(
+                    f"DP epsilons {other:g} and {e!r} agree to 6 digits (both arm "
+                    f"{arm_name(e)}); list epsilons that differ in their first 6 digits"
+                )
         return v
 
     @model_validator(mode="after")

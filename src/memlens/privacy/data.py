@@ -188,6 +188,23 @@ def make_canaries(
             raise UserError(
                 "some candidate texts are also canaries; candidates must never be trained on."
             )
+        if train_texts is not None:
+            corpus = "\x00".join(train_texts)
+            for i, c in enumerate(cand_texts):
+                if c and c in corpus:
+                    raise UserError(
+                        f"candidate {i} ({c[:40]!r}) occurs in the training texts; exposure "
+                        "ranks canaries among texts never trained on, so remove it from one of "
+                        "the two."
+                    )
+        for i, t in enumerate(cand_toks):
+            if len(t) < 1:
+                raise UserError(f"candidate {i} ({cand_texts[i][:40]!r}) tokenizes to no tokens.")
+            if len(t) > limit:
+                raise UserError(
+                    f"candidate {i} has {len(t)} tokens, longer than the context of "
+                    f"{cfg.seq_len} tokens allows after the BOS ({limit})."
+                )
     return file_canaries(texts, toks, cfg.seed, cand_texts, cand_toks)
 
 

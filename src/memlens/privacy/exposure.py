@@ -70,6 +70,44 @@ def rank_exposure(canary_bits: np.ndarray, candidate_bits: np.ndarray) -> np.nda
     return np.log2(len(cand) + 1) - np.log2(rank)
 
 
+MIN_DISTINCT = 10  # different candidate code lengths a skew-normal fit needs
+
+_DEEP_LOGCDF = -700.0  # nats: below this, scipy's skew-normal CDF is near or past underflow
+
+
+def _skewnorm_log_left_tail(z: float, a: float) -> float:
+    """``log F(z)`` of the standard skew-normal with shape ``a`` deep in its left tail (nats).
+
+    ``F(z) = ∫_{-∞}^z f``, ``f(t) = 2 φ(t) Φ(a t)``, with ``g = log f`` (concave: the skew-normal
+    is log-concave). Substituting ``t = z − u/g'(z)`` gives
+    ``log F(z) = g(z) − log g'(z) + log ∫_0^∞ exp(g(z − u/g'(z)) − g(z)) du``, whose integrand is
+    1 at ``u = 0`` and at most ``e^{−u}``: finite and accurate however small ``F(z)`` is.
+    """
+    from scipy.integrate import quad
+    from scipy.special import log_ndtr
+    from scipy.stats import norm
+
+    def g(t: float) -> float:
+        return float(math.log(2.0) + norm.logpdf(t) + log_ndtr(a * t))
+
+    mills = math.exp(float(norm.logpdf(a * z) - log_ndtr(a * z)))  # φ(az)/Φ(az)
+    slope = -z + a * mills  # g'(z), positive in the left tail
+    if not slope > 0:  # not in the left tail: scipy's CDF was fine there
+        from scipy.stats import skewnorm
+
+        return float(skewnorm.logcdf(z, a))
+    import warnings
+
+    h = 1.0 / slope
+    g0 = g(z)
+    with warnings.catch_warnings():  # far out, g's differences round off; the integral is in (0, 1]
+        warnings.simplefilter("ignore")
+        val, _ = quad(lambda u: math.exp(g(z - u * h) - g0), 0.0, math.inf, limit=200)
+    if not 0.0 < val <= 1.0:  # rounding only: the integral of e^{-u} is the tail's leading term
+        val = 1.0 if not val > 0.0 else min(val, 1.0)
+    return g0 + math.log(h) + math.log(val)
+
+
 @dataclass(frozen=True)
 class SkewNormalFit:
     """A skew-normal fitted to code lengths (``scipy.stats.skewnorm`` parameters, bits)."""
@@ -85,8 +123,17 @@ class SkewNormalFit:
 
         c = _finite(canary_bits, "canary")
         with np.errstate(divide="ignore"):
-            logcdf = skewnorm.logcdf(c, self.a, loc=self.loc, scale=self.scale)
-        return -np.asarray(logcdf, dtype=np.float64) / LN2
+            logcdf = np.atleast_1d(
+                np.asarray(
+                    skewnorm.logcdf(c, self.a, loc=self.loc, scale=self.scale), dtype=np.float64
+                )
+            )
+        # scipy's CDF underflows to 0 (exposure inf) below about 2^-1000, which a well
+        # memorized canary reaches against a fit with a short left tail: integrate there instead
+        deep = ~(logcdf > _DEEP_LOGCDF)
+        for i in np.flatnonzero(deep):
+            logcdf[i] = _skewnorm_log_left_tail((c[i] - self.loc) / self.scale, self.a)
+        return -logcdf / LN2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +152,14 @@ def fit_skew_normal(candidate_bits: np.ndarray) -> SkewNormalFit:
         )
     if np.ptp(cand) == 0:
         raise UserError("every random candidate has the same code length; nothing to fit.")
+    distinct = len(np.unique(cand))
+    if distinct < MIN_DISTINCT:
+        # a fit to a few tied values is a spike: a canary tied with most candidates (rank
+        # exposure near 0) came out at 15 bits against 49 equal lengths and one other
+        raise UserError(
+            f"the candidates' code lengths take only {distinct} different values; the "
+            f"skew-normal fit needs at least {MIN_DISTINCT}."
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a, loc, scale = skewnorm.fit(cand)
@@ -132,6 +187,7 @@ def exposure_summary(
     for name, arr in (("rank", np.asarray(rank)), ("extrapolated", np.asarray(extrapolated))):
         for group, mask in (("inserted", inc), ("not_inserted", ~inc)):
             vals = arr[mask]
+            vals = vals[~np.isnan(vals)]  # NaN: not defined (no skew-normal fit), not a number
             out[f"{name}_{group}_mean"] = float(vals.mean()) if len(vals) else None
             out[f"{name}_{group}_median"] = float(np.median(vals)) if len(vals) else None
         a, b = out[f"{name}_inserted_mean"], out[f"{name}_not_inserted_mean"]
