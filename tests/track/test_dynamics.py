@@ -253,6 +253,52 @@ def test_analysis_known_answer():
     assert strict["median_first_memorized_step"] == 875.0 and strict["forgetting_events"] == 0
 
 
+def test_by_rarity_split_and_spearman_known_answer():
+    # 8 unique training examples with TF-IDF 1..8 (median 4.5: the last four are "rare"), final
+    # unintended bits y of a 10-bit reference (memorized at >= 5), all 0 at step 0; plus held-out
+    # controls (count 0) and two repeated examples (fewer than 4: no rarity entry), both left out.
+    y = np.array([0, 6, 1, 2, 9, 7, 8, 3], dtype=float)
+    U = np.zeros((12, 2))
+    U[:8, 1] = y
+    U[8:10, 1] = 9.0
+    ref = np.full(12, 10.0)
+    obs = Observations(
+        steps=np.array([0, 100]),
+        code_bits=ref[:, None] - U,
+        unintended_bits=U,
+        extracted=np.zeros_like(U, dtype=bool),
+        suffix_top1=np.zeros_like(U),
+        score_seconds=np.ones(2),
+        train_seconds=np.arange(2.0),
+    )
+    ex = TrackSet(
+        tokens=[np.zeros(4, np.int64)] * 12,
+        groups=["unique"] * 8 + ["repeated"] * 2 + ["heldout"] * 2,
+        reference_bits=ref,
+        counts=[1] * 8 + [4, 4, 0, 0],
+        rarity=[1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 1, 2],
+    )
+    br = analyze(obs, ex, threshold=0.5)["by_rarity"]
+    assert set(br) == {"unique"}
+    u = br["unique"]
+    assert u["median_tfidf"] == 4.5
+    # rare: y = 9, 7, 8, 3 -> 3 of 4 memorized (at step 100); common: 0, 6, 1, 2 -> 1 of 4
+    assert u["rare"] == {
+        "n": 4,
+        "fraction_memorized": 0.75,
+        "median_first_memorized_step_all": 100.0,
+        "mean_unintended_bits_final": 6.75,
+    }
+    assert u["common"] == {
+        "n": 4,
+        "fraction_memorized": 0.25,
+        "median_first_memorized_step_all": None,  # 3 of 4 never memorized
+        "mean_unintended_bits_final": 2.25,
+    }
+    # ranks of y: 1 5 2 3 8 6 7 4 against 1..8: sum d^2 = 36, rho = 1 - 6*36/(8*63) = 4/7
+    assert u["spearman_tfidf_vs_unintended_bits"] == pytest.approx(4 / 7, abs=1e-12)
+
+
 def test_analysis_without_reference_uses_extraction():
     obs, ex = hand_observations()
     ex = TrackSet(
