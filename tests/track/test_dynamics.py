@@ -440,6 +440,11 @@ def test_quick_preset_writes_results(tiny_run):
     assert cost["n_observations"] == len(d["curves"]["steps"])
     assert cost["overhead_fraction"] == pytest.approx(cost["score_seconds"] / cost["train_seconds"])
     assert cost["tokens_scored_per_observation"] == 40 * 15  # 8 + 16 + 16 rows of 16 tokens
+    # training time runs to the final observation (step 120), not through the analysis and plots
+    obs = load_observations(out / "track")
+    assert obs.steps[-1] == 120
+    assert cost["train_seconds"] == float(obs.train_seconds[-1])
+    assert cost["score_seconds"] == pytest.approx(float(obs.score_seconds.sum()), rel=1e-12)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["config"]["steps"] == 120
 
@@ -487,6 +492,7 @@ def test_quick_preset_finished_run_rerun_trains_nothing_and_says_so(tiny_run, tm
     assert again.summary.training["resumed_from_step"] == 120
     after = json.loads((out / "dynamics.json").read_text())
     assert after["curves"] == before["curves"] and after["groups"] == before["groups"]
+    assert after["cost"] == before["cost"]  # nothing trained or scored again (it grew by the plots)
     loss = "batch_loss_bits_per_token"
     assert after["training"][loss] == before["training"][loss] != []
     _print_track(again.summary, None)
