@@ -253,6 +253,19 @@ def test_analysis_known_answer():
     assert strict["median_first_memorized_step"] == 875.0 and strict["forgetting_events"] == 0
 
 
+def test_tfidf_rarity_of_token_rows_hand_computed():
+    from memlens.track import tfidf_rarity_tokens
+
+    # D = {[1, 2] once, [1, 3] twice}: |D| = 3, tf(1) = 3, tf(2) = 1, tf(3) = 2 (natural log)
+    corpus = [np.array([1, 2]), np.array([1, 3])]
+    got = tfidf_rarity_tokens(
+        [np.array([1, 2]), np.array([2, 4, 4])], corpus, [1, 2], np.array([True, False])
+    )
+    assert got[0] == pytest.approx((math.log(3 / 3) + math.log(3 / 1)) / 2, abs=1e-12)
+    # a held-out row is scored against D plus itself: |D| = 4, tf(2) = 2, tf(4) = 2
+    assert got[1] == pytest.approx((math.log(4 / 2) + 2 * math.log(4 / 2)) / 3, abs=1e-12)
+
+
 def test_by_rarity_split_and_spearman_known_answer():
     # 8 unique training examples with TF-IDF 1..8 (median 4.5: the last four are "rare"), final
     # unintended bits y of a 10-bit reference (memorized at >= 5), all 0 at step 0; plus held-out
