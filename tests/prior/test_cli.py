@@ -83,6 +83,7 @@ def test_theory_table_with_finite_sample_column(tmp_path):
              "--out", str(tmp_path / "b"))  # fmt: skip
     )["finite"]
     assert (fin["n"], fin["d"]) == (100, 200)
+    assert (fin["prior"], fin["gamma"], fin["r2"], fin["sigma2"]) == ("aligned", 2.0, 1.0, 0.01)
     # d > n: the min-norm fit interpolates; Bayes beats the best ridge, which beats min-norm;
     # Theorem 2 brackets the Bayes training error
     assert fin["minnorm_train"] == 0.0
