@@ -233,8 +233,10 @@ BAD = [
     (["--params", "1e6", "--n-sequences", "10", "--tokens", "640", "--vocab", "5"], "not both"),
     (["--n-sequences", "10", "--vocab", "5"], "`params`"),
     # a token of a 50,257-token vocabulary carries at most log2 50257 = 15.62 bits
-    (["--params", "1e9", "--tokens", "1e9", "--bits-per-token", "15.7", "--vocab", "50257"],
-     "(log2 V = 15.62)"),
+    (
+        ["--params", "1e9", "--tokens", "1e9", "--bits-per-token", "15.7", "--vocab", "50257"],
+        "(log2 V = 15.62)",
+    ),
 ]
 
 

@@ -78,10 +78,8 @@ def test_theory_table_with_finite_sample_column(tmp_path):
     text = _run("theory", "--prior", "aligned", "--sigma2", "0.01", "--n", "100",
                 "--out", str(tmp_path / "a"))  # fmt: skip
     assert "exact, n=100, d=200" in text and "sigma2_sign_change" in text
-    fin = json.loads(
-        _run("theory", "--prior", "aligned", "--sigma2", "0.01", "--n", "100", "--json",
-             "--out", str(tmp_path / "b"))  # fmt: skip
-    )["finite"]
+    args = "theory --prior aligned --sigma2 0.01 --n 100 --json --out".split()
+    fin = json.loads(_run(*args, str(tmp_path / "b")))["finite"]
     assert (fin["n"], fin["d"]) == (100, 200)
     assert (fin["prior"], fin["gamma"], fin["r2"], fin["sigma2"]) == ("aligned", 2.0, 1.0, 0.01)
     # d > n: the min-norm fit interpolates; Bayes beats the best ridge, which beats min-norm;
