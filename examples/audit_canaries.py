@@ -100,6 +100,8 @@ def train_gpt2(tok, texts: list[str], steps: int, seed: int):
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
     )  # fmt: skip
     model = GPT2LMHeadModel(cfg)
+    # the plain next-token loss, named: left unset, Transformers warns on the console
+    model.loss_type = "ForCausalLM"
     rows = [[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"]] for t in texts]
     T = max(map(len, rows))
     ids = torch.full((len(rows), T), tok.pad_token_id)

@@ -166,3 +166,27 @@ def test_a_foreign_manifest_is_refused_in_one_sentence(tmp_path):
         (tmp_path / str(i) / "manifest.json").write_text(text)
         with pytest.raises(UserError, match="holds a manifest.json that is not a memlens run's"):
             RunDir(tmp_path / str(i), "dp-audit", {"a": 1}, seed=0)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_run_files_get_the_umask_permissions_not_the_temporary_files_private_ones(tmp_path, umask):
+    # mkstemp makes 0600 files; renamed into place as they were, a run directory shared with a
+    # group (or served by a web server) could not be read by anyone but its writer.
+    import os
+
+    import pandas as pd
+
+    old = os.umask(umask)
+    try:
+        rd = RunDir(tmp_path / "run", "t", {"a": 1}, seed=0)
+        rd.write_manifest()
+        rd.write_json("result.json", {"x": 1})
+        rd.write_table("rows.csv", pd.DataFrame({"a": [1]}))
+        rd.save_cell("k", {"y": 2})
+        files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+        assert {p.name for p in files} >= {"manifest.json", "result.json", "rows.csv", "k.json"}
+        for p in files:
+            assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p.name
+        assert store._umask() == umask
+    finally:
+        os.umask(old)

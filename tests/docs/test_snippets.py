@@ -119,7 +119,7 @@ def _check_audit(ns: dict[str, Any], out: str) -> None:
     assert res.out_dir is not None and (res.out_dir / "audit.json").is_file()
     assert json.loads((res.out_dir / "audit.json").read_text())["train"]["n"] == 12
     assert len(res.samples) == 24 and "unintended_bits" in res.samples.columns
-    assert res.summary.first_token in ("model", "uniform")
+    assert res.summary.first_token == "model"  # both tiny models' tokenizers start texts with BOS
 
 
 def _check_readme_audit(ns: dict[str, Any], out: str) -> None:
@@ -139,7 +139,12 @@ def _mia_inputs(ctx: Ctx) -> dict[str, Any]:
 def _check_mia(ns: dict[str, Any], out: str) -> None:
     result, loss = ns["result"], ns["loss"]
     assert (result.out_dir / "mia.json").is_file() and (result.out_dir / "scores.parquet").is_file()
-    assert 0.0 <= loss.auc <= 1.0 and len(loss.auc_ci) == 2
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    table = pd.read_parquet(result.out_dir / "scores.parquet")
+    assert loss.auc == pytest.approx(roc_auc_score(table["label"], table["loss"]), abs=1e-12)
+    assert loss.auc_ci[0] <= loss.auc <= loss.auc_ci[1]
     assert str(loss.auc) in out and {"loss", "ref"} <= set(result.summary.attacks)
 
 

@@ -72,11 +72,27 @@ def test_mia_f1_falls_from_near_one_toward_half_past_capacity(mia_run):
     # the fit ran on our 4 measurements and its curve passes near them
     assert s["fit"] is not None and s["fit"]["rmse"] < 0.06
 
+    # every run's fitted and published-law F1 is the law written out by hand,
+    # F1 = 1/2 (1 + c1 sigmoid(c2 - c3 N / C)), and the fit's residual statistics are of those
+    def law(c1: float, c2: float, c3: float, r: dict) -> float:
+        return 0.5 * (1 + c1 / (1 + math.exp(-(c2 - c3 * r["n_sequences"] / r["capacity_bits"]))))
+
+    fit = s["fit"]
+    c = fit["constants"]
+    for r in runs:
+        assert r["fitted_f1"] == pytest.approx(law(c["c1"], c["c2"], c["c3"], r), abs=1e-12)
+        assert r["published_law_f1"] == pytest.approx(law(1.3405, 1.1159, 120.61, r), abs=1e-12)
+    res = np.array([r["f1"] - r["fitted_f1"] for r in runs])
+    assert (fit["n"], fit["dof"]) == (4, 1)
+    assert fit["rmse"] == pytest.approx(math.sqrt(np.mean(res**2)), rel=1e-9)
+    assert fit["max_abs_residual"] == pytest.approx(np.abs(res).max(), rel=1e-9)
+
 
 def test_mia_experiment_resumes_from_cells(mia_run):
     out, s = mia_run
     again = run_mia_experiment(mia_config("smoke"), out).summary
-    assert again.reused_cells == len(list((out / "cells").glob("*.json"))) >= 1
+    # the smoke grid is one shape in two cells (its 4 dataset sizes, up to models_per_cell each)
+    assert again.reused_cells == len(list((out / "cells").glob("*.json"))) == 2
     assert [r.f1 for r in again.runs] == [r["f1"] for r in s["runs"]]
 
 

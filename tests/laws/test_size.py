@@ -232,6 +232,11 @@ BAD = [
     (["--params", "1e6", "--target-f1", "0.5"], "above 0.5"),
     (["--params", "1e6", "--n-sequences", "10", "--tokens", "640", "--vocab", "5"], "not both"),
     (["--n-sequences", "10", "--vocab", "5"], "`params`"),
+    # a token of a 50,257-token vocabulary carries at most log2 50257 = 15.62 bits
+    (
+        ["--params", "1e9", "--tokens", "1e9", "--bits-per-token", "15.7", "--vocab", "50257"],
+        "(log2 V = 15.62)",
+    ),
 ]
 
 
@@ -240,6 +245,14 @@ def test_bad_input_raises_user_error(args, match):
     res = runner.invoke(app, ["size", *args])
     assert isinstance(res.exception, UserError), res.output
     assert match in str(res.exception)
+
+
+def test_bits_per_token_up_to_log2_vocab_is_accepted():
+    # exactly log2 V (uniform tokens) is the largest measured entropy: it gives the uniform bound
+    at_bound = laws.size(params=1e6, n_sequences=10, vocab_size=512, bits_per_token=9.0)
+    assert at_bound.dataset_bits == 10 * 64 * 9.0
+    with pytest.raises(UserError, match="9.01 bits per token is more than"):
+        laws.size(params=1e6, n_sequences=10, vocab_size=512, bits_per_token=9.01)
 
 
 @pytest.mark.parametrize("i", [0, 3])

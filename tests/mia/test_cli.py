@@ -288,3 +288,15 @@ def test_rerun_from_python_names_the_reused_cells(bundle, tmp_path):
     assert first.reused == [] and again.reused == ["reference-0", "gradnorm"]
     for name in ("loss", "ref", "gradnorm"):
         assert again.summary.attacks[name].auc == first.summary.attacks[name].auc
+
+
+def test_rerun_from_the_command_line_says_what_it_reused(bundle, tmp_path, capsys, monkeypatch):
+    root, _, _ = bundle
+    args = ["mia", "--model", root / "target", "--reference", root / "reference"]
+    args += ["--members", root / "members.txt", "--nonmembers", root / "nonmembers.txt"]
+    args += ["--attacks", "loss,ref", "--n-boot", "20", "--out", tmp_path / "run"]
+    code, first, _ = cli(args, capsys, monkeypatch)
+    assert code == 0 and "reused" not in first
+    code, again, _ = cli(args, capsys, monkeypatch)
+    assert code == 0
+    assert "reused 1 stored result(s) of an earlier run in this directory: reference-0" in again

@@ -78,6 +78,18 @@ def test_theory_table_with_finite_sample_column(tmp_path):
     text = _run("theory", "--prior", "aligned", "--sigma2", "0.01", "--n", "100",
                 "--out", str(tmp_path / "a"))  # fmt: skip
     assert "exact, n=100, d=200" in text and "sigma2_sign_change" in text
+    args = "theory --prior aligned --sigma2 0.01 --n 100 --json --out".split()
+    fin = json.loads(_run(*args, str(tmp_path / "b")))["finite"]
+    assert (fin["n"], fin["d"]) == (100, 200)
+    assert (fin["prior"], fin["gamma"], fin["r2"], fin["sigma2"]) == ("aligned", 2.0, 1.0, 0.01)
+    # d > n: the min-norm fit interpolates; Bayes beats the best ridge, which beats min-norm;
+    # Theorem 2 brackets the Bayes training error
+    assert fin["minnorm_train"] == 0.0
+    assert fin["bayes_risk"] <= fin["ridge_opt_risk"] <= fin["minnorm_risk"]
+    assert fin["train_bayes_lower"] <= fin["train_bayes"] <= fin["train_bayes_upper"]
+    # below the memorization threshold 1/J the regime is "memorization necessary"
+    assert fin["threshold_memorization"] == pytest.approx(1 / fin["J"], rel=1e-12)
+    assert 0.01 < fin["threshold_memorization"] and fin["regime"] == "memorization necessary"
 
 
 def test_diagnose_cli_verdict(tmp_path):

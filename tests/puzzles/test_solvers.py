@@ -210,7 +210,8 @@ def test_blocks_past_the_search_limit_gives_a_valid_unproven_solution():
     b = generate(12, 3, 0)
     sol = b.solve(node_limit=50)
     assert sol.optimal_length is None and sol.solvable is True
-    assert sol.lower_bound is not None and len(sol.moves) >= sol.lower_bound
+    # the bound reported is the admissible heuristic of the start state, which no solution beats
+    assert sol.lower_bound == b.lower_bound(b.start) and len(sol.moves) >= sol.lower_bound
     assert b.is_goal(_replay(b, sol.moves))
 
 

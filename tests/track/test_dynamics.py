@@ -253,6 +253,65 @@ def test_analysis_known_answer():
     assert strict["median_first_memorized_step"] == 875.0 and strict["forgetting_events"] == 0
 
 
+def test_tfidf_rarity_of_token_rows_hand_computed():
+    from memlens.track import tfidf_rarity_tokens
+
+    # D = {[1, 2] once, [1, 3] twice}: |D| = 3, tf(1) = 3, tf(2) = 1, tf(3) = 2 (natural log)
+    corpus = [np.array([1, 2]), np.array([1, 3])]
+    got = tfidf_rarity_tokens(
+        [np.array([1, 2]), np.array([2, 4, 4])], corpus, [1, 2], np.array([True, False])
+    )
+    assert got[0] == pytest.approx((math.log(3 / 3) + math.log(3 / 1)) / 2, abs=1e-12)
+    # a held-out row is scored against D plus itself: |D| = 4, tf(2) = 2, tf(4) = 2
+    assert got[1] == pytest.approx((math.log(4 / 2) + 2 * math.log(4 / 2)) / 3, abs=1e-12)
+
+
+def test_by_rarity_split_and_spearman_known_answer():
+    # 8 unique training examples with TF-IDF 1..8 (median 4.5: the last four are "rare"), final
+    # unintended bits y of a 10-bit reference (memorized at >= 5), all 0 at step 0; plus held-out
+    # controls (count 0) and two repeated examples (fewer than 4: no rarity entry), both left out.
+    y = np.array([0, 6, 1, 2, 9, 7, 8, 3], dtype=float)
+    U = np.zeros((12, 2))
+    U[:8, 1] = y
+    U[8:10, 1] = 9.0
+    ref = np.full(12, 10.0)
+    obs = Observations(
+        steps=np.array([0, 100]),
+        code_bits=ref[:, None] - U,
+        unintended_bits=U,
+        extracted=np.zeros_like(U, dtype=bool),
+        suffix_top1=np.zeros_like(U),
+        score_seconds=np.ones(2),
+        train_seconds=np.arange(2.0),
+    )
+    ex = TrackSet(
+        tokens=[np.zeros(4, np.int64)] * 12,
+        groups=["unique"] * 8 + ["repeated"] * 2 + ["heldout"] * 2,
+        reference_bits=ref,
+        counts=[1] * 8 + [4, 4, 0, 0],
+        rarity=[1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 1, 2],
+    )
+    br = analyze(obs, ex, threshold=0.5)["by_rarity"]
+    assert set(br) == {"unique"}
+    u = br["unique"]
+    assert u["median_tfidf"] == 4.5
+    # rare: y = 9, 7, 8, 3 -> 3 of 4 memorized (at step 100); common: 0, 6, 1, 2 -> 1 of 4
+    assert u["rare"] == {
+        "n": 4,
+        "fraction_memorized": 0.75,
+        "median_first_memorized_step_all": 100.0,
+        "mean_unintended_bits_final": 6.75,
+    }
+    assert u["common"] == {
+        "n": 4,
+        "fraction_memorized": 0.25,
+        "median_first_memorized_step_all": None,  # 3 of 4 never memorized
+        "mean_unintended_bits_final": 2.25,
+    }
+    # ranks of y: 1 5 2 3 8 6 7 4 against 1..8: sum d^2 = 36, rho = 1 - 6*36/(8*63) = 4/7
+    assert u["spearman_tfidf_vs_unintended_bits"] == pytest.approx(4 / 7, abs=1e-12)
+
+
 def test_analysis_without_reference_uses_extraction():
     obs, ex = hand_observations()
     ex = TrackSet(
@@ -394,6 +453,11 @@ def test_quick_preset_writes_results(tiny_run):
     assert cost["n_observations"] == len(d["curves"]["steps"])
     assert cost["overhead_fraction"] == pytest.approx(cost["score_seconds"] / cost["train_seconds"])
     assert cost["tokens_scored_per_observation"] == 40 * 15  # 8 + 16 + 16 rows of 16 tokens
+    # training time runs to the final observation (step 120), not through the analysis and plots
+    obs = load_observations(out / "track")
+    assert obs.steps[-1] == 120
+    assert cost["train_seconds"] == float(obs.train_seconds[-1])
+    assert cost["score_seconds"] == pytest.approx(float(obs.score_seconds.sum()), rel=1e-12)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["config"]["steps"] == 120
 
@@ -441,6 +505,7 @@ def test_quick_preset_finished_run_rerun_trains_nothing_and_says_so(tiny_run, tm
     assert again.summary.training["resumed_from_step"] == 120
     after = json.loads((out / "dynamics.json").read_text())
     assert after["curves"] == before["curves"] and after["groups"] == before["groups"]
+    assert after["cost"] == before["cost"]  # nothing trained or scored again (it grew by the plots)
     loss = "batch_loss_bits_per_token"
     assert after["training"][loss] == before["training"][loss] != []
     _print_track(again.summary, None)

@@ -49,7 +49,7 @@ def capacity(
 
     Memorized bits per run = Σ max(0, H(x) − NLL_bits(x)); capacity = max over dataset sizes;
     α = least-squares slope of capacity on parameters (Morris et al. 2025, arXiv:2505.24832).
-    Presets: smoke (<60 s), quick (default, <10 min), paper (GPU).
+    Presets: smoke (about a minute), quick (default, 7-15 min on two CPU cores), paper (GPU).
     """
     from memlens import capacity as cap
     from memlens.commands._ui import make_console, progress_bars

@@ -180,6 +180,11 @@ def register(app: typer.Typer) -> None:
             result = run(config, out, progress=progress)
         title = f"memlens mia: {model}" + (f" + adapter {adapter} (merged)" if adapter else "")
         _summary(result.summary, title)
+        if result.reused:  # the stored code lengths / gradient norms of an earlier run
+            typer.echo(
+                f"reused {len(result.reused)} stored result(s) of an earlier run in this "
+                f"directory: {', '.join(result.reused)}"
+            )
         typer.echo(f"wrote {result.out_dir}/mia.json, scores.parquet, roc.png")
 
     @mia_app.command("metrics")

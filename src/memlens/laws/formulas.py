@@ -118,10 +118,21 @@ def bits_per_sequence(
 
     ``seq_len * bits_per_token`` when a measured entropy is given, else the uniform upper bound
     ``seq_len * log2(vocab_size)`` (exact for uniform random tokens, a loose bound for text).
+    Given both, a measured entropy above ``log2(vocab_size)``, more than any token of that
+    vocabulary can carry, is refused.
     """
     S = _positive(seq_len, "the sequence length")
     if bits_per_token is not None:
-        return S * _positive(bits_per_token, "bits per token")
+        h = _positive(bits_per_token, "bits per token")
+        if vocab_size is not None:
+            V = _positive(vocab_size, "the vocabulary size")
+            if h > math.log2(V) * (1 + 1e-12):
+                raise UserError(
+                    f"{bits_per_token} bits per token is more than a token of a {V:,.0f}-token "
+                    f"vocabulary can carry (log2 V = {math.log2(V):.4g}); measured entropies are "
+                    "at most that."
+                )
+        return S * h
     if vocab_size is None:
         raise UserError("give the vocabulary size `vocab_size` or a measured `bits_per_token`.")
     V = _positive(vocab_size, "the vocabulary size")

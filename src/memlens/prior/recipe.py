@@ -212,7 +212,11 @@ def theory_result(config: TheoryConfig) -> dict:
                 f"check needs 1 <= d <= {MAX_FINITE_D}."
             )
         sx, sw = pop.finite(d)
-        out["finite"] = linear.finite_sample_theory(sx, sw, config.sigma2, config.n, config.seed)
+        fin = linear.finite_sample_theory(sx, sw, config.sigma2, config.n, config.seed)
+        lim = out["limit"]
+        # the column's setting, as the limit's states its own (gamma: the design's d / n)
+        setting = {"prior": lim["prior"], "gamma": d / config.n, "r2": lim["r2"]}
+        out["finite"] = {**setting, "sigma2": config.sigma2, **fin}
     lim = out["limit"]
     positives = [x for x in (lim["threshold_memorization"], config.sigma2) if x > 0]
     lo = min([1e-3] + [0.1 * x for x in positives])

@@ -339,10 +339,7 @@ def write_report(
         raise UserError(f"`out` {out} is a directory; give a file name such as report.html.")
     page, n_plots = build_report(runs, title=title, max_rows=max_rows)
     try:
-        write_text_atomic(out, page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(out, 0o666 & ~umask)  # a page to share, not a private temp file (mkstemp: 0600)
+        write_text_atomic(out, page)  # with the umask's permissions: a page to share
     except OSError as exc:
         raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}.") from None
     return ReportInfo(out, len(runs), n_plots, len(page.encode("utf-8")))

@@ -274,7 +274,9 @@ def _finish(
     run.write_table("examples.parquet", per)
     run.save_figure("heatmap.png", plot_heatmap(obs, ex, analysis, tracker.eligible))
     run.save_figure("group_curves.png", plot_group_curves(analysis))
-    summary = TrackSummary(**analysis, cost=tracker.cost(), training=training)
+    summary = TrackSummary(
+        **analysis, cost=tracker.cost(until_last_observation=True), training=training
+    )
     run.write_json(summary.file, summary.to_json())
     run.write_manifest(status="finished", **manifest)
     return summary

@@ -344,12 +344,24 @@ class Tracker:
             return _concat([stored, *pending])
         return _concat([*self._parts, *pending])
 
-    def cost(self) -> dict[str, Any]:
-        """What tracking cost: observations, scoring and training wall time, overhead fraction."""
+    def cost(self, *, until_last_observation: bool = False) -> dict[str, Any]:
+        """What tracking cost: observations, scoring and training wall time, overhead fraction.
+
+        Parameters
+        ----------
+        until_last_observation:
+            Count training time up to the last recorded observation (the one a finished run
+            makes at its final step), as stored with it, instead of up to now. A run's result
+            uses this, so that the analysis and plots made after training are not counted as
+            training and a rerun of a finished run reports the same cost.
+        """
         obs = self.observations()
         n_tok = int((self.examples.lengths - 1).sum())
         score = float(obs.score_seconds.sum()) if obs.n else 0.0
-        train = self.train_seconds()
+        if until_last_observation and obs.n:
+            train = float(obs.train_seconds[int(np.argmax(obs.steps))])
+        else:
+            train = self.train_seconds()
         return {
             "schedule": self.schedule.describe(),
             "n_observations": obs.n,
