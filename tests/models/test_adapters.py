@@ -212,11 +212,33 @@ def _damaged_adapters(root, where):
     torch.save({"note": pathlib.PurePosixPath("not a tensor")}, pickled / "adapter_model.bin")
     weightless = copy("weightless")
     (weightless / "adapter_model.safetensors").unlink()
+    garbled = copy("garbled-record", keep_record=True)  # the base fingerprint record, damaged
+    (garbled / "memlens_adapter.json").write_text("{not json")
+    listed = copy("listed-record", keep_record=True)
+    (listed / "memlens_adapter.json").write_text("[1, 2]")
+    # A prompt-tuning adapter learns virtual tokens, no weights to merge (peft has no
+    # merge_and_unload for it: an AttributeError traceback before).
+    from peft import PromptTuningConfig, get_peft_model
+
+    base = load_causal_lm(root / "base", device="cpu").model
+    prompt = where / "prompt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(
+            base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2)
+        )
+        peft_model.save_pretrained(prompt)
     return {
         "truncated": (truncated, "adapter weights .* are damaged or incomplete"),
         "pickled": (pickled, "holds objects other than tensors, which memlens does not unpickle"),
         "weightless": (weightless, "has no adapter_model.safetensors or adapter_model.bin"),
         "missing": (where / "nowhere", "adapter directory .* does not exist"),
+        "garbled record": (garbled, "memlens_adapter.json .the base fingerprint memlens recorded"),
+        "listed record": (listed, "is not readable .it holds no JSON object."),
+        "prompt tuning": (
+            prompt,
+            "is a PROMPT_TUNING adapter .learned prompt tokens., which cannot be merged",
+        ),
     }
 
 

@@ -154,6 +154,12 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
         raise UserError(
             f"{path / CONFIG_FILE} is not a readable PEFT adapter config ({_first_line(exc)})."
         ) from None
+    if getattr(config, "is_prompt_learning", False):
+        raise UserError(
+            f"adapter {path} is a {_peft_type(config)} adapter (learned prompt tokens), which "
+            "cannot be merged into the weights; memlens audits adapters that change weights "
+            "(LoRA, IA3 ...)."
+        )
     if lm.device_map is not None:
         raise UserError(
             "an adapter is merged into weights on one device; load without a device map."
@@ -161,7 +167,16 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
     checked = False
     record = path / MEMLENS_FILE
     if record.is_file():
-        want = json.loads(record.read_text(encoding="utf-8")).get("base_fingerprint")
+        try:
+            stored = json.loads(record.read_text(encoding="utf-8"))
+            if not isinstance(stored, dict):
+                raise ValueError("it holds no JSON object")
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"{record} (the base fingerprint memlens recorded with the adapter) is not "
+                f"readable ({_first_line(exc)}); restore it or delete it to skip that check."
+            ) from None
+        want = stored.get("base_fingerprint")
         if want is not None:
             got = base_fingerprint(lm.model)
             if got != want:
@@ -191,7 +206,7 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
     lm.adapter = {
         "path": str(path),
         "sha256": sha256_file(weights) if weights is not None else None,
-        "peft_type": str(getattr(config.peft_type, "value", config.peft_type)),
+        "peft_type": _peft_type(config),
         "r": getattr(config, "r", None),
         "lora_alpha": getattr(config, "lora_alpha", None),
         "target_modules": sorted({str(m).rsplit(".", 1)[-1] for m in config.target_modules})
@@ -202,6 +217,10 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
         "base_fingerprint_checked": checked,
     }
     return lm
+
+
+def _peft_type(config: Any) -> str:
+    return str(getattr(config.peft_type, "value", config.peft_type))
 
 
 def _first_line(exc: BaseException) -> str:
