@@ -292,3 +292,45 @@ def test_gguf_without_tokenizer_asks_for_one(tiny, tmp_path, monkeypatch):
         load_causal_lm(tmp_path / "bare.gguf", device="cpu")
     lm = load_causal_lm(tmp_path / "bare.gguf", device="cpu", tokenizer=tok)
     assert lm.describe()["checkpoint"]["tokenizer_from_gguf"] is False
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "config.json missing",
+        "config.json garbled",
+        "tokenizer.json missing",
+        "tokenizer.json cut short",
+        "a file in its place",
+    ],
+)
+def test_damaged_cache_entry_is_converted_again(tiny, tmp_path, monkeypatch, damage):
+    """Any damaged file of a cached conversion, not only its weights, makes memlens convert the
+    GGUF file again; before, a missing config.json or tokenizer.json was reported as a problem of
+    the cache directory (with advice to pass a tokenizer) and a file in the entry's place was a
+    NotADirectoryError traceback."""
+    root, tok, _, _ = tiny
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    first = load_causal_lm(root / "tiny.gguf", device="cpu")
+    (entry,) = (cache / "gguf").iterdir()
+    info = json.loads((entry / "memlens_gguf.json").read_text())
+    assert info["files"]["model.safetensors"] == (entry / "model.safetensors").stat().st_size
+    name = damage.split()[0] if damage.split()[0].endswith(".json") else "model.safetensors"
+    if damage.endswith("missing"):
+        (entry / name).unlink()
+    elif damage.endswith("garbled"):
+        (entry / name).write_text("{not json")
+    elif damage.endswith("cut short"):
+        data = (entry / name).read_bytes()
+        (entry / name).write_bytes(data[: len(data) // 2])
+    else:
+        import shutil
+
+        shutil.rmtree(entry)
+        entry.write_text("not a directory")
+    again = load_causal_lm(root / "tiny.gguf", device="cpu")
+    assert entry.is_dir() and (entry / name).is_file()
+    assert torch.equal(again.model.lm_head.weight, first.model.lm_head.weight)
+    text = TEXTS[0]
+    assert again.tokenizer(text)["input_ids"] == first.tokenizer(text)["input_ids"]

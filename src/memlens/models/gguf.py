@@ -13,7 +13,8 @@ the tokenizer) under ``<cache>/gguf/<first 16 hex digits of the file's SHA-256>/
 ``memlens_gguf.json`` describing the source: file name and hash, architecture, the file type
 (e.g. ``Q4_1``), the count of tensors per storage type and the dtype of the dequantized weights.
 A second load reads that directory (seconds); an edited file has another hash and is converted
-anew, and so is a cached copy whose weights no longer open (e.g. truncated). :func:`memlens.models.hf.load_causal_lm` calls :func:`resolve_gguf` first, so a ``.gguf``
+anew, and so is a damaged cached copy (a file it wrote missing, cut short or no longer
+readable). :func:`memlens.models.hf.load_causal_lm` calls :func:`resolve_gguf` first, so a ``.gguf``
 file, or a directory holding one, is accepted wherever a model is.
 """
 
@@ -180,6 +181,8 @@ def dequantize_gguf(
         "dequantized_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "tokenizer_from_gguf": tok is not None,
         "conversion_version": CONVERSION_VERSION,
+        # what the conversion wrote, with sizes: a cached copy missing or cutting one is redone
+        "files": {f.name: f.stat().st_size for f in sorted(out.iterdir()) if f.is_file()},
     }
     (out / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info
@@ -204,16 +207,26 @@ def _current(directory: Path) -> bool:
 
 
 def _intact(directory: Path) -> bool:
-    """Whether every safetensors file of a cached conversion opens and is fully covered by its
-    header (a truncated or damaged copy is not)."""
+    """Whether a cached conversion is whole: every file the conversion wrote is there with its
+    size (``files`` in ``memlens_gguf.json``), ``config.json`` parses, the tokenizer the file
+    held was kept, and every safetensors file opens and is fully covered by its header."""
     from safetensors import safe_open
 
-    files = sorted(directory.glob("*.safetensors"))
     try:
+        info = json.loads((directory / INFO_FILE).read_text(encoding="utf-8"))
+        sizes = info.get("files") or {}
+        for name, size in sizes.items():
+            if (directory / name).stat().st_size != size:
+                return False
+        if not isinstance(json.loads((directory / "config.json").read_text("utf-8")), dict):
+            return False
+        if info.get("tokenizer_from_gguf") and not (directory / "tokenizer.json").is_file():
+            return False
+        files = sorted(directory.glob("*.safetensors"))
         for f in files:
             with safe_open(str(f), framework="pt"):
                 pass
-    except Exception:  # noqa: BLE001 - any failure to open means: not a usable copy
+    except Exception:  # noqa: BLE001 - any failure to read means: not a usable copy
         return False
     return bool(files)
 
@@ -233,6 +246,8 @@ def resolve_gguf(
         return None
     digest = sha256_file(path)
     final = cache_dir(cache) / "gguf" / digest[:16]
+    if final.is_file() or final.is_symlink():  # not a conversion memlens made: replace it
+        final.unlink()
     if (final / INFO_FILE).is_file() and not (_current(final) and _intact(final)):
         # a damaged cached copy, or one an older conversion made: convert the file again
         shutil.rmtree(final, ignore_errors=True)
