@@ -334,3 +334,29 @@ def test_damaged_cache_entry_is_converted_again(tiny, tmp_path, monkeypatch, dam
     assert torch.equal(again.model.lm_head.weight, first.model.lm_head.weight)
     text = TEXTS[0]
     assert again.tokenizer(text)["input_ids"] == first.tokenizer(text)["input_ids"]
+
+
+def test_a_copy_another_process_published_meanwhile_is_kept(tiny, tmp_path, monkeypatch):
+    """Two commands that convert the same GGUF file at once: the one finishing second keeps the
+    first one's cached copy instead of deleting it (while the other may be reading it) and
+    putting its own in its place."""
+    import shutil
+
+    root, _, _, _ = tiny
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    real = gguf.dequantize_gguf
+    published = {}
+
+    def racing(path, out, *, sha256=None):
+        info = real(path, out, sha256=sha256)
+        final = cache / "gguf" / sha256[:16]  # the other process finishes first
+        shutil.copytree(out, final)
+        published["inode"] = (final / "model.safetensors").stat().st_ino
+        return info
+
+    monkeypatch.setattr(gguf, "dequantize_gguf", racing)
+    lm = load_causal_lm(root / "tiny.gguf", device="cpu")
+    (entry,) = (cache / "gguf").iterdir()  # no temporary directory left either
+    assert (entry / "model.safetensors").stat().st_ino == published["inode"]
+    assert lm.checkpoint["cached_as"] == str(entry)

@@ -255,7 +255,10 @@ def resolve_gguf(
         tmp = fresh_dir(final)
         try:
             dequantize_gguf(path, tmp, sha256=digest)
-            publish_dir(tmp, final)
+            # another process that converted the same file meanwhile (two commands started
+            # together) keeps its copy: replacing it would pull files from under its load
+            if not ((final / INFO_FILE).is_file() and _current(final) and _intact(final)):
+                publish_dir(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
