@@ -360,3 +360,24 @@ def test_a_copy_another_process_published_meanwhile_is_kept(tiny, tmp_path, monk
     (entry,) = (cache / "gguf").iterdir()  # no temporary directory left either
     assert (entry / "model.safetensors").stat().st_ino == published["inode"]
     assert lm.checkpoint["cached_as"] == str(entry)
+
+
+def test_gguf_with_a_tokenizer_transformers_cannot_read_says_which(tiny, tmp_path, monkeypatch):
+    """A GGUF file whose tokenizer is of a kind transformers cannot build (here 'rwkv') is not
+    said to hold no tokenizer: the sentence names the kind and transformers' reason."""
+    import gguf
+
+    root, tok, ref, _ = tiny
+    monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
+    real = gguf.GGUFWriter.add_tokenizer_model
+    monkeypatch.setattr(gguf.GGUFWriter, "add_tokenizer_model", lambda w, _: real(w, "rwkv"))
+    G.write_llama_gguf(ref, tok, tmp_path / "rwkv.gguf", "Q8_0")
+    monkeypatch.setattr(gguf.GGUFWriter, "add_tokenizer_model", real)
+    with pytest.raises(
+        UserError,
+        match=r"the GGUF file rwkv.gguf holds a 'rwkv' tokenizer that transformers cannot read "
+        r"\(.*'rwkv'.*\); pass `tokenizer`",
+    ):
+        load_causal_lm(tmp_path / "rwkv.gguf", device="cpu")
+    lm = load_causal_lm(tmp_path / "rwkv.gguf", device="cpu", tokenizer=tok)
+    assert lm.describe()["checkpoint"]["tokenizer_model"] == "rwkv"

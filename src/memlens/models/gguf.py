@@ -83,6 +83,7 @@ def read_gguf_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         "quantization": quant,
         "tensor_types": dict(types.most_common()),
         "n_tensors": len(reader.tensors),
+        "tokenizer_model": field("tokenizer.ggml.model"),
     }
 
 
@@ -154,11 +155,14 @@ def dequantize_gguf(
         raise UserError(
             f"transformers kept {len(packed)} layers of {path.name} quantized instead of dequantizing them."
         )
+    tokenizer_error = None
     try:
         with _quiet_gguf_loading():
             tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    except (ValueError, KeyError, OSError, TypeError, NotImplementedError):
+    except (ValueError, KeyError, OSError, TypeError, NotImplementedError) as exc:
         tok = None
+        if info.get("tokenizer_model"):  # the file has one, which transformers cannot read
+            tokenizer_error = _first_line(exc)
     # The weights are plain floats now: save them as an ordinary checkpoint, without the GGUF
     # quantizer that transformers attached (and that refuses to serialize).
     if hasattr(model.config, "quantization_config"):
@@ -180,6 +184,7 @@ def dequantize_gguf(
         "sha256": sha256 or sha256_file(path),
         "dequantized_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "tokenizer_from_gguf": tok is not None,
+        **({"tokenizer_error": tokenizer_error} if tokenizer_error else {}),
         "conversion_version": CONVERSION_VERSION,
         # what the conversion wrote, with sizes: a cached copy missing or cutting one is redone
         "files": {f.name: f.stat().st_size for f in sorted(out.iterdir()) if f.is_file()},

@@ -223,8 +223,14 @@ def load_causal_lm(
             and tokenizer is None
             and not checkpoint.get("tokenizer_from_gguf", True)
         ):
+            held = (
+                f"a '{checkpoint.get('tokenizer_model')}' tokenizer that transformers cannot read "
+                f"({checkpoint['tokenizer_error']})"
+                if checkpoint.get("tokenizer_error")
+                else "no tokenizer"
+            )
             raise UserError(
-                f"the GGUF file {checkpoint['file']} holds no tokenizer; pass `tokenizer` (the "
+                f"the GGUF file {checkpoint['file']} holds {held}; pass `tokenizer` (the "
                 "directory or hub name of the tokenizer the model was trained with)."
             )
         if isinstance(device, str) and device.lower() == "map" and device_map is None:
