@@ -292,3 +292,28 @@ def test_merged_adapter_differentiates_like_the_same_weights_loaded_plainly(adap
     for attack in ("gradnorm", "gradnorm_mimir"):
         assert np.all(np.isfinite(got.scores[attack]))
         np.testing.assert_allclose(got.scores[attack], want.scores[attack], rtol=1e-6)
+
+
+def test_adapter_lacking_weights_its_config_declares_is_refused(adapted, tmp_path, recwarn):
+    """An adapter file without (some of) the weights its config declares: peft only warned (a
+    long list of keys on the console) and left those layers unadapted, so an empty file was
+    audited as the bare base, with 0 unintended bits."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    root = adapted
+    state = load_file(root / "lora" / "adapter_model.safetensors")
+    for name, keep in (("empty", ()), ("partial", [k for k in state if "q_proj" not in k])):
+        d = tmp_path / name
+        shutil.copytree(root / "lora", d)
+        kept = {k: state[k] for k in keep}
+        save_file(kept, d / "adapter_model.safetensors", metadata={"format": "pt"})
+        n_missing = len(state) - len(kept)
+        with pytest.raises(
+            UserError,
+            match=rf"adapter .*{name} lacks {n_missing} of the {len(state)} weights its config "
+            r"declares \(e.g. .*\), so those layers would be left unadapted",
+        ):
+            load_causal_lm(root / "base", device="cpu", adapter=d)
+    assert not [w for w in recwarn if "missing adapter keys" in str(w.message)]

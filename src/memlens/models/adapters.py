@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,22 @@ def _check_shapes(model: Any, state: dict[str, Any], where: Path, base_name: str
                 )
 
 
+def _check_complete(peft_model: Any, state: dict[str, Any], where: Path) -> None:
+    """Refuse an adapter whose weights file lacks weights its config declares: peft leaves those
+    layers at their initial values (a LoRA ``B`` of zeros: no effect) with only a warning, so an
+    empty or mismatched file would be audited as the bare base, i.e. nothing memorized."""
+    from peft.utils import get_peft_model_state_dict
+
+    expected = set(get_peft_model_state_dict(peft_model))
+    missing = sorted(expected - set(state))
+    if missing:
+        raise UserError(
+            f"adapter {where} lacks {len(missing)} of the {len(expected)} weights its config "
+            f"declares (e.g. {missing[0]}), so those layers would be left unadapted; the adapter "
+            "is incomplete or was saved for another model."
+        )
+
+
 def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = True) -> Any:
     """Attach the PEFT adapter in directory ``adapter`` to ``lm`` (a loaded
     :class:`~memlens.models.hf.CausalLM`) and merge it into the weights; return ``lm`` updated.
@@ -191,10 +208,15 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
     # merged model must differentiate like any loaded model (the gradnorm attacks need it)
     trainable = {id(p): p.requires_grad for p in lm.model.parameters()}
     try:
-        with quiet_transformers():
+        with quiet_transformers(), warnings.catch_warnings():
+            # said below in one sentence, not as peft's list of every missing key
+            warnings.filterwarnings("ignore", message="Found missing adapter keys")
             peft_model = PeftModel.from_pretrained(lm.model, str(path), is_trainable=False)
+            _check_complete(peft_model, state, path)
             model = peft_model.merge_and_unload() if merge else peft_model
     except (RuntimeError, ValueError, KeyError) as exc:
+        if isinstance(exc, UserError):
+            raise
         raise UserError(
             f"adapter {path} does not fit base model {lm.name} ({str(exc).strip().splitlines()[0]})."
         ) from None
