@@ -164,6 +164,15 @@ def test_audit_and_mia_with_adapter_default_to_the_bare_base(
     assert [r["name"] for r in result["references"]] == [str(root / "base")]
     assert result["model"]["adapter"]["merged"] is True
     assert result["attacks"]["ref"]["auc"] > 0.9
+    # Report headlines name the adapter: the fine-tune against its bare base does not read as
+    # "target base, reference base" (a model against itself).
+    from memlens.audit.summary import AuditSummary
+    from memlens.mia.summary import MIASummary
+
+    tuned = f"{root / 'base'} + adapter {root / 'lora'}"
+    audit_headline = dict(AuditSummary.model_validate(summary).headline())
+    assert audit_headline["target"] == tuned and audit_headline["reference"] == str(root / "base")
+    assert dict(MIASummary.model_validate(result).headline())["target model"] == tuned
 
 
 def test_adapter_over_another_base_cli_one_sentence(adapted, tmp_path, capsys, monkeypatch):

@@ -36,6 +36,15 @@ WEIGHTS_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 MEMLENS_FILE = "memlens_adapter.json"
 
 
+def model_label(description: dict[str, Any]) -> str | None:
+    """A model's name as headlines show it: ``base + adapter DIR`` when a model description
+    (:meth:`~memlens.models.hf.CausalLM.describe`) records a merged adapter, else its name (so a
+    fine-tune audited against its bare base does not read as a model against itself)."""
+    name = description.get("name")
+    adapter = description.get("adapter") or {}
+    return f"{name} + adapter {adapter['path']}" if adapter.get("path") else name
+
+
 def base_fingerprint(model: Any) -> str:
     """SHA-256 (16 hex digits) of the input embedding in bfloat16, with its shape."""
     import torch
