@@ -381,3 +381,27 @@ def test_gguf_with_a_tokenizer_transformers_cannot_read_says_which(tiny, tmp_pat
         load_causal_lm(tmp_path / "rwkv.gguf", device="cpu")
     lm = load_causal_lm(tmp_path / "rwkv.gguf", device="cpu", tokenizer=tok)
     assert lm.describe()["checkpoint"]["tokenizer_model"] == "rwkv"
+
+
+def test_conversions_a_killed_process_left_are_removed(tiny, tmp_path, monkeypatch):
+    """A conversion killed without cleanup (a closed terminal) leaves its temporary directory,
+    up to the whole float model, in the cache; the next conversion of that file removes the ones
+    older than a day and keeps a recent one (another process may be converting)."""
+    import os
+    import time
+
+    root, _, _, _ = tiny
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    from memlens.data.cache import sha256_file
+
+    name = sha256_file(root / "tiny.gguf")[:16]
+    stale, recent = cache / "gguf" / f".{name}.old", cache / "gguf" / f".{name}.new"
+    for d in (stale, recent):
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"x" * 100)
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
+    load_causal_lm(root / "tiny.gguf", device="cpu")
+    assert not stale.exists() and recent.is_dir()
+    assert sorted(p.name for p in (cache / "gguf").iterdir()) == sorted([name, recent.name])

@@ -236,6 +236,26 @@ def _intact(directory: Path) -> bool:
     return bool(files)
 
 
+#: A temporary conversion directory older than this (seconds) was left by a conversion that was
+#: killed (a closed terminal, SIGTERM: no cleanup runs) and is removed before converting again.
+STALE_SECONDS = 24 * 3600
+
+
+def _remove_stale_conversions(final: Path) -> None:
+    """Remove ``final``'s temporary conversion directories that a killed conversion left behind
+    (each holds up to the whole float model); a recent one may be another process's, kept."""
+    import shutil
+    import time
+
+    now = time.time()
+    for tmp in final.parent.glob(f".{final.name}.*"):
+        try:
+            if tmp.is_dir() and now - tmp.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def resolve_gguf(
     name_or_path: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None
 ) -> tuple[Path, dict[str, Any]] | None:
@@ -257,6 +277,7 @@ def resolve_gguf(
         # a damaged cached copy, or one an older conversion made: convert the file again
         shutil.rmtree(final, ignore_errors=True)
     if not (final / INFO_FILE).is_file():
+        _remove_stale_conversions(final)
         tmp = fresh_dir(final)
         try:
             dequantize_gguf(path, tmp, sha256=digest)
