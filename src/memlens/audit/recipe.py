@@ -238,7 +238,12 @@ def audit_texts(
 
     n_lead = 1 if tgt.bos_token_id is not None else 0
     ext_key = _stage_key(
-        "extraction", digest, target.describe(), prefix, suffix, getattr(target, "files_stamp", None)
+        "extraction",
+        digest,
+        target.describe(),
+        prefix,
+        suffix,
+        getattr(target, "files_stamp", None),
     )
     hit = cache.load(ext_key) if cache is not None else None
     if hit is not None:
