@@ -157,7 +157,12 @@ def test_find_gguf(tmp_path):
     (tmp_path / "b.gguf").write_bytes(b"x")
     with pytest.raises(UserError, match="holds 2 GGUF files"):
         find_gguf(tmp_path)
-    (tmp_path / "config.json").write_text("{}")  # a Hugging Face directory is not a GGUF one
+    (tmp_path / "b.gguf").unlink()
+    # A GGUF download that comes with its config.json (and no other weights) is a GGUF one
+    # ("no file named model.safetensors" before).
+    (tmp_path / "config.json").write_text("{}")
+    assert find_gguf(tmp_path) == tmp_path / "a.gguf"
+    (tmp_path / "model.safetensors").write_bytes(b"x")  # a Hugging Face directory is not
     assert find_gguf(tmp_path) is None
 
 

@@ -34,13 +34,20 @@ INFO_FILE = "memlens_gguf.json"
 SUFFIX = ".gguf"
 
 
+def _has_hf_weights(directory: Path) -> bool:
+    """Whether a directory holds Hugging Face weights (safetensors or pickled ``.bin`` files)."""
+    return any(directory.glob("*.safetensors")) or any(directory.glob("pytorch_model*.bin"))
+
+
 def find_gguf(path: str | os.PathLike[str]) -> Path | None:
     """The GGUF file ``path`` names: the file itself, or the only ``.gguf`` in a directory that
-    has no ``config.json``; ``None`` when ``path`` is not a GGUF checkpoint."""
+    is not a Hugging Face checkpoint (no ``config.json`` with weights next to it: a GGUF
+    download often comes with its ``config.json``); ``None`` when ``path`` is not a GGUF
+    checkpoint."""
     p = Path(path).expanduser()
     if p.is_file():
         return p if p.suffix.lower() == SUFFIX else None
-    if p.is_dir() and not (p / "config.json").exists():
+    if p.is_dir() and not ((p / "config.json").exists() and _has_hf_weights(p)):
         found = sorted(q for q in p.iterdir() if q.suffix.lower() == SUFFIX and q.is_file())
         if len(found) > 1:
             raise UserError(
