@@ -419,3 +419,33 @@ def test_undefined_spearman_says_why():
     assert flat["why"] == "every sample has 0 unintended bits"
     rho = _spearman(np.arange(5.0), np.arange(5.0) ** 2, "TF-IDF")
     assert rho["rho"] == pytest.approx(1.0) and "why" not in rho
+
+
+def test_rerun_after_the_model_was_saved_again_rescores_it(overfit, files, tmp_path):
+    """A model saved again under the same path (retrained in place) between two runs into the
+    same ``out``: its stored scores and extraction are not reused (they were: the stage key held
+    the model's description, which names the path but not the files), the unchanged reference's
+    are, and the result equals a fresh run's."""
+    import memlens.audit.recipe as audit_run
+
+    shutil.copytree(overfit.target, tmp_path / "model")
+    cfg = audit_run.AuditConfig(
+        model=str(tmp_path / "model"),
+        reference=str(overfit.reference),
+        train=str(files["train_txt"]),
+        heldout=str(files["held_txt"]),
+        prefix=4,
+        suffix=4,
+        device="cpu",
+    )
+    with single_thread():
+        first = audit_run.run(cfg, tmp_path / "run")
+        shutil.rmtree(tmp_path / "model")  # "retrained": the reference's weights in its place
+        shutil.copytree(overfit.reference, tmp_path / "model")
+        again = audit_run.run(cfg, tmp_path / "run")
+        fresh = audit_run.run(cfg, tmp_path / "fresh")
+    assert first.reused == [] and again.reused == ["reference"]
+    pd.testing.assert_frame_equal(again.samples, fresh.samples)
+    # the model is now its own reference: no unintended bits at all (the target had > 30)
+    assert first.summary.train.mean_unintended_bits > 30
+    assert again.summary.train.mean_unintended_bits == 0.0

@@ -115,6 +115,14 @@ def test_fetch_and_load_corpus(tmp_path, monkeypatch):
         corpora.load_corpus("tolstoy", cache=c)
     with pytest.raises(UserError, match="unknown unit"):
         corpora.load_corpus("shakespeare", unit="chapter", cache=c)
+    # Length limits no text meets: one sentence with the lengths there are (it returned []).
+    longest = max(len(t) for t in sonnets)
+    with pytest.raises(
+        UserError,
+        match=rf"no paragraph of corpus 'shakespeare' in sonnets has at least 1000 characters "
+        rf"\(they have \d+ to {longest}\); change min_chars or max_chars",
+    ):
+        corpora.load_corpus("shakespeare", works=["sonnets"], min_chars=1000, cache=c)
 
 
 def test_load_corpus_fetches_on_request(tmp_path, monkeypatch):

@@ -300,3 +300,44 @@ def test_rerun_from_the_command_line_says_what_it_reused(bundle, tmp_path, capsy
     code, again, _ = cli(args, capsys, monkeypatch)
     assert code == 0
     assert "reused 1 stored result(s) of an earlier run in this directory: reference-0" in again
+
+
+def test_rerun_after_inputs_changed_in_place_recomputes(bundle, tmp_path):
+    """The config names files, not their contents: a rerun into the same ``out`` after the
+    members file was edited, or a checkpoint saved again under the same path, recomputes the
+    stored reference code lengths and gradient norms (they were reused, keyed only by the path
+    and the number of texts: the ref AUC then mixed scores of two different sets of texts)."""
+    import shutil
+
+    from memlens.mia.recipe import MIAConfig, run
+
+    root, members, nonmembers = bundle
+    for name in ("target", "reference"):
+        shutil.copytree(root / name, tmp_path / name)
+    H.write_lines(tmp_path / "members.txt", members)
+    H.write_lines(tmp_path / "nonmembers.txt", nonmembers)
+    config = MIAConfig(
+        model=str(tmp_path / "target"),
+        references=[str(tmp_path / "reference")],
+        members=str(tmp_path / "members.txt"),
+        nonmembers=str(tmp_path / "nonmembers.txt"),
+        attacks=["loss", "ref", "gradnorm"],
+        n_boot=20,
+    )
+
+    def aucs(result):
+        return {a: result.summary.attacks[a].auc for a in ("loss", "ref", "gradnorm")}
+
+    assert run(config, tmp_path / "run").reused == []
+    # Half the members swapped for non-members: same file name, same count, other texts.
+    H.write_lines(tmp_path / "members.txt", members[:12] + nonmembers[:12])
+    edited = run(config, tmp_path / "run")
+    fresh = run(config, tmp_path / "fresh")
+    assert edited.reused == [] and aucs(edited) == aucs(fresh)
+    assert run(config, tmp_path / "run").reused == ["reference-0", "gradnorm"]
+    # The reference saved again with the target's weights: its stored scores are not reused,
+    # and the ref attack (target against itself) scores 0 for every text.
+    shutil.rmtree(tmp_path / "reference")
+    shutil.copytree(tmp_path / "target", tmp_path / "reference")
+    swapped = run(config, tmp_path / "run")
+    assert swapped.reused == ["gradnorm"] and swapped.summary.attacks["ref"].auc == 0.5

@@ -164,6 +164,15 @@ def test_audit_and_mia_with_adapter_default_to_the_bare_base(
     assert [r["name"] for r in result["references"]] == [str(root / "base")]
     assert result["model"]["adapter"]["merged"] is True
     assert result["attacks"]["ref"]["auc"] > 0.9
+    # Report headlines name the adapter: the fine-tune against its bare base does not read as
+    # "target base, reference base" (a model against itself).
+    from memlens.audit.summary import AuditSummary
+    from memlens.mia.summary import MIASummary
+
+    tuned = f"{root / 'base'} + adapter {root / 'lora'}"
+    audit_headline = dict(AuditSummary.model_validate(summary).headline())
+    assert audit_headline["target"] == tuned and audit_headline["reference"] == str(root / "base")
+    assert dict(MIASummary.model_validate(result).headline())["target model"] == tuned
 
 
 def test_adapter_over_another_base_cli_one_sentence(adapted, tmp_path, capsys, monkeypatch):
@@ -212,11 +221,33 @@ def _damaged_adapters(root, where):
     torch.save({"note": pathlib.PurePosixPath("not a tensor")}, pickled / "adapter_model.bin")
     weightless = copy("weightless")
     (weightless / "adapter_model.safetensors").unlink()
+    garbled = copy("garbled-record", keep_record=True)  # the base fingerprint record, damaged
+    (garbled / "memlens_adapter.json").write_text("{not json")
+    listed = copy("listed-record", keep_record=True)
+    (listed / "memlens_adapter.json").write_text("[1, 2]")
+    # A prompt-tuning adapter learns virtual tokens, no weights to merge (peft has no
+    # merge_and_unload for it: an AttributeError traceback before).
+    from peft import PromptTuningConfig, get_peft_model
+
+    base = load_causal_lm(root / "base", device="cpu").model
+    prompt = where / "prompt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(
+            base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2)
+        )
+        peft_model.save_pretrained(prompt)
     return {
         "truncated": (truncated, "adapter weights .* are damaged or incomplete"),
         "pickled": (pickled, "holds objects other than tensors, which memlens does not unpickle"),
         "weightless": (weightless, "has no adapter_model.safetensors or adapter_model.bin"),
         "missing": (where / "nowhere", "adapter directory .* does not exist"),
+        "garbled record": (garbled, "memlens_adapter.json .the base fingerprint memlens recorded"),
+        "listed record": (listed, "is not readable .it holds no JSON object."),
+        "prompt tuning": (
+            prompt,
+            "is a PROMPT_TUNING adapter .learned prompt tokens., which cannot be merged",
+        ),
     }
 
 
@@ -270,3 +301,28 @@ def test_merged_adapter_differentiates_like_the_same_weights_loaded_plainly(adap
     for attack in ("gradnorm", "gradnorm_mimir"):
         assert np.all(np.isfinite(got.scores[attack]))
         np.testing.assert_allclose(got.scores[attack], want.scores[attack], rtol=1e-6)
+
+
+def test_adapter_lacking_weights_its_config_declares_is_refused(adapted, tmp_path, recwarn):
+    """An adapter file without (some of) the weights its config declares: peft only warned (a
+    long list of keys on the console) and left those layers unadapted, so an empty file was
+    audited as the bare base, with 0 unintended bits."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    root = adapted
+    state = load_file(root / "lora" / "adapter_model.safetensors")
+    for name, keep in (("empty", ()), ("partial", [k for k in state if "q_proj" not in k])):
+        d = tmp_path / name
+        shutil.copytree(root / "lora", d)
+        kept = {k: state[k] for k in keep}
+        save_file(kept, d / "adapter_model.safetensors", metadata={"format": "pt"})
+        n_missing = len(state) - len(kept)
+        with pytest.raises(
+            UserError,
+            match=rf"adapter .*{name} lacks {n_missing} of the {len(state)} weights its config "
+            r"declares \(e.g. .*\), so those layers would be left unadapted",
+        ):
+            load_causal_lm(root / "base", device="cpu", adapter=d)
+    assert not [w for w in recwarn if "missing adapter keys" in str(w.message)]

@@ -157,7 +157,12 @@ def test_find_gguf(tmp_path):
     (tmp_path / "b.gguf").write_bytes(b"x")
     with pytest.raises(UserError, match="holds 2 GGUF files"):
         find_gguf(tmp_path)
-    (tmp_path / "config.json").write_text("{}")  # a Hugging Face directory is not a GGUF one
+    (tmp_path / "b.gguf").unlink()
+    # A GGUF download that comes with its config.json (and no other weights) is a GGUF one
+    # ("no file named model.safetensors" before).
+    (tmp_path / "config.json").write_text("{}")
+    assert find_gguf(tmp_path) == tmp_path / "a.gguf"
+    (tmp_path / "model.safetensors").write_bytes(b"x")  # a Hugging Face directory is not
     assert find_gguf(tmp_path) is None
 
 
@@ -292,3 +297,116 @@ def test_gguf_without_tokenizer_asks_for_one(tiny, tmp_path, monkeypatch):
         load_causal_lm(tmp_path / "bare.gguf", device="cpu")
     lm = load_causal_lm(tmp_path / "bare.gguf", device="cpu", tokenizer=tok)
     assert lm.describe()["checkpoint"]["tokenizer_from_gguf"] is False
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "config.json missing",
+        "config.json garbled",
+        "tokenizer.json missing",
+        "tokenizer.json cut short",
+        "a file in its place",
+    ],
+)
+def test_damaged_cache_entry_is_converted_again(tiny, tmp_path, monkeypatch, damage):
+    """Any damaged file of a cached conversion, not only its weights, makes memlens convert the
+    GGUF file again; before, a missing config.json or tokenizer.json was reported as a problem of
+    the cache directory (with advice to pass a tokenizer) and a file in the entry's place was a
+    NotADirectoryError traceback."""
+    root, tok, _, _ = tiny
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    first = load_causal_lm(root / "tiny.gguf", device="cpu")
+    (entry,) = (cache / "gguf").iterdir()
+    info = json.loads((entry / "memlens_gguf.json").read_text())
+    assert info["files"]["model.safetensors"] == (entry / "model.safetensors").stat().st_size
+    name = damage.split()[0] if damage.split()[0].endswith(".json") else "model.safetensors"
+    if damage.endswith("missing"):
+        (entry / name).unlink()
+    elif damage.endswith("garbled"):
+        (entry / name).write_text("{not json")
+    elif damage.endswith("cut short"):
+        data = (entry / name).read_bytes()
+        (entry / name).write_bytes(data[: len(data) // 2])
+    else:
+        import shutil
+
+        shutil.rmtree(entry)
+        entry.write_text("not a directory")
+    again = load_causal_lm(root / "tiny.gguf", device="cpu")
+    assert entry.is_dir() and (entry / name).is_file()
+    assert torch.equal(again.model.lm_head.weight, first.model.lm_head.weight)
+    text = TEXTS[0]
+    assert again.tokenizer(text)["input_ids"] == first.tokenizer(text)["input_ids"]
+
+
+def test_a_copy_another_process_published_meanwhile_is_kept(tiny, tmp_path, monkeypatch):
+    """Two commands that convert the same GGUF file at once: the one finishing second keeps the
+    first one's cached copy instead of deleting it (while the other may be reading it) and
+    putting its own in its place."""
+    import shutil
+
+    root, _, _, _ = tiny
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    real = gguf.dequantize_gguf
+    published = {}
+
+    def racing(path, out, *, sha256=None):
+        info = real(path, out, sha256=sha256)
+        final = cache / "gguf" / sha256[:16]  # the other process finishes first
+        shutil.copytree(out, final)
+        published["inode"] = (final / "model.safetensors").stat().st_ino
+        return info
+
+    monkeypatch.setattr(gguf, "dequantize_gguf", racing)
+    lm = load_causal_lm(root / "tiny.gguf", device="cpu")
+    (entry,) = (cache / "gguf").iterdir()  # no temporary directory left either
+    assert (entry / "model.safetensors").stat().st_ino == published["inode"]
+    assert lm.checkpoint["cached_as"] == str(entry)
+
+
+def test_gguf_with_a_tokenizer_transformers_cannot_read_says_which(tiny, tmp_path, monkeypatch):
+    """A GGUF file whose tokenizer is of a kind transformers cannot build (here 'rwkv') is not
+    said to hold no tokenizer: the sentence names the kind and transformers' reason."""
+    import gguf
+
+    root, tok, ref, _ = tiny
+    monkeypatch.setenv("MEMLENS_CACHE", str(tmp_path / "cache"))
+    real = gguf.GGUFWriter.add_tokenizer_model
+    monkeypatch.setattr(gguf.GGUFWriter, "add_tokenizer_model", lambda w, _: real(w, "rwkv"))
+    G.write_llama_gguf(ref, tok, tmp_path / "rwkv.gguf", "Q8_0")
+    monkeypatch.setattr(gguf.GGUFWriter, "add_tokenizer_model", real)
+    with pytest.raises(
+        UserError,
+        match=r"the GGUF file rwkv.gguf holds a 'rwkv' tokenizer that transformers cannot read "
+        r"\(.*'rwkv'.*\); pass `tokenizer`",
+    ):
+        load_causal_lm(tmp_path / "rwkv.gguf", device="cpu")
+    lm = load_causal_lm(tmp_path / "rwkv.gguf", device="cpu", tokenizer=tok)
+    assert lm.describe()["checkpoint"]["tokenizer_model"] == "rwkv"
+
+
+def test_conversions_a_killed_process_left_are_removed(tiny, tmp_path, monkeypatch):
+    """A conversion killed without cleanup (a closed terminal) leaves its temporary directory,
+    up to the whole float model, in the cache; the next conversion of that file removes the ones
+    older than a day and keeps a recent one (another process may be converting)."""
+    import os
+    import time
+
+    root, _, _, _ = tiny
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEMLENS_CACHE", str(cache))
+    from memlens.data.cache import sha256_file
+
+    name = sha256_file(root / "tiny.gguf")[:16]
+    stale, recent = cache / "gguf" / f".{name}.old", cache / "gguf" / f".{name}.new"
+    for d in (stale, recent):
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"x" * 100)
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
+    load_causal_lm(root / "tiny.gguf", device="cpu")
+    assert not stale.exists() and recent.is_dir()
+    assert sorted(p.name for p in (cache / "gguf").iterdir()) == sorted([name, recent.name])

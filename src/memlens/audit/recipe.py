@@ -207,7 +207,8 @@ def audit_texts(
     reused: list[str] = []
 
     def scored(stage: str, lm: Any) -> _Scored:
-        key = _stage_key(stage, digest, lm.describe(), window_stride, "first-token")
+        stamp = getattr(lm, "files_stamp", None)  # a model saved again in place: not reused
+        key = _stage_key(stage, digest, lm.describe(), window_stride, "first-token", stamp)
         hit = cache.load(key) if cache is not None else None
         if hit is not None:
             reused.append(stage)
@@ -236,7 +237,14 @@ def audit_texts(
     mem = unintended_bits(tgt_bits, ref_bits)
 
     n_lead = 1 if tgt.bos_token_id is not None else 0
-    ext_key = _stage_key("extraction", digest, target.describe(), prefix, suffix)
+    ext_key = _stage_key(
+        "extraction",
+        digest,
+        target.describe(),
+        prefix,
+        suffix,
+        getattr(target, "files_stamp", None),
+    )
     hit = cache.load(ext_key) if cache is not None else None
     if hit is not None:
         reused.append("extraction")

@@ -119,8 +119,10 @@ class AuditSummary(Summary):
     warnings: list[str] = []
 
     def headline(self) -> list[tuple[str, Any]]:
+        from memlens.models.adapters import model_label
+
         return [
-            ("target", self.target.get("name")),
+            ("target", model_label(self.target)),
             ("reference", self.reference.get("name")),
             ("training samples", self.train.n),
             ("mean unintended bits (train)", self.train.mean_unintended_bits),

@@ -237,10 +237,20 @@ def load_corpus(
         ids = [i for i in ids if i in set(works)]
     texts_dir = corpus_dir(name, cache) / "texts"
     out: list[str] = []
+    lengths: list[int] = []
     for doc_id in ids:
         text = (texts_dir / f"{doc_id}.txt").read_text(encoding="utf-8")
         pieces = [text.strip()] if unit == "document" else split_paragraphs(text)
+        lengths += [len(p) for p in pieces if p]
         out += [
             p for p in pieces if len(p) >= min_chars and (max_chars is None or len(p) <= max_chars)
         ]
+    if not out:
+        where = f" in {', '.join(works)}" if works else ""
+        wanted = f"at least {min_chars}" if max_chars is None else f"{min_chars} to {max_chars}"
+        have = f"{min(lengths)} to {max(lengths)}" if lengths else "none"
+        raise UserError(
+            f"no {unit} of corpus '{name}'{where} has {wanted} characters (they have {have}); "
+            "change min_chars or max_chars."
+        )
     return out

@@ -221,14 +221,47 @@ def score_samples(
     )
 
 
-def _reference_code(rd: Any, i: int, path: str, n: int) -> tuple[Any, dict[str, Any]] | None:
-    """A reference's stored code lengths (cell ``reference-<i>``), when they match ``path``."""
+def _texts_sha256(texts: Any) -> str:
+    """SHA-256 of the evaluated texts in order: the config names the data files, not their
+    contents, so stored cells carry this and are reused only for the same texts."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in texts:
+        b = str(t).encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def _model_sha256(lm: Any) -> str:
+    """SHA-256 of a loaded model's description (its files' stamp, a GGUF file's hash, a merged
+    adapter's hash ...): stored gradient norms are reused only for the same model."""
+    import hashlib
+    import json
+
+    described = json.dumps(
+        lm.describe() | {"files_stamp": getattr(lm, "files_stamp", None)},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(described.encode()).hexdigest()
+
+
+def _reference_code(
+    rd: Any, i: int, path: str, n: int, texts_sha256: str
+) -> tuple[Any, dict[str, Any]] | None:
+    """A reference's stored code lengths (cell ``reference-<i>``), when they were computed for
+    ``path`` as its files are now and for the same texts."""
+    from memlens.models.loading import checkpoint_stamp
     from memlens.scoring import CodeLengths
 
     cell = rd.load_cell(f"reference-{i}")
     if cell is None or cell.get("path") != path or "first_token_bits" not in cell:
         return None
-    if len(cell["bits"]) != n:
+    if len(cell["bits"]) != n or cell.get("texts_sha256") != texts_sha256:
+        return None
+    if cell.get("files_stamp") != checkpoint_stamp(path):
         return None
     return CodeLengths.from_arrays(
         {k: np.asarray(cell[k]) for k in CodeLengths.__dataclass_fields__}
@@ -312,11 +345,12 @@ def _score_and_write(
     refs: dict[str, Any] = {}
     ref_info: list[dict[str, Any]] = []
     reused: list[str] = []  # the cells an earlier run with the same ``out`` left
+    texts_sha256 = _texts_sha256(samples.texts)
     if "ref" in attacks:
         for i, (name, path) in enumerate(
             zip(reference_names(config.references), config.references, strict=True)
         ):
-            stored = _reference_code(rd, i, path, len(samples))
+            stored = _reference_code(rd, i, path, len(samples), texts_sha256)
             if stored is None:
                 ref = load_causal_lm(path, dtype=config.dtype, device=config.device)
                 scored = score_texts(
@@ -329,7 +363,16 @@ def _score_and_write(
                 )
                 stored = (scored.code_lengths(), ref.describe() | {"label": name})
                 arrays = {k: v.tolist() for k, v in stored[0].to_arrays().items()}
-                rd.save_cell(f"reference-{i}", {"path": path, "model": stored[1], **arrays})
+                rd.save_cell(
+                    f"reference-{i}",
+                    {
+                        "path": path,
+                        "texts_sha256": texts_sha256,
+                        "files_stamp": ref.files_stamp,
+                        "model": stored[1],
+                        **arrays,
+                    },
+                )
                 del ref
             else:
                 reused.append(f"reference-{i}")
@@ -338,6 +381,11 @@ def _score_and_write(
 
     norms = [GRADIENT_ATTACKS[a] for a in attacks if a in GRADIENT_ATTACKS]
     cell = rd.load_cell("gradnorm") if norms else None
+    target_sha256 = _model_sha256(lm)
+    if cell is not None and (
+        cell.get("texts_sha256") != texts_sha256 or cell.get("model_sha256") != target_sha256
+    ):
+        cell = None  # computed for other texts or another model (same file names)
     gn = {
         m: np.asarray([np.nan if v is None else v for v in cell[m]], dtype=np.float64)
         for m in norms
@@ -359,7 +407,8 @@ def _score_and_write(
     if norms and set(gn) != set(norms):
         rd.save_cell(
             "gradnorm",
-            {m: [v if np.isfinite(v) else None for v in res.grad_norms[m].tolist()] for m in norms},
+            {m: [v if np.isfinite(v) else None for v in res.grad_norms[m].tolist()] for m in norms}
+            | {"texts_sha256": texts_sha256, "model_sha256": target_sha256},
         )
     for info in ref_info:
         info["first_token"] = res.first_token.get(info["label"], "model")

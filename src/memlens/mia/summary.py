@@ -79,8 +79,10 @@ class MIASummary(MIAMetricsSummary):
     units: str = ""
 
     def headline(self) -> list[tuple[str, Any]]:
+        from memlens.models.adapters import model_label
+
         out: list[tuple[str, Any]] = [
-            ("target model", self.model.get("name")),
+            ("target model", model_label(self.model)),
             ("members", self.n_members),
             ("non-members", self.n_nonmembers),
         ]

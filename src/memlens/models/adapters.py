@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,15 @@ from memlens.errors import UserError
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 MEMLENS_FILE = "memlens_adapter.json"
+
+
+def model_label(description: dict[str, Any]) -> str | None:
+    """A model's name as headlines show it: ``base + adapter DIR`` when a model description
+    (:meth:`~memlens.models.hf.CausalLM.describe`) records a merged adapter, else its name (so a
+    fine-tune audited against its bare base does not read as a model against itself)."""
+    name = description.get("name")
+    adapter = description.get("adapter") or {}
+    return f"{name} + adapter {adapter['path']}" if adapter.get("path") else name
 
 
 def base_fingerprint(model: Any) -> str:
@@ -117,6 +127,22 @@ def _check_shapes(model: Any, state: dict[str, Any], where: Path, base_name: str
                 )
 
 
+def _check_complete(peft_model: Any, state: dict[str, Any], where: Path) -> None:
+    """Refuse an adapter whose weights file lacks weights its config declares: peft leaves those
+    layers at their initial values (a LoRA ``B`` of zeros: no effect) with only a warning, so an
+    empty or mismatched file would be audited as the bare base, i.e. nothing memorized."""
+    from peft.utils import get_peft_model_state_dict
+
+    expected = set(get_peft_model_state_dict(peft_model))
+    missing = sorted(expected - set(state))
+    if missing:
+        raise UserError(
+            f"adapter {where} lacks {len(missing)} of the {len(expected)} weights its config "
+            f"declares (e.g. {missing[0]}), so those layers would be left unadapted; the adapter "
+            "is incomplete or was saved for another model."
+        )
+
+
 def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = True) -> Any:
     """Attach the PEFT adapter in directory ``adapter`` to ``lm`` (a loaded
     :class:`~memlens.models.hf.CausalLM`) and merge it into the weights; return ``lm`` updated.
@@ -154,6 +180,12 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
         raise UserError(
             f"{path / CONFIG_FILE} is not a readable PEFT adapter config ({_first_line(exc)})."
         ) from None
+    if getattr(config, "is_prompt_learning", False):
+        raise UserError(
+            f"adapter {path} is a {_peft_type(config)} adapter (learned prompt tokens), which "
+            "cannot be merged into the weights; memlens audits adapters that change weights "
+            "(LoRA, IA3 ...)."
+        )
     if lm.device_map is not None:
         raise UserError(
             "an adapter is merged into weights on one device; load without a device map."
@@ -161,7 +193,16 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
     checked = False
     record = path / MEMLENS_FILE
     if record.is_file():
-        want = json.loads(record.read_text(encoding="utf-8")).get("base_fingerprint")
+        try:
+            stored = json.loads(record.read_text(encoding="utf-8"))
+            if not isinstance(stored, dict):
+                raise ValueError("it holds no JSON object")
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"{record} (the base fingerprint memlens recorded with the adapter) is not "
+                f"readable ({_first_line(exc)}); restore it or delete it to skip that check."
+            ) from None
+        want = stored.get("base_fingerprint")
         if want is not None:
             got = base_fingerprint(lm.model)
             if got != want:
@@ -176,10 +217,15 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
     # merged model must differentiate like any loaded model (the gradnorm attacks need it)
     trainable = {id(p): p.requires_grad for p in lm.model.parameters()}
     try:
-        with quiet_transformers():
+        with quiet_transformers(), warnings.catch_warnings():
+            # said below in one sentence, not as peft's list of every missing key
+            warnings.filterwarnings("ignore", message="Found missing adapter keys")
             peft_model = PeftModel.from_pretrained(lm.model, str(path), is_trainable=False)
+            _check_complete(peft_model, state, path)
             model = peft_model.merge_and_unload() if merge else peft_model
     except (RuntimeError, ValueError, KeyError) as exc:
+        if isinstance(exc, UserError):
+            raise
         raise UserError(
             f"adapter {path} does not fit base model {lm.name} ({str(exc).strip().splitlines()[0]})."
         ) from None
@@ -191,7 +237,7 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
     lm.adapter = {
         "path": str(path),
         "sha256": sha256_file(weights) if weights is not None else None,
-        "peft_type": str(getattr(config.peft_type, "value", config.peft_type)),
+        "peft_type": _peft_type(config),
         "r": getattr(config, "r", None),
         "lora_alpha": getattr(config, "lora_alpha", None),
         "target_modules": sorted({str(m).rsplit(".", 1)[-1] for m in config.target_modules})
@@ -202,6 +248,10 @@ def apply_adapter(lm: Any, adapter: str | os.PathLike[str], *, merge: bool = Tru
         "base_fingerprint_checked": checked,
     }
     return lm
+
+
+def _peft_type(config: Any) -> str:
+    return str(getattr(config.peft_type, "value", config.peft_type))
 
 
 def _first_line(exc: BaseException) -> str:

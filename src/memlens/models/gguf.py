@@ -13,7 +13,8 @@ the tokenizer) under ``<cache>/gguf/<first 16 hex digits of the file's SHA-256>/
 ``memlens_gguf.json`` describing the source: file name and hash, architecture, the file type
 (e.g. ``Q4_1``), the count of tensors per storage type and the dtype of the dequantized weights.
 A second load reads that directory (seconds); an edited file has another hash and is converted
-anew, and so is a cached copy whose weights no longer open (e.g. truncated). :func:`memlens.models.hf.load_causal_lm` calls :func:`resolve_gguf` first, so a ``.gguf``
+anew, and so is a damaged cached copy (a file it wrote missing, cut short or no longer
+readable). :func:`memlens.models.hf.load_causal_lm` calls :func:`resolve_gguf` first, so a ``.gguf``
 file, or a directory holding one, is accepted wherever a model is.
 """
 
@@ -33,13 +34,20 @@ INFO_FILE = "memlens_gguf.json"
 SUFFIX = ".gguf"
 
 
+def _has_hf_weights(directory: Path) -> bool:
+    """Whether a directory holds Hugging Face weights (safetensors or pickled ``.bin`` files)."""
+    return any(directory.glob("*.safetensors")) or any(directory.glob("pytorch_model*.bin"))
+
+
 def find_gguf(path: str | os.PathLike[str]) -> Path | None:
     """The GGUF file ``path`` names: the file itself, or the only ``.gguf`` in a directory that
-    has no ``config.json``; ``None`` when ``path`` is not a GGUF checkpoint."""
+    is not a Hugging Face checkpoint (no ``config.json`` with weights next to it: a GGUF
+    download often comes with its ``config.json``); ``None`` when ``path`` is not a GGUF
+    checkpoint."""
     p = Path(path).expanduser()
     if p.is_file():
         return p if p.suffix.lower() == SUFFIX else None
-    if p.is_dir() and not (p / "config.json").exists():
+    if p.is_dir() and not ((p / "config.json").exists() and _has_hf_weights(p)):
         found = sorted(q for q in p.iterdir() if q.suffix.lower() == SUFFIX and q.is_file())
         if len(found) > 1:
             raise UserError(
@@ -82,6 +90,7 @@ def read_gguf_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         "quantization": quant,
         "tensor_types": dict(types.most_common()),
         "n_tensors": len(reader.tensors),
+        "tokenizer_model": field("tokenizer.ggml.model"),
     }
 
 
@@ -153,11 +162,14 @@ def dequantize_gguf(
         raise UserError(
             f"transformers kept {len(packed)} layers of {path.name} quantized instead of dequantizing them."
         )
+    tokenizer_error = None
     try:
         with _quiet_gguf_loading():
             tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    except (ValueError, KeyError, OSError, TypeError, NotImplementedError):
+    except (ValueError, KeyError, OSError, TypeError, NotImplementedError) as exc:
         tok = None
+        if info.get("tokenizer_model"):  # the file has one, which transformers cannot read
+            tokenizer_error = _first_line(exc)
     # The weights are plain floats now: save them as an ordinary checkpoint, without the GGUF
     # quantizer that transformers attached (and that refuses to serialize).
     if hasattr(model.config, "quantization_config"):
@@ -179,7 +191,10 @@ def dequantize_gguf(
         "sha256": sha256 or sha256_file(path),
         "dequantized_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "tokenizer_from_gguf": tok is not None,
+        **({"tokenizer_error": tokenizer_error} if tokenizer_error else {}),
         "conversion_version": CONVERSION_VERSION,
+        # what the conversion wrote, with sizes: a cached copy missing or cutting one is redone
+        "files": {f.name: f.stat().st_size for f in sorted(out.iterdir()) if f.is_file()},
     }
     (out / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info
@@ -204,18 +219,48 @@ def _current(directory: Path) -> bool:
 
 
 def _intact(directory: Path) -> bool:
-    """Whether every safetensors file of a cached conversion opens and is fully covered by its
-    header (a truncated or damaged copy is not)."""
+    """Whether a cached conversion is whole: every file the conversion wrote is there with its
+    size (``files`` in ``memlens_gguf.json``), ``config.json`` parses, the tokenizer the file
+    held was kept, and every safetensors file opens and is fully covered by its header."""
     from safetensors import safe_open
 
-    files = sorted(directory.glob("*.safetensors"))
     try:
+        info = json.loads((directory / INFO_FILE).read_text(encoding="utf-8"))
+        sizes = info.get("files") or {}
+        for name, size in sizes.items():
+            if (directory / name).stat().st_size != size:
+                return False
+        if not isinstance(json.loads((directory / "config.json").read_text("utf-8")), dict):
+            return False
+        if info.get("tokenizer_from_gguf") and not (directory / "tokenizer.json").is_file():
+            return False
+        files = sorted(directory.glob("*.safetensors"))
         for f in files:
             with safe_open(str(f), framework="pt"):
                 pass
-    except Exception:  # noqa: BLE001 - any failure to open means: not a usable copy
+    except Exception:  # noqa: BLE001 - any failure to read means: not a usable copy
         return False
     return bool(files)
+
+
+#: A temporary conversion directory older than this (seconds) was left by a conversion that was
+#: killed (a closed terminal, SIGTERM: no cleanup runs) and is removed before converting again.
+STALE_SECONDS = 24 * 3600
+
+
+def _remove_stale_conversions(final: Path) -> None:
+    """Remove ``final``'s temporary conversion directories that a killed conversion left behind
+    (each holds up to the whole float model); a recent one may be another process's, kept."""
+    import shutil
+    import time
+
+    now = time.time()
+    for tmp in final.parent.glob(f".{final.name}.*"):
+        try:
+            if tmp.is_dir() and now - tmp.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def resolve_gguf(
@@ -233,14 +278,20 @@ def resolve_gguf(
         return None
     digest = sha256_file(path)
     final = cache_dir(cache) / "gguf" / digest[:16]
+    if final.is_file() or final.is_symlink():  # not a conversion memlens made: replace it
+        final.unlink()
     if (final / INFO_FILE).is_file() and not (_current(final) and _intact(final)):
         # a damaged cached copy, or one an older conversion made: convert the file again
         shutil.rmtree(final, ignore_errors=True)
     if not (final / INFO_FILE).is_file():
+        _remove_stale_conversions(final)
         tmp = fresh_dir(final)
         try:
             dequantize_gguf(path, tmp, sha256=digest)
-            publish_dir(tmp, final)
+            # another process that converted the same file meanwhile (two commands started
+            # together) keeps its copy: replacing it would pull files from under its load
+            if not ((final / INFO_FILE).is_file() and _current(final) and _intact(final)):
+                publish_dir(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

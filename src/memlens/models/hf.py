@@ -64,6 +64,9 @@ class CausalLM:
     context_length: the longest sequence the model accepts (``None`` when the config has no limit).
     vocab_size: rows of the input embedding (the model's vocabulary).
     n_params: distinct parameters (tied embeddings counted once), as in Morris et al. 2025.
+    files_stamp: names, sizes and modification times of the checkpoint's files, hashed
+        (:func:`memlens.models.loading.checkpoint_stamp`): a resumed run reuses stored scores
+        only for a model whose files did not change (not part of :meth:`describe`).
     """
 
     model: torch.nn.Module
@@ -78,6 +81,7 @@ class CausalLM:
     device_map: dict[str, str] | None = None  # module -> device when split by accelerate
     checkpoint: dict[str, Any] | None = None  # e.g. a GGUF file's format and quantization
     adapter: dict[str, Any] | None = None  # a PEFT adapter merged into the weights
+    files_stamp: str | None = None  # see :func:`memlens.models.loading.checkpoint_stamp`
 
     @property
     def bos_token_id(self) -> int | None:
@@ -208,7 +212,7 @@ def load_causal_lm(
     """
     from transformers.utils import logging as hf_logging
 
-    from memlens.models.loading import resolve_source
+    from memlens.models.loading import checkpoint_stamp, resolve_source
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Loading weights" bars in memlens output
@@ -219,8 +223,14 @@ def load_causal_lm(
             and tokenizer is None
             and not checkpoint.get("tokenizer_from_gguf", True)
         ):
+            held = (
+                f"a '{checkpoint.get('tokenizer_model')}' tokenizer that transformers cannot read "
+                f"({checkpoint['tokenizer_error']})"
+                if checkpoint.get("tokenizer_error")
+                else "no tokenizer"
+            )
             raise UserError(
-                f"the GGUF file {checkpoint['file']} holds no tokenizer; pass `tokenizer` (the "
+                f"the GGUF file {checkpoint['file']} holds {held}; pass `tokenizer` (the "
                 "directory or hub name of the tokenizer the model was trained with)."
             )
         if isinstance(device, str) and device.lower() == "map" and device_map is None:
@@ -233,6 +243,7 @@ def load_causal_lm(
             lm = _load_causal_lm(source, tokenizer, dtype, device)
         if checkpoint is not None:
             lm.name, lm.source, lm.checkpoint = str(name_or_path), "gguf", checkpoint
+        lm.files_stamp = checkpoint_stamp(name_or_path)
         if adapter is not None:
             from memlens.models.adapters import apply_adapter
 

@@ -33,6 +33,34 @@ def resolve_source(
     return found
 
 
+def checkpoint_stamp(name_or_path: str | os.PathLike[str]) -> str | None:
+    """16 hex digits of SHA-256 over the names, sizes and modification times of a local
+    checkpoint's files (the file itself, or every file directly in its directory; a fetched
+    registry name stands for its cached file); ``None`` for anything not on disk (a hub name).
+
+    Reading the files' metadata costs nothing, unlike hashing gigabytes of weights; the stamp
+    changes whenever the checkpoint is saved again, so a run directory's stored scores are not
+    reused for a model that was retrained in place under the same name.
+    """
+    import hashlib
+
+    from memlens.models.zoo import MODELS, is_cached, model_file
+
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if not path.exists() and name in MODELS and is_cached(name):
+        path = model_file(name)
+    try:
+        files = [path] if path.is_file() else sorted(q for q in path.iterdir() if q.is_file())
+        h = hashlib.sha256()
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    except OSError:
+        return None
+    return h.hexdigest()[:16]
+
+
 def load_error(path: Path | str, exc: BaseException) -> UserError | None:
     """One sentence for a checkpoint ``from_pretrained`` could not read, or ``None`` when ``exc``
     is not about the checkpoint's files."""
