@@ -136,6 +136,7 @@ def test_user_texts_are_packed_and_trained(tmp_path, tokenizer):
         (["--train", "no-such-file.txt"], "does not exist"),
         (["--d-model", "1"], "sink units"),
         (["--prefix", "40"], "--prefix must be between"),
+        (["--seed", "-1"], "(seed): Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(

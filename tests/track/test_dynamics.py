@@ -522,6 +522,8 @@ def test_track_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, monkey
         ([], "either --preset quick or --model"),
         (["--model", str(tmp_path / "nope"), "--train", "x.txt"], "does not exist"),
         (["--preset", "quick", "--prefix", "20", "--suffix", "20"], "exceed the sequence length"),
+        (["--preset", "quick", "--seed", "-1"], "invalid track config (seed)"),
+        (["--model", "m", "--train", "x.txt", "--seed", "-1"], "invalid track config (seed)"),
     ]:
         out = tmp_path / "out"
         monkeypatch.setattr(sys, "argv", ["memlens", "track", *args, "--out", str(out)])

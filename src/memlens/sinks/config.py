@@ -31,7 +31,7 @@ class SinksConfig(Config):
     vocab_size: int = Field(default=128, ge=2)
     branching: int = Field(default=4, ge=1)
     concentration: float = Field(default=1.0, gt=0)
-    source_seed: int = 0
+    source_seed: int = Field(default=0, ge=0)
     seq_len: int = Field(default=64, ge=4)
     n_repeated: int = Field(default=16, ge=1)
     repetitions: int = Field(default=256, ge=2)
@@ -52,7 +52,7 @@ class SinksConfig(Config):
     localize_ks: list[int] = [4, 16, 64]
     localize_n: int = Field(default=16, ge=1)
     localize_random: int = Field(default=3, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     train_path: str | None = None
     tokenizer: str | None = None
     text_column: str = "text"

@@ -72,7 +72,7 @@ class QuickConfig(Config):
     threshold: Threshold = 0.5
     checkpoint_every: int = Field(default=500, ge=1)
     device: str = "cpu"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
     @field_validator("repeats")
     @classmethod

@@ -73,7 +73,7 @@ class TextTrackConfig(Config):
     points_per_decade: int = Field(default=12, ge=1)
     checkpoint_every: int = Field(default=100, ge=1)
     device: str = "cpu"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
 
 
 def _check_context(tokens: list[np.ndarray], context: int | None, what: str) -> None:
