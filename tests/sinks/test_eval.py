@@ -95,3 +95,42 @@ def test_attribution_is_minus_mask_times_derivative_of_code_length(memorizer):
     # per-row gradients: attributions of sequence 0 do not depend on the batch around it
     A0, _ = unit_attribution(model, CFG, "own", x[:1])
     np.testing.assert_allclose(A0[0], A[0], rtol=1e-4, atol=1e-6)
+
+
+def test_claim_check_hand_values_and_no_gap_is_untestable_not_nan():
+    from memlens.sinks.recipe import claim_check
+
+    def rows(std_gap, drop_gap, drop_val=1.0):
+        return {
+            "standard": {"mem_gap": std_gap, "val_loss": 1.0},
+            "memsinks_sinks_dropped": {"mem_gap": drop_gap, "val_loss": drop_val},
+            "memsinks_sinks_dropped_unscaled": {"mem_gap": drop_gap / 2, "val_loss": 1.01},
+        }
+
+    c = claim_check(rows(0.8, 0.2, 1.015))
+    assert c["gap_closed_fraction"] == pytest.approx(0.75)
+    assert c["unscaled_drop"]["gap_closed_fraction"] == pytest.approx(0.875)
+    assert c["testable"] and c["holds"] is True
+    assert claim_check(rows(0.8, 0.5))["holds"] is False  # closes 37.5%
+    # standard training without a positive gap: nothing to close, the claim cannot be tested
+    c = claim_check(rows(-0.09, -0.09))
+    assert c["testable"] is False and c["holds"] is None
+    assert c["gap_closed_fraction"] is None and c["unscaled_drop"]["gap_closed_fraction"] is None
+
+
+def test_ablation_shares_are_none_without_a_positive_gap(memorizer):
+    """Held-out sequences scored against the memorized ones have a negative 'gap': the share of
+    it removed is undefined (None), never NaN; the repeated ones against held-out have one."""
+    import json
+
+    from memlens.sinks.localize import ablation_curve
+
+    model, rep, held = memorizer
+    ok = ablation_curve(model, CFG, "own", rep[:4], held, [2], n_random=2, n_collateral=4)
+    assert ok["mean_gap"] > 0 and isinstance(ok["ks"][0]["top_removed"], float)
+    none = ablation_curve(model, CFG, "own", held[:4], rep, [2], n_random=2, n_collateral=4)
+    assert none["mean_gap"] < 0
+    r = none["ks"][0]
+    assert r["top_removed"] is None and r["random_removed"] is None
+    assert r["random_removed_draws"] == [None, None]
+    assert "NaN" not in json.dumps(none) and np.isfinite(r["random_collateral"])

@@ -103,6 +103,10 @@ def register(app: typer.Typer) -> None:
         _print_summary(result.summary, result.out_dir, result.reused)
 
 
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def _print_summary(s: Any, out_dir: Path | None, reused: list[str] | None = None) -> None:
     """Print a :class:`memlens.sinks.SinksSummary`."""
     from rich.table import Table
@@ -138,12 +142,20 @@ def _print_summary(s: Any, out_dir: Path | None, reused: list[str] | None = None
     floor = s.data.get("heldout_source_floor_bits_per_token")
     if floor is not None:
         console.print(f"true source on the held-out sequences: {floor:.4f} bits per token")
-    verdict = "holds" if c["holds"] else "does not hold"
-    console.print(
-        f"dropping sinks closes {c['gap_closed_fraction']:.1%} of standard's memorization gap; "
-        f"val loss {c['val_loss_ratio_dropped_to_standard']:.4f}x standard's. Published claim "
-        f"(>= 50% closed, val within 2%): {verdict} here."
-    )
+    if c.get("gap_closed_fraction") is None:  # no gap: say why and what to change
+        console.print(
+            f"standard training shows no memorization gap here ({s.standard.mem_gap:+.4f} bits "
+            "per token: the repeated sequences are not predicted better than held-out ones), so "
+            "there is nothing for the sinks to remove and the published claim cannot be tested; "
+            "train longer (--steps) or repeat the sequences more (--repetitions)."
+        )
+    else:
+        verdict = "holds" if c["holds"] else "does not hold"
+        console.print(
+            f"dropping sinks closes {c['gap_closed_fraction']:.1%} of standard's memorization gap; "
+            f"val loss {c['val_loss_ratio_dropped_to_standard']:.4f}x standard's. Published claim "
+            f"(>= 50% closed, val within 2%): {verdict} here."
+        )
     loc = s.localization
     if "standard" in loc:
         lt = Table(
@@ -158,8 +170,8 @@ def _print_summary(s: Any, out_dir: Path | None, reused: list[str] | None = None
                 lt.add_row(
                     arm,
                     str(r["k"]),
-                    f"{r['top_removed']:.3f}",
-                    f"{r['random_removed']:.3f}",
+                    _fmt(r["top_removed"]),
+                    _fmt(r["random_removed"]),
                     f"{r['top_collateral']:+.4f}",
                     "-" if share is None else f"{share:.2f}",
                 )
@@ -170,6 +182,12 @@ def _print_summary(s: Any, out_dir: Path | None, reused: list[str] | None = None
             f"{gaps}; a share above 1 means the ablated sequences are predicted worse than "
             "held-out ones, and a gap near 0 makes the shares unstable."
         )
+        no_gap = [arm for arm in ("standard", "memsinks") if loc[arm]["mean_gap"] <= 0]
+        if no_gap:
+            console.print(
+                f"no positive gap to remove for {' and '.join(no_gap)}: the shares there are "
+                "undefined (-)."
+            )
     secs = s.compute["train_seconds"]
     console.print(
         "training seconds: "

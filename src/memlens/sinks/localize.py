@@ -18,7 +18,8 @@ localization), with ``L(x)`` its code length in bits over the predicted tokens:
    ``1 - sum_x [(val + c(x)) - loss_ablated(x)] / sum_x [val - loss(x)]``, losses in bits per
    token, ``val`` the model's held-out loss. It is net of collateral damage: an ablation that
    raises every loss alike removes nothing. 1 means the sequences are predicted no better than
-   held-out ones; 0 means nothing was removed.
+   held-out ones; 0 means nothing was removed. Undefined (``None``) when the sequences have no
+   positive gap to remove (they are not predicted better than held-out ones).
 
 Memorization is *localized* when top-k ablation removes much more than k random units at little
 collateral cost.
@@ -156,7 +157,8 @@ def ablation_curve(
             gap_after = (val + coll_inc) - after
             res.setdefault(kind, []).append(
                 (
-                    float(1.0 - gap_after.sum() / gap.sum()) if gap.sum() > 0 else float("nan"),
+                    # no positive gap to remove: the share is undefined (None, not NaN)
+                    float(1.0 - gap_after.sum() / gap.sum()) if gap.sum() > 0 else None,
                     float((after - base).mean()),
                     float(coll_inc.mean()),
                 )
@@ -165,17 +167,18 @@ def ablation_curve(
                 units = np.concatenate(chosen_all) % hidden
                 share = float(np.mean(units >= n_general))
         top = res["top"][0]
-        rnd = np.array(res["random"])
+        draws = [r[0] for r in res["random"]]
+        rnd = np.array([r[1:] for r in res["random"]])
         out["ks"].append(
             {
                 "k": int(k),
                 "top_removed": top[0],
-                "random_removed": float(rnd[:, 0].mean()),
-                "random_removed_draws": rnd[:, 0].tolist(),
+                "random_removed": None if None in draws else float(np.mean(draws)),
+                "random_removed_draws": draws,
                 "top_repeated_loss_increase": top[1],
-                "random_repeated_loss_increase": float(rnd[:, 1].mean()),
+                "random_repeated_loss_increase": float(rnd[:, 0].mean()),
                 "top_collateral": top[2],
-                "random_collateral": float(rnd[:, 2].mean()),
+                "random_collateral": float(rnd[:, 1].mean()),
                 "top_share_sink_units": share,
             }
         )

@@ -11,6 +11,7 @@ def plot_sinks(run_dir: Any, summary: dict, cells: dict, loc: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     names = ["standard", "dedup", "memsinks", "memsinks_sinks_scaled", "memsinks_sinks_dropped"]
     labels = [
@@ -45,8 +46,14 @@ def plot_sinks(run_dir: Any, summary: dict, cells: dict, loc: dict) -> None:
                     len(names) - 0.5, floor, "source entropy", fontsize=7, va="bottom", ha="right"
                 )
     c = summary["claim"]
+    closed = c.get("gap_closed_fraction")
+    closes = (
+        f"sinks dropped close {closed:.0%} of the gap"
+        if closed is not None
+        else "standard training has no memorization gap"
+    )
     fig.suptitle(
-        f"MemSinks ({summary['preset']}): sinks dropped close {c['gap_closed_fraction']:.0%} of the gap, "
+        f"MemSinks ({summary['preset']}): {closes}, "
         f"val loss x{c['val_loss_ratio_dropped_to_standard']:.3f} of standard",
         fontsize=10,
     )
@@ -100,14 +107,14 @@ def plot_sinks(run_dir: Any, summary: dict, cells: dict, loc: dict) -> None:
             ks = [r["k"] for r in loc[arm]["ks"]]
             axes[0].plot(
                 ks,
-                [r["top_removed"] for r in loc[arm]["ks"]],
+                [np.nan if r["top_removed"] is None else r["top_removed"] for r in loc[arm]["ks"]],
                 "o-",
                 color=color,
                 label=f"{arm}: top-k",
             )
             axes[0].plot(
                 ks,
-                [r["random_removed"] for r in loc[arm]["ks"]],
+                [np.nan if r["random_removed"] is None else r["random_removed"] for r in loc[arm]["ks"]],
                 "o--",
                 color=color,
                 alpha=0.6,
