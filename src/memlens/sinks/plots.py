@@ -114,7 +114,10 @@ def plot_sinks(run_dir: Any, summary: dict, cells: dict, loc: dict) -> None:
             )
             axes[0].plot(
                 ks,
-                [np.nan if r["random_removed"] is None else r["random_removed"] for r in loc[arm]["ks"]],
+                [
+                    np.nan if r["random_removed"] is None else r["random_removed"]
+                    for r in loc[arm]["ks"]
+                ],
                 "o--",
                 color=color,
                 alpha=0.6,
