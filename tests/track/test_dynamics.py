@@ -532,3 +532,26 @@ def test_track_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, monkey
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and err.startswith("error: ") and fragment in err, err
         assert "\n" not in err and not out.exists()
+
+
+def test_reanalyze_a_finished_run_with_another_threshold(tiny_run, tmp_path):
+    """The docs' promise: a finished run is re-read with another threshold without scoring.
+    At the run's own threshold it equals dynamics.json; at another one each group's final
+    fraction is that of its examples with unintended bits >= threshold x reference bits."""
+    from memlens.track import reanalyze
+
+    _, out = tiny_run
+    d = json.loads((out / "dynamics.json").read_text())
+    same = reanalyze(out)
+    for key in ("groups", "comparisons", "continued_training", "by_rarity", "curves"):
+        assert same[key] == d[key], key
+    per = pd.read_parquet(out / "examples.parquet")
+    for tau in (0.05, 0.2):
+        again = reanalyze(out, threshold=tau)
+        for g, rows in per.groupby("group"):
+            u, ref = rows["unintended_bits_final"], rows["reference_bits"]
+            want = ((u >= tau * ref) & (u > 0)).mean()
+            assert again["groups"][g]["fraction_memorized"] == pytest.approx(want)
+    assert reanalyze(out / "track", threshold=0.2) == reanalyze(out, threshold=0.2)
+    with pytest.raises(UserError, match="holds no tracked run"):
+        reanalyze(tmp_path)

@@ -12,7 +12,13 @@ Definitions and references: Concepts §10 (docs/concepts.md).
   generalization, :mod:`.grok`); typed results in :mod:`.summary`.
 """
 
-from memlens.track.analysis import analyze, first_true_step, forgetting_events, memorized_matrix
+from memlens.track.analysis import (
+    analyze,
+    first_true_step,
+    forgetting_events,
+    memorized_matrix,
+    reanalyze,
+)
 from memlens.track.examples import TrackSet, tfidf_rarity_tokens
 from memlens.track.grok import GrokConfig
 from memlens.track.grok import run as run_grok
@@ -45,6 +51,7 @@ __all__ = [
     "load_observations",
     "memorized_matrix",
     "quick_data",
+    "reanalyze",
     "run_grok",
     "run_quick",
     "run_text",

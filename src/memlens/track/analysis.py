@@ -5,6 +5,8 @@ group and by TF-IDF rarity, and whether continued training increases memorizatio
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -266,3 +268,63 @@ def _by_rarity(
             entry["spearman_tfidf_vs_unintended_bits"] = _none(rho)
         out[g] = entry
     return out
+
+
+def reanalyze(
+    directory: str | os.PathLike[str], *, threshold: float = 0.5, criterion: str = "auto"
+) -> dict[str, Any]:
+    """Re-read a finished (or interrupted) tracked run with another threshold or criterion.
+
+    The observations are stored continuous (code length, unintended bits, extraction), so the
+    memorized/not-memorized line can be drawn again without scoring anything.
+
+    Parameters
+    ----------
+    directory: a ``memlens track`` run directory (its ``track/`` folder is read) or the
+        directory a :class:`~memlens.track.Tracker` wrote to.
+    threshold: the fraction of reference bits for the ``bits`` criterion (see :data:`CRITERIA`).
+    criterion: ``auto``, ``bits`` or ``extraction``.
+
+    Returns
+    -------
+    The dict of :func:`analyze` (``groups``, ``comparisons``, ``continued_training``,
+    ``by_rarity``, ``curves``), equal to the run's own analysis at the threshold it used.
+    """
+    import json
+
+    import pandas as pd
+
+    from memlens.scoring import extraction_eligible
+    from memlens.track.observations import load_observations
+
+    root = Path(directory)
+    d = root / "track" if (root / "track" / "tracker.json").is_file() else root
+    try:
+        meta = json.loads((d / "tracker.json").read_text())
+        table = pd.read_parquet(d / "examples.parquet")
+    except FileNotFoundError:
+        raise UserError(
+            f"{root} holds no tracked run (no tracker.json and examples.parquet there or in "
+            "its track/ folder)."
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read the tracked run in {d}: {exc}.") from None
+    n_lead = int(meta["n_lead"])
+    lengths = table["n_tokens"].to_numpy(dtype=np.int64) + n_lead
+    # analyze reads groups, counts, rarity and reference bits; the token ids are not stored
+    examples = TrackSet(
+        tokens=[np.zeros(n, dtype=np.int64) for n in lengths],
+        groups=table["group"].to_numpy(),
+        reference_bits=table["reference_bits"].to_numpy(dtype=np.float64),
+        first_token_bits=float(meta["first_token_bits"]),
+        n_lead=n_lead,
+        first_token=meta.get("first_token", "model"),
+        counts=table["count"].to_numpy(dtype=np.int64),
+        rarity=table["rarity_tfidf"].to_numpy(dtype=np.float64),
+        reference=str(meta.get("reference", "none")),
+    )
+    eligible = extraction_eligible(
+        lengths, prefix=int(meta["prefix"]), suffix=int(meta["suffix"]), n_lead=n_lead
+    )
+    obs = load_observations(d, len(examples))
+    return analyze(obs, examples, eligible, threshold=threshold, criterion=criterion)

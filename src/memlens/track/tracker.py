@@ -168,6 +168,7 @@ class Tracker:
             "prefix": self.prefix,
             "suffix": self.suffix,
             "first_token_bits": self.examples.first_token_bits,
+            "first_token": self.examples.first_token,
             "n_lead": self.examples.n_lead,
             "reference": self.examples.reference,
             "schedule": self.schedule.describe(),
