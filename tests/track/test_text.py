@@ -213,3 +213,28 @@ def test_text_run_resumes_past_a_torn_checkpoint_and_a_finished_run_trains_no_mo
     assert again.summary.training["resumed_from_step"] == 30
     assert again.summary.curves == a.curves and again.summary.groups == a.groups
     assert again.summary.training[loss] == pytest.approx(a.training[loss], rel=1e-9)
+
+
+def test_track_cli_without_heldout_texts_says_there_are_no_controls(
+    text_files, tmp_path, capsys, monkeypatch
+):
+    """Without --track every tracked text is a training text: the table has no heldout row,
+    and the console says so instead of leaving the controls silently out."""
+    from memlens import cli
+
+    root, _ = text_files
+    out = tmp_path / "run"
+    argv = [
+        "memlens", "track", "--model", str(root / "model"), "--train", str(root / "train.txt"),
+        "--steps", "2", "--prefix", "3", "--suffix", "5", "--out", str(out),
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "no held-out controls: every tracked text occurs in the training texts" in text
+    d = json.loads((out / "dynamics.json").read_text())
+    assert set(d["groups"]) == {"repeated", "unique"} and "heldout_never_memorized" not in (
+        d["comparisons"]
+    )

@@ -209,6 +209,12 @@ def _print_track(s: Any, out_dir: Path | None) -> None:
             _fmt(m.extraction_rate_final),
         )
     console.print(table)
+    if "heldout" not in s.groups:  # say what is missing and how to get it
+        console.print(
+            "no held-out controls: every tracked text occurs in the training texts, so nothing "
+            "shows how the model codes texts it never saw; give --track texts of which some are "
+            "not in --train."
+        )
     resumed = (s.training or {}).get("resumed_from_step") or 0
     if resumed and resumed >= (s.training or {}).get("steps", resumed + 1):
         console.print(
