@@ -194,3 +194,23 @@ def test_console_says_which_marks_were_not_reached(capsys, monkeypatch):
     s.step_test_acc_95, s.step_test_acc_99 = 160, 190
     _print_grok(s, None)
     assert "not reached" not in capsys.readouterr().out
+
+
+def test_console_gives_the_share_of_pairs_actually_trained_on(capsys, monkeypatch):
+    """p = 2 with a requested 40%: round(0.4 * 4) = 2 of the 4 pairs train, which is 50%."""
+    from types import SimpleNamespace
+
+    from memlens.commands.track import _print_grok
+
+    monkeypatch.setenv("COLUMNS", "300")
+    s = SimpleNamespace(
+        task="(a + b) mod 2", n_train=2, train_fraction=0.4, n_test=2, steps=20,
+        step_train_acc_99=10, test_acc_at_step_train_acc_99=0.0, step_test_acc_95=None,
+        step_test_acc_99=None, train_acc_final=1.0, test_acc_final=0.0,
+        memorization_gap_bits_peak=26.2, step_memorization_gap_peak=20,
+        memorization_gap_bits_final=26.2, weight_norm_initial=24.8, weight_norm_final=21.7,
+        resumed_from_step=0,
+    )  # fmt: skip
+    _print_grok(s, None)
+    assert "(a + b) mod 2: 2 training pairs (50%), 2 test pairs" in capsys.readouterr().out
+    assert modular_addition_split(2, 0.4, 0)[1].sum() == 2

@@ -254,7 +254,9 @@ def _print_grok(s: Any, out_dir: Path | None) -> None:
 
     console = make_console()
     console.print(
-        f"{s.task}: {s.n_train} training pairs ({s.train_fraction:.0%}), {s.n_test} test pairs, "
+        # the share actually trained on (the requested fraction of p*p pairs, rounded)
+        f"{s.task}: {s.n_train} training pairs ({s.n_train / (s.n_train + s.n_test):.0%}), "
+        f"{s.n_test} test pairs, "
         f"{s.steps} steps"
     )
     console.print(
