@@ -555,3 +555,15 @@ def test_reanalyze_a_finished_run_with_another_threshold(tiny_run, tmp_path):
     assert reanalyze(out / "track", threshold=0.2) == reanalyze(out, threshold=0.2)
     with pytest.raises(UserError, match="holds no tracked run"):
         reanalyze(tmp_path)
+
+
+def test_tracker_refuses_examples_that_nothing_could_count_as_memorized():
+    """No reference bits and no example long enough for prefix + suffix: every group would
+    come back empty (n = 0, all None), so the tracker says so when it is built."""
+    rows = [np.arange(8) % 5 for _ in range(3)]
+    ex = TrackSet(tokens=rows, groups=["repeated", "unique", "heldout"], reference_bits=np.nan)
+    with pytest.raises(UserError, match="no tracked example has the 12 tokens"):
+        Tracker(ex, None, prefix=6, suffix=6)
+    assert Tracker(ex, None, prefix=4, suffix=4).eligible.all()  # 8 tokens: exactly enough
+    with_ref = TrackSet(tokens=rows, groups=["repeated", "unique", "heldout"], reference_bits=9.0)
+    assert not Tracker(with_ref, None, prefix=6, suffix=6).eligible.any()  # bits still count

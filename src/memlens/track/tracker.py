@@ -146,6 +146,14 @@ class Tracker:
         self.eligible = extraction_eligible(
             examples.lengths, prefix=self.prefix, suffix=self.suffix, n_lead=examples.n_lead
         )
+        if not examples.has_reference and not self.eligible.any():
+            # without reference bits the criterion is extraction: nothing could ever count
+            raise UserError(
+                f"no tracked example has the {self.prefix + self.suffix} tokens that extraction "
+                f"needs (prefix {self.prefix} + suffix {self.suffix}, after {examples.n_lead} "
+                "lead ids) and there are no reference bits, so none could ever count as "
+                "memorized; use a shorter `prefix` and `suffix` or give reference bits."
+            )
 
         self._buffer: list[dict[str, Any]] = []
         self._parts: list[Observations] = []
