@@ -235,6 +235,41 @@ def test_track_cli_without_heldout_texts_says_there_are_no_controls(
     text = " ".join(capsys.readouterr().out.split())
     assert "no held-out controls: every tracked text occurs in the training texts" in text
     d = json.loads((out / "dynamics.json").read_text())
-    assert set(d["groups"]) == {"repeated", "unique"} and "heldout_never_memorized" not in (
-        d["comparisons"]
+    assert (
+        set(d["groups"]) == {"repeated", "unique"}
+        and "heldout_never_memorized" not in (d["comparisons"])
     )
+
+
+def test_track_cli_says_how_many_texts_are_long_enough_for_extraction(
+    text_files, tmp_path, capsys, monkeypatch
+):
+    """With a reference, texts shorter than prefix + suffix still count by bits, but their
+    extraction is not measured: the console gives each group's eligible count instead of a
+    bare '-' (the sentences are 13 or 14 tokens; 6 + 8 = 14)."""
+    from memlens import cli
+
+    root, _ = text_files
+    out = tmp_path / "run"
+    argv = [
+        "memlens", "track", "--model", str(root / "model"), "--train", str(root / "train.txt"),
+        "--track", str(root / "track.jsonl"), "--reference", str(root / "ref"), "--steps", "2",
+        "--prefix", "6", "--suffix", "8", "--out", str(out),
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    per = pd.read_parquet(out / "examples.parquet")
+    long = per.assign(ok=per["n_tokens"] >= 14).groupby("group")["ok"].agg(["sum", "size"])
+    want = ", ".join(
+        f"{g} {long.loc[g, 'sum']} of {long.loc[g, 'size']}"
+        for g in ("repeated", "unique", "heldout")
+    )
+    assert 0 < long["sum"].sum() < len(per)  # some texts are long enough, some are not
+    assert f"extracted: among the examples long enough for --prefix + --suffix ({want})" in text
+    d = json.loads((out / "dynamics.json").read_text())
+    assert [d["groups"][g]["n_extraction_eligible"] for g in long.index.sort_values()] == [
+        int(long.loc[g, "sum"]) for g in long.index.sort_values()
+    ]

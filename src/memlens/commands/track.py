@@ -209,6 +209,17 @@ def _print_track(s: Any, out_dir: Path | None) -> None:
             _fmt(m.extraction_rate_final),
         )
     console.print(table)
+    short = {
+        g: (getattr(m, "n_extraction_eligible", m.n), m.n)
+        for g, m in s.groups.items()
+        if getattr(m, "n_extraction_eligible", m.n) < m.n
+    }
+    if short:  # extraction rates are among the texts long enough for prefix + suffix
+        counts = ", ".join(f"{g} {e} of {n}" for g, (e, n) in short.items())
+        console.print(
+            f"extracted: among the examples long enough for --prefix + --suffix ({counts}); "
+            "'-' where none is, shorten them to measure extraction there."
+        )
     if "heldout" not in s.groups:  # say what is missing and how to get it
         console.print(
             "no held-out controls: every tracked text occurs in the training texts, so nothing "
