@@ -134,3 +134,48 @@ def test_ablation_shares_are_none_without_a_positive_gap(memorizer):
     assert r["top_removed"] is None and r["random_removed"] is None
     assert r["random_removed_draws"] == [None, None]
     assert "NaN" not in json.dumps(none) and np.isfinite(r["random_collateral"])
+
+
+def test_extraction_rate_without_an_eligible_document_is_none_and_printed_as_a_dash(
+    memorizer, capsys, monkeypatch
+):
+    """Documents of 16 tokens with an extraction prefix of 14 (+ 4 needed): no document is
+    eligible, so the rates are None (not NaN) and the console prints '-' and says why."""
+    import json
+
+    from memlens.commands.sinks import _print_summary
+    from memlens.sinks import SinksConfig
+    from memlens.sinks.data import SinksData
+    from memlens.sinks.evaluation import evaluate
+
+    model, rep, held = memorizer
+    data = SinksData(
+        docs=[*held, *rep], fresh=np.arange(8), repeated=np.arange(8, 16), heldout=list(held),
+        vocab_size=24, n_lead=0, source="test",
+    )  # fmt: skip
+    cfg = SinksConfig(vocab_size=24, seq_len=16, extraction_prefix=14, n_repeated=8, steps=100)
+    e = evaluate(model, CFG, "own", data, cfg)["extraction"]
+    assert (e["n_repeated_eligible"], e["n_heldout_eligible"]) == (0, 0)
+    assert e["repeated_rate"] is None and e["heldout_rate"] is None
+    assert e["rate_difference"] is None and "NaN" not in json.dumps(e)
+    ok = evaluate(
+        model, CFG, "own", data, SinksConfig(**{**cfg.model_dump(), "extraction_prefix": 8})
+    )
+    assert ok["extraction"]["n_repeated_eligible"] == 8  # 8 + 4 <= 16
+    assert 0 <= ok["extraction"]["repeated_rate"] <= 1
+
+    class Row:
+        val_loss, repeated_loss, mem_gap, extraction = 1.0, 0.5, 0.5, e
+
+    summary = type("S", (), {name: Row for name in (
+        "standard", "dedup", "memsinks", "memsinks_sinks_scaled", "memsinks_sinks_dropped",
+        "memsinks_sinks_dropped_unscaled")})()  # fmt: skip
+    summary.preset, summary.data, summary.localization = "test", {}, {}
+    summary.claim = {"gap_closed_fraction": 0.0, "val_loss_ratio_dropped_to_standard": 1.0,
+                     "holds": False}  # fmt: skip
+    summary.compute, summary.seconds_total_this_invocation = {"train_seconds": {}}, 0.0
+    monkeypatch.setenv("COLUMNS", "300")
+    _print_summary(summary, None)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "nan" not in out and "│ - │ - │" in out
+    assert "no document is long enough for the extraction prefix of 14 tokens and 4 more" in out

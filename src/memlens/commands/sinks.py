@@ -107,6 +107,11 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _finite(v: float | None) -> float | None:
+    """``None`` for a missing or NaN rate (a cell stored by an earlier memlens kept NaN)."""
+    return None if v is None or v != v else v
+
+
 def _print_summary(s: Any, out_dir: Path | None, reused: list[str] | None = None) -> None:
     """Print a :class:`memlens.sinks.SinksSummary`."""
     from rich.table import Table
@@ -134,10 +139,17 @@ def _print_summary(s: Any, out_dir: Path | None, reused: list[str] | None = None
             f"{r.val_loss:.4f}",
             f"{r.repeated_loss:.4f}",
             f"{r.mem_gap:+.4f}",
-            f"{e['repeated_rate']:.3f}",
-            f"{e['heldout_rate']:.3f}",
+            _fmt(_finite(e["repeated_rate"])),
+            _fmt(_finite(e["heldout_rate"])),
         )
     console.print(table)
+    e = s.standard.extraction
+    if _finite(e["repeated_rate"]) is None or _finite(e["heldout_rate"]) is None:
+        console.print(
+            f"extracted, held-out: '-' where no document is long enough for the extraction "
+            f"prefix of {e['prefix_tokens']} tokens and 4 more ({e['n_repeated_eligible']} "
+            f"repeated, {e['n_heldout_eligible']} held-out documents are); lower --prefix."
+        )
     c = s.claim
     floor = s.data.get("heldout_source_floor_bits_per_token")
     if floor is not None:

@@ -38,6 +38,10 @@ def _extraction(scores, prefix: int, n_lead: int) -> tuple[float, float, int]:
     return ext.rate, ext.mean_suffix_accuracy, ext.n_eligible
 
 
+def _finite(x: float | int) -> float | int | None:
+    return x if np.isfinite(x) else None
+
+
 def evaluate(
     model, sink, mode: str, data: SinksData, cfg: SinksConfig, scale_cfg=None, n_fresh: int = 256
 ) -> dict:
@@ -50,8 +54,9 @@ def evaluate(
     fresh = score_set(model, sink, mode, [data.docs[i] for i in fresh_idx], scale_cfg=scale_cfg)
     val = _bits_per_token(held)
     rl = _bits_per_token(rep)
-    rep_rate, rep_acc, rep_n = _extraction(rep, cfg.prefix, data.n_lead)
-    held_rate, held_acc, held_n = _extraction(held, cfg.prefix, data.n_lead)
+    # a rate over no eligible document (none has prefix + 4 tokens) is None, not NaN
+    rep_rate, rep_acc, rep_n = (_finite(x) for x in _extraction(rep, cfg.prefix, data.n_lead))
+    held_rate, held_acc, held_n = (_finite(x) for x in _extraction(held, cfg.prefix, data.n_lead))
     return {
         "val_loss": val,
         "repeated_loss": rl,
@@ -62,7 +67,7 @@ def evaluate(
             "prefix_tokens": cfg.prefix,
             "repeated_rate": rep_rate,
             "heldout_rate": held_rate,
-            "rate_difference": rep_rate - held_rate,
+            "rate_difference": None if None in (rep_rate, held_rate) else rep_rate - held_rate,
             "repeated_suffix_argmax_accuracy": rep_acc,
             "heldout_suffix_argmax_accuracy": held_acc,
             "n_repeated_eligible": rep_n,
