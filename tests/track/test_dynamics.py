@@ -523,6 +523,8 @@ def test_track_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, monkey
         (["--model", str(tmp_path / "nope"), "--train", "x.txt"], "does not exist"),
         (["--preset", "quick", "--prefix", "20", "--suffix", "20"], "exceed the sequence length"),
         (["--preset", "quick", "--seed", "-1"], "invalid track config (seed)"),
+        (["--preset", "quick", "--seq-len", "8"], "--seq-len belongs to --model mode"),
+        (["--preset", "quick", "--max-track", "9", "--tokenizer", "t"], "--tokenizer, --max-track"),
         (["--model", "m", "--train", "x.txt", "--seed", "-1"], "invalid track config (seed)"),
     ]:
         out = tmp_path / "out"

@@ -111,6 +111,18 @@ def register(app: typer.Typer) -> None:
                 raise UserError(
                     "--train, --track and --reference belong to --model mode, not to --preset."
                 )
+            text_only = {
+                "--seq-len": seq_len is not None,
+                "--tokenizer": tokenizer is not None,
+                "--max-track": max_track != 512,
+                "--text-column": text_column != "text",
+            }
+            given = [flag for flag, on in text_only.items() if on]
+            if given:  # the preset would ignore them silently
+                raise UserError(
+                    f"{', '.join(given)} belong{'s' if len(given) == 1 else ''} to --model mode; "
+                    "the quick preset has its own data (sequences of 32 tokens)."
+                )
             from memlens.track import QuickConfig, run_quick
 
             cfg = QuickConfig(
