@@ -569,3 +569,33 @@ def test_tracker_refuses_examples_that_nothing_could_count_as_memorized():
     assert Tracker(ex, None, prefix=4, suffix=4).eligible.all()  # 8 tokens: exactly enough
     with_ref = TrackSet(tokens=rows, groups=["repeated", "unique", "heldout"], reference_bits=9.0)
     assert not Tracker(with_ref, None, prefix=6, suffix=6).eligible.any()  # bits still count
+
+
+def test_continued_training_without_an_observation_in_the_second_half_is_none():
+    """Observations at 0, 250 and 1000: the first at or after step 500 is the final one, and
+    comparing it with itself said "does not increase" for any run. Now there is no comparison
+    (from_step None, no groups, increases None), and with 750 kept it is 750 -> 1000."""
+    obs, ex = hand_observations()
+    keep = np.array([0, 1, 4])
+    sparse = Observations(
+        steps=obs.steps[keep], code_bits=obs.code_bits[:, keep],
+        unintended_bits=obs.unintended_bits[:, keep], extracted=obs.extracted[:, keep],
+        suffix_top1=obs.suffix_top1[:, keep], score_seconds=obs.score_seconds[keep],
+        train_seconds=obs.train_seconds[keep],
+    )  # fmt: skip
+    ct = analyze(sparse, ex)["continued_training"]
+    assert ct["from_step"] is None and ct["to_step"] == 1000
+    assert ct["groups"] == {} and ct["increases"] is None and "training_examples" not in ct
+    keep = np.array([0, 1, 3, 4])
+    ct = analyze(
+        Observations(
+            steps=obs.steps[keep], code_bits=obs.code_bits[:, keep],
+            unintended_bits=obs.unintended_bits[:, keep], extracted=obs.extracted[:, keep],
+            suffix_top1=obs.suffix_top1[:, keep], score_seconds=obs.score_seconds[keep],
+            train_seconds=obs.train_seconds[keep],
+        ),
+        ex,
+    )["continued_training"]  # fmt: skip
+    assert (ct["from_step"], ct["to_step"]) == (750, 1000)
+    # training examples' unintended bits at 750: 9, 6, 2, 1 -> 4.5; at 1000: 9, 8, 6, 1 -> 6.0
+    assert ct["training_examples"]["mean_unintended_bits"] == [4.5, 6.0] and ct["increases"]

@@ -251,6 +251,11 @@ def _print_track(s: Any, out_dir: Path | None) -> None:
         )
     ct = s.continued_training
     te = ct.get("training_examples")
+    if ct.get("from_step") is None and s.final_step > 1:  # say why there is no comparison
+        console.print(
+            f"continued training: no observation between step {s.final_step / 2:g} and the final "
+            f"step {s.final_step} to compare with; raise --points-per-decade."
+        )
     if te is not None:
         key = "mean_unintended_bits" if "mean_unintended_bits" in te else "fraction_memorized"
         a, b = te[key]

@@ -127,7 +127,13 @@ def analyze(
 
     out_groups: dict[str, Any] = {}
     curves: dict[str, Any] = {"steps": steps.tolist()}
-    continued: dict[str, Any] = {"from_step": int(steps[mid]), "to_step": final_step, "groups": {}}
+    # no observation in [final / 2, final): nothing to compare the final one with
+    compare = mid < obs.n - 1
+    continued: dict[str, Any] = {
+        "from_step": int(steps[mid]) if compare else None,
+        "to_step": final_step,
+        "groups": {},
+    }
     for g in groups:
         sel = (examples.groups == g) & scorable
         n = int(sel.sum())
@@ -164,6 +170,8 @@ def analyze(
             if elig.any()
             else None,
         }
+        if not compare:
+            continue
         cg = {
             "fraction_memorized": [_none(m[:, mid].mean()), _none(m[:, -1].mean())] if n else None,
         }
@@ -176,7 +184,7 @@ def analyze(
 
     # Does continued training increase memorization of the training examples?
     train_sel = (examples.counts > 0) & scorable
-    if train_sel.any() and mid < obs.n - 1:
+    if train_sel.any() and compare:
         a, b = mem[train_sel, mid].mean(), mem[train_sel, -1].mean()
         continued["training_examples"] = {"fraction_memorized": [float(a), float(b)]}
         verdict = b > a
