@@ -221,7 +221,7 @@ def claim_check(rows: dict[str, dict]) -> dict:
     # Without a positive gap under standard training (the repeated sequences are not predicted
     # better than held-out ones) there is no memorization to close: the share is undefined and
     # the claim cannot be tested (None for both, not NaN and not "does not hold").
-    testable = std["mem_gap"] > 0
+    testable = bool(std["mem_gap"] > 0)
     closed = 1.0 - drop["mem_gap"] / std["mem_gap"] if testable else None
     ratio = drop["val_loss"] / std["val_loss"]
     claim = {
