@@ -197,3 +197,30 @@ def test_print_of_a_run_result_shows_its_headline(tmp_path):
         "  α (bits/param): 3.64",
         "  reused 6 stored: a, b, c, d, e, ...",
     ]
+
+
+def test_every_config_with_a_seed_refuses_a_negative_one():
+    """numpy's generators take no negative seed: ``seed=-1`` ended in a traceback deep inside
+    mia, shadow, dp-audit, laws, capacity and prior runs. Every config refuses it at the door."""
+    import importlib
+
+    from memlens.config import Config
+    from memlens.errors import UserError
+    from memlens.recipes import RECIPES
+
+    seeded = []
+    for target in RECIPES:
+        module, name = target.split(":")
+        cls = getattr(importlib.import_module(module), name)
+        assert issubclass(cls, Config)
+        for field in cls.model_fields:
+            if field == "seed" or field.endswith("_seed"):
+                seeded.append((cls, field))
+                with pytest.raises(UserError) as refused:  # other required fields missing too
+                    cls(**{field: -1})
+                errors = refused.value.validation.errors()
+                said = [e["msg"] for e in errors if e["loc"] == (field,)]
+                assert said and (
+                    "a seed is 0 or more" in said[0] or "greater than or equal to 0" in said[0]
+                ), (cls.__name__, errors)
+    assert len(seeded) >= 14  # every capability that draws random numbers has one

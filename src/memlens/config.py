@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from memlens.errors import UserError
 
@@ -88,6 +88,16 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
     what: ClassVar[str] = "config"
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _seed_is_not_negative(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every ``seed`` and ``*_seed`` setting is 0 or more: numpy's generators take no negative
+        seed (it ended in a traceback deep in a run)."""
+        name = info.field_name or ""
+        if (name == "seed" or name.endswith("_seed")) and type(value) is int and value < 0:
+            raise ValueError("a seed is 0 or more")
+        return value
 
     def __init__(self, /, **data: Any) -> None:
         try:
