@@ -211,3 +211,18 @@ def test_degenerate_data_raise_one_sentence():
         dg.diagnose(np.ones((20, 5)), rng.standard_normal(20))
     with pytest.raises(UserError, match="at least 4"):
         dg.diagnose(rng.standard_normal((3, 5)), rng.standard_normal(3))
+
+
+def test_flat_noise_likelihood_gives_unbounded_interval_not_overflow():
+    """n = 30, d = 60, little noise: the likelihood is flat in sigma^2 (no residual degrees of
+    freedom), its standard error on the log scale is huge, and the 95% interval is (0, inf]
+    instead of an OverflowError from exp()."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 60))
+    y = X @ (rng.standard_normal(60) / 8) + 0.1 * rng.standard_normal(30)
+    fit = fit_prior(LooPath(X, y))
+    lo, hi = fit.sigma2_interval
+    assert lo <= fit.sigma2 <= hi
+    assert hi == np.inf and lo == 0.0
+    res = dg.diagnose(X, y)
+    assert res.verdict == "memorize" and res.lambda_opt <= 0
