@@ -117,6 +117,17 @@ def test_fit_mia_accepts_capacity_bits_and_writes_a_run_dir(tmp_path):
         ("params,n_sequences,f1", [(1e6, -10, 0.9)] + list(OBSERVED[1:]), "positive"),
         ("params,n_sequences,f1", [(1e6, 10, 1.9)] + list(OBSERVED[1:]), "between 0 and 1"),
         ("params,n_sequences,f1", [(1e6, "x", 0.9)] + list(OBSERVED[1:]), "non-numeric"),
+        # the message names the file's own column and row, not the derived capacity
+        (
+            "params,n_sequences,f1",
+            list(OBSERVED[:2]) + [("inf", 10, 0.9)] + list(OBSERVED[3:]),
+            "column params has a missing or non-numeric value in row 2 ('inf')",
+        ),
+        (
+            "params,n_sequences,f1",
+            list(OBSERVED[:4]) + [(1e6, 10, "")] + list(OBSERVED[5:]),
+            "column f1 has a missing or non-numeric value in row 4",
+        ),
     ],
 )
 def test_fit_mia_bad_input(tmp_path, header, rows, match):

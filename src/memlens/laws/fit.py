@@ -210,6 +210,16 @@ def read_mia_table(path: str | Path, alpha: float = PUBLISHED_ALPHA) -> Any:
     for col in ("params", "capacity_bits", "n_sequences", "f1"):
         if col in out.columns:
             out[col] = pd.to_numeric(out[col], errors="coerce")
+            # capacity_bits may have gaps that params fills; every other value must be a number
+            if col == "capacity_bits" and "params" in out.columns:
+                continue
+            bad = ~np.isfinite(out[col].to_numpy(dtype=np.float64))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise UserError(
+                    f"{p}: column {col} has a missing or non-numeric value in row {i} "
+                    f"({df[col].iloc[i]!r}); every row needs a finite number there."
+                )
     if "capacity_bits" in out.columns and out["capacity_bits"].notna().all():
         out["capacity_source"] = "capacity_bits column"
     else:
