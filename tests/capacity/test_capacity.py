@@ -429,7 +429,10 @@ def test_bf16_console_shows_the_published_bf16_figures(tmp_path):
     }
     console = Console(record=True, width=200)
     print_summary(console, s, tmp_path / "r")
-    assert "Published bf16: slope 3.60, mean of per-model ratios 3.51." in console.export_text()
+    text = console.export_text()
+    assert "Published bf16: slope 3.60, mean of per-model ratios 3.51." in text
+    # one shape: no standard error (it printed "± nan s.e.")
+    assert "one shape: no s.e.)" in text and "nan" not in text
 
 
 def test_documented_grid_file_loads(tmp_path):

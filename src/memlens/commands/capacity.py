@@ -116,7 +116,7 @@ def print_summary(console: Any, s: Any, out_dir: Path | None) -> None:
         + (
             f"± {s.alpha_se:.2f} s.e.)"
             if s.alpha_se is not None
-            else "one shape, so no standard error)"
+            else "one shape: no s.e.)"
         )
         + f"; mean of per-model ratios {s.alpha_mean_per_model:.2f}. "
         f"Published {s.precision}: slope {p['slope']:.2f}, mean of per-model ratios "
