@@ -173,6 +173,23 @@ def test_load_formats(tmp_path):
             assert np.allclose(Xl, X) and np.allclose(yl, y)
 
 
+def test_csv_with_pandas_default_column_labels(tmp_path):
+    # pd.DataFrame(array).to_csv writes the header 0,1,...,d-1; it was read as a sample (7 rows
+    # from 6), and with y saved the same way the bogus row entered the fit without a word
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((6, 3))
+    y = rng.standard_normal(6)
+    pd.DataFrame(X).to_csv(tmp_path / "X.csv", index=False)
+    assert (tmp_path / "X.csv").read_text().splitlines()[0] == "0,1,2"
+    pd.DataFrame({"y": y}).to_csv(tmp_path / "y.csv", index=False)
+    Xl, yl = load_xy(tmp_path / "X.csv", tmp_path / "y.csv")
+    assert Xl.shape == (6, 3) and np.allclose(Xl, X) and np.allclose(yl, y)
+    # a one-column y with the header "0" cannot be told from a value 0: the count mismatch says how
+    pd.DataFrame(y).to_csv(tmp_path / "y0.csv", index=False)
+    with pytest.raises(UserError, match="X has 6 rows but y has 7 values.*header"):
+        load_xy(tmp_path / "X.csv", tmp_path / "y0.csv")
+
+
 @pytest.mark.parametrize(
     "setup,match",
     [
