@@ -155,6 +155,16 @@ def fit_mia_law(
                 f"{k} stopped at its bound, so the data do not pin it down (its interval is not valid); "
                 "rows with smaller and larger n_sequences/capacity would help."
             )
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(x, y).statistic) if np.ptp(y) > 0 else 0.0
+    if rho > 0:
+        # the law falls with |D|/Capacity (c3 >= 0): rising data cannot be fitted, only flattened
+        warnings.append(
+            f"F1 rises with n_sequences/capacity (Spearman correlation {rho:+.2f}), the opposite of "
+            "the law, in which membership gets harder to detect as the dataset grows: check the "
+            "columns and that a higher attack score means member."
+        )
     rel = se / np.maximum(np.abs(c), 1e-12)
     for i, k in enumerate(names):
         if not at_bound[k] and rel[i] > 1.0:
