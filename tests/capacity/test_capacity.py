@@ -27,6 +27,43 @@ def test_fit_alpha_known_answer():
     assert fit["alpha"] == pytest.approx(76.9e6 / 21e6)
     assert fit["mean_ratio"] == pytest.approx((3.7 + 3.5 + 3.7) / 3)
     assert cap.fit_alpha(P, 3.64 * P)["alpha"] == pytest.approx(3.64)
+    # standard error sqrt(SSR / (n - 1) / sum(P^2)), residuals C - alpha * P
+    a = 76.9e6 / 21e6
+    ssr = sum((c - a * p) ** 2 for p, c in zip(P, C, strict=True))
+    assert fit["alpha_se"] == pytest.approx(math.sqrt(ssr / 2 / 21e6))
+
+
+def test_one_shape_has_no_standard_error_and_writes_strict_json():
+    # a slope from one point has no error estimate: None (JSON null), not NaN, which strict JSON
+    # readers (jq, JavaScript) refuse; the console said "± nan s.e."
+    fit = cap.fit_alpha([4592.0], [8948.5])
+    assert fit == {"alpha": 8948.5 / 4592, "alpha_se": None, "mean_ratio": 8948.5 / 4592}
+    cfg = cap.load_config("smoke")
+    run = {
+        "n_sequences": 105,
+        "dataset_bits": 10080.0,
+        "memorizable_bits": 9450.0,
+        "memorized_bits": 8948.5,
+        "steps": 900,
+        "saturated": False,
+        "stopped_by": "steps",
+        "seconds": 1.0,
+    }
+    model = {
+        "n_layer": 1,
+        "d_model": 16,
+        "n_head": 4,
+        "params": 4592,
+        "capacity_bits": 8948.5,
+        "bits_per_param": 8948.5 / 4592,
+        "saturated": False,
+        "runs": [run],
+    }
+    s = cap.summarize(cfg, [model], 1.0)
+    assert s.alpha_se is None
+    assert json.loads(json.dumps(s.model_dump(), allow_nan=False))["alpha_se"] is None
+    with pytest.raises(UserError, match="at least one shape"):
+        cap.fit_alpha([], [])
 
 
 def test_saturation_criterion():
@@ -392,7 +429,10 @@ def test_bf16_console_shows_the_published_bf16_figures(tmp_path):
     }
     console = Console(record=True, width=200)
     print_summary(console, s, tmp_path / "r")
-    assert "Published bf16: slope 3.60, mean of per-model ratios 3.51." in console.export_text()
+    text = console.export_text()
+    assert "Published bf16: slope 3.60, mean of per-model ratios 3.51." in text
+    # one shape: no standard error (it printed "± nan s.e.")
+    assert "one shape: no s.e.)" in text and "nan" not in text
 
 
 def test_documented_grid_file_loads(tmp_path):

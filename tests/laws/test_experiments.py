@@ -170,3 +170,13 @@ def test_quick_presets_use_the_capacity_lab_recipe():
             g = GPTConfig(cfg.vocab_size, cfg.seq_len, sh.n_layer, sh.d_model, sh.n_head)
             assert g.n_head == sh.d_model // 4
         assert cfg.train.decay_frac > 0 and cfg.train.min_steps == cfg.train.max_steps
+
+
+def test_double_descent_refuses_ratios_that_give_one_dataset_size(tmp_path):
+    # smoke shape: 1,144 params, capacity 3.64 * 1,144 = 4,164 bits; a sequence of the source
+    # holds log2(16) + 15 * 2.507 = 41.6 bits, so ratios 1.0 and 1.004 both round to N = 100 and
+    # the "peak" between them would be seed noise (it was reported as one).
+    cfg = double_descent_config("smoke", capacity_ratios=[0.1, 1.0, 1.004])
+    with pytest.raises(UserError, match="1 and 1.004 both give datasets of 100 sequences"):
+        run_double_descent(cfg, tmp_path / "o")
+    assert not (tmp_path / "o").exists()  # refused before the run directory is written

@@ -117,6 +117,17 @@ def test_fit_mia_accepts_capacity_bits_and_writes_a_run_dir(tmp_path):
         ("params,n_sequences,f1", [(1e6, -10, 0.9)] + list(OBSERVED[1:]), "positive"),
         ("params,n_sequences,f1", [(1e6, 10, 1.9)] + list(OBSERVED[1:]), "between 0 and 1"),
         ("params,n_sequences,f1", [(1e6, "x", 0.9)] + list(OBSERVED[1:]), "non-numeric"),
+        # the message names the file's own column and row, not the derived capacity
+        (
+            "params,n_sequences,f1",
+            list(OBSERVED[:2]) + [("inf", 10, 0.9)] + list(OBSERVED[3:]),
+            "column params has a missing or non-numeric value in row 2 ('inf')",
+        ),
+        (
+            "params,n_sequences,f1",
+            list(OBSERVED[:4]) + [(1e6, 10, "")] + list(OBSERVED[5:]),
+            "column f1 has a missing or non-numeric value in row 4",
+        ),
     ],
 )
 def test_fit_mia_bad_input(tmp_path, header, rows, match):
@@ -150,3 +161,18 @@ def test_fit_mia_reads_csv_jsonl_and_parquet_alike(tmp_path):
 def test_fit_mia_missing_file(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         laws.fit_mia_table(tmp_path / "nope.csv")
+
+
+def test_fit_mia_warns_when_f1_rises_with_the_dataset():
+    # F1 rising with |D|/Capacity (swapped columns, a reversed score) cannot follow the law (c3 >= 0
+    # makes it fall); the fit only flattens it, and the one warning was "rows with smaller and
+    # larger n_sequences/capacity would help", which is not the problem
+    n = [1, 10, 30, 60, 100]
+    rising = laws.fit_mia_law([1000.0] * 5, n, [0.5, 0.6, 0.8, 0.95, 0.99])
+    assert any("F1 rises with n_sequences/capacity (Spearman correlation +1.00)" in w
+               for w in rising.warnings)  # fmt: skip
+    falling = laws.fit_mia_law([1000.0] * 5, n, [0.99, 0.95, 0.8, 0.6, 0.5])
+    assert not any("rises" in w for w in falling.warnings)
+    cap = [3.64 * p for p, _, _ in OBSERVED]
+    published = laws.fit_mia_law(cap, [d for _, d, _ in OBSERVED], [f for _, _, f in OBSERVED])
+    assert not any("rises" in w for w in published.warnings)

@@ -288,3 +288,17 @@ def test_bad_configs(tmp_path):
         laws.params_from_hf_config(
             {"model_type": "gpt2", "vocab_size": 5, "n_embd": 8, "n_positions": 4}
         )
+
+
+def test_a_vocabulary_other_than_the_configs_is_named(tmp_path):
+    # the parameters come from the config's V = 50,257, the dataset bits from the V passed: the
+    # two disagreeing went unsaid (a contradicting parameter count is refused)
+    cfg = {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 64, "n_embd": 768,
+           "n_layer": 12, "n_head": 12}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    rep = laws.size(config=tmp_path, n_sequences=1000, vocab_size=1024)
+    # 1000 sequences * 64 tokens * log2(1024) = 640,000 bits
+    assert rep.dataset_bits == pytest.approx(640_000.0)
+    assert any("vocabulary size 1,024 differs from the 50,257" in w for w in rep.warnings)
+    same = laws.size(config=tmp_path, n_sequences=1000, vocab_size=50257)
+    assert not any("vocabulary" in w for w in same.warnings)

@@ -133,3 +133,17 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path):
         CliRunner().invoke(app, ["prior", "theory", "--prior", "gaussian", "--out",
                                  str(tmp_path / "b2")], catch_exceptions=False)  # fmt: skip
     assert not (tmp_path / "b2").exists()
+
+
+def test_exact_column_caps_n_as_well_as_d(tmp_path):
+    # gamma 0.01 with n = 400,000 gives d = 4,000 (within the cap on d), but the exact check builds
+    # an n x n matrix: 1.3 TB. It is refused at once, before anything is written.
+    from memlens.errors import UserError
+
+    res = CliRunner().invoke(
+        app,
+        ["prior", "theory", "--gamma", "0.01", "--n", "400000", "--out", str(tmp_path / "o")],
+    )
+    assert isinstance(res.exception, UserError), res.output
+    assert "needs n <= 4000 and 1 <= d <= 4000" in str(res.exception)
+    assert not (tmp_path / "o").exists()

@@ -173,6 +173,23 @@ def test_load_formats(tmp_path):
             assert np.allclose(Xl, X) and np.allclose(yl, y)
 
 
+def test_csv_with_pandas_default_column_labels(tmp_path):
+    # pd.DataFrame(array).to_csv writes the header 0,1,...,d-1; it was read as a sample (7 rows
+    # from 6), and with y saved the same way the bogus row entered the fit without a word
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((6, 3))
+    y = rng.standard_normal(6)
+    pd.DataFrame(X).to_csv(tmp_path / "X.csv", index=False)
+    assert (tmp_path / "X.csv").read_text().splitlines()[0] == "0,1,2"
+    pd.DataFrame({"y": y}).to_csv(tmp_path / "y.csv", index=False)
+    Xl, yl = load_xy(tmp_path / "X.csv", tmp_path / "y.csv")
+    assert Xl.shape == (6, 3) and np.allclose(Xl, X) and np.allclose(yl, y)
+    # a one-column y with the header "0" cannot be told from a value 0: the count mismatch says how
+    pd.DataFrame(y).to_csv(tmp_path / "y0.csv", index=False)
+    with pytest.raises(UserError, match="X has 6 rows but y has 7 values.*header"):
+        load_xy(tmp_path / "X.csv", tmp_path / "y0.csv")
+
+
 @pytest.mark.parametrize(
     "setup,match",
     [
@@ -211,3 +228,18 @@ def test_degenerate_data_raise_one_sentence():
         dg.diagnose(np.ones((20, 5)), rng.standard_normal(20))
     with pytest.raises(UserError, match="at least 4"):
         dg.diagnose(rng.standard_normal((3, 5)), rng.standard_normal(3))
+
+
+def test_flat_noise_likelihood_gives_unbounded_interval_not_overflow():
+    """n = 30, d = 60, little noise: the likelihood is flat in sigma^2 (no residual degrees of
+    freedom), its standard error on the log scale is huge, and the 95% interval is (0, inf]
+    instead of an OverflowError from exp()."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 60))
+    y = X @ (rng.standard_normal(60) / 8) + 0.1 * rng.standard_normal(30)
+    fit = fit_prior(LooPath(X, y))
+    lo, hi = fit.sigma2_interval
+    assert lo <= fit.sigma2 <= hi
+    assert hi == np.inf and lo == 0.0
+    res = dg.diagnose(X, y)
+    assert res.verdict == "memorize" and res.lambda_opt <= 0

@@ -9,25 +9,33 @@ import numpy as np
 
 from memlens.capacity.config import CapacityConfig
 from memlens.capacity.summary import CapacityModel, CapacityRun, CapacitySummary
+from memlens.errors import UserError
 from memlens.units import PUBLISHED_ALPHA, published_alpha
 
 
-def fit_alpha(params: np.ndarray, capacity_bits: np.ndarray) -> dict[str, float]:
+def fit_alpha(params: np.ndarray, capacity_bits: np.ndarray) -> dict[str, float | None]:
     """α as the least-squares slope of capacity on parameters through the origin.
 
     ``alpha = sum(P_i C_i) / sum(P_i^2)``; also the mean of the per-model ratios ``C_i / P_i`` and
-    the slope's standard error. Units: bits per parameter.
+    the slope's standard error, ``sqrt(SSR / (n - 1) / sum(P_i^2))``, which needs two shapes or
+    more (``None`` for one shape). Units: bits per parameter.
     """
-    P = np.asarray(params, dtype=np.float64)
-    C = np.asarray(capacity_bits, dtype=np.float64)
+    P = np.asarray(params, dtype=np.float64).ravel()
+    C = np.asarray(capacity_bits, dtype=np.float64).ravel()
+    if P.size == 0 or P.size != C.size:
+        raise UserError(
+            f"α needs one capacity per parameter count and at least one shape, got {P.size} "
+            f"parameter counts and {C.size} capacities."
+        )
+    if np.any(P <= 0):
+        raise UserError("every parameter count must be positive.")
     alpha = float((P * C).sum() / (P * P).sum())
     ratios = C / P
     n = len(P)
+    se: float | None = None
     if n > 1:
         resid = C - alpha * P
         se = float(math.sqrt((resid**2).sum() / (n - 1) / (P * P).sum()))
-    else:
-        se = float("nan")
     return {"alpha": alpha, "alpha_se": se, "mean_ratio": float(ratios.mean())}
 
 

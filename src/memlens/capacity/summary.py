@@ -57,7 +57,7 @@ class CapacitySummary(Summary):
 
     alpha_bits_per_param: float
     alpha_method: str
-    alpha_se: float
+    alpha_se: float | None  # None with a single shape: a slope from one point has no error
     alpha_mean_per_model: float
     published_alpha: dict[str, Any]
     vocab_size: int

@@ -113,7 +113,8 @@ def print_summary(console: Any, s: Any, out_dir: Path | None) -> None:
     p = s.published_alpha
     console.print(
         f"α = [bold]{s.alpha_bits_per_param:.2f}[/] bits/param ({s.alpha_method}; "
-        f"± {s.alpha_se:.2f} s.e.); mean of per-model ratios {s.alpha_mean_per_model:.2f}. "
+        + (f"± {s.alpha_se:.2f} s.e.)" if s.alpha_se is not None else "one shape: no s.e.)")
+        + f"; mean of per-model ratios {s.alpha_mean_per_model:.2f}. "
         f"Published {s.precision}: slope {p['slope']:.2f}, mean of per-model ratios "
         f"{p['mean_per_model']:.2f}."
     )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from memlens.config import require_config
+from memlens.errors import UserError
 from memlens.laws.cells import _cell_key, _chunks, _stack
 from memlens.laws.settings import DoubleDescentConfig
 from memlens.laws.summaries import DoubleDescentSummary
@@ -43,6 +44,15 @@ def dd_sizes(config: DoubleDescentConfig) -> tuple[int, list[int], float]:
     h_seq = math.log2(config.vocab_size) + (config.seq_len - 1) * src.entropy_rate_bits()
     cap = capacity_bits(P, config.alpha)
     sizes = [max(1, round(r * cap / h_seq)) for r in config.capacity_ratios]
+    seen: dict[int, float] = {}
+    for r, n in zip(config.capacity_ratios, sizes, strict=True):
+        if n in seen:
+            # two models on datasets of one size would make a "peak" out of seed noise
+            raise UserError(
+                f"capacity ratios {seen[n]:g} and {r:g} both give datasets of {n} sequences for "
+                f"this {P:,}-parameter shape; give distinct, farther-apart ratios."
+            )
+        seen[n] = r
     return P, sizes, h_seq
 
 
@@ -184,12 +194,12 @@ def run(
     from memlens.store import RunDir, default_out_dir
 
     check_backend(backend, ray_address, config.device)
+    cells = dd_cells(config)  # refuses bad sizes before anything is written
     rd = RunDir(
         out or default_out_dir("laws-double-descent"), "laws-double-descent", config,
         config.seed,
     )  # fmt: skip
     rd.write_manifest(status="running")
-    cells = dd_cells(config)
     start = time.perf_counter()
     done = run_stored_cells(
         rd, [(c["key"], run_dd_cell, (config, c)) for c in cells], progress=progress,

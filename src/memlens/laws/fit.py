@@ -155,6 +155,16 @@ def fit_mia_law(
                 f"{k} stopped at its bound, so the data do not pin it down (its interval is not valid); "
                 "rows with smaller and larger n_sequences/capacity would help."
             )
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(x, y).statistic) if np.ptp(y) > 0 else 0.0
+    if rho > 0:
+        # the law falls with |D|/Capacity (c3 >= 0): rising data cannot be fitted, only flattened
+        warnings.append(
+            f"F1 rises with n_sequences/capacity (Spearman correlation {rho:+.2f}), the opposite of "
+            "the law, in which membership gets harder to detect as the dataset grows: check the "
+            "columns and that a higher attack score means member."
+        )
     rel = se / np.maximum(np.abs(c), 1e-12)
     for i, k in enumerate(names):
         if not at_bound[k] and rel[i] > 1.0:
@@ -210,6 +220,16 @@ def read_mia_table(path: str | Path, alpha: float = PUBLISHED_ALPHA) -> Any:
     for col in ("params", "capacity_bits", "n_sequences", "f1"):
         if col in out.columns:
             out[col] = pd.to_numeric(out[col], errors="coerce")
+            # capacity_bits may have gaps that params fills; every other value must be a number
+            if col == "capacity_bits" and "params" in out.columns:
+                continue
+            bad = ~np.isfinite(out[col].to_numpy(dtype=np.float64))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise UserError(
+                    f"{p}: column {col} has a missing or non-numeric value in row {i} "
+                    f"({df[col].iloc[i]!r}); every row needs a finite number there."
+                )
     if "capacity_bits" in out.columns and out["capacity_bits"].notna().all():
         out["capacity_source"] = "capacity_bits column"
     else:

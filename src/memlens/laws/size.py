@@ -232,6 +232,12 @@ def size(
             params = cfg_info["params"]
             if vocab_size is None:
                 vocab_size = cfg_info["vocab_size"]
+            elif int(vocab_size) != cfg_info["vocab_size"]:
+                warnings.append(
+                    f"the vocabulary size {int(vocab_size):,} differs from the "
+                    f"{cfg_info['vocab_size']:,} of {cfg_info['path']}; the dataset bits use "
+                    f"{int(vocab_size):,}."
+                )
         else:
             if alpha is not None:
                 raise UserError("pass either `alpha` or a capacity.json `config`, not both.")

@@ -103,8 +103,11 @@ def fit_prior(path: LooPath, alpha_bounds: tuple[float, float] = (-3.0, 3.0)) ->
         se = math.sqrt(cov[-1, -1]) if cov[-1, -1] > 0 else math.inf
     except np.linalg.LinAlgError:
         se = math.inf
+    # A flat likelihood in sigma^2 (no residual degrees of freedom, d >= n) gives a huge standard
+    # error on the log scale: the interval is then (0, inf), not an overflow.
     lo_s2 = math.exp(log_s2 - 1.96 * se) if math.isfinite(se) else 0.0
-    hi_s2 = math.exp(log_s2 + 1.96 * se) if math.isfinite(se) else math.inf
+    hi_log = log_s2 + 1.96 * se
+    hi_s2 = math.exp(hi_log) if math.isfinite(hi_log) and hi_log < 709.0 else math.inf
     return PriorFit(
         sigma2=float(math.exp(log_s2)),
         alpha=float(full.x[1]),

@@ -51,7 +51,12 @@ def load_array(path: str | Path) -> np.ndarray:
         if raw.shape[0] == 0:
             raise UserError(f"{path} holds no data.")
         first = pd.to_numeric(raw.iloc[0], errors="coerce")
-        if first.isna().any():  # a header row
+        labels = [str(v).strip() for v in raw.iloc[0]]
+        # a header row: any non-number, or the column labels 0, 1, ..., k-1 that pandas writes for
+        # a frame made from an array (no row of real features reads exactly 0, 1, 2, ...)
+        if first.isna().any() or (
+            len(labels) >= 2 and labels == [str(i) for i in range(len(labels))]
+        ):
             raw = raw.iloc[1:].reset_index(drop=True)
             raw.columns = pd.read_csv(path, nrows=0).columns[: raw.shape[1]]
         return _numeric_frame(raw, path)
@@ -87,7 +92,10 @@ def load_xy(x_path: str | Path, y_path: str | Path) -> tuple[np.ndarray, np.ndar
 
 def check_xy(X: np.ndarray, y: np.ndarray) -> None:
     if X.shape[0] != y.shape[0]:
-        raise UserError(f"X has {X.shape[0]} rows but y has {y.shape[0]} values; they must match.")
+        raise UserError(
+            f"X has {X.shape[0]} rows but y has {y.shape[0]} values; they must match (a .csv header "
+            "made only of numbers is read as data: give y a name such as 'y' as its header)."
+        )
     if X.shape[0] < 4:
         raise UserError(f"need at least 4 samples for leave-one-out, got {X.shape[0]}.")
     if not np.all(np.isfinite(X)):

@@ -206,10 +206,12 @@ def theory_result(config: TheoryConfig) -> dict:
         raise UserError(f"`n` must be 0 (off) or a positive sample size, got {config.n}.")
     if config.n > 0:
         d = int(round(config.gamma * config.n))
-        if d < 1 or d > MAX_FINITE_D:
+        # the exact check builds n x n and d x d matrices: both sizes are capped (n alone was not,
+        # and a small gamma with a large n asked for terabytes)
+        if d < 1 or d > MAX_FINITE_D or config.n > MAX_FINITE_D:
             raise UserError(
                 f"`n` {config.n} with `gamma` {config.gamma} gives d = {d}; the exact finite-sample "
-                f"check needs 1 <= d <= {MAX_FINITE_D}."
+                f"check needs n <= {MAX_FINITE_D} and 1 <= d <= {MAX_FINITE_D}."
             )
         sx, sw = pop.finite(d)
         fin = linear.finite_sample_theory(sx, sw, config.sigma2, config.n, config.seed)
