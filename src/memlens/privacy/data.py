@@ -144,6 +144,19 @@ def check_canaries_not_in_training(canary_texts: list[str], train_texts: list[st
             )
 
 
+def _check_lengths(kind: str, texts: list[str], toks: list[Any], seq_len: int) -> None:
+    """Every text tokenizes to at least one token and fits the context after the BOS."""
+    limit = seq_len - 1
+    for i, t in enumerate(toks):
+        if len(t) < 1:
+            raise UserError(f"{kind} {i} ({texts[i][:40]!r}) tokenizes to no tokens.")
+        if len(t) > limit:
+            raise UserError(
+                f"{kind} {i} has {len(t)} tokens, longer than the context of {seq_len} tokens "
+                f"allows after the BOS ({limit})."
+            )
+
+
 def make_canaries(
     cfg: DPAuditConfig, vocab: Vocab, train_texts: list[str] | None = None
 ) -> Canaries:
@@ -166,15 +179,7 @@ def make_canaries(
                 f"canaries {j} and {i} are different texts but the same tokens; every canary "
                 "must be distinct as the model sees it."
             )
-    limit = cfg.seq_len - 1
-    for i, t in enumerate(toks):
-        if len(t) < 1:
-            raise UserError(f"canary {i} ({texts[i][:40]!r}) tokenizes to no tokens.")
-        if len(t) > limit:
-            raise UserError(
-                f"canary {i} has {len(t)} tokens, longer than the context of {cfg.seq_len} tokens "
-                f"allows after the BOS ({limit})."
-            )
+    _check_lengths("canary", texts, toks, cfg.seq_len)
     cand_texts = cand_toks = None
     if cfg.candidate_file is not None:
         cand_texts, _ = read_texts(cfg.candidate_file, text_column=cfg.text_column)
@@ -197,14 +202,7 @@ def make_canaries(
                         "ranks canaries among texts never trained on, so remove it from one of "
                         "the two."
                     )
-        for i, t in enumerate(cand_toks):
-            if len(t) < 1:
-                raise UserError(f"candidate {i} ({cand_texts[i][:40]!r}) tokenizes to no tokens.")
-            if len(t) > limit:
-                raise UserError(
-                    f"candidate {i} has {len(t)} tokens, longer than the context of "
-                    f"{cfg.seq_len} tokens allows after the BOS ({limit})."
-                )
+        _check_lengths("candidate", cand_texts, cand_toks, cfg.seq_len)
     return file_canaries(texts, toks, cfg.seed, cand_texts, cand_toks)
 
 
