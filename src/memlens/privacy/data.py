@@ -135,13 +135,21 @@ def check_canaries_not_in_training(canary_texts: list[str], train_texts: list[st
     (Steinke, Nasr & Jagielski 2023): a canary the training texts hold anyway is trained on in
     its "out" world too, so guessing it measures the data, not the inclusion.
     """
+    _refuse_trained_texts(
+        "canary",
+        canary_texts,
+        train_texts,
+        "also occurs in the training texts; a canary must reach the training data only through "
+        "its own coin",
+    )
+
+
+def _refuse_trained_texts(kind: str, texts: list[str], train_texts: list[str], why: str) -> None:
+    """Raise :class:`UserError` naming the first of ``texts`` found verbatim in ``train_texts``."""
     corpus = "\x00".join(train_texts)
-    for i, c in enumerate(canary_texts):
+    for i, c in enumerate(texts):
         if c and c in corpus:
-            raise UserError(
-                f"canary {i} ({c[:40]!r}) also occurs in the training texts; a canary must reach "
-                "the training data only through its own coin, so remove it from one of the two."
-            )
+            raise UserError(f"{kind} {i} ({c[:40]!r}) {why}, so remove it from one of the two.")
 
 
 def _check_lengths(kind: str, texts: list[str], toks: list[Any], seq_len: int) -> None:
@@ -194,14 +202,13 @@ def make_canaries(
                 "some candidate texts are also canaries; candidates must never be trained on."
             )
         if train_texts is not None:
-            corpus = "\x00".join(train_texts)
-            for i, c in enumerate(cand_texts):
-                if c and c in corpus:
-                    raise UserError(
-                        f"candidate {i} ({c[:40]!r}) occurs in the training texts; exposure "
-                        "ranks canaries among texts never trained on, so remove it from one of "
-                        "the two."
-                    )
+            _refuse_trained_texts(
+                "candidate",
+                cand_texts,
+                train_texts,
+                "occurs in the training texts; exposure ranks canaries among texts never "
+                "trained on",
+            )
         _check_lengths("candidate", cand_texts, cand_toks, cfg.seq_len)
     return file_canaries(texts, toks, cfg.seed, cand_texts, cand_toks)
 
